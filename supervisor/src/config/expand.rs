@@ -1,0 +1,123 @@
+//! `${VAR}` and `${VAR:-default}` in configuration strings, and `.env` files.
+
+use std::path::Path;
+
+/// Expands `${NAME}` and `${NAME:-default}` using `lookup`; `$$` is a literal `$`, and a `$`
+/// not followed by `{` stays as it is. An unset variable without a default is an error, so a
+/// typo is caught at start rather than turning into an empty argument.
+pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    if !text.contains('$') {
+        return Ok(text.to_owned());
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let end = body
+                .find('}')
+                .ok_or_else(|| format!("unclosed \"${{\" in {text:?}"))?;
+            let inner = &body[..end];
+            let (name, default) = match inner.split_once(":-") {
+                Some((n, d)) => (n, Some(d)),
+                None => (inner, None),
+            };
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!("\"${{{inner}}}\" is not a variable reference"));
+            }
+            match (
+                lookup(name).filter(|v| default.is_none() || !v.is_empty()),
+                default,
+            ) {
+                (Some(v), _) => out.push_str(&v),
+                (None, Some(d)) => out.push_str(d),
+                (None, None) => {
+                    return Err(format!(
+                        "${{{name}}} is not set (set it in the environment or an env_file, or write ${{{name}:-default}})"
+                    ));
+                }
+            }
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Reads a `.env` file: `KEY=VALUE` lines, `#` comments, optional quotes and `export`.
+pub fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, String> {
+    let iter = dotenvy::from_path_iter(path).map_err(|e| describe(path, e))?;
+    iter.map(|item| item.map_err(|e| describe(path, e)))
+        .collect()
+}
+
+fn describe(path: &Path, e: dotenvy::Error) -> String {
+    match e {
+        dotenvy::Error::Io(io) => format!("cannot read env_file {}: {io}", path.display()),
+        dotenvy::Error::LineParse(line, idx) => {
+            format!(
+                "env_file {}: cannot parse {line:?} (at character {idx})",
+                path.display()
+            )
+        }
+        other => format!("env_file {}: {other}", path.display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "HOME" => Some("/home/bot".into()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn expands_variables_and_defaults() {
+        assert_eq!(expand("${HOME}/x", &env).as_deref(), Ok("/home/bot/x"));
+        assert_eq!(expand("${NOPE:-7}", &env).as_deref(), Ok("7"));
+        assert_eq!(expand("${EMPTY:-d}", &env).as_deref(), Ok("d"));
+        assert_eq!(expand("${EMPTY}", &env).as_deref(), Ok(""));
+        assert_eq!(expand("a$$b $x", &env).as_deref(), Ok("a$b $x"));
+        assert_eq!(expand("plain", &env).as_deref(), Ok("plain"));
+    }
+
+    #[test]
+    fn reports_unset_and_malformed() {
+        assert!(
+            expand("${NOPE}", &env)
+                .unwrap_err()
+                .contains("${NOPE} is not set")
+        );
+        assert!(expand("${HOME", &env).unwrap_err().contains("unclosed"));
+        assert!(
+            expand("${a b}", &env)
+                .unwrap_err()
+                .contains("not a variable")
+        );
+    }
+
+    #[test]
+    fn reads_env_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".env");
+        std::fs::write(&path, "# comment\nA=1\nexport B=\"two words\"\n").unwrap();
+        let vars = read_env_file(&path).unwrap();
+        assert_eq!(
+            vars,
+            vec![("A".into(), "1".into()), ("B".into(), "two words".into())]
+        );
+        assert!(read_env_file(&dir.path().join("missing")).is_err());
+    }
+}

@@ -1,0 +1,226 @@
+//! `supervisor.toml`: what the daemon runs and how.
+//!
+//! Parsing walks the TOML document with its source spans, so that every problem is reported with
+//! the file, line and key it concerns, and all of them at once (see [`ConfigErrors`]).
+//!
+//! # Layout
+//! - [`parse`]: the spanned walk from TOML text to [`Config`], and cross-program validation.
+//! - [`expand`]: `${VAR}` / `${VAR:-default}` expansion and `.env` files.
+//! - [`units`]: durations, byte sizes and signal names as written in the file.
+
+pub mod expand;
+pub mod parse;
+pub mod units;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+pub use parse::{parse, parse_with_env};
+
+/// A program's name: `[A-Za-z0-9_.-]+`, because it names log files and appears in CLI verbs.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ProgramName(String);
+
+impl ProgramName {
+    /// Accepts a name made only of letters, digits, `_`, `.` and `-` (not starting with `.`).
+    pub fn new(name: &str) -> Result<Self, String> {
+        if name.is_empty() {
+            return Err("a program name cannot be empty".into());
+        }
+        if name.starts_with('.') {
+            return Err(format!("program name {name:?} cannot start with '.'"));
+        }
+        if let Some(bad) = name
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+        {
+            return Err(format!(
+                "program name {name:?} contains {bad:?}; use only letters, digits, '_', '-' and '.'"
+            ));
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ProgramName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The whole configuration, validated.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The file it was read from (absolute).
+    pub path: PathBuf,
+    pub supervisor: SupervisorSection,
+    /// Programs in start order: by `priority`, then by name.
+    pub programs: Vec<ProgramConfig>,
+}
+
+impl Config {
+    pub fn program(&self, name: &str) -> Option<&ProgramConfig> {
+        self.programs.iter().find(|p| p.name.as_str() == name)
+    }
+}
+
+/// `[supervisor]`: the daemon's own settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SupervisorSection {
+    pub logdir: PathBuf,
+    pub socket: PathBuf,
+    /// Upper bound on a graceful shutdown; everything still alive then is killed.
+    pub shutdown_timeout: Duration,
+    /// Variables for `${VAR}` expansion and for every program's environment (the real
+    /// environment wins over it).
+    pub env_file: Option<PathBuf>,
+}
+
+/// `autorestart`, with supervisord's meaning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AutoRestart {
+    Always,
+    Never,
+    /// Restart only when the exit code is not listed in `exitcodes`.
+    Unexpected,
+}
+
+/// `on_fatal`: what a program reaching FATAL does to the whole supervisor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnFatal {
+    Ignore,
+    /// Shut everything down and exit non-zero: the container's orchestrator then decides.
+    Shutdown,
+}
+
+/// `backoff = { initial, max, multiplier, jitter, reset }`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+    pub multiplier: f64,
+    /// Fraction (0..=1) by which each delay is randomly stretched or shrunk.
+    pub jitter: f64,
+    /// A program that stayed RUNNING this long has recovered: its next restart is immediate.
+    pub reset: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+            multiplier: 2.0,
+            jitter: 0.1,
+            reset: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Where one output stream of a program goes on disk.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogTarget {
+    /// `None` when the file is `"NONE"`: the output is read (and echoed) but not kept.
+    pub path: Option<PathBuf>,
+    /// Rotate before the file would grow past this; 0 never rotates.
+    pub maxbytes: u64,
+    /// How many rotated files (`name.log.1` ...) to keep.
+    pub backups: u32,
+}
+
+/// The user a program runs as, resolved when the configuration is read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserSpec {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+    pub home: PathBuf,
+    pub shell: PathBuf,
+}
+
+/// One `[program.NAME]` table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProgramConfig {
+    pub name: ProgramName,
+    pub command: Vec<String>,
+    pub directory: Option<PathBuf>,
+    /// Extra variables, in the order they apply (`env_file` first, then `environment`).
+    pub environment: Vec<(String, String)>,
+    pub user: Option<UserSpec>,
+    pub autostart: bool,
+    pub autorestart: AutoRestart,
+    pub exitcodes: Vec<i32>,
+    pub fatal_exitcodes: Vec<i32>,
+    pub startsecs: Duration,
+    pub startretries: u32,
+    pub stopsignal: Signal,
+    pub stopwaitsecs: Duration,
+    pub priority: i32,
+    pub redirect_stderr: bool,
+    pub stdout: LogTarget,
+    pub stderr: LogTarget,
+    pub backoff: Backoff,
+    pub depends_on: Vec<ProgramName>,
+    pub on_fatal: OnFatal,
+    pub echo_output: bool,
+}
+
+/// One problem in a configuration file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 1-based; 0 when the problem is not tied to a line (an unreadable file).
+    pub line: usize,
+    /// Dotted key path such as `program.bot.startsecs`; empty for whole-file problems.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let file = self.file.display();
+        match (self.line, self.key.is_empty()) {
+            (0, true) => write!(f, "{file}: {}", self.message),
+            (0, false) => write!(f, "{file}: {}: {}", self.key, self.message),
+            (line, true) => write!(f, "{file}:{line}: {}", self.message),
+            (line, false) => write!(f, "{file}:{line}: {}: {}", self.key, self.message),
+        }
+    }
+}
+
+/// Every problem found in a configuration, in file order.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads and validates the file at `path` against the real environment.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: path.to_owned(),
+            line: 0,
+            key: String::new(),
+            message: format!("cannot read the configuration: {e}"),
+        }])
+    })?;
+    parse(path, &text)
+}

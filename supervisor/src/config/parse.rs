@@ -1,0 +1,1006 @@
+//! From TOML text to a validated [`Config`], collecting every problem with its line and key.
+//!
+//! The document is parsed into toml's spanned tree and walked by hand rather than through
+//! `#[derive(Deserialize)]`: serde stops at the first error, and we promise all of them at once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::expand::{expand, read_env_file};
+use super::units::{parse_bytes, parse_duration, parse_signal};
+use super::{
+    AutoRestart, Backoff, Config, ConfigError, ConfigErrors, LogTarget, OnFatal, ProgramConfig,
+    ProgramName, SupervisorSection, UserSpec,
+};
+
+type Value<'i> = Spanned<DeValue<'i>>;
+type Env<'e> = dyn Fn(&str) -> Option<String> + 'e;
+
+const SUPERVISOR_KEYS: &[&str] = &["logdir", "socket", "shutdown_timeout", "env_file"];
+const PROGRAM_KEYS: &[&str] = &[
+    "command",
+    "directory",
+    "environment",
+    "env_file",
+    "user",
+    "autostart",
+    "autorestart",
+    "exitcodes",
+    "fatal_exitcodes",
+    "startsecs",
+    "startretries",
+    "stopsignal",
+    "stopwaitsecs",
+    "priority",
+    "redirect_stderr",
+    "stdout_logfile",
+    "stdout_logfile_maxbytes",
+    "stdout_logfile_backups",
+    "stderr_logfile",
+    "stderr_logfile_maxbytes",
+    "stderr_logfile_backups",
+    "backoff",
+    "depends_on",
+    "on_fatal",
+    "echo_output",
+];
+const BACKOFF_KEYS: &[&str] = &["initial", "max", "multiplier", "jitter", "reset"];
+
+/// Parses `text` as the contents of `path`, expanding `${VAR}` from the process environment.
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
+    parse_with_env(path, text, &|name| std::env::var(name).ok())
+}
+
+/// Like [`parse`], with the environment given as a lookup function (for tests).
+pub fn parse_with_env(path: &Path, text: &str, env: &Env<'_>) -> Result<Config, ConfigErrors> {
+    let mut w = Walker::new(path, text);
+    let doc = match DeTable::parse_recoverable(text) {
+        (doc, errors) if errors.is_empty() => doc,
+        (_, errors) => {
+            for e in errors {
+                let line = e.span().map_or(0, |s| w.line(s.start));
+                w.errors.push(ConfigError {
+                    file: path.to_owned(),
+                    line,
+                    key: String::new(),
+                    message: format!("invalid TOML: {}", e.message().trim_end()),
+                });
+            }
+            return Err(w.finish_errors());
+        }
+    };
+    let config = w.document(doc.get_ref(), env);
+    if w.errors.is_empty() {
+        config.ok_or_else(|| w.finish_errors())
+    } else {
+        Err(w.finish_errors())
+    }
+}
+
+struct Walker<'a> {
+    file: &'a Path,
+    src: &'a str,
+    /// The folder relative paths resolve against.
+    base: PathBuf,
+    errors: Vec<ConfigError>,
+}
+
+/// A log path with where it was configured, to find two streams writing one file.
+struct LogUse {
+    path: PathBuf,
+    key: String,
+    span: Range<usize>,
+}
+
+impl<'a> Walker<'a> {
+    fn new(file: &'a Path, src: &'a str) -> Self {
+        let absolute = std::path::absolute(file).unwrap_or_else(|_| file.to_owned());
+        let base = absolute
+            .parent()
+            .map(Path::to_owned)
+            .unwrap_or_else(|| PathBuf::from("/"));
+        Self {
+            file,
+            src,
+            base,
+            errors: Vec::new(),
+        }
+    }
+
+    fn line(&self, offset: usize) -> usize {
+        let end = offset.min(self.src.len());
+        self.src.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    }
+
+    fn error(&mut self, span: Range<usize>, key: &str, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            file: self.file.to_owned(),
+            line: self.line(span.start),
+            key: key.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    fn finish_errors(&mut self) -> ConfigErrors {
+        let mut errors = std::mem::take(&mut self.errors);
+        errors.sort_by(|a, b| a.line.cmp(&b.line).then_with(|| a.key.cmp(&b.key)));
+        errors.dedup();
+        ConfigErrors(errors)
+    }
+
+    fn resolve(&self, path: &str) -> PathBuf {
+        let p = Path::new(path);
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    fn document(&mut self, doc: &DeTable<'_>, env: &Env<'_>) -> Option<Config> {
+        for (key, _) in doc.iter() {
+            let name = key.get_ref().as_ref();
+            if name != "supervisor" && name != "program" {
+                let hint = suggest(name, &["supervisor", "program"]);
+                self.error(key.span(), name, format!("unknown section{hint}"));
+            }
+        }
+        let (sup_span, sup_table) = match get(doc, "supervisor") {
+            Some((k, v)) => (k.span(), self.table(v, "supervisor")),
+            None => (0..0, None),
+        };
+        let supervisor = self.supervisor(sup_table, env);
+        let global_env = match &supervisor.env_file {
+            Some(path) => match read_env_file(path) {
+                Ok(vars) => vars,
+                Err(message) => {
+                    let span = sup_table
+                        .and_then(|t| get(t, "env_file"))
+                        .map_or(sup_span, |(_, v)| v.span());
+                    self.error(span, "supervisor.env_file", message);
+                    Vec::new()
+                }
+            },
+            None => Vec::new(),
+        };
+        let global_lookup = |name: &str| {
+            env(name).or_else(|| {
+                global_env
+                    .iter()
+                    .rev()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+            })
+        };
+
+        let mut programs = Vec::new();
+        let mut spans = HashMap::new();
+        let mut logs = Vec::new();
+        if let Some((_, value)) = get(doc, "program")
+            && let Some(table) = self.table(value, "program")
+        {
+            for (key, value) in table.iter() {
+                let raw_name = key.get_ref().as_ref();
+                let path = format!("program.{raw_name}");
+                let name = match ProgramName::new(raw_name) {
+                    Ok(n) => n,
+                    Err(message) => {
+                        self.error(key.span(), &path, message);
+                        continue;
+                    }
+                };
+                let Some(t) = self.table(value, &path) else {
+                    continue;
+                };
+                spans.insert(name.clone(), key.span());
+                if let Some(p) = self.program(
+                    name,
+                    t,
+                    key.span(),
+                    &supervisor,
+                    &global_env,
+                    &global_lookup,
+                    env,
+                ) {
+                    for (stream, target) in [("stdout", &p.stdout), ("stderr", &p.stderr)] {
+                        if stream == "stderr" && p.redirect_stderr {
+                            continue;
+                        }
+                        if let Some(path) = &target.path {
+                            let key = format!("program.{}.{stream}_logfile", p.name);
+                            let span = get(t, &format!("{stream}_logfile"))
+                                .map_or(key_span(&spans, &p.name), |(_, v)| v.span());
+                            logs.push(LogUse {
+                                path: path.clone(),
+                                key,
+                                span,
+                            });
+                        }
+                    }
+                    programs.push(p);
+                }
+            }
+        }
+        self.duplicate_logs(&logs);
+        self.dependencies(&programs, doc, &spans);
+        programs.sort_by(|a, b| a.priority.cmp(&b.priority).then(a.name.cmp(&b.name)));
+        Some(Config {
+            path: std::path::absolute(self.file).unwrap_or_else(|_| self.file.to_owned()),
+            supervisor,
+            programs,
+        })
+    }
+
+    fn supervisor(&mut self, table: Option<&DeTable<'_>>, env: &Env<'_>) -> SupervisorSection {
+        let mut s = SupervisorSection {
+            logdir: self.base.join("data/logs"),
+            socket: self.base.join("data/supervisor.sock"),
+            shutdown_timeout: Duration::from_secs(30),
+            env_file: None,
+        };
+        let Some(table) = table else {
+            return s;
+        };
+        for (key, value) in table.iter() {
+            let name = key.get_ref().as_ref();
+            let path = format!("supervisor.{name}");
+            match name {
+                "logdir" => {
+                    if let Some(v) = self.string(value, &path, env) {
+                        s.logdir = self.resolve(&v);
+                    }
+                }
+                "socket" => {
+                    if let Some(v) = self.string(value, &path, env) {
+                        s.socket = self.resolve(&v);
+                    }
+                }
+                "env_file" => {
+                    if let Some(v) = self.string(value, &path, env) {
+                        s.env_file = Some(self.resolve(&v));
+                    }
+                }
+                "shutdown_timeout" => {
+                    if let Some(d) = self.duration(value, &path) {
+                        s.shutdown_timeout = d;
+                    }
+                }
+                _ => self.unknown_key(key, &path, SUPERVISOR_KEYS),
+            }
+        }
+        s
+    }
+
+    #[allow(clippy::too_many_arguments)] // the walker's context, passed down once
+    fn program(
+        &mut self,
+        name: ProgramName,
+        t: &DeTable<'_>,
+        span: Range<usize>,
+        sup: &SupervisorSection,
+        global_env: &[(String, String)],
+        global_lookup: &Env<'_>,
+        real_env: &Env<'_>,
+    ) -> Option<ProgramConfig> {
+        let prefix = format!("program.{name}");
+        let key = |k: &str| format!("{prefix}.{k}");
+
+        // The program's env_file feeds both its environment and its own `${VAR}` expansion.
+        let mut file_env = Vec::new();
+        if let Some((_, v)) = get(t, "env_file")
+            && let Some(p) = self.string(v, &key("env_file"), global_lookup)
+        {
+            match read_env_file(&self.resolve(&p)) {
+                Ok(vars) => file_env = vars,
+                Err(message) => self.error(v.span(), &key("env_file"), message),
+            }
+        }
+        let lookup = |n: &str| {
+            file_env
+                .iter()
+                .rev()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.clone())
+                .or_else(|| global_lookup(n))
+        };
+        let env: &Env<'_> = &lookup;
+
+        let mut p = ProgramConfig {
+            name: name.clone(),
+            command: Vec::new(),
+            directory: None,
+            environment: Vec::new(),
+            user: None,
+            autostart: true,
+            autorestart: AutoRestart::Unexpected,
+            exitcodes: vec![0],
+            fatal_exitcodes: Vec::new(),
+            startsecs: Duration::from_secs(1),
+            startretries: 3,
+            stopsignal: Signal::SIGTERM,
+            stopwaitsecs: Duration::from_secs(10),
+            priority: 999,
+            redirect_stderr: false,
+            stdout: LogTarget {
+                path: Some(sup.logdir.join(format!("{name}.log"))),
+                maxbytes: 50 << 20,
+                backups: 10,
+            },
+            stderr: LogTarget {
+                path: Some(sup.logdir.join(format!("{name}.err.log"))),
+                maxbytes: 50 << 20,
+                backups: 10,
+            },
+            backoff: Backoff::default(),
+            depends_on: Vec::new(),
+            on_fatal: OnFatal::Ignore,
+            echo_output: true,
+        };
+        let mut environment = Vec::new();
+        let mut have_command = false;
+        for (k, v) in t.iter() {
+            let kname = k.get_ref().as_ref();
+            let path = key(kname);
+            match kname {
+                "command" => {
+                    if let Some(c) = self.command(v, &path, env) {
+                        p.command = c;
+                        have_command = true;
+                    } else {
+                        have_command = true; // already reported
+                    }
+                }
+                "directory" => {
+                    if let Some(d) = self.string(v, &path, env) {
+                        p.directory = Some(self.resolve(&d));
+                    }
+                }
+                "environment" => environment = self.environment(v, &path, env),
+                "env_file" => {} // read above
+                "user" => {
+                    if let Some(u) = self.string(v, &path, env) {
+                        match resolve_user(&u) {
+                            Ok(spec) => p.user = Some(spec),
+                            Err(message) => self.error(v.span(), &path, message),
+                        }
+                    }
+                }
+                "autostart" => set(&mut p.autostart, self.boolean(v, &path)),
+                "autorestart" => set(&mut p.autorestart, self.autorestart(v, &path)),
+                "exitcodes" => set(&mut p.exitcodes, self.exit_codes(v, &path)),
+                "fatal_exitcodes" => set(&mut p.fatal_exitcodes, self.exit_codes(v, &path)),
+                "startsecs" => set(&mut p.startsecs, self.duration(v, &path)),
+                "startretries" => {
+                    set(
+                        &mut p.startretries,
+                        self.integer(v, &path, 0, 1000).map(|n| n as u32),
+                    );
+                }
+                "stopsignal" => set(&mut p.stopsignal, self.signal(v, &path)),
+                "stopwaitsecs" => set(&mut p.stopwaitsecs, self.duration(v, &path)),
+                "priority" => set(
+                    &mut p.priority,
+                    self.integer(v, &path, -1_000_000, 1_000_000)
+                        .map(|n| n as i32),
+                ),
+                "redirect_stderr" => set(&mut p.redirect_stderr, self.boolean(v, &path)),
+                "stdout_logfile" => set(
+                    &mut p.stdout.path,
+                    self.logfile(v, &path, env, sup, &name, "log"),
+                ),
+                "stderr_logfile" => set(
+                    &mut p.stderr.path,
+                    self.logfile(v, &path, env, sup, &name, "err.log"),
+                ),
+                "stdout_logfile_maxbytes" => set(&mut p.stdout.maxbytes, self.bytes(v, &path)),
+                "stderr_logfile_maxbytes" => set(&mut p.stderr.maxbytes, self.bytes(v, &path)),
+                "stdout_logfile_backups" => set(
+                    &mut p.stdout.backups,
+                    self.integer(v, &path, 0, 1000).map(|n| n as u32),
+                ),
+                "stderr_logfile_backups" => set(
+                    &mut p.stderr.backups,
+                    self.integer(v, &path, 0, 1000).map(|n| n as u32),
+                ),
+                "backoff" => set(&mut p.backoff, self.backoff(v, &path)),
+                "depends_on" => {
+                    if let Some(list) = self.string_list(v, &path, env) {
+                        let mut deps = Vec::new();
+                        for d in list {
+                            match ProgramName::new(&d) {
+                                Ok(n) if n == name => {
+                                    self.error(v.span(), &path, "a program cannot depend on itself")
+                                }
+                                Ok(n) => deps.push(n),
+                                Err(message) => self.error(v.span(), &path, message),
+                            }
+                        }
+                        p.depends_on = deps;
+                    }
+                }
+                "on_fatal" => set(&mut p.on_fatal, self.on_fatal(v, &path)),
+                "echo_output" => set(&mut p.echo_output, self.boolean(v, &path)),
+                _ => self.unknown_key(k, &path, PROGRAM_KEYS),
+            }
+        }
+        if !have_command {
+            self.error(
+                span,
+                &prefix,
+                "missing \"command\" (the program to run, e.g. command = [\"/usr/bin/bot\", \"--flag\"])",
+            );
+        }
+        if let Some((_, v)) = get(t, "exitcodes") {
+            let overlap: Vec<_> = p
+                .fatal_exitcodes
+                .iter()
+                .filter(|c| p.exitcodes.contains(c))
+                .collect();
+            if !overlap.is_empty() {
+                self.error(
+                    v.span(),
+                    &key("exitcodes"),
+                    format!(
+                        "exit code {} is listed both here and in fatal_exitcodes",
+                        overlap[0]
+                    ),
+                );
+            }
+        }
+        // Child environment: the supervisor's own, then the global env_file for what the real
+        // environment lacks, then the program's env_file, then its `environment` table.
+        p.environment = global_env
+            .iter()
+            .filter(|(k, _)| real_env(k).is_none())
+            .cloned()
+            .collect();
+        p.environment.extend(file_env);
+        p.environment.extend(environment);
+        Some(p)
+    }
+
+    fn unknown_key(
+        &mut self,
+        key: &Spanned<std::borrow::Cow<'_, str>>,
+        path: &str,
+        known: &[&str],
+    ) {
+        let hint = suggest(key.get_ref(), known);
+        self.error(key.span(), path, format!("unknown key{hint}"));
+    }
+
+    fn type_error(&mut self, v: &Value<'_>, path: &str, expected: &str) {
+        let found = v.get_ref().type_str();
+        self.error(
+            v.span(),
+            path,
+            format!("expected {expected}, found {}", article(found)),
+        );
+    }
+
+    fn table<'t, 'i>(&mut self, v: &'t Value<'i>, path: &str) -> Option<&'t DeTable<'i>> {
+        match v.get_ref() {
+            DeValue::Table(t) => Some(t),
+            _ => {
+                self.type_error(v, path, "a table");
+                None
+            }
+        }
+    }
+
+    fn string(&mut self, v: &Value<'_>, path: &str, env: &Env<'_>) -> Option<String> {
+        match v.get_ref() {
+            DeValue::String(s) => match expand(s, env) {
+                Ok(s) => Some(s),
+                Err(message) => {
+                    self.error(v.span(), path, message);
+                    None
+                }
+            },
+            _ => {
+                self.type_error(v, path, "a string");
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, v: &Value<'_>, path: &str) -> Option<bool> {
+        match v.get_ref() {
+            DeValue::Boolean(b) => Some(*b),
+            _ => {
+                self.type_error(v, path, "true or false");
+                None
+            }
+        }
+    }
+
+    fn integer(&mut self, v: &Value<'_>, path: &str, min: i64, max: i64) -> Option<i64> {
+        let n = match v.get_ref() {
+            DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix()).ok(),
+            _ => {
+                self.type_error(v, path, "an integer");
+                return None;
+            }
+        };
+        match n {
+            Some(n) if (min..=max).contains(&n) => Some(n),
+            _ => {
+                self.error(
+                    v.span(),
+                    path,
+                    format!("{} is out of range ({min} to {max})", raw(v)),
+                );
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, v: &Value<'_>, path: &str) -> Option<Duration> {
+        let result = match v.get_ref() {
+            DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
+                Ok(n) if n < 0 => Err(format!("{n} is negative; durations cannot be")),
+                Ok(n) => Ok(Duration::from_secs(n as u64)),
+                Err(_) => Err(format!("{} is too large", i.as_str())),
+            },
+            DeValue::Float(f) => match f.as_str().parse::<f64>() {
+                Ok(x) if x < 0.0 => Err(format!("{x} is negative; durations cannot be")),
+                Ok(x) => {
+                    Duration::try_from_secs_f64(x).map_err(|_| format!("{x} is not a duration"))
+                }
+                Err(_) => Err(format!("{} is not a duration", f.as_str())),
+            },
+            DeValue::String(s) => parse_duration(s),
+            _ => {
+                self.type_error(
+                    v,
+                    path,
+                    "a duration (seconds, or a string such as \"250ms\")",
+                );
+                return None;
+            }
+        };
+        result.map_err(|m| self.error(v.span(), path, m)).ok()
+    }
+
+    fn bytes(&mut self, v: &Value<'_>, path: &str) -> Option<u64> {
+        let result = match v.get_ref() {
+            DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
+                Ok(n) if n >= 0 => Ok(n as u64),
+                _ => Err(format!("{} is not a size in bytes", i.as_str())),
+            },
+            DeValue::String(s) => parse_bytes(s),
+            _ => {
+                self.type_error(v, path, "a size (bytes, or a string such as \"50MB\")");
+                return None;
+            }
+        };
+        result.map_err(|m| self.error(v.span(), path, m)).ok()
+    }
+
+    fn signal(&mut self, v: &Value<'_>, path: &str) -> Option<Signal> {
+        let result = match v.get_ref() {
+            DeValue::String(s) => parse_signal(s),
+            DeValue::Integer(i) => parse_signal(i.as_str()),
+            _ => {
+                self.type_error(v, path, "a signal name such as \"TERM\"");
+                return None;
+            }
+        };
+        result.map_err(|m| self.error(v.span(), path, m)).ok()
+    }
+
+    fn string_list(&mut self, v: &Value<'_>, path: &str, env: &Env<'_>) -> Option<Vec<String>> {
+        let DeValue::Array(items) = v.get_ref() else {
+            self.type_error(v, path, "an array of strings");
+            return None;
+        };
+        let mut out = Vec::with_capacity(items.len());
+        let mut ok = true;
+        for item in items.iter() {
+            match self.string(item, path, env) {
+                Some(s) => out.push(s),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn command(&mut self, v: &Value<'_>, path: &str, env: &Env<'_>) -> Option<Vec<String>> {
+        let argv = match v.get_ref() {
+            DeValue::String(_) => {
+                let line = self.string(v, path, env)?;
+                match shlex::split(&line) {
+                    Some(words) => words,
+                    None => {
+                        self.error(v.span(), path, "unbalanced quotes in the command line");
+                        return None;
+                    }
+                }
+            }
+            DeValue::Array(_) => self.string_list(v, path, env)?,
+            _ => {
+                self.type_error(v, path, "an array of strings (or a command line string)");
+                return None;
+            }
+        };
+        if argv.first().is_none_or(|a| a.is_empty()) {
+            self.error(v.span(), path, "the command is empty");
+            return None;
+        }
+        let mut argv = argv;
+        // A relative program path with a slash is relative to the config file, like every path.
+        if argv[0].contains('/') && !argv[0].starts_with('/') {
+            argv[0] = self.resolve(&argv[0]).to_string_lossy().into_owned();
+        }
+        Some(argv)
+    }
+
+    fn environment(&mut self, v: &Value<'_>, path: &str, env: &Env<'_>) -> Vec<(String, String)> {
+        let Some(t) = self.table(v, path) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (k, value) in t.iter() {
+            let name = k.get_ref().as_ref();
+            let kpath = format!("{path}.{name}");
+            if name.is_empty() || name.contains('=') || name.contains('\0') {
+                self.error(k.span(), &kpath, "not a valid environment variable name");
+                continue;
+            }
+            let text = match value.get_ref() {
+                DeValue::String(_) => self.string(value, &kpath, env),
+                DeValue::Integer(i) => Some(i.as_str().to_owned()),
+                DeValue::Float(f) => Some(f.as_str().to_owned()),
+                DeValue::Boolean(b) => Some(b.to_string()),
+                _ => {
+                    self.type_error(value, &kpath, "a string");
+                    None
+                }
+            };
+            if let Some(text) = text {
+                out.push((name.to_owned(), text));
+            }
+        }
+        out
+    }
+
+    fn exit_codes(&mut self, v: &Value<'_>, path: &str) -> Option<Vec<i32>> {
+        let DeValue::Array(items) = v.get_ref() else {
+            self.type_error(v, path, "an array of exit codes");
+            return None;
+        };
+        let mut out = Vec::new();
+        let mut ok = true;
+        for item in items.iter() {
+            match self.integer(item, path, 0, 255) {
+                Some(n) => out.push(n as i32),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn autorestart(&mut self, v: &Value<'_>, path: &str) -> Option<AutoRestart> {
+        match v.get_ref() {
+            DeValue::Boolean(true) => Some(AutoRestart::Always),
+            DeValue::Boolean(false) => Some(AutoRestart::Never),
+            DeValue::String(s) if s == "unexpected" => Some(AutoRestart::Unexpected),
+            DeValue::String(s) if s == "true" || s == "false" => {
+                self.error(
+                    v.span(),
+                    path,
+                    format!(
+                        "write {s} without quotes (autorestart is true, false or \"unexpected\")"
+                    ),
+                );
+                None
+            }
+            _ => {
+                self.error(
+                    v.span(),
+                    path,
+                    format!("expected true, false or \"unexpected\", found {}", raw(v)),
+                );
+                None
+            }
+        }
+    }
+
+    fn on_fatal(&mut self, v: &Value<'_>, path: &str) -> Option<OnFatal> {
+        match v.get_ref() {
+            DeValue::String(s) if s == "ignore" => Some(OnFatal::Ignore),
+            DeValue::String(s) if s == "shutdown" => Some(OnFatal::Shutdown),
+            _ => {
+                self.error(
+                    v.span(),
+                    path,
+                    format!("expected \"ignore\" or \"shutdown\", found {}", raw(v)),
+                );
+                None
+            }
+        }
+    }
+
+    fn logfile(
+        &mut self,
+        v: &Value<'_>,
+        path: &str,
+        env: &Env<'_>,
+        sup: &SupervisorSection,
+        name: &ProgramName,
+        suffix: &str,
+    ) -> Option<Option<PathBuf>> {
+        let s = self.string(v, path, env)?;
+        Some(match s.as_str() {
+            "NONE" => None,
+            "AUTO" => Some(sup.logdir.join(format!("{name}.{suffix}"))),
+            "" => {
+                self.error(
+                    v.span(),
+                    path,
+                    "empty path (write \"NONE\" to keep no log file)",
+                );
+                return None;
+            }
+            other => Some(self.resolve(other)),
+        })
+    }
+
+    fn backoff(&mut self, v: &Value<'_>, path: &str) -> Option<Backoff> {
+        let t = self.table(v, path)?;
+        let mut b = Backoff::default();
+        let errors_before = self.errors.len();
+        for (k, value) in t.iter() {
+            let name = k.get_ref().as_ref();
+            let kpath = format!("{path}.{name}");
+            match name {
+                "initial" => set(&mut b.initial, self.duration(value, &kpath)),
+                "max" => set(&mut b.max, self.duration(value, &kpath)),
+                "reset" => set(&mut b.reset, self.duration(value, &kpath)),
+                "multiplier" => match self.number(value, &kpath) {
+                    Some(m) if (1.0..=100.0).contains(&m) => b.multiplier = m,
+                    Some(m) => self.error(
+                        value.span(),
+                        &kpath,
+                        format!("{m} is out of range (1 to 100)"),
+                    ),
+                    None => {}
+                },
+                "jitter" => match self.number(value, &kpath) {
+                    Some(j) if (0.0..=1.0).contains(&j) => b.jitter = j,
+                    Some(j) => self.error(
+                        value.span(),
+                        &kpath,
+                        format!("{j} is out of range (0 to 1)"),
+                    ),
+                    None => {}
+                },
+                _ => self.unknown_key(k, &kpath, BACKOFF_KEYS),
+            }
+        }
+        if b.initial > b.max {
+            self.error(
+                v.span(),
+                path,
+                format!("initial ({:?}) is larger than max ({:?})", b.initial, b.max),
+            );
+        }
+        (self.errors.len() == errors_before).then_some(b)
+    }
+
+    fn number(&mut self, v: &Value<'_>, path: &str) -> Option<f64> {
+        match v.get_ref() {
+            DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix())
+                .ok()
+                .map(|n| n as f64),
+            DeValue::Float(f) => f.as_str().parse().ok(),
+            _ => {
+                self.type_error(v, path, "a number");
+                None
+            }
+        }
+    }
+
+    fn duplicate_logs(&mut self, logs: &[LogUse]) {
+        let mut seen: BTreeMap<&Path, &LogUse> = BTreeMap::new();
+        for log in logs {
+            if let Some(first) = seen.get(log.path.as_path()) {
+                let message = format!(
+                    "log file {} is also written by {}; each stream needs its own file",
+                    log.path.display(),
+                    first.key
+                );
+                let (span, key) = (log.span.clone(), log.key.clone());
+                self.error(span, &key, message);
+            } else {
+                seen.insert(&log.path, log);
+            }
+        }
+    }
+
+    fn dependencies(
+        &mut self,
+        programs: &[ProgramConfig],
+        doc: &DeTable<'_>,
+        spans: &HashMap<ProgramName, Range<usize>>,
+    ) {
+        let deps_span = |name: &ProgramName| {
+            get(doc, "program")
+                .and_then(|(_, v)| v.get_ref().as_table())
+                .and_then(|t| get(t, name.as_str()))
+                .and_then(|(_, v)| v.get_ref().as_table())
+                .and_then(|t| get(t, "depends_on"))
+                .map_or_else(|| key_span(spans, name), |(_, v)| v.span())
+        };
+        let known: HashMap<&ProgramName, &ProgramConfig> =
+            programs.iter().map(|p| (&p.name, p)).collect();
+        for p in programs {
+            for d in &p.depends_on {
+                if !known.contains_key(d) && !spans.contains_key(d) {
+                    self.error(
+                        deps_span(&p.name),
+                        &format!("program.{}.depends_on", p.name),
+                        format!("unknown program \"{d}\""),
+                    );
+                }
+            }
+        }
+        // Report each cycle once, from its smallest member.
+        let mut reported = std::collections::HashSet::new();
+        let mut names: Vec<_> = known.keys().copied().collect();
+        names.sort();
+        for start in names {
+            if reported.contains(start) {
+                continue;
+            }
+            if let Some(cycle) = find_cycle(start, &known) {
+                let text = cycle
+                    .iter()
+                    .map(|n| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" -> ");
+                for n in &cycle {
+                    reported.insert((*n).clone());
+                }
+                self.error(
+                    deps_span(start),
+                    &format!("program.{start}.depends_on"),
+                    format!("dependency cycle: {text}"),
+                );
+            }
+        }
+    }
+}
+
+/// A path from `start` back to itself through `depends_on`, if there is one.
+fn find_cycle<'a>(
+    start: &'a ProgramName,
+    known: &HashMap<&'a ProgramName, &'a ProgramConfig>,
+) -> Option<Vec<&'a ProgramName>> {
+    fn walk<'a>(
+        at: &'a ProgramName,
+        start: &'a ProgramName,
+        known: &HashMap<&'a ProgramName, &'a ProgramConfig>,
+        path: &mut Vec<&'a ProgramName>,
+        visited: &mut std::collections::HashSet<&'a ProgramName>,
+    ) -> bool {
+        let Some(p) = known.get(at) else {
+            return false;
+        };
+        for d in &p.depends_on {
+            if d == start {
+                path.push(d);
+                return true;
+            }
+            if visited.insert(d) {
+                path.push(d);
+                if walk(d, start, known, path, visited) {
+                    return true;
+                }
+                path.pop();
+            }
+        }
+        false
+    }
+    let mut path = vec![start];
+    let mut visited = std::collections::HashSet::new();
+    walk(start, start, known, &mut path, &mut visited).then_some(path)
+}
+
+fn key_span(spans: &HashMap<ProgramName, Range<usize>>, name: &ProgramName) -> Range<usize> {
+    spans.get(name).cloned().unwrap_or(0..0)
+}
+
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *slot = v;
+    }
+}
+
+fn get<'t, 'i>(
+    t: &'t DeTable<'i>,
+    key: &str,
+) -> Option<(&'t Spanned<std::borrow::Cow<'i, str>>, &'t Value<'i>)> {
+    t.iter().find(|(k, _)| k.get_ref().as_ref() == key)
+}
+
+fn article(type_name: &str) -> String {
+    match type_name {
+        "integer" | "array" => format!("an {type_name}"),
+        other => format!("a {other}"),
+    }
+}
+
+/// The value as written, for messages.
+fn raw(v: &Value<'_>) -> String {
+    match v.get_ref() {
+        DeValue::String(s) => format!("{s:?}"),
+        DeValue::Integer(i) if i.radix() == 10 => i.as_str().to_owned(),
+        DeValue::Float(f) => f.as_str().to_owned(),
+        DeValue::Boolean(b) => b.to_string(),
+        other => article(other.type_str()),
+    }
+}
+
+/// ` (did you mean "x"?)` when a known key is close to the unknown one.
+fn suggest(unknown: &str, known: &[&str]) -> String {
+    known
+        .iter()
+        .map(|k| (edit_distance(unknown, k), *k))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, k)| format!(" (did you mean \"{k}\"?)"))
+        .unwrap_or_default()
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// Looks a user up by name or numeric uid, with its supplementary groups.
+fn resolve_user(spec: &str) -> Result<UserSpec, String> {
+    use nix::unistd::{Uid, User, getgrouplist};
+    let user = match spec.parse::<u32>() {
+        Ok(uid) => User::from_uid(Uid::from_raw(uid)),
+        Err(_) => User::from_name(spec),
+    }
+    .map_err(|e| format!("cannot look up user \"{spec}\": {e}"))?
+    .ok_or_else(|| format!("unknown user \"{spec}\" (create it, or give a uid)"))?;
+    let groups = std::ffi::CString::new(user.name.clone())
+        .ok()
+        .and_then(|name| getgrouplist(&name, user.gid).ok())
+        .map(|g| g.into_iter().map(|g| g.as_raw()).collect())
+        .unwrap_or_else(|| vec![user.gid.as_raw()]);
+    Ok(UserSpec {
+        name: user.name,
+        uid: user.uid.as_raw(),
+        gid: user.gid.as_raw(),
+        groups,
+        home: user.dir,
+        shell: user.shell,
+    })
+}
+
+#[cfg(test)]
+mod tests;

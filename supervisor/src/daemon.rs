@@ -1,0 +1,537 @@
+//! The daemon: one actor that owns every program's state and reacts to signals, child exits and
+//! timers. It spawns and reaps on the same thread (see [`crate::process`]), applies the pure
+//! [`lifecycle`](crate::lifecycle) transitions and performs their effects.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+use tokio::signal::unix::{Signal as SignalStream, SignalKind, signal};
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::backoff::Jitter;
+use crate::config::{self, Config, OnFatal, ProgramConfig};
+use crate::lifecycle::{Context, Effect, Event, Policy, State, transition};
+use crate::logs::capture::{Capture, EchoSender, start_echo};
+use crate::logs::rotation::LogFile;
+use crate::process::{self, Outputs};
+
+/// How long, after the last program stopped, output still in the pipes may take to drain.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Exit code after a program with `on_fatal = "shutdown"` went FATAL.
+pub const EXIT_FATAL: i32 = 1;
+
+/// Runs the daemon until a shutdown (a signal, or `shutdown` resolving) has stopped every
+/// program. Returns the process exit code.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<i32> {
+    // Handlers first: as PID 1 a signal without a handler is simply dropped, and SIGCHLD must
+    // be caught before the first child can exit.
+    let mut signals = Signals::install().context("installing signal handlers")?;
+    if std::process::id() != 1
+        && let Err(e) = process::become_subreaper()
+    {
+        tracing::warn!(error = %e, "cannot become a child subreaper; orphans will not be reaped by us");
+    }
+    let nofile = process::raise_nofile();
+    let (echo_tx, echo_done) = start_echo_thread()?;
+    let mut daemon = Daemon::new(config, nofile, echo_tx)?;
+    tracing::info!(
+        pid = std::process::id(),
+        programs = daemon.programs.len(),
+        config = %daemon.config.path.display(),
+        "supervisor started"
+    );
+
+    tokio::pin!(shutdown);
+    let mut asked = false;
+    daemon.drive();
+    while !daemon.finished() {
+        let deadline = daemon.next_deadline();
+        let sleep = tokio::time::sleep_until(
+            deadline.map_or_else(tokio::time::Instant::now, tokio::time::Instant::from_std),
+        );
+        tokio::select! {
+            _ = signals.chld.recv() => daemon.reap(),
+            _ = signals.term.recv() => daemon.shutdown_signal(Signal::SIGTERM),
+            _ = signals.int.recv() => daemon.shutdown_signal(Signal::SIGINT),
+            _ = signals.quit.recv() => daemon.shutdown_signal(Signal::SIGQUIT),
+            _ = signals.hup.recv() => daemon.reread(),
+            _ = signals.usr2.recv() => daemon.reopen_logs(),
+            _ = signals.usr1.recv() => tracing::info!("SIGUSR1 has no meaning here; ignored"),
+            _ = sleep, if deadline.is_some() => daemon.tick(),
+            _ = &mut shutdown, if !asked => {
+                asked = true;
+                daemon.begin_shutdown("requested".into(), 0);
+            }
+        }
+        daemon.drive();
+    }
+    Ok(daemon.finish(echo_done).await)
+}
+
+struct Signals {
+    chld: SignalStream,
+    term: SignalStream,
+    int: SignalStream,
+    quit: SignalStream,
+    hup: SignalStream,
+    usr1: SignalStream,
+    usr2: SignalStream,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        Ok(Self {
+            chld: signal(SignalKind::child())?,
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            quit: signal(SignalKind::quit())?,
+            hup: signal(SignalKind::hangup())?,
+            usr1: signal(SignalKind::user_defined1())?,
+            usr2: signal(SignalKind::user_defined2())?,
+        })
+    }
+}
+
+fn start_echo_thread() -> anyhow::Result<(EchoSender, oneshot::Receiver<()>)> {
+    let (tx, thread) = start_echo().context("starting the output thread")?;
+    let (done_tx, done_rx) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("echo-join".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            let _ = thread.join();
+            let _ = done_tx.send(());
+        })
+        .context("starting the output thread")?;
+    Ok((tx, done_rx))
+}
+
+struct Program {
+    cfg: ProgramConfig,
+    policy: Policy,
+    state: State,
+    /// Length of the longest `depends_on` chain below it: shutdown stops the deepest first.
+    depth: u32,
+    /// Start as soon as its dependencies are RUNNING.
+    pending_start: bool,
+    /// Write ends of its capture pipes, copied into each spawn (the same pipe twice when
+    /// `redirect_stderr`).
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+    spawns: u64,
+}
+
+struct Shutdown {
+    deadline: Instant,
+    forced: bool,
+}
+
+struct Daemon {
+    config: Config,
+    programs: Vec<Program>,
+    pids: HashMap<Pid, usize>,
+    shutdown: Option<Shutdown>,
+    exit_code: i32,
+    jitter: Jitter,
+    nofile: Option<libc::rlimit>,
+    reopen: watch::Sender<u64>,
+    captures: Vec<JoinHandle<()>>,
+    orphans: u64,
+}
+
+impl Daemon {
+    fn new(config: Config, nofile: Option<libc::rlimit>, echo: EchoSender) -> anyhow::Result<Self> {
+        let (reopen, _) = watch::channel(0u64);
+        let mut captures = Vec::new();
+        let mut programs = Vec::with_capacity(config.programs.len());
+        for cfg in &config.programs {
+            let (out_r, out_w) = process::pipe().context("creating an output pipe")?;
+            let mut streams = vec![(out_r, &cfg.stdout)];
+            let err_w = if cfg.redirect_stderr {
+                out_w.try_clone().context("duplicating an output pipe")?
+            } else {
+                let (err_r, err_w) = process::pipe().context("creating an output pipe")?;
+                streams.push((err_r, &cfg.stderr));
+                err_w
+            };
+            for (reader, target) in streams {
+                let file = target.path.as_ref().and_then(|path| {
+                    LogFile::open(path, target.maxbytes, target.backups)
+                        .inspect_err(|e| {
+                            tracing::error!(program = %cfg.name, path = %path.display(), error = %e,
+                                "cannot open the log file; this output is only echoed")
+                        })
+                        .ok()
+                });
+                let capture = Capture::new(
+                    format!("{} | ", cfg.name),
+                    file,
+                    cfg.echo_output.then(|| echo.clone()),
+                    reopen.subscribe(),
+                );
+                captures.push(capture.spawn(reader).context("watching an output pipe")?);
+            }
+            programs.push(Program {
+                policy: Policy::from(cfg),
+                state: State::initial(),
+                depth: 0,
+                pending_start: cfg.autostart,
+                stdout: out_w,
+                stderr: err_w,
+                spawns: 0,
+                cfg: cfg.clone(),
+            });
+        }
+        let depths: Vec<u32> = (0..programs.len())
+            .map(|i| depth(&programs, i, 0))
+            .collect();
+        for (p, d) in programs.iter_mut().zip(depths) {
+            p.depth = d;
+        }
+        Ok(Self {
+            config,
+            programs,
+            pids: HashMap::new(),
+            shutdown: None,
+            exit_code: 0,
+            jitter: Jitter::seeded(),
+            nofile,
+            reopen,
+            captures,
+            orphans: 0,
+        })
+    }
+
+    fn finished(&self) -> bool {
+        self.shutdown.is_some() && !self.programs.iter().any(|p| p.state.is_live())
+    }
+
+    fn index(&self, name: &str) -> Option<usize> {
+        self.programs
+            .iter()
+            .position(|p| p.cfg.name.as_str() == name)
+    }
+
+    /// Starts what may start, and during shutdown stops the next level.
+    fn drive(&mut self) {
+        if self.shutdown.is_some() {
+            self.drive_shutdown();
+            return;
+        }
+        loop {
+            let ready: Vec<usize> = (0..self.programs.len())
+                .filter(|&i| {
+                    let p = &self.programs[i];
+                    p.pending_start
+                        && !p.state.is_live()
+                        && p.cfg.depends_on.iter().all(|d| {
+                            self.index(d.as_str()).is_some_and(|j| {
+                                matches!(self.programs[j].state, State::Running { .. })
+                            })
+                        })
+                })
+                .collect();
+            if ready.is_empty() {
+                return;
+            }
+            for i in ready {
+                self.programs[i].pending_start = false;
+                self.feed(i, Event::Start);
+            }
+        }
+    }
+
+    fn drive_shutdown(&mut self) {
+        // Waiting to restart is pointless now.
+        for i in 0..self.programs.len() {
+            if matches!(self.programs[i].state, State::Backoff { .. }) {
+                self.feed(i, Event::Stop);
+            }
+        }
+        // Dependents before their dependencies; one level at a time, in parallel within it.
+        let level = self
+            .programs
+            .iter()
+            .filter(|p| p.state.is_live())
+            .map(|p| (p.depth, p.cfg.priority))
+            .max();
+        let Some(level) = level else {
+            return;
+        };
+        for i in 0..self.programs.len() {
+            let p = &self.programs[i];
+            if (p.depth, p.cfg.priority) == level
+                && matches!(p.state, State::Starting { .. } | State::Running { .. })
+            {
+                self.feed(i, Event::Stop);
+            }
+        }
+    }
+
+    /// Applies `event` to program `idx`, then every event its effects produce.
+    fn feed(&mut self, idx: usize, event: Event) {
+        let mut queue = VecDeque::from([(idx, event)]);
+        while let Some((idx, event)) = queue.pop_front() {
+            let cx = Context {
+                now: Instant::now(),
+                shutting_down: self.shutdown.is_some(),
+                jitter: self.jitter.sample(),
+            };
+            let p = &mut self.programs[idx];
+            let (next, effect) = transition(&p.state, &event, &p.policy, cx);
+            let became_fatal =
+                matches!(next, State::Fatal { .. }) && !matches!(p.state, State::Fatal { .. });
+            if next.name() != p.state.name() {
+                log_change(&p.cfg, &p.state, &next, cx.now);
+            }
+            p.state = next;
+            match effect {
+                None => {}
+                Some(Effect::Spawn) => {
+                    let outputs = Outputs {
+                        stdout: &p.stdout,
+                        stderr: &p.stderr,
+                    };
+                    match process::spawn(&p.cfg, outputs, self.nofile) {
+                        Ok(pid) => {
+                            p.spawns += 1;
+                            tracing::info!(program = %p.cfg.name, pid = pid.as_raw(), spawns = p.spawns, "spawned");
+                            self.pids.insert(pid, idx);
+                            queue.push_back((idx, Event::Spawned(pid)));
+                        }
+                        Err(e) => {
+                            tracing::warn!(program = %p.cfg.name, error = %e, "spawn failed");
+                            queue.push_back((idx, Event::SpawnFailed(e.to_string())));
+                        }
+                    }
+                }
+                Some(Effect::SignalGroup(pid, sig)) => {
+                    tracing::info!(program = %p.cfg.name, pid = pid.as_raw(), signal = %sig, "signalling process group");
+                    if let Err(e) = process::signal_group(pid, sig) {
+                        tracing::warn!(program = %p.cfg.name, pid = pid.as_raw(), error = %e, "cannot signal process group");
+                    }
+                }
+                Some(Effect::ProbeGroup(pid)) if !process::group_alive(pid) => {
+                    queue.push_back((idx, Event::GroupGone));
+                }
+                Some(Effect::ProbeGroup(_)) => {}
+            }
+            if became_fatal && self.programs[idx].cfg.on_fatal == OnFatal::Shutdown {
+                let name = self.programs[idx].cfg.name.clone();
+                self.begin_shutdown(
+                    format!("{name} is FATAL and has on_fatal = \"shutdown\""),
+                    EXIT_FATAL,
+                );
+            }
+        }
+    }
+
+    fn reap(&mut self) {
+        while let Some((pid, reason)) = process::reap_one() {
+            match self.pids.remove(&pid) {
+                Some(idx) => {
+                    tracing::info!(program = %self.programs[idx].cfg.name, pid = pid.as_raw(), reason = %reason, "exited");
+                    self.feed(idx, Event::Exited { pid, reason });
+                }
+                None => {
+                    self.orphans += 1;
+                    tracing::debug!(pid = pid.as_raw(), reason = %reason, total = self.orphans, "reaped an orphan");
+                }
+            }
+        }
+        // A stopping program whose leader is gone is done when its group is empty; the last
+        // member's exit was just reaped if it was an orphan of ours.
+        for i in 0..self.programs.len() {
+            if let State::Stopping {
+                pid, last: Some(_), ..
+            } = self.programs[i].state
+                && !process::group_alive(pid)
+            {
+                self.feed(i, Event::GroupGone);
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let programs = self
+            .programs
+            .iter()
+            .filter_map(|p| p.state.deadline(&p.policy));
+        let shutdown = self
+            .shutdown
+            .as_ref()
+            .filter(|s| !s.forced)
+            .map(|s| s.deadline);
+        programs.chain(shutdown).min()
+    }
+
+    fn tick(&mut self) {
+        let now = Instant::now();
+        for i in 0..self.programs.len() {
+            let p = &self.programs[i];
+            if p.state.deadline(&p.policy).is_some_and(|d| d <= now) {
+                self.feed(i, Event::Tick);
+            }
+        }
+        if self
+            .shutdown
+            .as_ref()
+            .is_some_and(|s| !s.forced && s.deadline <= now)
+        {
+            tracing::warn!(timeout = ?self.config.supervisor.shutdown_timeout, "shutdown_timeout reached; killing what is left");
+            self.force_kill();
+        }
+    }
+
+    fn shutdown_signal(&mut self, sig: Signal) {
+        match &self.shutdown {
+            None => self.begin_shutdown(format!("received {sig}"), 0),
+            Some(s) if !s.forced => {
+                tracing::warn!(signal = %sig, "second shutdown signal; killing every program now");
+                self.force_kill();
+            }
+            Some(_) => {}
+        }
+    }
+
+    fn begin_shutdown(&mut self, reason: String, exit_code: i32) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        tracing::info!(%reason, "shutting down");
+        self.exit_code = exit_code;
+        self.shutdown = Some(Shutdown {
+            deadline: Instant::now() + self.config.supervisor.shutdown_timeout,
+            forced: false,
+        });
+        for p in &mut self.programs {
+            p.pending_start = false;
+        }
+    }
+
+    fn force_kill(&mut self) {
+        if let Some(s) = self.shutdown.as_mut() {
+            s.forced = true;
+        }
+        for i in 0..self.programs.len() {
+            if matches!(
+                self.programs[i].state,
+                State::Starting { .. } | State::Running { .. }
+            ) {
+                self.feed(i, Event::Stop);
+            }
+            if let State::Stopping { pid, .. } = self.programs[i].state {
+                let _ = process::signal_group(pid, Signal::SIGKILL);
+            }
+        }
+    }
+
+    /// SIGHUP: read the file again and report what changed; the running programs stay as they
+    /// are (applying changes is `supervisor update`).
+    fn reread(&mut self) {
+        match config::load(&self.config.path) {
+            Err(errors) => {
+                tracing::error!(errors = %errors, "SIGHUP: the configuration has errors; nothing changes");
+            }
+            Ok(new) => {
+                let old = &self.config.programs;
+                let names =
+                    |v: &[ProgramConfig]| v.iter().map(|p| p.name.to_string()).collect::<Vec<_>>();
+                let added: Vec<_> = names(&new.programs)
+                    .into_iter()
+                    .filter(|n| !old.iter().any(|p| p.name.as_str() == n))
+                    .collect();
+                let removed: Vec<_> = names(old)
+                    .into_iter()
+                    .filter(|n| new.program(n).is_none())
+                    .collect();
+                let changed: Vec<_> = old
+                    .iter()
+                    .filter(|p| new.program(p.name.as_str()).is_some_and(|n| n != *p))
+                    .map(|p| p.name.to_string())
+                    .collect();
+                tracing::info!(
+                    added = ?added,
+                    changed = ?changed,
+                    removed = ?removed,
+                    "SIGHUP: configuration is valid"
+                );
+            }
+        }
+    }
+
+    fn reopen_logs(&mut self) {
+        tracing::info!("SIGUSR2: reopening log files");
+        self.reopen.send_modify(|generation| *generation += 1);
+    }
+
+    /// After the last program stopped: let the pipes drain, then return the exit code.
+    async fn finish(self, echo_done: oneshot::Receiver<()>) -> i32 {
+        let Daemon {
+            captures,
+            programs,
+            exit_code,
+            ..
+        } = self;
+        tracing::info!(exit_code, "all programs stopped");
+        // Our copies of the write ends go; each reader ends once the last process holding
+        // its pipe is gone.
+        drop(programs);
+        let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+        for capture in captures {
+            if tokio::time::timeout_at(deadline, capture).await.is_err() {
+                tracing::warn!(
+                    "output still open after shutdown (a process outside its program's group?); not waiting"
+                );
+                break;
+            }
+        }
+        let _ = tokio::time::timeout_at(deadline + DRAIN_TIMEOUT, echo_done).await;
+        exit_code
+    }
+}
+
+fn depth(programs: &[Program], i: usize, guard: u32) -> u32 {
+    if guard as usize > programs.len() {
+        return 0; // a cycle; validation rejects those, this only keeps us finite
+    }
+    programs[i]
+        .cfg
+        .depends_on
+        .iter()
+        .filter_map(|d| programs.iter().position(|p| &p.cfg.name == d))
+        .map(|j| depth(programs, j, guard + 1) + 1)
+        .max()
+        .unwrap_or(0)
+}
+
+fn log_change(cfg: &ProgramConfig, from: &State, to: &State, now: Instant) {
+    let (name, from, to_name) = (&cfg.name, from.name(), to.name());
+    match to {
+        State::Backoff { until, last, .. } => tracing::info!(
+            program = %name, from, to = to_name, reason = %last,
+            delay_ms = until.saturating_duration_since(now).as_millis() as u64,
+            "state changed"
+        ),
+        State::Fatal { reason } => {
+            tracing::warn!(program = %name, from, to = to_name, reason = %reason, "state changed")
+        }
+        State::Exited {
+            reason, expected, ..
+        } => tracing::info!(
+            program = %name, from, to = to_name, reason = %reason, expected = *expected,
+            "state changed"
+        ),
+        State::Stopped { last: Some(reason) } => {
+            tracing::info!(program = %name, from, to = to_name, reason = %reason, "state changed")
+        }
+        _ => tracing::info!(program = %name, from, to = to_name, "state changed"),
+    }
+}

@@ -1,0 +1,64 @@
+//! `supervisor`: the container's PID 1 and its command-line client.
+//!
+//! It reads `supervisor.toml`, starts the programs in dependency order, restarts them with an
+//! exponential backoff, reaps every zombie (as PID 1 or as a child subreaper), forwards stop
+//! signals to whole process groups, captures their output into rotated log files and its own
+//! stdout, and shuts down in reverse dependency order.
+//!
+//! # Layout
+//! - [`config`]: `supervisor.toml` read into a validated [`config::Config`], every error with
+//!   file, line and key.
+//! - [`lifecycle`]: a program's states and the pure transition function.
+//! - [`backoff`]: the restart delay formula.
+//! - [`process`]: spawning, signalling and reaping; the only place with `unsafe`.
+//! - [`logs`]: output capture, rotation and the echo to stdout.
+//! - [`daemon`]: the actor that owns all state and performs the lifecycle's effects.
+
+pub mod backoff;
+pub mod config;
+pub mod daemon;
+pub mod lifecycle;
+pub mod logs;
+pub mod process;
+
+use std::future::Future;
+use std::path::Path;
+
+/// Exit code for a configuration that does not validate.
+pub const EXIT_CONFIG: u8 = 2;
+
+/// What `run` and `check` can fail with, mapped to exit codes by the binary.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Config(#[from] config::ConfigErrors),
+    #[error(transparent)]
+    Runtime(#[from] anyhow::Error),
+}
+
+impl Error {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Config(_) => EXIT_CONFIG,
+            Error::Runtime(_) => 1,
+        }
+    }
+}
+
+/// Runs the daemon on the configuration at `path` until a shutdown signal, a fatal program with
+/// `on_fatal = "shutdown"`, or `shutdown` resolving. Returns the exit code.
+pub fn run(path: &Path, shutdown: impl Future<Output = ()>) -> Result<i32, Error> {
+    let config = config::load(path)?;
+    // One thread: the daemon is an actor, spawning and reaping must share a thread, and a
+    // small footprint matters on a Raspberry Pi.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)?;
+    Ok(runtime.block_on(daemon::run(config, shutdown))?)
+}
+
+/// Validates the configuration at `path`.
+pub fn check(path: &Path) -> Result<config::Config, Error> {
+    Ok(config::load(path)?)
+}

@@ -1,0 +1,453 @@
+//! A program's lifecycle as a pure state machine: state + event + now → new state + effect.
+//!
+//! States carry their own data and are named as supervisord names them. Nothing here reads a
+//! clock or touches a process: the daemon performs the returned [`Effect`] and feeds back what
+//! happened as the next [`Event`] (a spawn's pid, a reaped exit, a timer that fired).
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+use crate::backoff::delay;
+use crate::config::units::signal_name;
+use crate::config::{AutoRestart, Backoff, ProgramConfig};
+
+/// Why a process is no longer running.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExitReason {
+    Exited(i32),
+    Killed(Signal),
+    /// It never ran: fork, credentials, directory or exec failed; the OS error as text.
+    SpawnFailed(String),
+}
+
+impl fmt::Display for ExitReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitReason::Exited(code) => write!(f, "exit status {code}"),
+            ExitReason::Killed(sig) => write!(f, "terminated by SIG{}", signal_name(*sig)),
+            ExitReason::SpawnFailed(e) => write!(f, "spawn error: {e}"),
+        }
+    }
+}
+
+/// The part of a program's configuration that drives its lifecycle.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Policy {
+    pub startsecs: Duration,
+    pub startretries: u32,
+    pub autorestart: AutoRestart,
+    pub exitcodes: Vec<i32>,
+    pub fatal_exitcodes: Vec<i32>,
+    pub stopsignal: Signal,
+    pub stopwaitsecs: Duration,
+    pub backoff: Backoff,
+}
+
+impl From<&ProgramConfig> for Policy {
+    fn from(p: &ProgramConfig) -> Self {
+        Self {
+            startsecs: p.startsecs,
+            startretries: p.startretries,
+            autorestart: p.autorestart,
+            exitcodes: p.exitcodes.clone(),
+            fatal_exitcodes: p.fatal_exitcodes.clone(),
+            stopsignal: p.stopsignal,
+            stopwaitsecs: p.stopwaitsecs,
+            backoff: p.backoff,
+        }
+    }
+}
+
+/// Where a program is in its life. `failed_starts` counts consecutive exits before `startsecs`
+/// (against `startretries`); `streak` counts consecutive restarts without a stable run (for the
+/// backoff delay).
+#[derive(Clone, Debug, PartialEq)]
+pub enum State {
+    /// Not running, by configuration or request.
+    Stopped { last: Option<ExitReason> },
+    /// A spawn was asked for and its result is not yet known (never seen outside the daemon).
+    Spawning { failed_starts: u32, streak: u32 },
+    /// Up, but not yet for `startsecs`.
+    Starting {
+        pid: Pid,
+        since: Instant,
+        failed_starts: u32,
+        streak: u32,
+    },
+    Running {
+        pid: Pid,
+        since: Instant,
+        streak: u32,
+    },
+    /// Waiting to respawn after a failure.
+    Backoff {
+        until: Instant,
+        failed_starts: u32,
+        streak: u32,
+        last: ExitReason,
+    },
+    /// Stop signal sent to the process group; waiting for the group to be empty. The leader's
+    /// exit is `last` once reaped; `deadline` is when SIGKILL follows (`None` once sent).
+    Stopping {
+        pid: Pid,
+        deadline: Option<Instant>,
+        last: Option<ExitReason>,
+    },
+    /// Ended on its own and is not restarted (`expected`: the exit code was in `exitcodes`).
+    Exited {
+        at: Instant,
+        reason: ExitReason,
+        expected: bool,
+    },
+    /// Gave up: too many failed starts, or a fatal exit code. Only a `start` request leaves it.
+    Fatal { reason: String },
+}
+
+/// Something that happened to a program.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// Start requested (autostart or a client).
+    Start,
+    /// Stop requested (a client or shutdown).
+    Stop,
+    Spawned(Pid),
+    SpawnFailed(String),
+    /// The process `pid` was reaped.
+    Exited {
+        pid: Pid,
+        reason: ExitReason,
+    },
+    /// No process is left in the stopping program's group.
+    GroupGone,
+    /// A timer fired; acts only on a deadline that `now` has reached.
+    Tick,
+}
+
+/// What the daemon must do after a transition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    Spawn,
+    /// Send a signal to the process group led by this pid.
+    SignalGroup(Pid, Signal),
+    /// Check whether the group led by this pid still has members; answer with `GroupGone`.
+    ProbeGroup(Pid),
+}
+
+/// What the transition may know besides the state and the event.
+#[derive(Clone, Copy, Debug)]
+pub struct Context {
+    pub now: Instant,
+    /// During shutdown nothing is restarted.
+    pub shutting_down: bool,
+    /// A random sample in -1.0..=1.0 that scales the backoff jitter.
+    pub jitter: f64,
+}
+
+pub const TOO_QUICK: &str = "Exited too quickly (process log may have details)";
+
+impl State {
+    pub fn initial() -> Self {
+        State::Stopped { last: None }
+    }
+
+    /// supervisord's name for the state.
+    pub fn name(&self) -> &'static str {
+        match self {
+            State::Stopped { .. } => "STOPPED",
+            State::Spawning { .. } | State::Starting { .. } => "STARTING",
+            State::Running { .. } => "RUNNING",
+            State::Backoff { .. } => "BACKOFF",
+            State::Stopping { .. } => "STOPPING",
+            State::Exited { .. } => "EXITED",
+            State::Fatal { .. } => "FATAL",
+        }
+    }
+
+    /// The pid of the process group leader, while there is one to signal.
+    pub fn pid(&self) -> Option<Pid> {
+        match self {
+            State::Starting { pid, .. } | State::Running { pid, .. } => Some(*pid),
+            State::Stopping {
+                pid, last: None, ..
+            } => Some(*pid),
+            _ => None,
+        }
+    }
+
+    /// True while a process of this program may be alive.
+    pub fn is_live(&self) -> bool {
+        matches!(
+            self,
+            State::Spawning { .. }
+                | State::Starting { .. }
+                | State::Running { .. }
+                | State::Stopping { .. }
+        )
+    }
+
+    /// When this state wants a [`Event::Tick`].
+    pub fn deadline(&self, policy: &Policy) -> Option<Instant> {
+        match self {
+            State::Starting { since, .. } => Some(*since + policy.startsecs),
+            State::Backoff { until, .. } => Some(*until),
+            State::Stopping { deadline, .. } => *deadline,
+            _ => None,
+        }
+    }
+}
+
+/// The lifecycle: one pure function.
+pub fn transition(
+    state: &State,
+    event: &Event,
+    policy: &Policy,
+    cx: Context,
+) -> (State, Option<Effect>) {
+    use Event as E;
+    use State as S;
+    let now = cx.now;
+    let stay = || (state.clone(), None);
+    match (state, event) {
+        (S::Stopped { .. } | S::Exited { .. } | S::Fatal { .. } | S::Backoff { .. }, E::Start) => {
+            if cx.shutting_down {
+                return stay();
+            }
+            (
+                S::Spawning {
+                    failed_starts: 0,
+                    streak: 0,
+                },
+                Some(Effect::Spawn),
+            )
+        }
+        (S::Spawning { streak, .. }, E::Spawned(pid)) if policy.startsecs.is_zero() => (
+            S::Running {
+                pid: *pid,
+                since: now,
+                streak: *streak,
+            },
+            None,
+        ),
+        (
+            S::Spawning {
+                failed_starts,
+                streak,
+            },
+            E::Spawned(pid),
+        ) => (
+            S::Starting {
+                pid: *pid,
+                since: now,
+                failed_starts: *failed_starts,
+                streak: *streak,
+            },
+            None,
+        ),
+        (
+            S::Spawning {
+                failed_starts,
+                streak,
+            },
+            E::SpawnFailed(error),
+        ) => failed_start(
+            *failed_starts,
+            *streak,
+            ExitReason::SpawnFailed(error.clone()),
+            policy,
+            cx,
+        ),
+        (
+            S::Starting {
+                pid, since, streak, ..
+            },
+            E::Tick,
+        ) if now >= *since + policy.startsecs => (
+            S::Running {
+                pid: *pid,
+                since: *since,
+                streak: *streak,
+            },
+            None,
+        ),
+        (
+            S::Starting {
+                pid,
+                failed_starts,
+                streak,
+                ..
+            },
+            E::Exited { pid: p, reason },
+        ) if p == pid => match fatal_code(reason, policy) {
+            Some(fatal) => (S::Fatal { reason: fatal }, None),
+            None => failed_start(*failed_starts, *streak, reason.clone(), policy, cx),
+        },
+        (S::Running { pid, since, streak }, E::Exited { pid: p, reason }) if p == pid => {
+            if let Some(fatal) = fatal_code(reason, policy) {
+                return (S::Fatal { reason: fatal }, None);
+            }
+            let expected = matches!(reason, ExitReason::Exited(c) if policy.exitcodes.contains(c));
+            let restart = match policy.autorestart {
+                AutoRestart::Always => true,
+                AutoRestart::Never => false,
+                AutoRestart::Unexpected => !expected,
+            };
+            if !restart || cx.shutting_down {
+                return (
+                    S::Exited {
+                        at: now,
+                        reason: reason.clone(),
+                        expected,
+                    },
+                    None,
+                );
+            }
+            let stable = now.saturating_duration_since(*since) >= policy.backoff.reset;
+            let streak = if stable { 0 } else { streak + 1 };
+            respawn(0, streak, reason.clone(), policy, cx)
+        }
+        (
+            S::Backoff {
+                until,
+                failed_starts,
+                streak,
+                ..
+            },
+            E::Tick,
+        ) if now >= *until && !cx.shutting_down => (
+            S::Spawning {
+                failed_starts: *failed_starts,
+                streak: *streak,
+            },
+            Some(Effect::Spawn),
+        ),
+        (S::Starting { pid, .. } | S::Running { pid, .. }, E::Stop) => (
+            S::Stopping {
+                pid: *pid,
+                deadline: Some(now + policy.stopwaitsecs),
+                last: None,
+            },
+            Some(Effect::SignalGroup(*pid, policy.stopsignal)),
+        ),
+        (S::Backoff { last, .. }, E::Stop) => (
+            S::Stopped {
+                last: Some(last.clone()),
+            },
+            None,
+        ),
+        (
+            S::Stopping {
+                pid,
+                deadline,
+                last: None,
+            },
+            E::Exited { pid: p, reason },
+        ) if p == pid => (
+            S::Stopping {
+                pid: *pid,
+                deadline: *deadline,
+                last: Some(reason.clone()),
+            },
+            Some(Effect::ProbeGroup(*pid)),
+        ),
+        (
+            S::Stopping {
+                last: Some(last), ..
+            },
+            E::GroupGone,
+        ) => (
+            S::Stopped {
+                last: Some(last.clone()),
+            },
+            None,
+        ),
+        (
+            S::Stopping {
+                pid,
+                deadline: Some(deadline),
+                last,
+            },
+            E::Tick,
+        ) if now >= *deadline => (
+            S::Stopping {
+                pid: *pid,
+                deadline: None,
+                last: last.clone(),
+            },
+            Some(Effect::SignalGroup(*pid, Signal::SIGKILL)),
+        ),
+        _ => stay(),
+    }
+}
+
+fn fatal_code(reason: &ExitReason, policy: &Policy) -> Option<String> {
+    match reason {
+        ExitReason::Exited(code) if policy.fatal_exitcodes.contains(code) => {
+            Some(format!("exited with fatal exit code {code}"))
+        }
+        _ => None,
+    }
+}
+
+/// An exit (or spawn failure) before `startsecs`: retry with backoff, or give up.
+fn failed_start(
+    failed_starts: u32,
+    streak: u32,
+    reason: ExitReason,
+    policy: &Policy,
+    cx: Context,
+) -> (State, Option<Effect>) {
+    let failed_starts = failed_starts + 1;
+    if failed_starts > policy.startretries {
+        let reason = match reason {
+            ExitReason::SpawnFailed(e) => format!("spawn error: {e}"),
+            _ => TOO_QUICK.to_owned(),
+        };
+        return (State::Fatal { reason }, None);
+    }
+    if cx.shutting_down {
+        return (
+            State::Exited {
+                at: cx.now,
+                reason,
+                expected: false,
+            },
+            None,
+        );
+    }
+    respawn(failed_starts, streak + 1, reason, policy, cx)
+}
+
+fn respawn(
+    failed_starts: u32,
+    streak: u32,
+    last: ExitReason,
+    policy: &Policy,
+    cx: Context,
+) -> (State, Option<Effect>) {
+    let wait = delay(&policy.backoff, streak, cx.jitter);
+    if wait.is_zero() {
+        (
+            State::Spawning {
+                failed_starts,
+                streak,
+            },
+            Some(Effect::Spawn),
+        )
+    } else {
+        (
+            State::Backoff {
+                until: cx.now + wait,
+                failed_starts,
+                streak,
+                last,
+            },
+            None,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,175 @@
+//! Reading a program's output pipe into its log file and the supervisor's stdout.
+//!
+//! One task per pipe. The pipe lives as long as the program's configuration, not one process:
+//! the daemon keeps the write end and hands a copy to each spawn, so output of consecutive runs
+//! stays in order in one reader, and nothing still in the pipe is lost when a process exits.
+//! The task waits for readability, reads into a buffer shared by all tasks on the thread, and
+//! writes whole lines; only a trailing partial line is kept until its newline arrives.
+//! Memory stays bounded: the pipe is not read again until the last chunk is written (and, for
+//! the echo, accepted by the bounded queue), so a program writing faster than the disk blocks
+//! on its own pipe.
+
+use std::cell::RefCell;
+use std::io::{self, Write};
+use std::os::fd::OwnedFd;
+
+use tokio::net::unix::pipe;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::rotation::LogFile;
+
+/// Bytes read from a pipe at once.
+const CHUNK: usize = 128 * 1024;
+/// A partial line longer than this is written out without waiting for its newline.
+const MAX_LINE: usize = 1024 * 1024;
+/// Chunks waiting for the echo thread before readers wait for it.
+const ECHO_QUEUE: usize = 64;
+
+thread_local! {
+    static BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0; CHUNK]);
+}
+
+/// Sends prefixed output lines to the thread that writes them to fd 1.
+pub type EchoSender = mpsc::Sender<Vec<u8>>;
+
+/// Starts the thread that copies output lines to the supervisor's stdout. Writing there may
+/// block (a full pipe to `docker logs`), and must never block the daemon itself.
+pub fn start_echo() -> io::Result<(EchoSender, std::thread::JoinHandle<()>)> {
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(ECHO_QUEUE);
+    let handle = std::thread::Builder::new()
+        .name("echo".into())
+        .spawn(move || {
+            let stdout = io::stdout();
+            while let Some(chunk) = rx.blocking_recv() {
+                let mut out = stdout.lock();
+                // Nothing useful can be done if our own stdout is gone; the log files still
+                // have everything.
+                let _ = out.write_all(&chunk).and_then(|()| out.flush());
+            }
+        })?;
+    Ok((tx, handle))
+}
+
+/// Where one pipe's bytes go.
+#[derive(Debug)]
+pub struct Capture {
+    /// `"name | "`, put before each echoed line.
+    pub prefix: Vec<u8>,
+    pub file: Option<LogFile>,
+    pub echo: Option<EchoSender>,
+    /// Bumped on SIGUSR2: reopen the file before the next write.
+    pub reopen: watch::Receiver<u64>,
+    carry: Vec<u8>,
+    failing: bool,
+}
+
+impl Capture {
+    pub fn new(
+        prefix: String,
+        file: Option<LogFile>,
+        echo: Option<EchoSender>,
+        reopen: watch::Receiver<u64>,
+    ) -> Self {
+        Self {
+            prefix: prefix.into_bytes(),
+            file,
+            echo,
+            reopen,
+            carry: Vec::new(),
+            failing: false,
+        }
+    }
+
+    /// Reads `reader` until every writer has closed it, then flushes a last partial line.
+    pub fn spawn(mut self, reader: OwnedFd) -> io::Result<JoinHandle<()>> {
+        let rx = pipe::Receiver::from_owned_fd(reader)?;
+        Ok(tokio::spawn(async move {
+            loop {
+                if rx.readable().await.is_err() {
+                    break;
+                }
+                let read = BUFFER.with_borrow_mut(|buf| match rx.try_read(buf) {
+                    Ok(0) => Ok(None),
+                    Ok(n) => Ok(Some(self.absorb(&buf[..n]))),
+                    Err(e) => Err(e),
+                });
+                match read {
+                    Ok(None) => break,
+                    Ok(Some(echo)) => self.echo(echo).await,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        tracing::error!(error = %e, "reading a program's output failed");
+                        break;
+                    }
+                }
+            }
+            let rest = std::mem::take(&mut self.carry);
+            if !rest.is_empty() {
+                let echo = self.emit(&rest);
+                self.echo(echo).await;
+            }
+        }))
+    }
+
+    async fn echo(&self, chunk: Option<Vec<u8>>) {
+        if let (Some(tx), Some(chunk)) = (&self.echo, chunk) {
+            // A closed queue means the supervisor is exiting; the file already has the bytes.
+            let _ = tx.send(chunk).await;
+        }
+    }
+
+    /// Takes newly read bytes; writes the complete lines, keeps the partial one.
+    fn absorb(&mut self, data: &[u8]) -> Option<Vec<u8>> {
+        let Some(last_nl) = data.iter().rposition(|&b| b == b'\n') else {
+            self.carry.extend_from_slice(data);
+            if self.carry.len() < MAX_LINE {
+                return None;
+            }
+            let long = std::mem::take(&mut self.carry);
+            return self.emit(&long);
+        };
+        let (lines, rest) = data.split_at(last_nl + 1);
+        let echo = if self.carry.is_empty() {
+            self.emit(lines)
+        } else {
+            let mut joined = std::mem::take(&mut self.carry);
+            joined.extend_from_slice(lines);
+            self.emit(&joined)
+        };
+        self.carry.extend_from_slice(rest);
+        echo
+    }
+
+    /// Writes whole lines to the file and returns their prefixed copy for the echo.
+    fn emit(&mut self, lines: &[u8]) -> Option<Vec<u8>> {
+        if let Some(file) = self.file.as_mut() {
+            if self.reopen.has_changed().unwrap_or(false) {
+                self.reopen.borrow_and_update();
+                if let Err(e) = file.reopen() {
+                    tracing::error!(path = %file.path().display(), error = %e, "reopening a log file failed");
+                }
+            }
+            match file.write(lines) {
+                Ok(()) => self.failing = false,
+                Err(e) => {
+                    if !self.failing {
+                        tracing::error!(path = %file.path().display(), error = %e, "writing a log file failed; output is lost until it works again");
+                    }
+                    self.failing = true;
+                }
+            }
+        }
+        self.echo.as_ref()?;
+        let mut out = Vec::with_capacity(lines.len() + 16 * self.prefix.len());
+        for line in lines.split_inclusive(|&b| b == b'\n') {
+            out.extend_from_slice(&self.prefix);
+            out.extend_from_slice(line);
+            if line.last() != Some(&b'\n') {
+                out.push(b'\n');
+            }
+        }
+        Some(out)
+    }
+}

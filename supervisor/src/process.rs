@@ -1,0 +1,196 @@
+//! The process layer: spawning children, signalling their groups, reaping. The only module of
+//! the daemon that touches nix, libc and `unsafe`.
+//!
+//! Spawning uses `std::process::Command` with a `pre_exec` hook, and never `tokio::process`: std
+//! waits on its own child when `exec` fails, so reaping (`waitpid(-1)`) must happen on the same
+//! thread as spawning, never concurrently (DESIGN.md, decision 5).
+
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, killpg};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use crate::config::ProgramConfig;
+use crate::lifecycle::ExitReason;
+
+/// The descriptors a child gets as stdout and stderr (write ends of the capture pipes).
+#[derive(Debug)]
+pub struct Outputs<'a> {
+    pub stdout: &'a OwnedFd,
+    pub stderr: &'a OwnedFd,
+}
+
+/// Spawns `program` in its own process group with its user, directory and environment, stdin
+/// on /dev/null, default signal dispositions, an empty signal mask and no inherited descriptor
+/// beyond 0, 1 and 2. Returns once `exec` succeeded, or the reason it did not.
+pub fn spawn(
+    program: &ProgramConfig,
+    outputs: Outputs<'_>,
+    nofile: Option<libc::rlimit>,
+) -> io::Result<Pid> {
+    let mut cmd = Command::new(&program.command[0]);
+    cmd.args(&program.command[1..]);
+    cmd.env("SUPERVISOR_ENABLED", "1");
+    cmd.env("SUPERVISOR_PROCESS_NAME", program.name.as_str());
+    if let Some(user) = &program.user {
+        cmd.env("HOME", &user.home);
+        cmd.env("USER", &user.name);
+        cmd.env("LOGNAME", &user.name);
+    }
+    for (k, v) in &program.environment {
+        cmd.env(k, v);
+    }
+    if let Some(dir) = &program.directory {
+        cmd.current_dir(dir);
+    }
+    cmd.stdin(Stdio::null());
+    cmd.stdout(Stdio::from(outputs.stdout.as_fd().try_clone_to_owned()?));
+    cmd.stderr(Stdio::from(outputs.stderr.as_fd().try_clone_to_owned()?));
+    cmd.process_group(0);
+
+    // Everything the child needs is computed here, before fork: the hook below may only make
+    // async-signal-safe system calls (no allocation, no locks, no logging).
+    let creds = program.user.as_ref().map(|u| {
+        (
+            u.uid,
+            u.gid,
+            u.groups
+                .iter()
+                .map(|&g| g as libc::gid_t)
+                .collect::<Vec<_>>(),
+        )
+    });
+    let hook = move || -> io::Result<()> {
+        if let Some((uid, gid, groups)) = &creds {
+            // SAFETY: plain system calls on values prepared before fork; `groups` is a live
+            // Vec whose pointer and length stay valid for the call.
+            unsafe {
+                let euid = libc::geteuid();
+                if euid == 0 {
+                    if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                        || libc::setgid(*gid) != 0
+                        || libc::setuid(*uid) != 0
+                    {
+                        return Err(io::Error::last_os_error());
+                    }
+                } else if euid != *uid {
+                    return Err(io::Error::from_raw_os_error(libc::EPERM));
+                }
+            }
+        }
+        // Mark every descriptor past stderr close-on-exec rather than closing it: std's own
+        // error pipe (already close-on-exec) must stay open until exec.
+        // SAFETY: close_range only changes descriptor flags.
+        let marked = unsafe {
+            libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            )
+        };
+        if marked != 0 {
+            for fd in 3..4096 {
+                // SAFETY: F_SETFD on a descriptor that may not exist only fails with EBADF.
+                unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+            }
+        }
+        if let Some(limit) = &nofile {
+            // SAFETY: restores the limit the supervisor itself was started with.
+            unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, limit) };
+        }
+        Ok(())
+    };
+    // SAFETY: the hook is async-signal-safe, see above.
+    unsafe { cmd.pre_exec(hook) };
+    let child = cmd.spawn().map_err(|e| describe_spawn_error(program, e))?;
+    Ok(Pid::from_raw(child.id() as i32))
+}
+
+fn describe_spawn_error(program: &ProgramConfig, e: io::Error) -> io::Error {
+    let what: OsString = program.command[0].clone().into();
+    let text = match e.raw_os_error() {
+        Some(libc::ENOENT) => format!(
+            "{}: command not found or directory missing ({e})",
+            what.to_string_lossy()
+        ),
+        Some(libc::EACCES) => format!("{}: permission denied ({e})", what.to_string_lossy()),
+        Some(libc::EPERM) if program.user.is_some() => {
+            format!(
+                "cannot switch to the configured user ({e}); the supervisor must run as root for that"
+            )
+        }
+        _ => format!("{}: {e}", what.to_string_lossy()),
+    };
+    io::Error::new(e.kind(), text)
+}
+
+/// Sends `signal` to the process group led by `leader`. A group that is already gone is fine.
+pub fn signal_group(leader: Pid, signal: Signal) -> nix::Result<()> {
+    match killpg(leader, signal) {
+        Err(Errno::ESRCH) => Ok(()),
+        other => other,
+    }
+}
+
+/// Whether any process (zombies included) is still in the group led by `leader`.
+pub fn group_alive(leader: Pid) -> bool {
+    !matches!(killpg(leader, None), Err(Errno::ESRCH))
+}
+
+/// Reaps one exited child, if any: our programs and every orphan handed to us.
+pub fn reap_one() -> Option<(Pid, ExitReason)> {
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) => return Some((pid, ExitReason::Exited(code))),
+            Ok(WaitStatus::Signaled(pid, sig, _)) => return Some((pid, ExitReason::Killed(sig))),
+            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return None,
+            Err(Errno::EINTR) | Ok(_) => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
+/// When not PID 1, become the reaper of our orphaned descendants, as PID 1 is.
+pub fn become_subreaper() -> io::Result<()> {
+    // SAFETY: prctl with an integer argument has no memory effects.
+    let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Raises the soft open-files limit to the hard one (two pipes per program add up), returning
+/// the original for children to get back.
+pub fn raise_nofile() -> Option<libc::rlimit> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return None;
+    }
+    if limit.rlim_cur >= limit.rlim_max {
+        return None;
+    }
+    let raised = libc::rlimit {
+        rlim_cur: limit.rlim_max,
+        rlim_max: limit.rlim_max,
+    };
+    // SAFETY: setrlimit reads the struct we own.
+    (unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0).then_some(limit)
+}
+
+/// A pipe whose ends are both close-on-exec; the write end is handed to children by `dup2`.
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?)
+}
