@@ -1,1 +1,314 @@
+use std::path::Path;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
 use super::*;
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "BOT_HOME" => Some("/srv/bot".into()),
+        "TOKEN_FILE" => Some("/run/secrets/token".into()),
+        _ => None,
+    }
+}
+
+fn ok(text: &str) -> Config {
+    match parse_with_env(Path::new("/etc/app/supervisor.toml"), text, &env) {
+        Ok(c) => c,
+        Err(e) => panic!("expected a valid config, got:\n{e}"),
+    }
+}
+
+fn errors(text: &str) -> Vec<String> {
+    match parse_with_env(Path::new("conf/supervisor.toml"), text, &env) {
+        Ok(_) => panic!("expected errors for:\n{text}"),
+        Err(e) => e.0.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn defaults_follow_supervisord() {
+    let c = ok("[program.bot]\ncommand = [\"/usr/bin/bot\"]\n");
+    assert_eq!(c.supervisor.logdir, Path::new("/etc/app/data/logs"));
+    assert_eq!(
+        c.supervisor.socket,
+        Path::new("/etc/app/data/supervisor.sock")
+    );
+    assert_eq!(c.supervisor.shutdown_timeout, Duration::from_secs(30));
+    let p = &c.programs[0];
+    assert_eq!(p.name.as_str(), "bot");
+    assert!(p.autostart);
+    assert_eq!(p.autorestart, AutoRestart::Unexpected);
+    assert_eq!(p.exitcodes, [0]);
+    assert_eq!(p.startsecs, Duration::from_secs(1));
+    assert_eq!(p.startretries, 3);
+    assert_eq!(p.stopsignal, Signal::SIGTERM);
+    assert_eq!(p.stopwaitsecs, Duration::from_secs(10));
+    assert_eq!(p.priority, 999);
+    assert_eq!(
+        p.stdout.path.as_deref(),
+        Some(Path::new("/etc/app/data/logs/bot.log"))
+    );
+    assert_eq!(
+        p.stderr.path.as_deref(),
+        Some(Path::new("/etc/app/data/logs/bot.err.log"))
+    );
+    assert_eq!((p.stdout.maxbytes, p.stdout.backups), (50 << 20, 10));
+    assert_eq!(p.on_fatal, OnFatal::Ignore);
+    assert!(p.echo_output);
+}
+
+#[test]
+fn every_option_is_read() {
+    let c = ok(r#"
+[supervisor]
+logdir = "/var/log/app"
+socket = "run/s.sock"
+shutdown_timeout = "12s"
+
+[program.bot]
+command = "${BOT_HOME}/bin/bot --token-file '${TOKEN_FILE}' --mode \"a b\""
+directory = "${BOT_HOME}"
+environment = { RUST_LOG = "info", WORKERS = 4, DEBUG = false }
+user = "root"
+autostart = false
+autorestart = true
+exitcodes = [0, 2]
+fatal_exitcodes = [78]
+startsecs = "250ms"
+startretries = 5
+stopsignal = "INT"
+stopwaitsecs = 3
+priority = 10
+redirect_stderr = true
+stdout_logfile = "logs/bot.out"
+stdout_logfile_maxbytes = "1MB"
+stdout_logfile_backups = 2
+stderr_logfile = "NONE"
+stderr_logfile_maxbytes = 1024
+stderr_logfile_backups = 0
+backoff = { initial = "100ms", max = "10s", multiplier = 3, jitter = 0.2, reset = "1m" }
+depends_on = ["db"]
+on_fatal = "shutdown"
+echo_output = false
+
+[program.db]
+command = ["./bin/db", "--port", "${PORT:-5432}"]
+priority = 1
+"#);
+    assert_eq!(c.supervisor.logdir, Path::new("/var/log/app"));
+    assert_eq!(c.supervisor.socket, Path::new("/etc/app/run/s.sock"));
+    assert_eq!(c.supervisor.shutdown_timeout, Duration::from_secs(12));
+    // Start order is by priority.
+    assert_eq!(c.programs[0].name.as_str(), "db");
+    assert_eq!(
+        c.programs[0].command,
+        ["/etc/app/./bin/db", "--port", "5432"]
+    );
+    let p = c.program("bot").unwrap();
+    assert_eq!(
+        p.command,
+        [
+            "/srv/bot/bin/bot",
+            "--token-file",
+            "/run/secrets/token",
+            "--mode",
+            "a b"
+        ]
+    );
+    assert_eq!(p.directory.as_deref(), Some(Path::new("/srv/bot")));
+    let mut env = p.environment.clone();
+    env.sort();
+    assert_eq!(
+        env,
+        [
+            ("DEBUG".to_string(), "false".to_string()),
+            ("RUST_LOG".into(), "info".into()),
+            ("WORKERS".into(), "4".into())
+        ]
+    );
+    assert_eq!(p.user.as_ref().map(|u| u.uid), Some(0));
+    assert!(!p.autostart);
+    assert_eq!(p.autorestart, AutoRestart::Always);
+    assert_eq!(p.exitcodes, [0, 2]);
+    assert_eq!(p.fatal_exitcodes, [78]);
+    assert_eq!(p.startsecs, Duration::from_millis(250));
+    assert_eq!(p.startretries, 5);
+    assert_eq!(p.stopsignal, Signal::SIGINT);
+    assert_eq!(p.stopwaitsecs, Duration::from_secs(3));
+    assert_eq!(p.priority, 10);
+    assert!(p.redirect_stderr);
+    assert_eq!(
+        p.stdout.path.as_deref(),
+        Some(Path::new("/etc/app/logs/bot.out"))
+    );
+    assert_eq!((p.stdout.maxbytes, p.stdout.backups), (1 << 20, 2));
+    assert_eq!(p.stderr.path, None);
+    assert_eq!((p.stderr.maxbytes, p.stderr.backups), (1024, 0));
+    assert_eq!(
+        p.backoff,
+        Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(10),
+            multiplier: 3.0,
+            jitter: 0.2,
+            reset: Duration::from_secs(60)
+        }
+    );
+    assert_eq!(p.depends_on, [ProgramName::new("db").unwrap()]);
+    assert_eq!(p.on_fatal, OnFatal::Shutdown);
+    assert!(!p.echo_output);
+}
+
+#[test]
+fn env_files_feed_expansion_and_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".env"), "GLOBAL=g\nSHARED=from-file\n").unwrap();
+    std::fs::write(dir.path().join("bot.env"), "LOCAL=l\n").unwrap();
+    let path = dir.path().join("supervisor.toml");
+    let text = r#"
+[supervisor]
+env_file = ".env"
+[program.bot]
+command = ["/bin/echo", "${GLOBAL}", "${LOCAL}", "${SHARED}"]
+env_file = "bot.env"
+environment = { EXTRA = "x" }
+"#;
+    let real = |n: &str| (n == "SHARED").then(|| "from-env".to_string());
+    let c = parse_with_env(&path, text, &real).unwrap();
+    let p = &c.programs[0];
+    // The real environment wins over the global env_file.
+    assert_eq!(p.command, ["/bin/echo", "g", "l", "from-env"]);
+    assert_eq!(
+        p.environment,
+        [
+            ("GLOBAL".to_string(), "g".to_string()),
+            ("LOCAL".into(), "l".into()),
+            ("EXTRA".into(), "x".into())
+        ]
+    );
+}
+
+/// Each kind of mistake, with the exact message a person reads.
+#[test]
+fn each_kind_of_error_names_file_line_and_key() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "[program.bot]\ncommand = [\"/bin/bot\"]\nstartsec = 5\n",
+            "conf/supervisor.toml:3: program.bot.startsec: unknown key (did you mean \"startsecs\"?)",
+        ),
+        (
+            "[program.bot]\ncommand = [\"/bin/bot\"]\nautostart = \"yes\"\n",
+            "conf/supervisor.toml:3: program.bot.autostart: expected true or false, found a string",
+        ),
+        (
+            "[program.bot]\ncommand = [\"/bin/bot\"]\nstartsecs = -1\n",
+            "conf/supervisor.toml:3: program.bot.startsecs: -1 is negative; durations cannot be",
+        ),
+        (
+            "[program.bot]\ncommand = [\"/bin/bot\"]\nstopwaitsecs = \"soon\"\n",
+            "conf/supervisor.toml:3: program.bot.stopwaitsecs: \"soon\" is not a duration (write seconds as a number, or a string such as \"250ms\", \"2s\", \"1m 30s\")",
+        ),
+        (
+            "[program.bot]\ncommand = [\"/bin/bot\"]\nstopsignal = \"TERMINATE\"\n",
+            "conf/supervisor.toml:3: program.bot.stopsignal: \"TERMINATE\" is not a signal name (e.g. \"TERM\", \"INT\", \"QUIT\", \"HUP\", \"USR1\")",
+        ),
+        (
+            "[program.a]\ncommand = [\"/bin/a\"]\ndepends_on = [\"b\"]\n[program.b]\ncommand = [\"/bin/b\"]\ndepends_on = [\"a\"]\n",
+            "conf/supervisor.toml:3: program.a.depends_on: dependency cycle: a -> b -> a",
+        ),
+        (
+            "[program.a]\ncommand = [\"/bin/a\"]\ndepends_on = [\"db\"]\n",
+            "conf/supervisor.toml:3: program.a.depends_on: unknown program \"db\"",
+        ),
+        (
+            "[program.a]\ncommand = [\"/bin/a\"]\nstdout_logfile = \"/tmp/x.log\"\n[program.b]\ncommand = [\"/bin/b\"]\nstdout_logfile = \"/tmp/x.log\"\n",
+            "conf/supervisor.toml:6: program.b.stdout_logfile: log file /tmp/x.log is also written by program.a.stdout_logfile; each stream needs its own file",
+        ),
+        (
+            "[program.bot]\ndirectory = \"/srv\"\n",
+            "conf/supervisor.toml:1: program.bot: missing \"command\" (the program to run, e.g. command = [\"/usr/bin/bot\", \"--flag\"])",
+        ),
+        (
+            "[program.bot]\ncommand = []\n",
+            "conf/supervisor.toml:2: program.bot.command: the command is empty",
+        ),
+        (
+            "[program.bot]\ncommand = [\"/bin/bot\"]\nexitcodes = [0, 256]\n",
+            "conf/supervisor.toml:3: program.bot.exitcodes: 256 is out of range (0 to 255)",
+        ),
+        (
+            "[program.bot]\ncommand = [\"/bin/bot\"]\nautorestart = \"always\"\n",
+            "conf/supervisor.toml:3: program.bot.autorestart: expected true, false or \"unexpected\", found \"always\"",
+        ),
+        (
+            "[program.bot]\ncommand = [\"/bin/bot\"]\non_fatal = \"exit\"\n",
+            "conf/supervisor.toml:3: program.bot.on_fatal: expected \"ignore\" or \"shutdown\", found \"exit\"",
+        ),
+        (
+            "[program.bot]\ncommand = [\"/bin/bot\"]\nuser = \"no-such-user-here\"\n",
+            "conf/supervisor.toml:3: program.bot.user: unknown user \"no-such-user-here\" (create it, or give a uid)",
+        ),
+        (
+            "[program.bot]\ncommand = [\"${BOT_BIN}\"]\n",
+            "conf/supervisor.toml:2: program.bot.command: ${BOT_BIN} is not set (set it in the environment or an env_file, or write ${BOT_BIN:-default})",
+        ),
+        (
+            "[program.\"my bot\"]\ncommand = [\"/bin/bot\"]\n",
+            "conf/supervisor.toml:1: program.my bot: program name \"my bot\" contains ' '; use only letters, digits, '_', '-' and '.'",
+        ),
+        (
+            "[program.bot]\ncommand = [\"/bin/bot\"]\nbackoff = { initial = \"5s\", max = \"1s\" }\n",
+            "conf/supervisor.toml:3: program.bot.backoff: initial (5s) is larger than max (1s)",
+        ),
+        (
+            "[program.bot]\ncommand = [\"/bin/bot\"]\nbackoff = { multiplier = 0.5 }\n",
+            "conf/supervisor.toml:3: program.bot.backoff.multiplier: 0.5 is out of range (1 to 100)",
+        ),
+        (
+            "[supervisor]\nlogdir = 5\n",
+            "conf/supervisor.toml:2: supervisor.logdir: expected a string, found an integer",
+        ),
+        (
+            "[supervisr]\n",
+            "conf/supervisor.toml:1: supervisr: unknown section (did you mean \"supervisor\"?)",
+        ),
+        (
+            "[program.bot]\ncommand = [\"/bin/bot\"\n",
+            "conf/supervisor.toml:2: invalid TOML: unclosed array, expected `]`",
+        ),
+        (
+            "[program.bot]\ncommand = \"/bin/bot 'unclosed\"\n",
+            "conf/supervisor.toml:2: program.bot.command: unbalanced quotes in the command line",
+        ),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(errors(text), [*expected], "for config:\n{text}");
+    }
+}
+
+#[test]
+fn all_errors_are_reported_at_once_in_file_order() {
+    let got = errors(
+        "[program.a]\ncommand = [\"/bin/a\"]\nstartsecs = -1\nbogus = 1\n\n[program.b]\nautostart = 1\n",
+    );
+    assert_eq!(
+        got,
+        [
+            "conf/supervisor.toml:3: program.a.startsecs: -1 is negative; durations cannot be",
+            "conf/supervisor.toml:4: program.a.bogus: unknown key",
+            "conf/supervisor.toml:6: program.b: missing \"command\" (the program to run, e.g. command = [\"/usr/bin/bot\", \"--flag\"])",
+            "conf/supervisor.toml:7: program.b.autostart: expected true or false, found an integer",
+        ]
+    );
+}
+
+#[test]
+fn an_unreadable_file_says_so() {
+    let e = crate::config::load(Path::new("/nonexistent/supervisor.toml")).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "/nonexistent/supervisor.toml: cannot read the configuration: No such file or directory (os error 2)"
+    );
+}
