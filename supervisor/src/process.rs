@@ -101,6 +101,25 @@ pub fn spawn(
                 unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
             }
         }
+        // Ignored signals stay ignored across exec (handled ones are reset by it). The raw
+        // system call, because libc refuses its own reserved real-time signals, which a parent
+        // may have left ignored too. An all-zero kernel sigaction is SIG_DFL with no flags and
+        // an empty mask, whatever the architecture's field order.
+        let default_action = [0u64; 4];
+        for sig in 1..=64 {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                // SAFETY: rt_sigaction reads 32 zeroed bytes we own; no old action is written.
+                unsafe {
+                    libc::syscall(
+                        libc::SYS_rt_sigaction,
+                        sig,
+                        default_action.as_ptr(),
+                        std::ptr::null_mut::<u64>(),
+                        8usize,
+                    )
+                };
+            }
+        }
         if let Some(limit) = &nofile {
             // SAFETY: restores the limit the supervisor itself was started with.
             unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, limit) };
