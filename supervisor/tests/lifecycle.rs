@@ -252,9 +252,15 @@ wait"#,
     wait_until("the grandchild pid", || !lines(&path).is_empty());
     let grandchild: i32 = lines(&path)[0].parse().unwrap();
     assert!(alive(grandchild));
+    let t0 = Instant::now();
     sup.signal(Signal::SIGTERM);
     assert!(sup.wait_exit(PATIENCE).success());
     assert!(!alive(grandchild), "grandchild {grandchild} survived");
+    // The parent died on TERM at once; the supervisor waited for its group, then killed it.
+    assert!(t0.elapsed() >= Duration::from_millis(450), "took {:?}", t0.elapsed());
+    sup.wait_log("SIGKILL to the group", |e| {
+        msg(e) == "signalling process group" && field(e, "signal") == "SIGKILL"
+    });
 }
 
 #[test]

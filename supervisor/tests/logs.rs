@@ -1,0 +1,154 @@
+//! Output capture: every byte a program writes reaches its log once, in order, across rotation,
+//! exit and shutdown; and the prefixed copy reaches the supervisor's stdout.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::*;
+use nix::sys::signal::Signal;
+
+/// The log files of one stream, oldest first (`x.log.N` … `x.log.1`, `x.log`).
+fn rotated_files(log: &Path) -> Vec<PathBuf> {
+    let mut numbered: Vec<(u32, PathBuf)> = std::fs::read_dir(log.parent().unwrap())
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let base = log.file_name()?.to_str()?;
+            let n = name.strip_prefix(base)?.strip_prefix('.')?.parse().ok()?;
+            Some((n, e.path()))
+        })
+        .collect();
+    numbered.sort_by(|a, b| b.0.cmp(&a.0));
+    let mut files: Vec<PathBuf> = numbered.into_iter().map(|(_, p)| p).collect();
+    files.push(log.to_owned());
+    files
+}
+
+#[test]
+fn two_hundred_mib_of_lines_survive_many_rotations_intact() {
+    const LINES: u64 = 13_107_200; // "line 0000000001\n" is 16 bytes: 200 MiB in all
+    const MAXBYTES: u64 = 4 << 20;
+    let dir = Supervisor::dir_with(&format!(
+        r#"
+[program.flood]
+command = ["seq", "-f", "line %010.0f", "1", "{LINES}"]
+autorestart = false
+startsecs = 0
+echo_output = false
+stdout_logfile_maxbytes = {MAXBYTES}
+stdout_logfile_backups = 100
+"#
+    ));
+    let mut sup = Supervisor::start(dir, Mode::Plain);
+    sup.wait_state("flood", "EXITED");
+    sup.signal(Signal::SIGTERM);
+    assert!(sup.wait_exit(PATIENCE).success());
+
+    let files = rotated_files(&sup.path("data/logs/flood.log"));
+    assert!(files.len() > 40, "rotated only {} times", files.len() - 1);
+    let mut next = 1u64;
+    let mut expected = Vec::with_capacity(16);
+    for file in &files {
+        let data = std::fs::read(file).unwrap();
+        assert!(data.len() as u64 <= MAXBYTES, "{} is {} bytes", file.display(), data.len());
+        assert!(data.is_empty() || data.ends_with(b"\n"), "{} ends mid-line", file.display());
+        for line in data.chunks(16) {
+            expected.clear();
+            expected.extend_from_slice(format!("line {next:010}\n").as_bytes());
+            assert_eq!(
+                line,
+                &expected[..],
+                "in {}: line {next} is wrong",
+                file.display()
+            );
+            next += 1;
+        }
+    }
+    assert_eq!(next - 1, LINES, "lines lost");
+}
+
+#[test]
+fn output_written_just_before_exit_is_kept() {
+    let dir = Supervisor::dir_with(
+        r#"
+[program.last-words]
+command = ["/bin/sh", "-c", "seq 1 50000; echo to-stderr >&2; printf 'no newline at the end'"]
+autorestart = false
+startsecs = 0
+"#,
+    );
+    let mut sup = Supervisor::start(dir, Mode::Plain);
+    sup.wait_state("last-words", "EXITED");
+    // Shut down at once: whatever is still in the pipe must be drained first.
+    sup.signal(Signal::SIGTERM);
+    assert!(sup.wait_exit(PATIENCE).success());
+    let out = lines(&sup.path("data/logs/last-words.log"));
+    assert_eq!(out.len(), 50_001);
+    assert!(out[..50_000].iter().enumerate().all(|(i, l)| *l == (i + 1).to_string()));
+    assert_eq!(out[50_000], "no newline at the end");
+    assert_eq!(lines(&sup.path("data/logs/last-words.err.log")), ["to-stderr"]);
+    // The same lines, prefixed, on the supervisor's stdout.
+    let stdout = sup.stdout();
+    assert!(stdout.contains("last-words | 1\nlast-words | 2\n"));
+    assert!(stdout.contains("last-words | to-stderr\n"));
+    assert!(stdout.ends_with("last-words | no newline at the end\n"), "{:?}", &stdout[stdout.len() - 80..]);
+}
+
+#[test]
+fn redirect_stderr_merges_into_the_stdout_log() {
+    let dir = Supervisor::dir_with(
+        r#"
+[program.both]
+command = ["/bin/sh", "-c", "echo out; echo err >&2; echo out2"]
+redirect_stderr = true
+autorestart = false
+startsecs = 0
+"#,
+    );
+    let mut sup = Supervisor::start(dir, Mode::Plain);
+    sup.wait_state("both", "EXITED");
+    sup.signal(Signal::SIGTERM);
+    assert!(sup.wait_exit(PATIENCE).success());
+    assert_eq!(lines(&sup.path("data/logs/both.log")), ["out", "err", "out2"]);
+    assert!(!sup.path("data/logs/both.err.log").exists());
+}
+
+/// The echo goes through the inherited fd 1, whatever it is.
+#[test]
+fn echo_works_when_stdout_is_a_file_or_dev_null() {
+    for target in ["file", "null"] {
+        let dir = Supervisor::dir_with(
+            r#"
+[program.talker]
+command = ["seq", "1", "1000"]
+autorestart = false
+startsecs = 0
+"#,
+        );
+        let out_path = dir.path().join("stdout.txt");
+        let stdout = match target {
+            "file" => Stdio::from(std::fs::File::create(&out_path).unwrap()),
+            _ => Stdio::null(),
+        };
+        let mut child = Command::new(BIN)
+            .args(["run", "-c"])
+            .arg(dir.path().join("supervisor.toml"))
+            .stdout(stdout)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let log = dir.path().join("data/logs/talker.log");
+        wait_until("the whole log", || lines(&log).len() == 1000);
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), Signal::SIGTERM)
+            .unwrap();
+        assert!(child.wait().unwrap().success(), "{target}");
+        if target == "file" {
+            let echoed = lines(&out_path);
+            let want: Vec<String> = (1..=1000).map(|i| format!("talker | {i}")).collect();
+            assert_eq!(echoed, want);
+        }
+    }
+}
