@@ -257,7 +257,11 @@ wait"#,
     assert!(sup.wait_exit(PATIENCE).success());
     assert!(!alive(grandchild), "grandchild {grandchild} survived");
     // The parent died on TERM at once; the supervisor waited for its group, then killed it.
-    assert!(t0.elapsed() >= Duration::from_millis(450), "took {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() >= Duration::from_millis(450),
+        "took {:?}",
+        t0.elapsed()
+    );
     sup.wait_log("SIGKILL to the group", |e| {
         msg(e) == "signalling process group" && field(e, "signal") == "SIGKILL"
     });

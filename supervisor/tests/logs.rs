@@ -53,8 +53,17 @@ stdout_logfile_backups = 100
     let mut expected = Vec::with_capacity(16);
     for file in &files {
         let data = std::fs::read(file).unwrap();
-        assert!(data.len() as u64 <= MAXBYTES, "{} is {} bytes", file.display(), data.len());
-        assert!(data.is_empty() || data.ends_with(b"\n"), "{} ends mid-line", file.display());
+        assert!(
+            data.len() as u64 <= MAXBYTES,
+            "{} is {} bytes",
+            file.display(),
+            data.len()
+        );
+        assert!(
+            data.is_empty() || data.ends_with(b"\n"),
+            "{} ends mid-line",
+            file.display()
+        );
         for line in data.chunks(16) {
             expected.clear();
             expected.extend_from_slice(format!("line {next:010}\n").as_bytes());
@@ -87,14 +96,26 @@ startsecs = 0
     assert!(sup.wait_exit(PATIENCE).success());
     let out = lines(&sup.path("data/logs/last-words.log"));
     assert_eq!(out.len(), 50_001);
-    assert!(out[..50_000].iter().enumerate().all(|(i, l)| *l == (i + 1).to_string()));
+    assert!(
+        out[..50_000]
+            .iter()
+            .enumerate()
+            .all(|(i, l)| *l == (i + 1).to_string())
+    );
     assert_eq!(out[50_000], "no newline at the end");
-    assert_eq!(lines(&sup.path("data/logs/last-words.err.log")), ["to-stderr"]);
+    assert_eq!(
+        lines(&sup.path("data/logs/last-words.err.log")),
+        ["to-stderr"]
+    );
     // The same lines, prefixed, on the supervisor's stdout.
     let stdout = sup.stdout();
     assert!(stdout.contains("last-words | 1\nlast-words | 2\n"));
     assert!(stdout.contains("last-words | to-stderr\n"));
-    assert!(stdout.ends_with("last-words | no newline at the end\n"), "{:?}", &stdout[stdout.len() - 80..]);
+    assert!(
+        stdout.ends_with("last-words | no newline at the end\n"),
+        "{:?}",
+        &stdout[stdout.len() - 80..]
+    );
 }
 
 #[test]
@@ -112,7 +133,10 @@ startsecs = 0
     sup.wait_state("both", "EXITED");
     sup.signal(Signal::SIGTERM);
     assert!(sup.wait_exit(PATIENCE).success());
-    assert_eq!(lines(&sup.path("data/logs/both.log")), ["out", "err", "out2"]);
+    assert_eq!(
+        lines(&sup.path("data/logs/both.log")),
+        ["out", "err", "out2"]
+    );
     assert!(!sup.path("data/logs/both.err.log").exists());
 }
 
@@ -142,8 +166,11 @@ startsecs = 0
             .unwrap();
         let log = dir.path().join("data/logs/talker.log");
         wait_until("the whole log", || lines(&log).len() == 1000);
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), Signal::SIGTERM)
-            .unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            Signal::SIGTERM,
+        )
+        .unwrap();
         assert!(child.wait().unwrap().success(), "{target}");
         if target == "file" {
             let echoed = lines(&out_path);

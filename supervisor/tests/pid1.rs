@@ -42,7 +42,9 @@ autorestart = false
     sup.wait_log("1000 orphans reaped", |e| {
         msg(e) == "reaped an orphan" && e["total"] == 1000
     });
-    wait_until("no zombie left under PID 1", || zombies_of(sup.pid).is_empty());
+    wait_until("no zombie left under PID 1", || {
+        zombies_of(sup.pid).is_empty()
+    });
     assert!(sup.stdout().contains("orphanage | done"));
 }
 
@@ -71,7 +73,11 @@ startsecs = 0
         sup.signal(sig);
         let status = sup.wait_exit(PATIENCE);
         assert!(status.success(), "{sig}: {status:?}");
-        assert!(t0.elapsed() < Duration::from_secs(5), "{sig}: took {:?}", t0.elapsed());
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "{sig}: took {:?}",
+            t0.elapsed()
+        );
         assert_eq!(lines(&sup.path("app.out")), ["got-term"], "{sig}");
         sup.wait_log("shutdown reason", |e| {
             msg(e) == "shutting down" && field(e, "reason") == format!("received {sig}")
@@ -99,7 +105,11 @@ stopwaitsecs = 60
     sup.wait_state("slow", "STOPPING");
     sup.signal(Signal::SIGTERM);
     assert!(sup.wait_exit(PATIENCE).success());
-    assert!(t0.elapsed() < Duration::from_secs(5), "took {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t0.elapsed()
+    );
 }
 
 #[test]
@@ -147,13 +157,19 @@ startsecs = 0
     let sup = Supervisor::start(dir, Mode::Pid1);
     sup.wait_state("app", "RUNNING");
     let config = sup.path("supervisor.toml");
-    std::fs::write(&config, "[program.app]\ncommand = [\"sleep\", \"60\"]\nstartsecs = -5\n").unwrap();
+    std::fs::write(
+        &config,
+        "[program.app]\ncommand = [\"sleep\", \"60\"]\nstartsecs = -5\n",
+    )
+    .unwrap();
     sup.signal(Signal::SIGHUP);
     let bad = sup.wait_log("an invalid-config report", |e| {
         msg(e).starts_with("SIGHUP: the configuration has errors")
     });
     assert!(
-        field(&bad, "errors").ends_with("supervisor.toml:3: program.app.startsecs: -5 is negative; durations cannot be"),
+        field(&bad, "errors").ends_with(
+            "supervisor.toml:3: program.app.startsecs: -5 is negative; durations cannot be"
+        ),
         "{bad}"
     );
     std::fs::write(
@@ -162,7 +178,9 @@ startsecs = 0
     )
     .unwrap();
     sup.signal(Signal::SIGHUP);
-    let good = sup.wait_log("a valid-config report", |e| msg(e) == "SIGHUP: configuration is valid");
+    let good = sup.wait_log("a valid-config report", |e| {
+        msg(e) == "SIGHUP: configuration is valid"
+    });
     assert_eq!(field(&good, "added"), "[\"new\"]");
     assert_eq!(field(&good, "changed"), "[\"app\"]");
     // The running program is untouched.
