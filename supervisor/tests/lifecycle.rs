@@ -1,5 +1,7 @@
 //! Restarts, backoff, FATAL, dependencies and shutdown order, with real child processes.
 
+#![allow(clippy::unwrap_used)] // in a test, an unwrap is an assertion
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -1,6 +1,8 @@
 //! Output capture: every byte a program writes reaches its log once, in order, across rotation,
 //! exit and shutdown; and the prefixed copy reaches the supervisor's stdout.
 
+#![allow(clippy::unwrap_used)] // in a test, an unwrap is an assertion
+
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -2,6 +2,8 @@
 //! Where the kernel would clean up after PID 1 anyway, the same behaviour is also checked as a
 //! child subreaper in `lifecycle.rs`.
 
+#![allow(clippy::unwrap_used)] // in a test, an unwrap is an assertion
+
 mod common;
 
 use std::time::{Duration, Instant};

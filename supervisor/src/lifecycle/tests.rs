@@ -28,6 +28,8 @@ fn policy() -> Policy {
     }
 }
 
+type Outcome = (State, Option<Effect>);
+
 fn cx(now: Instant) -> Context {
     Context {
         now,
@@ -105,7 +107,7 @@ fn every_state_and_event() {
     let same = |s: &State| (s.clone(), None);
 
     #[rustfmt::skip]
-    let table: Vec<(&State, &Event, (State, Option<Effect>))> = vec![
+    let table: Vec<(&State, &Event, Outcome)> = vec![
         (&stopped, &start, fresh.clone()),
         (&stopped, &stop, same(&stopped)),
         (&stopped, &spawned, same(&stopped)),
