@@ -23,7 +23,7 @@ fn rotated_files(log: &Path) -> Vec<PathBuf> {
             Some((n, e.path()))
         })
         .collect();
-    numbered.sort_by(|a, b| b.0.cmp(&a.0));
+    numbered.sort_by_key(|(n, _)| std::cmp::Reverse(*n));
     let mut files: Vec<PathBuf> = numbered.into_iter().map(|(_, p)| p).collect();
     files.push(log.to_owned());
     files
