@@ -1,0 +1,82 @@
+//! `supervisor check` and `supervisor run` on good and bad configurations: output and exit codes.
+
+#![allow(clippy::unwrap_used)] // in a test, an unwrap is an assertion
+
+mod common;
+
+use std::process::Command;
+
+use common::BIN;
+
+fn run(args: &[&str], dir: &std::path::Path) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("SUPERVISOR_CONFIG")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+const BAD: &str = "[program.bot]\ncommand = [\"/bin/bot\"]\nstartsecs = -1\nautostart = \"yes\"\n\n[program.web]\ndepends_on = [\"db\"]\ncommand = \"/bin/web\"\n";
+
+#[test]
+fn check_lists_every_error_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("supervisor.toml"), BAD).unwrap();
+    let (code, stdout, stderr) = run(&["check"], dir.path());
+    assert_eq!(code, 2);
+    assert_eq!(stdout, "");
+    assert_eq!(
+        stderr,
+        "supervisor.toml:3: program.bot.startsecs: -1 is negative; durations cannot be\n\
+         supervisor.toml:4: program.bot.autostart: expected true or false, found a string\n\
+         supervisor.toml:7: program.web.depends_on: unknown program \"db\"\n"
+    );
+}
+
+#[test]
+fn run_refuses_a_bad_config_and_starts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("custom.toml"), BAD).unwrap();
+    let (code, _, stderr) = run(&["run", "-c", "custom.toml"], dir.path());
+    assert_eq!(code, 2);
+    assert!(
+        stderr.starts_with("supervisor: custom.toml:3: program.bot.startsecs"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("data").exists(), "nothing may be created");
+}
+
+#[test]
+fn check_accepts_a_good_config() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("supervisor.toml"),
+        "[program.a]\ncommand = \"sleep 1\"\n",
+    )
+    .unwrap();
+    let (code, stdout, _) = run(&["check"], dir.path());
+    assert_eq!(
+        (code, stdout.as_str()),
+        (0, "supervisor.toml: ok (1 program)\n")
+    );
+    let (code, _, stderr) = run(&["check", "-c", "missing.toml"], dir.path());
+    assert_eq!(code, 2);
+    assert_eq!(
+        stderr,
+        "missing.toml: cannot read the configuration: No such file or directory (os error 2)\n"
+    );
+}
+
+#[test]
+fn the_shipped_configuration_is_valid() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let (code, stdout, stderr) = run(&["check", "-c", "supervisor.toml"], &root);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "supervisor.toml: ok (3 programs)\n");
+}
