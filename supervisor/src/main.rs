@@ -66,11 +66,9 @@ fn main() -> ExitCode {
         }
         Command::Check { config } => match supervisor::check(&config.config) {
             Ok(c) => {
-                println!(
-                    "{}: ok ({} programs)",
-                    config.config.display(),
-                    c.programs.len()
-                );
+                let n = c.programs.len();
+                let noun = if n == 1 { "program" } else { "programs" };
+                println!("{}: ok ({n} {noun})", config.config.display());
                 ExitCode::SUCCESS
             }
             Err(e) => {
