@@ -39,7 +39,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         tracing::warn!(error = %e, "cannot become a child subreaper; orphans will not be reaped by us");
     }
     let nofile = process::raise_nofile();
-    let (echo_tx, echo_done) = start_echo_thread()?;
+    let (echo_tx, echo_done) = start_echo().context("starting the output thread")?;
     let mut daemon = Daemon::new(config, nofile, echo_tx)?;
     tracing::info!(
         pid = std::process::id(),
@@ -97,20 +97,6 @@ impl Signals {
             usr2: signal(SignalKind::user_defined2())?,
         })
     }
-}
-
-fn start_echo_thread() -> anyhow::Result<(EchoSender, oneshot::Receiver<()>)> {
-    let (tx, thread) = start_echo().context("starting the output thread")?;
-    let (done_tx, done_rx) = oneshot::channel();
-    std::thread::Builder::new()
-        .name("echo-join".into())
-        .stack_size(64 * 1024)
-        .spawn(move || {
-            let _ = thread.join();
-            let _ = done_tx.send(());
-        })
-        .context("starting the output thread")?;
-    Ok((tx, done_rx))
 }
 
 struct Program {

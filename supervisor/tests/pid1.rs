@@ -251,3 +251,41 @@ on_fatal = "shutdown"
     let mut sup = Supervisor::start(dir, Mode::Pid1);
     assert_eq!(sup.wait_exit(PATIENCE).code(), Some(1));
 }
+
+#[test]
+fn root_pid1_a_grandchild_in_the_group_is_killed_before_exit() {
+    if !namespaces_available() {
+        return;
+    }
+    let dir = Supervisor::dir_with(
+        r#"
+[program.parent]
+command = ["@DIR@/parent.sh"]
+startsecs = 0
+stopwaitsecs = "500ms"
+"#,
+    );
+    script(
+        dir.path(),
+        "parent.sh",
+        r#"sh -c 'trap "" TERM; echo ready; while :; do sleep 0.05; done' &
+wait"#,
+    );
+    let mut sup = Supervisor::start(dir, Mode::Pid1);
+    wait_until("the grandchild", || sup.stdout().contains("parent | ready"));
+    let t0 = Instant::now();
+    sup.signal(Signal::SIGTERM);
+    assert!(sup.wait_exit(PATIENCE).success());
+    // The parent exits on TERM at once; PID 1 still waits for the group and kills it, rather
+    // than leaving the kernel to do it when PID 1 exits.
+    assert!(
+        t0.elapsed() >= Duration::from_millis(450),
+        "took {:?}",
+        t0.elapsed()
+    );
+    let stopped = sup.wait_state("parent", "STOPPED");
+    let kill = sup.wait_log("SIGKILL to the group", |e| {
+        msg(e) == "signalling process group" && field(e, "signal") == "SIGKILL"
+    });
+    assert!(field(&kill, "timestamp") <= field(&stopped, "timestamp"));
+}

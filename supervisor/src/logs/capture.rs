@@ -14,7 +14,7 @@ use std::io::{self, Write};
 use std::os::fd::OwnedFd;
 
 use tokio::net::unix::pipe;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::rotation::LogFile;
@@ -34,11 +34,14 @@ thread_local! {
 pub type EchoSender = mpsc::Sender<Vec<u8>>;
 
 /// Starts the thread that copies output lines to the supervisor's stdout. Writing there may
-/// block (a full pipe to `docker logs`), and must never block the daemon itself.
-pub fn start_echo() -> io::Result<(EchoSender, std::thread::JoinHandle<()>)> {
+/// block (a full pipe to `docker logs`), and must never block the daemon itself. The returned
+/// receiver resolves once every sender is gone and everything queued was written.
+pub fn start_echo() -> io::Result<(EchoSender, oneshot::Receiver<()>)> {
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(ECHO_QUEUE);
-    let handle = std::thread::Builder::new()
+    let (done_tx, done_rx) = oneshot::channel();
+    std::thread::Builder::new()
         .name("echo".into())
+        .stack_size(256 * 1024)
         .spawn(move || {
             let stdout = io::stdout();
             while let Some(chunk) = rx.blocking_recv() {
@@ -47,8 +50,9 @@ pub fn start_echo() -> io::Result<(EchoSender, std::thread::JoinHandle<()>)> {
                 // have everything.
                 let _ = out.write_all(&chunk).and_then(|()| out.flush());
             }
+            let _ = done_tx.send(());
         })?;
-    Ok((tx, handle))
+    Ok((tx, done_rx))
 }
 
 /// Where one pipe's bytes go.
