@@ -13,13 +13,19 @@
 //! - [`process`]: spawning, signalling and reaping; the only place with `unsafe`.
 //! - [`logs`]: output capture, rotation and the echo to stdout.
 //! - [`daemon`]: the actor that owns all state and performs the lifecycle's effects.
+//! - [`control`]: the control socket: connections, peer credentials, framing.
+//! - [`status`]: how states read in `status` (supervisorctl's descriptions).
+//! - [`cli`]: the client verbs of the binary (`status`, `start`, `tail -f`, ...).
 
 pub mod backoff;
+pub mod cli;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod lifecycle;
 pub mod logs;
 pub mod process;
+pub mod status;
 
 use std::future::Future;
 use std::path::Path;

@@ -61,6 +61,7 @@ pub struct Config {
     /// The file it was read from (absolute).
     pub path: PathBuf,
     pub supervisor: SupervisorSection,
+    pub control: ControlSection,
     /// Programs in start order: by `priority`, then by name.
     pub programs: Vec<ProgramConfig>,
 }
@@ -81,6 +82,17 @@ pub struct SupervisorSection {
     /// Variables for `${VAR}` expansion and for every program's environment (the real
     /// environment wins over it).
     pub env_file: Option<PathBuf>,
+    /// Permission bits of the control socket.
+    pub socket_mode: u32,
+    /// Group that owns the control socket (name and gid), so its members can connect.
+    pub socket_group: Option<(String, u32)>,
+}
+
+/// `[control]`: who may use the control socket beyond root and the supervisor's own user.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ControlSection {
+    /// Verb → uids granted it (`[control.allow] status = ["statusd", "hookd"]`).
+    pub allow: std::collections::BTreeMap<String, Vec<u32>>,
 }
 
 /// `autorestart`, with supervisord's meaning.

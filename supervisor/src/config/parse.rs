@@ -15,14 +15,22 @@ use toml::de::{DeTable, DeValue};
 use super::expand::{expand, read_env_file};
 use super::units::{parse_bytes, parse_duration, parse_signal};
 use super::{
-    AutoRestart, Backoff, Config, ConfigError, ConfigErrors, LogTarget, OnFatal, ProgramConfig,
-    ProgramName, SupervisorSection, UserSpec,
+    AutoRestart, Backoff, Config, ConfigError, ConfigErrors, ControlSection, LogTarget, OnFatal,
+    ProgramConfig, ProgramName, SupervisorSection, UserSpec,
 };
 
 type Value<'i> = Spanned<DeValue<'i>>;
 type Env<'e> = dyn Fn(&str) -> Option<String> + 'e;
 
-const SUPERVISOR_KEYS: &[&str] = &["logdir", "socket", "shutdown_timeout", "env_file"];
+const SUPERVISOR_KEYS: &[&str] = &[
+    "logdir",
+    "socket",
+    "socket_mode",
+    "socket_group",
+    "shutdown_timeout",
+    "env_file",
+];
+const SECTIONS: &[&str] = &["supervisor", "program", "control"];
 const PROGRAM_KEYS: &[&str] = &[
     "command",
     "directory",
@@ -150,8 +158,8 @@ impl<'a> Walker<'a> {
     fn document(&mut self, doc: &DeTable<'_>, env: &Env<'_>) -> Option<Config> {
         for (key, _) in doc.iter() {
             let name = key.get_ref().as_ref();
-            if name != "supervisor" && name != "program" {
-                let hint = suggest(name, &["supervisor", "program"]);
+            if !SECTIONS.contains(&name) {
+                let hint = suggest(name, SECTIONS);
                 self.error(key.span(), name, format!("unknown section{hint}"));
             }
         }
@@ -234,7 +242,12 @@ impl<'a> Walker<'a> {
         self.duplicate_logs(&logs);
         self.dependencies(&programs, doc, &spans);
         programs.sort_by(|a, b| a.priority.cmp(&b.priority).then(a.name.cmp(&b.name)));
+        let control = match get(doc, "control") {
+            Some((_, v)) => self.control(v, env),
+            None => ControlSection::default(),
+        };
         Some(Config {
+            control,
             path: std::path::absolute(self.file).unwrap_or_else(|_| self.file.to_owned()),
             supervisor,
             programs,
@@ -247,6 +260,8 @@ impl<'a> Walker<'a> {
             socket: self.base.join("data/supervisor.sock"),
             shutdown_timeout: Duration::from_secs(30),
             env_file: None,
+            socket_mode: 0o600,
+            socket_group: None,
         };
         let Some(table) = table else {
             return s;
@@ -268,6 +283,19 @@ impl<'a> Walker<'a> {
                 "env_file" => {
                     if let Some(v) = self.string(value, &path, env) {
                         s.env_file = Some(self.resolve(&v));
+                    }
+                }
+                "socket_mode" => {
+                    if let Some(mode) = self.mode(value, &path) {
+                        s.socket_mode = mode;
+                    }
+                }
+                "socket_group" => {
+                    if let Some(g) = self.string(value, &path, env) {
+                        match resolve_group(&g) {
+                            Ok(gid) => s.socket_group = Some((g, gid)),
+                            Err(message) => self.error(value.span(), &path, message),
+                        }
                     }
                 }
                 "shutdown_timeout" => {
@@ -467,6 +495,71 @@ impl<'a> Walker<'a> {
         p.environment.extend(file_env);
         p.environment.extend(environment);
         Some(p)
+    }
+
+    fn control(&mut self, v: &Value<'_>, env: &Env<'_>) -> ControlSection {
+        let mut c = ControlSection::default();
+        let Some(t) = self.table(v, "control") else {
+            return c;
+        };
+        for (k, value) in t.iter() {
+            let name = k.get_ref().as_ref();
+            let path = format!("control.{name}");
+            if name != "allow" {
+                self.unknown_key(k, &path, &["allow"]);
+                continue;
+            }
+            let Some(allow) = self.table(value, &path) else {
+                continue;
+            };
+            for (verb, users) in allow.iter() {
+                let verb_name = verb.get_ref().as_ref();
+                let vpath = format!("control.allow.{verb_name}");
+                if !supervisor_proto::Request::VERBS.contains(&verb_name) {
+                    let hint = suggest(verb_name, supervisor_proto::Request::VERBS);
+                    self.error(verb.span(), &vpath, format!("unknown verb{hint}"));
+                    continue;
+                }
+                let Some(list) = self.string_list(users, &vpath, env) else {
+                    continue;
+                };
+                let mut uids = Vec::new();
+                for user in list {
+                    match resolve_user(&user) {
+                        Ok(u) => uids.push(u.uid),
+                        Err(message) => self.error(users.span(), &vpath, message),
+                    }
+                }
+                c.allow.insert(verb_name.to_owned(), uids);
+            }
+        }
+        c
+    }
+
+    /// A file mode: an integer (`0o660` in TOML) or an octal string (`"0660"`).
+    fn mode(&mut self, v: &Value<'_>, path: &str) -> Option<u32> {
+        let parsed = match v.get_ref() {
+            DeValue::Integer(i) => u32::from_str_radix(i.as_str(), i.radix()).ok(),
+            DeValue::String(s) => u32::from_str_radix(s.trim_start_matches("0o"), 8).ok(),
+            _ => {
+                self.type_error(v, path, "a mode such as \"0660\"");
+                return None;
+            }
+        };
+        match parsed {
+            Some(m) if m <= 0o777 => Some(m),
+            _ => {
+                self.error(
+                    v.span(),
+                    path,
+                    format!(
+                        "{} is not a file mode (write it in octal, such as \"0660\")",
+                        raw(v)
+                    ),
+                );
+                None
+            }
+        }
     }
 
     fn unknown_key(
@@ -976,6 +1069,18 @@ fn edit_distance(a: &str, b: &str) -> usize {
         }
     }
     row[b.len()]
+}
+
+/// Looks a group up by name or numeric gid.
+fn resolve_group(spec: &str) -> Result<u32, String> {
+    use nix::unistd::{Gid, Group};
+    match spec.parse::<u32>() {
+        Ok(gid) => Group::from_gid(Gid::from_raw(gid)),
+        Err(_) => Group::from_name(spec),
+    }
+    .map_err(|e| format!("cannot look up group \"{spec}\": {e}"))?
+    .map(|g| g.gid.as_raw())
+    .ok_or_else(|| format!("unknown group \"{spec}\""))
 }
 
 /// Looks a user up by name or numeric uid, with its supplementary groups.

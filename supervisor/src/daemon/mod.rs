@@ -1,25 +1,39 @@
-//! The daemon: one actor that owns every program's state and reacts to signals, child exits and
-//! timers. It spawns and reaps on the same thread (see [`crate::process`]), applies the pure
-//! [`lifecycle`](crate::lifecycle) transitions and performs their effects.
+//! The daemon: one actor that owns every program's state and reacts to signals, child exits,
+//! timers and control requests. It spawns and reaps on the same thread (see
+//! [`crate::process`]), applies the pure [`lifecycle`](crate::lifecycle) transitions and
+//! performs their effects.
+//!
+//! # Layout
+//! - this file: the event loop, lifecycle effects, reaping, shutdown.
+//! - [`requests`]: control requests (status, start, stop, ...) and the clients waiting on them.
+//! - [`update`]: `reread` and `update` (also SIGHUP): applying a changed configuration.
+
+mod requests;
+mod update;
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::os::fd::OwnedFd;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
+use supervisor_proto::{ActionResult, Event};
 use tokio::signal::unix::{Signal as SignalStream, SignalKind, signal};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::backoff::Jitter;
-use crate::config::{self, Config, OnFatal, ProgramConfig};
-use crate::lifecycle::{Context, Effect, Event, Policy, State, transition};
+use crate::config::{Config, OnFatal, ProgramConfig};
+use crate::control::{self, Acl};
+use crate::lifecycle::{
+    Context, Effect, Event as LifeEvent, ExitReason, Policy, State, transition,
+};
 use crate::logs::capture::{Capture, EchoSender, start_echo};
 use crate::logs::rotation::LogFile;
 use crate::process::{self, Outputs};
+use crate::status::{describe, unix_ms};
 
 /// How long, after the last program stopped, output still in the pipes may take to drain.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -27,10 +41,17 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Exit code after a program with `on_fatal = "shutdown"` went FATAL.
 pub const EXIT_FATAL: i32 = 1;
 
-/// Runs the daemon until a shutdown (a signal, or `shutdown` resolving) has stopped every
-/// program. Returns the process exit code.
+/// Runs the daemon until a shutdown (a signal, a `shutdown` request, or `shutdown` resolving)
+/// has stopped every program. Returns the process exit code.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<i32> {
-    // Handlers first: as PID 1 a signal without a handler is simply dropped, and SIGCHLD must
+    // The socket first: a second supervisor must not touch the first one's programs or logs.
+    let sup = &config.supervisor;
+    let listener = control::socket::bind(
+        &sup.socket,
+        sup.socket_mode,
+        sup.socket_group.as_ref().map(|g| g.1),
+    )?;
+    // Handlers next: as PID 1 a signal without a handler is simply dropped, and SIGCHLD must
     // be caught before the first child can exit.
     let mut signals = Signals::install().context("installing signal handlers")?;
     if std::process::id() != 1
@@ -40,11 +61,24 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     }
     let nofile = process::raise_nofile();
     let (echo_tx, echo_done) = start_echo().context("starting the output thread")?;
-    let mut daemon = Daemon::new(config, nofile, echo_tx)?;
+    let (requests_tx, mut requests) = mpsc::channel(64);
+    let (events, _) = broadcast::channel(1024);
+    let acl = watch::channel(Acl::new(nix::unistd::geteuid().as_raw(), &config.control)).0;
+    let server = tokio::spawn(control::serve(
+        listener,
+        control::Shared {
+            requests: requests_tx,
+            events: events.clone(),
+            acl: acl.subscribe(),
+        },
+    ));
+    let socket = config.supervisor.socket.clone();
+    let mut daemon = Daemon::new(config, nofile, echo_tx, events, acl)?;
     tracing::info!(
         pid = std::process::id(),
         programs = daemon.programs.len(),
         config = %daemon.config.path.display(),
+        socket = %socket.display(),
         "supervisor started"
     );
 
@@ -61,9 +95,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             _ = signals.term.recv() => daemon.shutdown_signal(Signal::SIGTERM),
             _ = signals.int.recv() => daemon.shutdown_signal(Signal::SIGINT),
             _ = signals.quit.recv() => daemon.shutdown_signal(Signal::SIGQUIT),
-            _ = signals.hup.recv() => daemon.reread(),
+            _ = signals.hup.recv() => daemon.sighup(),
             _ = signals.usr2.recv() => daemon.reopen_logs(),
             _ = signals.usr1.recv() => tracing::info!("SIGUSR1 has no meaning here; ignored"),
+            Some(request) = requests.recv() => daemon.handle(request),
             _ = sleep, if deadline.is_some() => daemon.tick(),
             _ = &mut shutdown, if !asked => {
                 asked = true;
@@ -72,6 +107,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         }
         daemon.drive();
     }
+    server.abort();
+    drop(requests);
+    let _ = std::fs::remove_file(&socket);
     Ok(daemon.finish(echo_done).await)
 }
 
@@ -99,6 +137,30 @@ impl Signals {
     }
 }
 
+/// A client waiting for a program to reach a state.
+struct Waiter {
+    kind: WaitKind,
+    /// Results so far (a restart reports its stop before its start).
+    results: Vec<ActionResult>,
+    tx: oneshot::Sender<Vec<ActionResult>>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum WaitKind {
+    /// Until RUNNING, or the start failed.
+    Running,
+    /// Until nothing of it is alive.
+    Stopped,
+    /// Until stopped, then start it and wait until RUNNING.
+    Restart,
+}
+
+/// What `update` decided for a program that must stop first.
+enum Retire {
+    Remove,
+    Replace(Box<ProgramConfig>),
+}
+
 struct Program {
     cfg: ProgramConfig,
     policy: Policy,
@@ -112,6 +174,63 @@ struct Program {
     stdout: OwnedFd,
     stderr: OwnedFd,
     spawns: u64,
+    /// Wall-clock time of the last state change, for `status`.
+    changed_at: SystemTime,
+    last_exit: Option<ExitReason>,
+    waiters: Vec<Waiter>,
+    retiring: Option<Retire>,
+}
+
+impl Program {
+    /// Sets up the program's pipes and the tasks that capture them.
+    fn new(
+        cfg: ProgramConfig,
+        echo: &EchoSender,
+        reopen: &watch::Sender<u64>,
+    ) -> anyhow::Result<(Self, Vec<JoinHandle<()>>)> {
+        let (out_r, out_w) = process::pipe().context("creating an output pipe")?;
+        let mut streams = vec![(out_r, &cfg.stdout)];
+        let err_w = if cfg.redirect_stderr {
+            out_w.try_clone().context("duplicating an output pipe")?
+        } else {
+            let (err_r, err_w) = process::pipe().context("creating an output pipe")?;
+            streams.push((err_r, &cfg.stderr));
+            err_w
+        };
+        let mut captures = Vec::new();
+        for (reader, target) in streams {
+            let file = target.path.as_ref().and_then(|path| {
+                LogFile::open(path, target.maxbytes, target.backups)
+                    .inspect_err(|e| {
+                        tracing::error!(program = %cfg.name, path = %path.display(), error = %e,
+                            "cannot open the log file; this output is only echoed")
+                    })
+                    .ok()
+            });
+            let capture = Capture::new(
+                format!("{} | ", cfg.name),
+                file,
+                cfg.echo_output.then(|| echo.clone()),
+                reopen.subscribe(),
+            );
+            captures.push(capture.spawn(reader).context("watching an output pipe")?);
+        }
+        let program = Program {
+            policy: Policy::from(&cfg),
+            state: State::initial(),
+            depth: 0,
+            pending_start: cfg.autostart,
+            stdout: out_w,
+            stderr: err_w,
+            spawns: 0,
+            changed_at: SystemTime::now(),
+            last_exit: None,
+            waiters: Vec::new(),
+            retiring: None,
+            cfg,
+        };
+        Ok((program, captures))
+    }
 }
 
 struct Shutdown {
@@ -128,71 +247,76 @@ struct Daemon {
     jitter: Jitter,
     nofile: Option<libc::rlimit>,
     reopen: watch::Sender<u64>,
+    echo: EchoSender,
     captures: Vec<JoinHandle<()>>,
+    events: broadcast::Sender<Event>,
+    acl: watch::Sender<Acl>,
+    started: (Instant, SystemTime),
     orphans: u64,
+    /// Restarts whose stop is done, to start on the next drive.
+    restarts: Vec<(String, Waiter)>,
 }
 
 impl Daemon {
-    fn new(config: Config, nofile: Option<libc::rlimit>, echo: EchoSender) -> anyhow::Result<Self> {
+    fn new(
+        config: Config,
+        nofile: Option<libc::rlimit>,
+        echo: EchoSender,
+        events: broadcast::Sender<Event>,
+        acl: watch::Sender<Acl>,
+    ) -> anyhow::Result<Self> {
         let (reopen, _) = watch::channel(0u64);
-        let mut captures = Vec::new();
-        let mut programs = Vec::with_capacity(config.programs.len());
-        for cfg in &config.programs {
-            let (out_r, out_w) = process::pipe().context("creating an output pipe")?;
-            let mut streams = vec![(out_r, &cfg.stdout)];
-            let err_w = if cfg.redirect_stderr {
-                out_w.try_clone().context("duplicating an output pipe")?
-            } else {
-                let (err_r, err_w) = process::pipe().context("creating an output pipe")?;
-                streams.push((err_r, &cfg.stderr));
-                err_w
-            };
-            for (reader, target) in streams {
-                let file = target.path.as_ref().and_then(|path| {
-                    LogFile::open(path, target.maxbytes, target.backups)
-                        .inspect_err(|e| {
-                            tracing::error!(program = %cfg.name, path = %path.display(), error = %e,
-                                "cannot open the log file; this output is only echoed")
-                        })
-                        .ok()
-                });
-                let capture = Capture::new(
-                    format!("{} | ", cfg.name),
-                    file,
-                    cfg.echo_output.then(|| echo.clone()),
-                    reopen.subscribe(),
-                );
-                captures.push(capture.spawn(reader).context("watching an output pipe")?);
-            }
-            programs.push(Program {
-                policy: Policy::from(cfg),
-                state: State::initial(),
-                depth: 0,
-                pending_start: cfg.autostart,
-                stdout: out_w,
-                stderr: err_w,
-                spawns: 0,
-                cfg: cfg.clone(),
-            });
-        }
-        let depths: Vec<u32> = (0..programs.len())
-            .map(|i| depth(&programs, i, 0))
-            .collect();
-        for (p, d) in programs.iter_mut().zip(depths) {
-            p.depth = d;
-        }
-        Ok(Self {
+        let mut daemon = Self {
+            programs: Vec::with_capacity(config.programs.len()),
             config,
-            programs,
             pids: HashMap::new(),
             shutdown: None,
             exit_code: 0,
             jitter: Jitter::seeded(),
             nofile,
             reopen,
-            captures,
+            echo,
+            captures: Vec::new(),
+            events,
+            acl,
+            started: (Instant::now(), SystemTime::now()),
             orphans: 0,
-        })
+            restarts: Vec::new(),
+        };
+        for cfg in daemon.config.programs.clone() {
+            daemon.add_program(cfg)?;
+        }
+        daemon.reindex();
+        Ok(daemon)
+    }
+
+    fn add_program(&mut self, cfg: ProgramConfig) -> anyhow::Result<()> {
+        let (program, captures) = Program::new(cfg, &self.echo, &self.reopen)?;
+        self.programs.push(program);
+        self.captures.extend(captures);
+        Ok(())
+    }
+
+    /// After programs were added, removed or reordered: start order, depths, the pid index.
+    fn reindex(&mut self) {
+        self.programs.sort_by(|a, b| {
+            a.cfg
+                .priority
+                .cmp(&b.cfg.priority)
+                .then(a.cfg.name.cmp(&b.cfg.name))
+        });
+        let depths: Vec<u32> = (0..self.programs.len())
+            .map(|i| depth(&self.programs, i, 0))
+            .collect();
+        for (p, d) in self.programs.iter_mut().zip(depths) {
+            p.depth = d;
+        }
+        self.pids = self
+            .programs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.state.pid().map(|pid| (pid, i)))
+            .collect();
     }
 
     fn finished(&self) -> bool {
@@ -205,8 +329,11 @@ impl Daemon {
             .position(|p| p.cfg.name.as_str() == name)
     }
 
-    /// Starts what may start, and during shutdown stops the next level.
+    /// Starts what may start, retires what `update` removed or changed, and during shutdown
+    /// stops the next level.
     fn drive(&mut self) {
+        self.retire();
+        self.run_restarts();
         if self.shutdown.is_some() {
             self.drive_shutdown();
             return;
@@ -229,7 +356,7 @@ impl Daemon {
             }
             for i in ready {
                 self.programs[i].pending_start = false;
-                self.feed(i, Event::Start);
+                self.feed(i, LifeEvent::Start);
             }
         }
     }
@@ -238,7 +365,7 @@ impl Daemon {
         // Waiting to restart is pointless now.
         for i in 0..self.programs.len() {
             if matches!(self.programs[i].state, State::Backoff { .. }) {
-                self.feed(i, Event::Stop);
+                self.feed(i, LifeEvent::Stop);
             }
         }
         // Dependents before their dependencies; one level at a time, in parallel within it.
@@ -256,13 +383,13 @@ impl Daemon {
             if (p.depth, p.cfg.priority) == level
                 && matches!(p.state, State::Starting { .. } | State::Running { .. })
             {
-                self.feed(i, Event::Stop);
+                self.feed(i, LifeEvent::Stop);
             }
         }
     }
 
     /// Applies `event` to program `idx`, then every event its effects produce.
-    fn feed(&mut self, idx: usize, event: Event) {
+    fn feed(&mut self, idx: usize, event: LifeEvent) {
         let mut queue = VecDeque::from([(idx, event)]);
         while let Some((idx, event)) = queue.pop_front() {
             let cx = Context {
@@ -274,10 +401,14 @@ impl Daemon {
             let (next, effect) = transition(&p.state, &event, &p.policy, cx);
             let became_fatal =
                 matches!(next, State::Fatal { .. }) && !matches!(p.state, State::Fatal { .. });
-            if next.name() != p.state.name() {
-                log_change(&p.cfg, &p.state, &next, cx.now);
+            let previous = std::mem::replace(&mut p.state, next);
+            if previous.name() != p.state.name() {
+                p.changed_at = SystemTime::now();
+                log_change(&p.cfg, &previous, &p.state, cx.now);
+                self.emit_state(idx, previous.name(), cx.now);
+                self.settle_waiters(idx);
             }
-            p.state = next;
+            let p = &mut self.programs[idx];
             match effect {
                 None => {}
                 Some(Effect::Spawn) => {
@@ -290,11 +421,12 @@ impl Daemon {
                             p.spawns += 1;
                             tracing::info!(program = %p.cfg.name, pid = pid.as_raw(), spawns = p.spawns, "spawned");
                             self.pids.insert(pid, idx);
-                            queue.push_back((idx, Event::Spawned(pid)));
+                            queue.push_back((idx, LifeEvent::Spawned(pid)));
                         }
                         Err(e) => {
                             tracing::warn!(program = %p.cfg.name, error = %e, "spawn failed");
-                            queue.push_back((idx, Event::SpawnFailed(e.to_string())));
+                            p.last_exit = Some(ExitReason::SpawnFailed(e.to_string()));
+                            queue.push_back((idx, LifeEvent::SpawnFailed(e.to_string())));
                         }
                     }
                 }
@@ -305,7 +437,7 @@ impl Daemon {
                     }
                 }
                 Some(Effect::ProbeGroup(pid)) if !process::group_alive(pid) => {
-                    queue.push_back((idx, Event::GroupGone));
+                    queue.push_back((idx, LifeEvent::GroupGone));
                 }
                 Some(Effect::ProbeGroup(_)) => {}
             }
@@ -319,12 +451,26 @@ impl Daemon {
         }
     }
 
+    fn emit_state(&self, idx: usize, from: &str, now: Instant) {
+        let p = &self.programs[idx];
+        // No subscriber is fine: the send result only says whether anyone listened.
+        let _ = self.events.send(Event::State {
+            program: p.cfg.name.to_string(),
+            from: from.to_owned(),
+            to: p.state.name().to_owned(),
+            pid: p.state.pid().map(|pid| pid.as_raw() as u32),
+            description: describe(&p.state, p.changed_at, p.spawns > 0, now),
+            at_ms: unix_ms(p.changed_at),
+        });
+    }
+
     fn reap(&mut self) {
         while let Some((pid, reason)) = process::reap_one() {
             match self.pids.remove(&pid) {
                 Some(idx) => {
                     tracing::info!(program = %self.programs[idx].cfg.name, pid = pid.as_raw(), reason = %reason, "exited");
-                    self.feed(idx, Event::Exited { pid, reason });
+                    self.programs[idx].last_exit = Some(reason.clone());
+                    self.feed(idx, LifeEvent::Exited { pid, reason });
                 }
                 None => {
                     self.orphans += 1;
@@ -340,7 +486,7 @@ impl Daemon {
             } = self.programs[i].state
                 && !process::group_alive(pid)
             {
-                self.feed(i, Event::GroupGone);
+                self.feed(i, LifeEvent::GroupGone);
             }
         }
     }
@@ -363,7 +509,7 @@ impl Daemon {
         for i in 0..self.programs.len() {
             let p = &self.programs[i];
             if p.state.deadline(&p.policy).is_some_and(|d| d <= now) {
-                self.feed(i, Event::Tick);
+                self.feed(i, LifeEvent::Tick);
             }
         }
         if self
@@ -400,6 +546,9 @@ impl Daemon {
         for p in &mut self.programs {
             p.pending_start = false;
         }
+        let _ = self.events.send(Event::ShuttingDown {
+            at_ms: unix_ms(SystemTime::now()),
+        });
     }
 
     fn force_kill(&mut self) {
@@ -411,44 +560,10 @@ impl Daemon {
                 self.programs[i].state,
                 State::Starting { .. } | State::Running { .. }
             ) {
-                self.feed(i, Event::Stop);
+                self.feed(i, LifeEvent::Stop);
             }
             if let State::Stopping { pid, .. } = self.programs[i].state {
                 let _ = process::signal_group(pid, Signal::SIGKILL);
-            }
-        }
-    }
-
-    /// SIGHUP: read the file again and report what changed; the running programs stay as they
-    /// are (applying changes is `supervisor update`).
-    fn reread(&mut self) {
-        match config::load(&self.config.path) {
-            Err(errors) => {
-                tracing::error!(errors = %errors, "SIGHUP: the configuration has errors; nothing changes");
-            }
-            Ok(new) => {
-                let old = &self.config.programs;
-                let names =
-                    |v: &[ProgramConfig]| v.iter().map(|p| p.name.to_string()).collect::<Vec<_>>();
-                let added: Vec<_> = names(&new.programs)
-                    .into_iter()
-                    .filter(|n| !old.iter().any(|p| p.name.as_str() == n))
-                    .collect();
-                let removed: Vec<_> = names(old)
-                    .into_iter()
-                    .filter(|n| new.program(n).is_none())
-                    .collect();
-                let changed: Vec<_> = old
-                    .iter()
-                    .filter(|p| new.program(p.name.as_str()).is_some_and(|n| n != *p))
-                    .map(|p| p.name.to_string())
-                    .collect();
-                tracing::info!(
-                    added = ?added,
-                    changed = ?changed,
-                    removed = ?removed,
-                    "SIGHUP: configuration is valid"
-                );
             }
         }
     }
@@ -464,12 +579,14 @@ impl Daemon {
             captures,
             programs,
             exit_code,
+            echo,
+            events,
             ..
         } = self;
         tracing::info!(exit_code, "all programs stopped");
-        // Our copies of the write ends go; each reader ends once the last process holding
-        // its pipe is gone.
-        drop(programs);
+        // Event streams end; our copies of the pipes' write ends go, so each reader ends once
+        // the last process holding its pipe is gone.
+        drop((programs, echo, events));
         let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
         for capture in captures {
             if tokio::time::timeout_at(deadline, capture).await.is_err() {

@@ -1,0 +1,159 @@
+//! The async client that the CLI, hookd, statusd and the bot use.
+
+use std::path::Path;
+
+use tokio::io::BufReader;
+use tokio::net::UnixStream;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+
+use crate::frame::{self, FrameError};
+use crate::message::{
+    Body, ClientHello, ErrorBody, ErrorKind, Event, HelloBody, PROTOCOL_VERSION, Reply, Request,
+    RequestFrame, ServerFrame, ServerHello,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(
+        "cannot connect to the supervisor at {path}: {source} (is it running? `supervisor run` starts it)"
+    )]
+    Connect {
+        path: String,
+        source: std::io::Error,
+    },
+    /// The supervisor answered with an error.
+    #[error("{}", .0.message)]
+    Server(ErrorBody),
+    #[error("the supervisor closed the connection")]
+    Closed,
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+}
+
+impl ClientError {
+    /// The server's error kind, when the server sent one.
+    pub fn kind(&self) -> Option<ErrorKind> {
+        match self {
+            ClientError::Server(e) => Some(e.kind),
+            _ => None,
+        }
+    }
+}
+
+/// One connection to the supervisor, after a successful handshake.
+#[derive(Debug)]
+pub struct Client {
+    reader: BufReader<OwnedReadHalf>,
+    writer: OwnedWriteHalf,
+    buf: Vec<u8>,
+    next_id: u64,
+    /// What the server said about itself.
+    pub server: ServerHello,
+}
+
+impl Client {
+    /// Connects to the socket at `path` and says hello as `client` (`hookd/0.1.0`).
+    pub async fn connect(path: &Path, client: &str) -> Result<Self, ClientError> {
+        let stream = UnixStream::connect(path)
+            .await
+            .map_err(|source| ClientError::Connect {
+                path: path.display().to_string(),
+                source,
+            })?;
+        let (r, mut writer) = stream.into_split();
+        let mut reader = BufReader::new(r);
+        let hello = ClientHello {
+            hello: HelloBody {
+                protocol: PROTOCOL_VERSION,
+                client: client.to_owned(),
+            },
+        };
+        frame::write(&mut writer, &hello).await?;
+        let mut buf = Vec::new();
+        if !frame::read_line(&mut reader, &mut buf).await? {
+            return Err(ClientError::Closed);
+        }
+        // An error frame instead of a hello: a version mismatch, say.
+        if let Ok(ServerFrame {
+            body: Body::Error(e),
+            ..
+        }) = serde_json::from_slice(&buf)
+        {
+            return Err(ClientError::Server(e));
+        }
+        let server: ServerHello = serde_json::from_slice(&buf).map_err(FrameError::from)?;
+        Ok(Self {
+            reader,
+            writer,
+            buf,
+            next_id: 1,
+            server,
+        })
+    }
+
+    /// Sends `request` and waits for its answer.
+    pub async fn call(&mut self, request: Request) -> Result<Reply, ClientError> {
+        let id = self.send(request).await?;
+        loop {
+            let frame = self.receive().await?;
+            if frame.id != id {
+                continue;
+            }
+            return match frame.body {
+                Body::Ok(reply) => Ok(reply),
+                Body::Error(e) => Err(ClientError::Server(e)),
+                Body::Event(_) => Err(ClientError::Protocol("an event answered a request".into())),
+            };
+        }
+    }
+
+    /// Subscribes to the event stream; the connection is then used for events only.
+    pub async fn subscribe(mut self) -> Result<EventStream, ClientError> {
+        match self.call(Request::Events).await? {
+            Reply::Subscribed => Ok(EventStream { client: self }),
+            other => Err(ClientError::Protocol(format!(
+                "expected subscribed, got {other:?}"
+            ))),
+        }
+    }
+
+    async fn send(&mut self, request: Request) -> Result<u64, ClientError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        frame::write(&mut self.writer, &RequestFrame { id, request }).await?;
+        Ok(id)
+    }
+
+    async fn receive(&mut self) -> Result<ServerFrame, ClientError> {
+        match frame::read(&mut self.reader, &mut self.buf).await? {
+            Some(frame) => Ok(frame),
+            None => Err(ClientError::Closed),
+        }
+    }
+}
+
+/// Events from a subscription, in order.
+#[derive(Debug)]
+pub struct EventStream {
+    client: Client,
+}
+
+impl EventStream {
+    /// The next event; `Ok(None)` when the supervisor ended the stream (it is shutting down).
+    pub async fn next(&mut self) -> Result<Option<Event>, ClientError> {
+        loop {
+            let frame = match self.client.receive().await {
+                Ok(f) => f,
+                Err(ClientError::Closed) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            match frame.body {
+                Body::Event(e) => return Ok(Some(e)),
+                Body::Error(e) => return Err(ClientError::Server(e)),
+                Body::Ok(_) => continue,
+            }
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! Every message of the protocol. `docs/PROTOCOL.md` shows each as JSON; a test decodes them.
+
+use serde::{Deserialize, Serialize};
+
+/// The version spoken by this crate. A server answers a hello of another version with an
+/// `unsupported_version` error and closes the connection.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The first frame a client sends: `{"hello":{"protocol":1,"client":"supervisor-cli/0.1.0"}}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientHello {
+    pub hello: HelloBody,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelloBody {
+    pub protocol: u32,
+    /// Who is asking, for the daemon's log (`hookd/0.1.0`).
+    pub client: String,
+}
+
+/// The server's answer to a hello.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerHello {
+    pub hello: ServerHelloBody,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerHelloBody {
+    pub protocol: u32,
+    /// `supervisor/0.1.0`.
+    pub server: String,
+    /// The supervisor's pid (1 in a container).
+    pub pid: u32,
+}
+
+/// A request with the id its answer will carry: `{"id":1,"verb":"status","names":[]}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestFrame {
+    pub id: u64,
+    #[serde(flatten)]
+    pub request: Request,
+}
+
+/// What a client can ask. Program lists may name programs or be `["all"]`; an empty list means
+/// every program where that makes sense (`status`, `pid`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "verb", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    Status {
+        #[serde(default)]
+        names: Vec<String>,
+    },
+    /// Start and wait until RUNNING (or the start failed).
+    Start {
+        names: Vec<String>,
+    },
+    /// Stop and wait until STOPPED.
+    Stop {
+        names: Vec<String>,
+    },
+    Restart {
+        names: Vec<String>,
+    },
+    /// Send a signal (`"HUP"`, `"USR1"`, ...) to each program's process.
+    Signal {
+        signal: String,
+        names: Vec<String>,
+    },
+    Pid {
+        #[serde(default)]
+        names: Vec<String>,
+    },
+    /// The last lines of a program's log file.
+    Tail {
+        name: String,
+        #[serde(default)]
+        stream: Stream,
+        #[serde(default = "default_tail_lines")]
+        lines: u32,
+    },
+    /// What `update` would change; changes nothing.
+    Reread,
+    /// Apply the configuration file: start added programs, stop removed ones, restart changed
+    /// ones; unchanged programs keep running untouched.
+    Update,
+    /// Subscribe: the answer is `subscribed`, then `event` frames until the client leaves.
+    Events,
+    Shutdown,
+    Version,
+    /// Validate the configuration file on disk.
+    Check,
+}
+
+fn default_tail_lines() -> u32 {
+    10
+}
+
+impl Request {
+    /// The verb's name, as `[control.allow]` and messages spell it.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Request::Status { .. } => "status",
+            Request::Start { .. } => "start",
+            Request::Stop { .. } => "stop",
+            Request::Restart { .. } => "restart",
+            Request::Signal { .. } => "signal",
+            Request::Pid { .. } => "pid",
+            Request::Tail { .. } => "tail",
+            Request::Reread => "reread",
+            Request::Update => "update",
+            Request::Events => "events",
+            Request::Shutdown => "shutdown",
+            Request::Version => "version",
+            Request::Check => "check",
+        }
+    }
+
+    /// Every verb, for validating `[control.allow]`.
+    pub const VERBS: &'static [&'static str] = &[
+        "status", "start", "stop", "restart", "signal", "pid", "tail", "reread", "update",
+        "events", "shutdown", "version", "check", "deploy", "rollback", "deploys",
+    ];
+}
+
+/// One of a program's two output streams.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stream {
+    #[default]
+    Stdout,
+    Stderr,
+}
+
+/// Everything the server sends after the hello.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServerFrame {
+    /// The id of the request this answers (0 for a frame that answers none, such as an error
+    /// about an unreadable frame).
+    pub id: u64,
+    #[serde(flatten)]
+    pub body: Body,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Body {
+    Ok(Reply),
+    Error(ErrorBody),
+    Event(Event),
+}
+
+/// Errors are data: a kind for programs, a message for people.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The frame was not valid JSON or not a known request.
+    BadRequest,
+    /// A frame over the size limit; the connection is closed after this.
+    TooLarge,
+    UnsupportedVersion,
+    /// The peer's uid is not granted this verb.
+    Forbidden,
+    UnknownProgram,
+    /// The configuration file has errors; the message lists them.
+    BadConfig,
+    /// The supervisor is shutting down and takes no new work.
+    ShuttingDown,
+    Internal,
+}
+
+/// Successful answers, one kind per verb family.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Reply {
+    Status {
+        supervisor: SupervisorInfo,
+        programs: Vec<ProgramInfo>,
+    },
+    /// For start, stop, restart and signal: one result per program.
+    Actions {
+        results: Vec<ActionResult>,
+    },
+    Pids {
+        supervisor: u32,
+        programs: Vec<ProgramPid>,
+    },
+    Tail {
+        name: String,
+        stream: Stream,
+        /// The file the lines come from (the current one; rotated files are not read).
+        path: String,
+        text: String,
+    },
+    Changes {
+        added: Vec<String>,
+        changed: Vec<String>,
+        removed: Vec<String>,
+        /// False for `reread`, true for `update`.
+        applied: bool,
+    },
+    Subscribed,
+    ShuttingDown,
+    Version {
+        version: String,
+        protocol: u32,
+    },
+    Check {
+        path: String,
+        errors: Vec<String>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SupervisorInfo {
+    pub pid: u32,
+    pub version: String,
+    /// Unix time in milliseconds when the supervisor started.
+    pub started_ms: u64,
+    pub uptime_secs: u64,
+    pub shutting_down: bool,
+}
+
+/// A program's state as `status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgramInfo {
+    pub name: String,
+    /// STOPPED, STARTING, RUNNING, BACKOFF, STOPPING, EXITED or FATAL.
+    pub state: String,
+    /// What supervisorctl shows in its third column: `pid 123, uptime 0:01:02`, the FATAL
+    /// reason, `Not started`, or the time it stopped.
+    pub description: String,
+    pub pid: Option<u32>,
+    pub uptime_secs: Option<u64>,
+    /// Unix time in milliseconds of the last state change.
+    pub since_ms: u64,
+    /// How many times it was spawned since the supervisor started.
+    pub spawns: u64,
+    /// Why its last process ended (`exit status 1`, `terminated by SIGKILL`, `spawn error: ...`).
+    pub last_exit: Option<String>,
+    /// The exit code of its last process, when it exited rather than being killed.
+    pub last_exit_code: Option<i32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionResult {
+    pub name: String,
+    pub outcome: Outcome,
+    /// For people: `started`, `ERROR (already started)`, `ERROR (spawn error: ...)`.
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Started,
+    AlreadyStarted,
+    Stopped,
+    NotRunning,
+    Signalled,
+    Failed,
+}
+
+impl Outcome {
+    /// Whether the request reached what it asked for (idempotent cases included).
+    pub fn is_success(self) -> bool {
+        !matches!(self, Outcome::Failed)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgramPid {
+    pub name: String,
+    pub pid: Option<u32>,
+}
+
+/// Pushed to `events` subscribers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// A program changed state.
+    State {
+        program: String,
+        from: String,
+        to: String,
+        pid: Option<u32>,
+        description: String,
+        /// Unix time in milliseconds.
+        at_ms: u64,
+    },
+    /// The programs were added or removed by `update`.
+    Config {
+        added: Vec<String>,
+        changed: Vec<String>,
+        removed: Vec<String>,
+        at_ms: u64,
+    },
+    /// The subscriber was too slow and missed this many events; re-read `status`.
+    Lagged { missed: u64 },
+    /// The supervisor is shutting down; the stream ends after the last state changes.
+    ShuttingDown { at_ms: u64 },
+}

@@ -1,0 +1,160 @@
+//! The command line: the daemon (`run`), `check`, and the client verbs, close to supervisorctl's.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "supervisor",
+    version,
+    about = "PID 1 for a bot container: runs, restarts and logs its programs, and controls them",
+    after_help = "Client verbs find the daemon through -s, $SUPERVISOR_SOCKET, or the socket named in the configuration."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon (the container's entrypoint).
+    Run {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Format of the supervisor's own log on stderr (RUST_LOG sets the level).
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
+    /// Validate a configuration: exit 0 when valid, 2 with every problem listed when not.
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Show programs: name, state, and pid and uptime or why it is not running. Exit 0 when all
+    /// shown are RUNNING, 3 when some are not, 4 for an unknown name or no daemon.
+    Status {
+        /// Programs to show (default: all).
+        names: Vec<String>,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Start programs (names or `all`) and wait until they are RUNNING.
+    Start {
+        #[arg(required = true)]
+        names: Vec<String>,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Stop programs (names or `all`) and wait until they are stopped.
+    Stop {
+        #[arg(required = true)]
+        names: Vec<String>,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Stop, then start programs (names or `all`).
+    Restart {
+        #[arg(required = true)]
+        names: Vec<String>,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Send a signal (HUP, USR1, ...) to programs (names or `all`).
+    Signal {
+        signal: String,
+        #[arg(required = true)]
+        names: Vec<String>,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Print the supervisor's pid, or the pids of programs (names or `all`; 0 when not running).
+    Pid {
+        names: Vec<String>,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Print the end of a program's log file; -f follows it, across rotations.
+    Tail {
+        /// Keep printing what is appended, until interrupted.
+        #[arg(short, long)]
+        follow: bool,
+        /// How many lines to print first.
+        #[arg(short = 'n', long, default_value_t = 10)]
+        lines: u32,
+        name: String,
+        #[arg(value_enum, default_value_t = StreamArg::Stdout)]
+        stream: StreamArg,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Show what `update` would change in the configuration; change nothing.
+    Reread {
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Apply the configuration: start added programs, stop removed ones, restart changed ones.
+    Update {
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Print state changes as JSON lines, until interrupted.
+    Events {
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Stop every program and the supervisor.
+    Shutdown {
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Print the running supervisor's version.
+    Version {
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Print a shell completion script (bash, zsh, fish, ...).
+    Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConfigArg {
+    /// The configuration file.
+    #[arg(
+        short,
+        long,
+        env = "SUPERVISOR_CONFIG",
+        default_value = "supervisor.toml"
+    )]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SocketArg {
+    /// The control socket (default: the one named in the configuration).
+    #[arg(short, long, env = "SUPERVISOR_SOCKET")]
+    pub socket: Option<PathBuf>,
+    /// The configuration that names the socket.
+    #[arg(
+        short,
+        long,
+        env = "SUPERVISOR_CONFIG",
+        default_value = "supervisor.toml"
+    )]
+    pub config: PathBuf,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum StreamArg {
+    Stdout,
+    Stderr,
+}

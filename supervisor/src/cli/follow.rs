@@ -1,0 +1,69 @@
+//! `tail -f`: print the end of a log file, then everything appended to it, following the file
+//! name across rotations (the old file is read to its end before the new one is opened) and
+//! truncations, until interrupted.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::logs::tail::last_lines;
+
+/// How often to look for new output. A log follower for people, like `tail -F` without inotify.
+const POLL: Duration = Duration::from_millis(100);
+
+pub async fn follow(path: &Path, lines: u32, out: &mut impl Write) -> io::Result<()> {
+    let mut file = loop {
+        match File::open(path) {
+            Ok(f) => break f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => tokio::time::sleep(POLL).await,
+            Err(e) => return Err(e),
+        }
+    };
+    out.write_all(last_lines(&mut file, lines)?.as_bytes())?;
+    out.flush()?;
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        if copy_new(&mut file, &mut buf, out)? > 0 {
+            continue;
+        }
+        let current = file.metadata()?;
+        match std::fs::metadata(path) {
+            Ok(named) if named.ino() != current.ino() || named.dev() != current.dev() => {
+                // Rotated: finish the old file, then start the new one from its beginning.
+                copy_new(&mut file, &mut buf, out)?;
+                match File::open(path) {
+                    Ok(f) => file = f,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+                continue;
+            }
+            Ok(named) if named.len() < file.stream_position()? => {
+                // Truncated in place.
+                file.seek(SeekFrom::Start(0))?;
+                continue;
+            }
+            _ => {}
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Copies what was appended since the last read; returns how much.
+fn copy_new(file: &mut File, buf: &mut [u8], out: &mut impl Write) -> io::Result<usize> {
+    let mut total = 0;
+    loop {
+        let n = file.read(buf)?;
+        if n == 0 {
+            break;
+        }
+        out.write_all(&buf[..n])?;
+        total += n;
+    }
+    if total > 0 {
+        out.flush()?;
+    }
+    Ok(total)
+}

@@ -1,0 +1,386 @@
+//! The binary's commands: the daemon, `check`, and the client verbs, with supervisorctl's
+//! output and exit codes.
+//!
+//! # Layout
+//! - [`args`]: the command line, parsed by clap.
+//! - [`follow`]: `tail -f` across rotations.
+
+pub mod args;
+pub mod follow;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+use supervisor_proto::{
+    ActionResult, Client, ClientError, ErrorKind, Outcome, ProgramInfo, Reply, Request, Stream,
+};
+
+use args::{Cli, Command, LogFormat, SocketArg, StreamArg};
+
+/// Exit codes shared by the client verbs (supervisorctl 4.x's where it has them).
+pub mod exit {
+    pub const OK: u8 = 0;
+    /// An action failed (a start that did not reach RUNNING, a refused request).
+    pub const FAILED: u8 = 1;
+    /// Usage or configuration error.
+    pub const USAGE: u8 = 2;
+    /// `status`: some program shown is not RUNNING.
+    pub const NOT_RUNNING: u8 = 3;
+    /// An unknown program name, or no daemon to ask.
+    pub const UNKNOWN: u8 = 4;
+}
+
+/// The whole binary: parse, dispatch, exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    ExitCode::from(match cli.command {
+        Command::Run { config, log_format } => {
+            init_tracing(log_format);
+            match crate::run(&config.config, std::future::pending()) {
+                Ok(code) => u8::try_from(code).unwrap_or(exit::FAILED),
+                Err(e) => {
+                    eprintln!("supervisor: {e}");
+                    e.exit_code()
+                }
+            }
+        }
+        Command::Check { config } => match crate::check(&config.config) {
+            Ok(c) => {
+                let n = c.programs.len();
+                let noun = if n == 1 { "program" } else { "programs" };
+                println!("{}: ok ({n} {noun})", config.config.display());
+                exit::OK
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                e.exit_code()
+            }
+        },
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "supervisor",
+                &mut std::io::stdout(),
+            );
+            exit::OK
+        }
+        verb => client(verb),
+    })
+}
+
+fn init_tracing(format: LogFormat) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    // `Targets` reads RUST_LOG's `level` and `target=level` forms without a regex engine, which
+    // keeps PID 1 small.
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    let registry = tracing_subscriber::registry().with(filter);
+    match format {
+        LogFormat::Text => registry.with(layer).init(),
+        LogFormat::Json => registry
+            .with(layer.json().flatten_event(true).with_current_span(false))
+            .init(),
+    }
+}
+
+/// The socket to talk to: `-s`, `$SUPERVISOR_SOCKET`, or the configuration's.
+fn socket_path(arg: &SocketArg) -> PathBuf {
+    if let Some(s) = &arg.socket {
+        return s.clone();
+    }
+    match crate::config::load(&arg.config) {
+        Ok(c) => c.supervisor.socket,
+        Err(_) => {
+            let base = arg.config.parent().unwrap_or(Path::new("."));
+            base.join("data/supervisor.sock")
+        }
+    }
+}
+
+fn client(verb: Command) -> u8 {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("supervisor: cannot start: {e}");
+            return exit::FAILED;
+        }
+    };
+    runtime.block_on(async {
+        match run_verb(verb).await {
+            Ok(code) => code,
+            Err(e) => report(&e),
+        }
+    })
+}
+
+/// Prints a client error and picks the exit code.
+fn report(e: &ClientError) -> u8 {
+    eprintln!("{e}");
+    match e {
+        ClientError::Connect { .. } => exit::UNKNOWN,
+        ClientError::Server(body) => match body.kind {
+            ErrorKind::UnknownProgram => exit::UNKNOWN,
+            ErrorKind::BadConfig | ErrorKind::BadRequest => exit::USAGE,
+            _ => exit::FAILED,
+        },
+        _ => exit::FAILED,
+    }
+}
+
+async fn connect(socket: &SocketArg) -> Result<Client, ClientError> {
+    let path = socket_path(socket);
+    Client::connect(&path, concat!("supervisor-cli/", env!("CARGO_PKG_VERSION"))).await
+}
+
+async fn run_verb(verb: Command) -> Result<u8, ClientError> {
+    let mut out = std::io::stdout().lock();
+    match verb {
+        Command::Status {
+            names,
+            json,
+            socket,
+        } => {
+            let mut client = connect(&socket).await?;
+            let reply = client.call(Request::Status { names: Vec::new() }).await?;
+            let Reply::Status {
+                supervisor,
+                programs,
+            } = reply
+            else {
+                return Err(unexpected(&reply));
+            };
+            let (shown, unknown) = pick(programs, &names);
+            if json {
+                let value = serde_json::json!({ "supervisor": supervisor, "programs": shown });
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&value).unwrap_or_default()
+                );
+            } else {
+                for p in &shown {
+                    let _ = writeln!(out, "{}", status_line(p));
+                }
+            }
+            for name in &unknown {
+                let _ = writeln!(out, "{name}: ERROR (no such process)");
+            }
+            Ok(if !unknown.is_empty() {
+                exit::UNKNOWN
+            } else if shown.iter().all(|p| p.state == "RUNNING") {
+                exit::OK
+            } else {
+                exit::NOT_RUNNING
+            })
+        }
+        Command::Start { names, socket } => act(&socket, Request::Start { names }).await,
+        Command::Stop { names, socket } => act(&socket, Request::Stop { names }).await,
+        Command::Restart { names, socket } => act(&socket, Request::Restart { names }).await,
+        Command::Signal {
+            signal,
+            names,
+            socket,
+        } => act(&socket, Request::Signal { signal, names }).await,
+        Command::Pid { names, socket } => {
+            let mut client = connect(&socket).await?;
+            let reply = client
+                .call(Request::Pid {
+                    names: names.clone(),
+                })
+                .await?;
+            let Reply::Pids {
+                supervisor,
+                programs,
+            } = reply
+            else {
+                return Err(unexpected(&reply));
+            };
+            if names.is_empty() {
+                let _ = writeln!(out, "{supervisor}");
+            }
+            for p in programs {
+                let _ = writeln!(out, "{}", p.pid.unwrap_or(0));
+            }
+            Ok(exit::OK)
+        }
+        Command::Tail {
+            follow,
+            lines,
+            name,
+            stream,
+            socket,
+        } => {
+            let stream = match stream {
+                StreamArg::Stdout => Stream::Stdout,
+                StreamArg::Stderr => Stream::Stderr,
+            };
+            let mut client = connect(&socket).await?;
+            let asked = if follow { 0 } else { lines };
+            let reply = client
+                .call(Request::Tail {
+                    name,
+                    stream,
+                    lines: asked,
+                })
+                .await?;
+            let Reply::Tail { text, path, .. } = reply else {
+                return Err(unexpected(&reply));
+            };
+            if !follow {
+                let _ = out.write_all(text.as_bytes());
+                return Ok(exit::OK);
+            }
+            drop(client);
+            drop(out);
+            match follow::follow(Path::new(&path), lines, &mut std::io::stdout()).await {
+                Ok(()) => Ok(exit::OK),
+                Err(e) => {
+                    eprintln!("tail: {path}: {e}");
+                    Ok(exit::FAILED)
+                }
+            }
+        }
+        Command::Reread { socket } => {
+            let mut client = connect(&socket).await?;
+            let reply = client.call(Request::Reread).await?;
+            let Reply::Changes {
+                added,
+                changed,
+                removed,
+                ..
+            } = reply
+            else {
+                return Err(unexpected(&reply));
+            };
+            if added.is_empty() && changed.is_empty() && removed.is_empty() {
+                let _ = writeln!(out, "No config updates to processes");
+            }
+            for n in added {
+                let _ = writeln!(out, "{n}: available");
+            }
+            for n in changed {
+                let _ = writeln!(out, "{n}: changed");
+            }
+            for n in removed {
+                let _ = writeln!(out, "{n}: disappeared");
+            }
+            Ok(exit::OK)
+        }
+        Command::Update { socket } => {
+            let mut client = connect(&socket).await?;
+            let reply = client.call(Request::Update).await?;
+            let Reply::Changes {
+                added,
+                changed,
+                removed,
+                ..
+            } = reply
+            else {
+                return Err(unexpected(&reply));
+            };
+            for n in removed {
+                let _ = writeln!(out, "{n}: removed");
+            }
+            for n in changed {
+                let _ = writeln!(out, "{n}: updated");
+            }
+            for n in added {
+                let _ = writeln!(out, "{n}: added");
+            }
+            Ok(exit::OK)
+        }
+        Command::Events { socket } => {
+            let client = connect(&socket).await?;
+            let mut events = client.subscribe().await?;
+            drop(out);
+            while let Some(event) = events.next().await? {
+                let mut out = std::io::stdout().lock();
+                let line = serde_json::to_string(&event).unwrap_or_default();
+                if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+                    break; // the reader went away (`| head`)
+                }
+            }
+            Ok(exit::OK)
+        }
+        Command::Shutdown { socket } => {
+            let mut client = connect(&socket).await?;
+            client.call(Request::Shutdown).await?;
+            let _ = writeln!(out, "Shut down");
+            Ok(exit::OK)
+        }
+        Command::Version { socket } => {
+            let mut client = connect(&socket).await?;
+            let reply = client.call(Request::Version).await?;
+            let Reply::Version { version, .. } = reply else {
+                return Err(unexpected(&reply));
+            };
+            let _ = writeln!(out, "{version}");
+            Ok(exit::OK)
+        }
+        Command::Run { .. } | Command::Check { .. } | Command::Completions { .. } => {
+            Ok(exit::USAGE)
+        }
+    }
+}
+
+/// start, stop, restart, signal: a line per result, exit 1 if any failed.
+async fn act(socket: &SocketArg, request: Request) -> Result<u8, ClientError> {
+    let mut client = connect(socket).await?;
+    let reply = client.call(request).await?;
+    let Reply::Actions { results } = reply else {
+        return Err(unexpected(&reply));
+    };
+    let mut out = std::io::stdout().lock();
+    for ActionResult { name, message, .. } in &results {
+        let _ = writeln!(out, "{name}: {message}");
+    }
+    Ok(if results.iter().all(|r| r.outcome.is_success()) {
+        exit::OK
+    } else if results.iter().any(|r| r.outcome == Outcome::Failed) {
+        exit::FAILED
+    } else {
+        exit::OK
+    })
+}
+
+fn unexpected(reply: &Reply) -> ClientError {
+    ClientError::Protocol(format!("unexpected reply: {reply:?}"))
+}
+
+/// The programs to show, in the daemon's order, and the names that match none.
+fn pick(programs: Vec<ProgramInfo>, names: &[String]) -> (Vec<ProgramInfo>, Vec<String>) {
+    if names.is_empty() || names.iter().any(|n| n == "all") {
+        return (programs, Vec::new());
+    }
+    let unknown = names
+        .iter()
+        .filter(|n| !programs.iter().any(|p| &p.name == *n))
+        .cloned()
+        .collect();
+    let shown = programs
+        .into_iter()
+        .filter(|p| names.contains(&p.name))
+        .collect();
+    (shown, unknown)
+}
+
+/// supervisorctl's status line: `%(name)-32s %(state)-10s%(desc)s`.
+pub fn status_line(p: &ProgramInfo) -> String {
+    format!("{:<32} {:<10}{}", p.name, p.state, p.description)
+        .trim_end()
+        .to_owned()
+}

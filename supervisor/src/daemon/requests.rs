@@ -1,0 +1,460 @@
+//! Control requests: answered at once from the actor's state, or, for start, stop and restart,
+//! by waiters that settle when the programs reach the state asked for.
+
+use std::time::Instant;
+
+use supervisor_proto::{
+    ActionResult, ErrorBody, ErrorKind, Outcome, PROTOCOL_VERSION, ProgramInfo, ProgramPid, Reply,
+    Request, Stream, SupervisorInfo,
+};
+use tokio::sync::oneshot;
+
+use super::{Daemon, Program, WaitKind, Waiter};
+use crate::config::units::parse_signal;
+use crate::control::ControlRequest;
+use crate::lifecycle::{Event as LifeEvent, ExitReason, State};
+use crate::status::{describe, unix_ms};
+
+const TAIL_MAX_LINES: u32 = 1000;
+
+fn error(kind: ErrorKind, message: impl Into<String>) -> ErrorBody {
+    ErrorBody {
+        kind,
+        message: message.into(),
+    }
+}
+
+fn result(name: &str, outcome: Outcome, message: impl Into<String>) -> ActionResult {
+    ActionResult {
+        name: name.to_owned(),
+        outcome,
+        message: message.into(),
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Action {
+    Start,
+    Stop,
+    Restart,
+}
+
+impl Daemon {
+    pub(super) fn handle(&mut self, request: ControlRequest) {
+        let ControlRequest {
+            uid,
+            request,
+            reply,
+        } = request;
+        tracing::debug!(uid, verb = request.verb(), "control request");
+        let answer = match request {
+            Request::Status { names } => self.select(&names, true).map(|ids| self.status(&ids)),
+            Request::Start { names } => return self.act(&names, Action::Start, reply),
+            Request::Stop { names } => return self.act(&names, Action::Stop, reply),
+            Request::Restart { names } => return self.act(&names, Action::Restart, reply),
+            Request::Signal { signal, names } => self.signal(&signal, &names),
+            Request::Pid { names } => self.select(&names, false).map(|ids| self.pids(&ids)),
+            Request::Tail {
+                name,
+                stream,
+                lines,
+            } => self.tail(&name, stream, lines),
+            Request::Reread => self.reread(),
+            Request::Update => self.update(),
+            Request::Events => Err(error(
+                ErrorKind::Internal,
+                "events are served by the connection, not the daemon",
+            )),
+            Request::Shutdown => {
+                self.begin_shutdown(format!("shutdown requested by uid {uid}"), 0);
+                Ok(Reply::ShuttingDown)
+            }
+            Request::Version => Ok(Reply::Version {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                protocol: PROTOCOL_VERSION,
+            }),
+            Request::Check => Ok(self.check()),
+        };
+        // The client may have gone; nothing to do about it.
+        let _ = reply.send(answer);
+    }
+
+    /// Program indices for `names`: `all`, names, or (if `empty_is_all`) nothing for all.
+    fn select(&self, names: &[String], empty_is_all: bool) -> Result<Vec<usize>, ErrorBody> {
+        if (names.is_empty() && empty_is_all) || names.iter().any(|n| n == "all") {
+            return Ok((0..self.programs.len()).collect());
+        }
+        names
+            .iter()
+            .map(|n| {
+                self.index(n).ok_or_else(|| {
+                    error(
+                        ErrorKind::UnknownProgram,
+                        format!("{n}: ERROR (no such process)"),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    fn status(&self, ids: &[usize]) -> Reply {
+        let now = Instant::now();
+        Reply::Status {
+            supervisor: SupervisorInfo {
+                pid: std::process::id(),
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                started_ms: unix_ms(self.started.1),
+                uptime_secs: now.saturating_duration_since(self.started.0).as_secs(),
+                shutting_down: self.shutdown.is_some(),
+            },
+            programs: ids.iter().map(|&i| info(&self.programs[i], now)).collect(),
+        }
+    }
+
+    fn pids(&self, ids: &[usize]) -> Reply {
+        Reply::Pids {
+            supervisor: std::process::id(),
+            programs: ids
+                .iter()
+                .map(|&i| {
+                    let p = &self.programs[i];
+                    ProgramPid {
+                        name: p.cfg.name.to_string(),
+                        pid: running_pid(&p.state),
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    fn signal(&mut self, signal: &str, names: &[String]) -> Result<Reply, ErrorBody> {
+        let sig = parse_signal(signal).map_err(|m| error(ErrorKind::BadRequest, m))?;
+        let ids = self.select(names, false)?;
+        if ids.is_empty() {
+            return Err(error(
+                ErrorKind::BadRequest,
+                "name a program, several, or all",
+            ));
+        }
+        let results = ids
+            .iter()
+            .map(|&i| {
+                let p = &self.programs[i];
+                let name = p.cfg.name.as_str();
+                match running_pid(&p.state) {
+                    Some(pid) => match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig) {
+                        Ok(()) => {
+                            tracing::info!(program = name, pid, signal = %sig, "signalled on request");
+                            result(name, Outcome::Signalled, "signalled")
+                        }
+                        Err(e) => result(name, Outcome::Failed, format!("ERROR ({e})")),
+                    },
+                    None => result(name, Outcome::Failed, "ERROR (not running)"),
+                }
+            })
+            .collect();
+        Ok(Reply::Actions { results })
+    }
+
+    fn tail(&self, name: &str, stream: Stream, lines: u32) -> Result<Reply, ErrorBody> {
+        let idx = self.index(name).ok_or_else(|| {
+            error(
+                ErrorKind::UnknownProgram,
+                format!("{name}: ERROR (no such process)"),
+            )
+        })?;
+        let cfg = &self.programs[idx].cfg;
+        let target = match stream {
+            Stream::Stdout => &cfg.stdout,
+            Stream::Stderr if cfg.redirect_stderr => {
+                return Err(error(
+                    ErrorKind::BadRequest,
+                    format!("{name} sends stderr to its stdout log (redirect_stderr); tail stdout"),
+                ));
+            }
+            Stream::Stderr => &cfg.stderr,
+        };
+        let stream_name = match stream {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        };
+        let path = target.path.as_ref().ok_or_else(|| {
+            error(
+                ErrorKind::BadRequest,
+                format!(
+                    "{name} keeps no {stream_name} log file ({stream_name}_logfile = \"NONE\")"
+                ),
+            )
+        })?;
+        let text =
+            crate::logs::tail::last_lines_of(path, lines.min(TAIL_MAX_LINES)).map_err(|e| {
+                error(
+                    ErrorKind::Internal,
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+        Ok(Reply::Tail {
+            name: name.to_owned(),
+            stream,
+            path: path.display().to_string(),
+            text,
+        })
+    }
+
+    fn check(&self) -> Reply {
+        let errors = match crate::config::load(&self.config.path) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.0.iter().map(ToString::to_string).collect(),
+        };
+        Reply::Check {
+            path: self.config.path.display().to_string(),
+            errors,
+        }
+    }
+
+    /// Start, stop or restart: each program's result arrives when it settles; one task
+    /// gathers them into the reply, so the actor never waits.
+    fn act(
+        &mut self,
+        names: &[String],
+        action: Action,
+        reply: oneshot::Sender<Result<Reply, ErrorBody>>,
+    ) {
+        let ids = match self.select(names, false) {
+            Ok(ids) if ids.is_empty() => {
+                let _ = reply.send(Err(error(
+                    ErrorKind::BadRequest,
+                    "name a program, several, or all",
+                )));
+                return;
+            }
+            Ok(ids) => ids,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        if self.shutdown.is_some() && !matches!(action, Action::Stop) {
+            let _ = reply.send(Err(error(
+                ErrorKind::ShuttingDown,
+                "the supervisor is shutting down and starts nothing",
+            )));
+            return;
+        }
+        // Names, not indices: a start may reorder nothing, but keep it robust.
+        let names: Vec<String> = ids
+            .iter()
+            .map(|&i| self.programs[i].cfg.name.to_string())
+            .collect();
+        let mut pending = Vec::new();
+        for name in names {
+            let Some(idx) = self.index(&name) else {
+                continue;
+            };
+            let (tx, rx) = oneshot::channel();
+            let waiter = Waiter {
+                kind: WaitKind::Running,
+                results: Vec::new(),
+                tx,
+            };
+            match action {
+                Action::Start => self.begin_start(idx, waiter),
+                Action::Stop => self.begin_stop(idx, waiter),
+                Action::Restart => self.begin_restart(idx, waiter),
+            }
+            pending.push((name, rx));
+        }
+        tokio::spawn(async move {
+            let mut results = Vec::new();
+            for (name, rx) in pending {
+                match rx.await {
+                    Ok(r) => results.extend(r),
+                    Err(_) => results.push(result(
+                        &name,
+                        Outcome::Failed,
+                        "ERROR (abandoned: the program was removed or the supervisor is shutting down)",
+                    )),
+                }
+            }
+            let _ = reply.send(Ok(Reply::Actions { results }));
+        });
+    }
+
+    pub(super) fn begin_start(&mut self, idx: usize, mut w: Waiter) {
+        w.kind = WaitKind::Running;
+        let p = &mut self.programs[idx];
+        p.pending_start = false;
+        match p.state {
+            State::Running { .. } => {
+                let name = p.cfg.name.to_string();
+                w.results.push(result(
+                    &name,
+                    Outcome::AlreadyStarted,
+                    "ERROR (already started)",
+                ));
+                let _ = w.tx.send(w.results);
+            }
+            State::Spawning { .. } | State::Starting { .. } => p.waiters.push(w),
+            State::Stopping { .. } => {
+                w.kind = WaitKind::Restart;
+                p.waiters.push(w);
+            }
+            _ => {
+                self.feed(idx, LifeEvent::Start);
+                let p = &mut self.programs[idx];
+                p.waiters.push(w);
+                // Settles at once if it is already RUNNING (startsecs = 0) or already failed.
+                self.settle_waiters(idx);
+            }
+        }
+    }
+
+    fn begin_stop(&mut self, idx: usize, mut w: Waiter) {
+        w.kind = WaitKind::Stopped;
+        let p = &mut self.programs[idx];
+        p.pending_start = false;
+        let name = p.cfg.name.to_string();
+        match p.state {
+            State::Starting { .. } | State::Running { .. } => {
+                p.waiters.push(w);
+                self.feed(idx, LifeEvent::Stop);
+            }
+            State::Stopping { .. } | State::Spawning { .. } => p.waiters.push(w),
+            State::Backoff { .. } => {
+                self.feed(idx, LifeEvent::Stop);
+                w.results.push(result(&name, Outcome::Stopped, "stopped"));
+                let _ = w.tx.send(w.results);
+            }
+            _ => {
+                w.results
+                    .push(result(&name, Outcome::NotRunning, "ERROR (not running)"));
+                let _ = w.tx.send(w.results);
+            }
+        }
+    }
+
+    fn begin_restart(&mut self, idx: usize, mut w: Waiter) {
+        let p = &mut self.programs[idx];
+        match p.state {
+            State::Starting { .. } | State::Running { .. } => {
+                p.pending_start = false;
+                w.kind = WaitKind::Restart;
+                p.waiters.push(w);
+                self.feed(idx, LifeEvent::Stop);
+            }
+            State::Stopping { .. } => {
+                w.kind = WaitKind::Restart;
+                p.waiters.push(w);
+            }
+            _ => {
+                if matches!(p.state, State::Backoff { .. }) {
+                    self.feed(idx, LifeEvent::Stop);
+                }
+                self.begin_start(idx, w);
+            }
+        }
+    }
+
+    /// After program `idx` changed state: answer the clients whose wait is over. A restart
+    /// whose stop is done is queued to start on the next drive.
+    pub(super) fn settle_waiters(&mut self, idx: usize) {
+        let p = &mut self.programs[idx];
+        if p.waiters.is_empty() {
+            return;
+        }
+        let name = p.cfg.name.to_string();
+        let live = p.state.is_live();
+        let mut keep = Vec::new();
+        for mut w in std::mem::take(&mut p.waiters) {
+            match w.kind {
+                WaitKind::Running => match &p.state {
+                    State::Running { .. } => {
+                        w.results.push(result(&name, Outcome::Started, "started"));
+                        let _ = w.tx.send(w.results);
+                    }
+                    State::Spawning { .. } | State::Starting { .. } | State::Stopping { .. } => {
+                        keep.push(w)
+                    }
+                    other => {
+                        w.results
+                            .push(result(&name, Outcome::Failed, start_failure(other)));
+                        let _ = w.tx.send(w.results);
+                    }
+                },
+                WaitKind::Stopped if !live => {
+                    w.results.push(result(&name, Outcome::Stopped, "stopped"));
+                    let _ = w.tx.send(w.results);
+                }
+                WaitKind::Restart if !live => {
+                    w.results.push(result(&name, Outcome::Stopped, "stopped"));
+                    w.kind = WaitKind::Running;
+                    self.restarts.push((name.clone(), w));
+                }
+                _ => keep.push(w),
+            }
+        }
+        self.programs[idx].waiters = keep;
+    }
+
+    /// Restarts whose stop completed: start them now.
+    pub(super) fn run_restarts(&mut self) {
+        for (name, w) in std::mem::take(&mut self.restarts) {
+            match self.index(&name) {
+                Some(idx) if self.shutdown.is_none() => self.begin_start(idx, w),
+                _ => {
+                    let mut w = w;
+                    w.results.push(result(
+                        &name,
+                        Outcome::Failed,
+                        "ERROR (not restarted: shutting down or removed)",
+                    ));
+                    let _ = w.tx.send(w.results);
+                }
+            }
+        }
+    }
+}
+
+/// Why a start did not reach RUNNING, as supervisorctl words it.
+fn start_failure(state: &State) -> String {
+    match state {
+        State::Backoff {
+            last: ExitReason::SpawnFailed(e),
+            ..
+        } => format!("ERROR (spawn error: {e})"),
+        State::Backoff { last, .. } => format!("ERROR (abnormal termination: {last})"),
+        State::Exited { reason, .. } => format!("ERROR (abnormal termination: {reason})"),
+        State::Fatal { reason } => format!("ERROR ({reason})"),
+        _ => "ERROR (stopped before it was running)".to_owned(),
+    }
+}
+
+fn running_pid(state: &State) -> Option<u32> {
+    match state {
+        State::Starting { pid, .. } | State::Running { pid, .. } => Some(pid.as_raw() as u32),
+        _ => None,
+    }
+}
+
+fn info(p: &Program, now: Instant) -> ProgramInfo {
+    let uptime_secs = match &p.state {
+        State::Running { since, .. } | State::Starting { since, .. } => {
+            Some(now.saturating_duration_since(*since).as_secs())
+        }
+        _ => None,
+    };
+    ProgramInfo {
+        name: p.cfg.name.to_string(),
+        state: p.state.name().to_owned(),
+        description: describe(&p.state, p.changed_at, p.spawns > 0, now),
+        pid: p.state.pid().map(|pid| pid.as_raw() as u32),
+        uptime_secs,
+        since_ms: unix_ms(p.changed_at),
+        spawns: p.spawns,
+        last_exit: p.last_exit.as_ref().map(ToString::to_string),
+        last_exit_code: match p.last_exit {
+            Some(ExitReason::Exited(code)) => Some(code),
+            _ => None,
+        },
+    }
+}
