@@ -145,48 +145,67 @@ stopwaitsecs = 1
 }
 
 #[test]
-fn root_pid1_hup_validates_and_reports() {
+fn root_pid1_hup_applies_a_valid_config_and_refuses_a_bad_one() {
     if !namespaces_available() {
         return;
     }
     let dir = Supervisor::dir_with(
         r#"
+[program.keep]
+command = ["sleep", "60"]
+startsecs = 0
 [program.app]
+command = ["sleep", "60"]
+startsecs = 0
+[program.gone]
 command = ["sleep", "60"]
 startsecs = 0
 "#,
     );
     let sup = Supervisor::start(dir, Mode::Pid1);
-    sup.wait_state("app", "RUNNING");
+    for name in ["keep", "app", "gone"] {
+        sup.wait_state(name, "RUNNING");
+    }
     let config = sup.path("supervisor.toml");
     std::fs::write(
         &config,
-        "[program.app]\ncommand = [\"sleep\", \"60\"]\nstartsecs = -5\n",
+        "[program.keep]\ncommand = [\"sleep\", \"60\"]\nstartsecs = -5\n",
     )
     .unwrap();
     sup.signal(Signal::SIGHUP);
     let bad = sup.wait_log("an invalid-config report", |e| {
-        msg(e).starts_with("SIGHUP: the configuration has errors")
+        msg(e) == "SIGHUP: configuration not applied"
     });
     assert!(
         field(&bad, "errors").ends_with(
-            "supervisor.toml:3: program.app.startsecs: -5 is negative; durations cannot be"
+            "supervisor.toml:3: program.keep.startsecs: -5 is negative; durations cannot be"
         ),
         "{bad}"
     );
     std::fs::write(
         &config,
-        "[program.app]\ncommand = [\"sleep\", \"61\"]\nstartsecs = 0\n[program.new]\ncommand = [\"true\"]\n",
+        "[program.keep]\ncommand = [\"sleep\", \"60\"]\nstartsecs = 0\n\
+         [program.app]\ncommand = [\"sleep\", \"61\"]\nstartsecs = 0\n\
+         [program.new]\ncommand = [\"sleep\", \"62\"]\nstartsecs = 0\n",
     )
     .unwrap();
     sup.signal(Signal::SIGHUP);
-    let good = sup.wait_log("a valid-config report", |e| {
-        msg(e) == "SIGHUP: configuration is valid"
-    });
+    let good = sup.wait_log("the update", |e| msg(e) == "configuration updated");
     assert_eq!(field(&good, "added"), "[\"new\"]");
     assert_eq!(field(&good, "changed"), "[\"app\"]");
-    // The running program is untouched.
-    assert_eq!(sup.log_events(|e| msg(e) == "spawned").len(), 1);
+    assert_eq!(field(&good, "removed"), "[\"gone\"]");
+    wait_until("app restarted with its new command", || {
+        sup_spawns(&sup, "app") == 2
+    });
+    sup.wait_state("new", "RUNNING");
+    sup.wait_state("gone", "STOPPED");
+    // The unchanged program was not touched.
+    assert_eq!(sup_spawns(&sup, "keep"), 1);
+}
+
+fn sup_spawns(sup: &Supervisor, program: &str) -> usize {
+    sup.log_events(|e| msg(e) == "spawned" && field(e, "program") == program)
+        .len()
 }
 
 #[test]

@@ -31,8 +31,12 @@ pub async fn follow(path: &Path, lines: u32, out: &mut impl Write) -> io::Result
         let current = file.metadata()?;
         match std::fs::metadata(path) {
             Ok(named) if named.ino() != current.ino() || named.dev() != current.dev() => {
-                // Rotated: finish the old file, then start the new one from its beginning.
+                // Rotated: finish the old file, then the files rotated out after it (a burst
+                // can rotate several times between two looks), then the new one from its start.
                 copy_new(&mut file, &mut buf, out)?;
+                for mut newer in rotated_after(path, &current) {
+                    copy_new(&mut newer, &mut buf, out)?;
+                }
                 match File::open(path) {
                     Ok(f) => file = f,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -49,6 +53,28 @@ pub async fn follow(path: &Path, lines: u32, out: &mut impl Write) -> io::Result
         }
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// The backups `path.N-1` … `path.1` that are newer than the one holding `old`, oldest first.
+fn rotated_after(path: &Path, old: &std::fs::Metadata) -> Vec<File> {
+    let numbered = |n: u32| {
+        let mut p = path.as_os_str().to_owned();
+        p.push(format!(".{n}"));
+        std::path::PathBuf::from(p)
+    };
+    let mut n = 1;
+    loop {
+        match std::fs::metadata(numbered(n)) {
+            Ok(m) if m.ino() == old.ino() && m.dev() == old.dev() => break,
+            Ok(_) => n += 1,
+            // Our old file is gone (or was never numbered): nothing to catch up with.
+            Err(_) => return Vec::new(),
+        }
+    }
+    (1..n)
+        .rev()
+        .filter_map(|k| File::open(numbered(k)).ok())
+        .collect()
 }
 
 /// Copies what was appended since the last read; returns how much.

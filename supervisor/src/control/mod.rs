@@ -193,6 +193,7 @@ async fn connection(stream: UnixStream, shared: Shared) -> Result<(), FrameError
         if frame.request == Request::Events {
             // Subscribe before answering, so that no event after the answer is missed.
             let events = shared.events.subscribe();
+            tracing::debug!(uid, "events subscriber added");
             send(
                 &mut w,
                 &ServerFrame {

@@ -1,0 +1,578 @@
+//! The control socket and the CLI verbs, end to end against a real daemon.
+
+#![allow(clippy::unwrap_used)] // in a test, an unwrap is an assertion
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::Signal;
+use serde_json::{Value, json};
+
+/// Runs `supervisor ARGS -s SOCKET`; returns (exit code, stdout, stderr).
+fn ctl(sup: &Supervisor, args: &[&str]) -> (i32, String, String) {
+    ctl_as(sup, args, None)
+}
+
+fn ctl_as(sup: &Supervisor, args: &[&str], uid: Option<u32>) -> (i32, String, String) {
+    let socket = sup.path("data/supervisor.sock");
+    let mut cmd = match uid {
+        Some(uid) => {
+            let mut c = Command::new("setpriv");
+            c.arg(format!("--reuid={uid}"))
+                .arg(format!("--regid={uid}"))
+                .arg("--clear-groups")
+                .arg(BIN);
+            c
+        }
+        None => Command::new(BIN),
+    };
+    let out = cmd
+        .args(args)
+        .arg("-s")
+        .arg(&socket)
+        .env_remove("SUPERVISOR_CONFIG")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn status_json(sup: &Supervisor) -> Value {
+    let (_, out, _) = ctl(sup, &["status", "--json"]);
+    serde_json::from_str(&out).unwrap()
+}
+
+fn program<'a>(status: &'a Value, name: &str) -> &'a Value {
+    status["programs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap()
+}
+
+fn pid_of(sup: &Supervisor, name: &str) -> u64 {
+    program(&status_json(sup), name)["pid"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+#[test]
+fn status_shows_supervisorctl_columns_and_exit_codes() {
+    let dir = Supervisor::dir_with(
+        r#"
+[program.web]
+command = ["sleep", "60"]
+startsecs = 0
+[program.idle]
+command = ["sleep", "60"]
+autostart = false
+[program.broken]
+command = ["/bin/sh", "-c", "exit 1"]
+startretries = 0
+"#,
+    );
+    let sup = Supervisor::start(dir, Mode::Plain);
+    sup.wait_state("web", "RUNNING");
+    sup.wait_state("broken", "FATAL");
+    let pid = pid_of(&sup, "web");
+    let (code, out, _) = ctl(&sup, &["status"]);
+    assert_eq!(code, 3, "some are not running");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[0],
+        "broken                           FATAL     Exited too quickly (process log may have details)"
+    );
+    assert_eq!(
+        lines[1],
+        "idle                             STOPPED   Not started"
+    );
+    assert!(
+        lines[2].starts_with(&format!(
+            "web                              RUNNING   pid {pid}, uptime 0:00:0"
+        )),
+        "{out}"
+    );
+    assert_eq!(lines.len(), 3);
+    assert_eq!(ctl(&sup, &["status", "web"]).0, 0, "all shown are running");
+    let (code, out, _) = ctl(&sup, &["status", "web", "nope"]);
+    assert_eq!(code, 4);
+    assert!(out.ends_with("nope: ERROR (no such process)\n"), "{out}");
+    let status = status_json(&sup);
+    assert_eq!(program(&status, "broken")["spawns"], 1);
+    assert_eq!(program(&status, "broken")["last_exit_code"], 1);
+}
+
+#[test]
+fn no_daemon_is_exit_4_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["status", "-s"])
+        .arg(dir.path().join("none.sock"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("cannot connect to the supervisor at "),
+        "{err}"
+    );
+    assert!(err.contains("is it running?"), "{err}");
+}
+
+#[test]
+fn start_stop_restart_signal_and_pid() {
+    let dir = Supervisor::dir_with(
+        r#"
+[program.app]
+command = ["@DIR@/app.sh"]
+startsecs = "300ms"
+autostart = false
+[program.failing]
+command = ["/bin/sh", "-c", "exit 1"]
+autostart = false
+startsecs = 1
+backoff = { initial = "5s" }
+"#,
+    );
+    script(
+        dir.path(),
+        "app.sh",
+        r#"trap 'echo hup >> "$(dirname "$0")/signals"' HUP
+trap 'exit 0' TERM
+while :; do sleep 0.05; done"#,
+    );
+    let sup = Supervisor::start(dir, Mode::Plain);
+    // start waits for RUNNING (startsecs)
+    let t0 = Instant::now();
+    assert_eq!(
+        ctl(&sup, &["start", "app"]),
+        (0, "app: started\n".into(), String::new())
+    );
+    assert!(t0.elapsed() >= Duration::from_millis(300));
+    assert_eq!(
+        ctl(&sup, &["start", "app"]),
+        (0, "app: ERROR (already started)\n".into(), String::new())
+    );
+    let (code, out, _) = ctl(&sup, &["start", "failing"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (1, "failing: ERROR (abnormal termination: exit status 1)\n")
+    );
+    let first = pid_of(&sup, "app");
+    assert_eq!(ctl(&sup, &["pid", "app"]).1, format!("{first}\n"));
+    assert_eq!(ctl(&sup, &["pid"]).1, format!("{}\n", sup.pid));
+    assert_eq!(ctl(&sup, &["signal", "HUP", "app"]).1, "app: signalled\n");
+    wait_until("the HUP", || lines(&sup.path("signals")) == ["hup"]);
+    assert_eq!(
+        ctl(&sup, &["restart", "app"]),
+        (0, "app: stopped\napp: started\n".into(), String::new())
+    );
+    let second = pid_of(&sup, "app");
+    assert_ne!(first, second);
+    assert_eq!(
+        ctl(&sup, &["stop", "app"]),
+        (0, "app: stopped\n".into(), String::new())
+    );
+    assert_eq!(
+        ctl(&sup, &["stop", "app"]),
+        (0, "app: ERROR (not running)\n".into(), String::new())
+    );
+    assert_eq!(ctl(&sup, &["pid", "app"]).1, "0\n");
+    assert_eq!(ctl(&sup, &["signal", "HUP", "app"]).0, 1);
+    let (code, _, err) = ctl(&sup, &["start", "ghost"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (4, "ghost: ERROR (no such process)\n")
+    );
+    let (code, _, err) = ctl(&sup, &["signal", "NOPE", "app"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("not a signal name"), "{err}");
+}
+
+#[test]
+fn tail_and_tail_follow_across_rotation() {
+    let dir = Supervisor::dir_with(
+        r#"
+[program.ticker]
+command = ["@DIR@/ticker.sh"]
+startsecs = 0
+echo_output = false
+stdout_logfile_maxbytes = 200
+stdout_logfile_backups = 50
+"#,
+    );
+    // Writes the lines of each request file it finds, so the test controls the timing.
+    script(
+        dir.path(),
+        "ticker.sh",
+        r#"d="$(dirname "$0")"
+while :; do
+  if [ -e "$d/go" ]; then cat "$d/go"; rm "$d/go"; fi
+  sleep 0.02
+done"#,
+    );
+    let sup = Supervisor::start(dir, Mode::Plain);
+    let go = sup.path("go");
+    let say = |from: usize, to: usize| {
+        let text: String = (from..to).map(|i| format!("line {i:04}\n")).collect();
+        std::fs::write(sup.path("go.tmp"), text).unwrap();
+        std::fs::rename(sup.path("go.tmp"), &go).unwrap();
+        wait_until("the ticker to take the lines", || !go.exists());
+    };
+    say(0, 5);
+    let log = sup.path("data/logs/ticker.log");
+    wait_until("5 lines", || lines(&log).len() == 5);
+    assert_eq!(
+        ctl(&sup, &["tail", "-n", "2", "ticker"]).1,
+        "line 0003\nline 0004\n"
+    );
+
+    let mut follower = Command::new(BIN)
+        .args(["tail", "-f", "-n", "1", "ticker", "-s"])
+        .arg(sup.path("data/supervisor.sock"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(follower.stdout.take().unwrap());
+    let mut first = String::new();
+    reader.read_line(&mut first).unwrap();
+    assert_eq!(first, "line 0004\n");
+    // 10 bytes a line, 200 bytes a file: 100 lines rotate several times.
+    say(5, 105);
+    let mut seen = Vec::new();
+    for _ in 5..105 {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        seen.push(line.trim_end().to_owned());
+    }
+    let want: Vec<String> = (5..105).map(|i| format!("line {i:04}")).collect();
+    assert_eq!(seen, want);
+    assert!(
+        sup.path("data/logs/ticker.log.3").exists(),
+        "the log rotated"
+    );
+    follower.kill().unwrap();
+    follower.wait().unwrap();
+}
+
+#[test]
+fn reread_and_update_keep_unchanged_programs_running() {
+    let dir = Supervisor::dir_with(
+        r#"
+[program.same]
+command = ["sleep", "60"]
+startsecs = 0
+[program.edit]
+command = ["sleep", "60"]
+startsecs = 0
+[program.drop]
+command = ["sleep", "60"]
+startsecs = 0
+"#,
+    );
+    let sup = Supervisor::start(dir, Mode::Plain);
+    for name in ["same", "edit", "drop"] {
+        sup.wait_state(name, "RUNNING");
+    }
+    assert_eq!(ctl(&sup, &["reread"]).1, "No config updates to processes\n");
+    let (same, edit) = (pid_of(&sup, "same"), pid_of(&sup, "edit"));
+    std::fs::write(
+        sup.path("supervisor.toml"),
+        "[program.same]\ncommand = [\"sleep\", \"60\"]\nstartsecs = 0\n\
+         [program.edit]\ncommand = [\"sleep\", \"61\"]\nstartsecs = 0\n\
+         [program.add]\ncommand = [\"sleep\", \"62\"]\nstartsecs = 0\n",
+    )
+    .unwrap();
+    assert_eq!(
+        ctl(&sup, &["reread"]).1,
+        "add: available\nedit: changed\ndrop: disappeared\n"
+    );
+    assert_eq!(pid_of(&sup, "edit"), edit, "reread changes nothing");
+    assert_eq!(
+        ctl(&sup, &["update"]).1,
+        "drop: removed\nedit: updated\nadd: added\n"
+    );
+    wait_until("edit back with its new command", || {
+        let s = status_json(&sup);
+        let p = program(&s, "edit");
+        p["state"] == "RUNNING" && p["pid"].as_u64() != Some(edit)
+    });
+    wait_until("add running", || {
+        program(&status_json(&sup), "add")["state"] == "RUNNING"
+    });
+    let status = status_json(&sup);
+    assert_eq!(
+        program(&status, "same")["pid"].as_u64(),
+        Some(same),
+        "unchanged keeps its pid"
+    );
+    let names: Vec<&str> = status["programs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["add", "edit", "same"]);
+    // A bad file changes nothing and says why.
+    std::fs::write(sup.path("supervisor.toml"), "[program.same]\ncommand = 5\n").unwrap();
+    let (code, _, err) = ctl(&sup, &["update"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("supervisor.toml:2: program.same.command: expected an array of strings"),
+        "{err}"
+    );
+    assert_eq!(
+        program(&status_json(&sup), "same")["pid"].as_u64(),
+        Some(same)
+    );
+}
+
+#[test]
+fn events_stream_state_changes_and_shutdown_ends_everything() {
+    let dir = Supervisor::dir_with(
+        r#"
+[program.app]
+command = ["sleep", "60"]
+startsecs = 0
+"#,
+    );
+    let mut sup = Supervisor::start(dir, Mode::Plain);
+    sup.wait_state("app", "RUNNING");
+    let mut events = Command::new(BIN)
+        .args(["events", "-s"])
+        .arg(sup.path("data/supervisor.sock"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(events.stdout.take().unwrap());
+    sup.wait_log("the subscription", |e| msg(e) == "events subscriber added");
+    assert_eq!(ctl(&sup, &["stop", "app"]).0, 0);
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap();
+        got.push((v["program"].clone(), v["from"].clone(), v["to"].clone()));
+    }
+    assert_eq!(
+        got,
+        [
+            (json!("app"), json!("RUNNING"), json!("STOPPING")),
+            (json!("app"), json!("STOPPING"), json!("STOPPED"))
+        ]
+    );
+    assert_eq!(
+        ctl(&sup, &["version"]).1,
+        format!("{}\n", env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(ctl(&sup, &["shutdown"]).1, "Shut down\n");
+    assert!(sup.wait_exit(PATIENCE).success());
+    // The event stream ends with the supervisor.
+    let mut rest = String::new();
+    reader.read_to_string(&mut rest).unwrap();
+    assert!(rest.contains("\"type\":\"shutting_down\""), "{rest}");
+    assert!(events.wait().unwrap().success());
+    assert!(
+        !sup.path("data/supervisor.sock").exists(),
+        "the socket is removed"
+    );
+}
+
+#[test]
+fn root_peer_credentials_grant_verbs_per_uid() {
+    if !is_root() {
+        eprintln!("skipped: needs root to act as another uid");
+        return;
+    }
+    let dir = Supervisor::dir_with(
+        r#"
+[supervisor]
+socket_mode = "0666"
+[control.allow]
+status = ["nobody"]
+[program.app]
+command = ["sleep", "60"]
+startsecs = 0
+"#,
+    );
+    // Let the other uid reach the socket through the temporary folder.
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    std::fs::set_permissions(
+        dir.path().join("data"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let sup = Supervisor::start(dir, Mode::Plain);
+    sup.wait_state("app", "RUNNING");
+    let nobody = nix::unistd::User::from_name("nobody")
+        .unwrap()
+        .unwrap()
+        .uid
+        .as_raw();
+    let (code, out, _) = ctl_as(&sup, &["status", "app"], Some(nobody));
+    assert_eq!(code, 0, "status is granted");
+    assert!(out.starts_with("app "), "{out}");
+    let (code, out, err) = ctl_as(&sup, &["stop", "app"], Some(nobody));
+    assert_eq!((code, out.as_str()), (1, ""));
+    assert_eq!(
+        err,
+        format!(
+            "uid {nobody} may not use \"stop\" (grant it with [control.allow] stop = [...] in supervisor.toml)\n"
+        )
+    );
+    assert_eq!(program(&status_json(&sup), "app")["state"], "RUNNING");
+}
+
+/// A raw protocol connection, for what the client library would never send.
+fn raw(sup: &Supervisor) -> (BufReader<UnixStream>, UnixStream) {
+    let s = UnixStream::connect(sup.path("data/supervisor.sock")).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    (BufReader::new(s.try_clone().unwrap()), s)
+}
+
+fn read_frame(r: &mut BufReader<UnixStream>) -> Value {
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    serde_json::from_str(&line).unwrap_or(Value::Null)
+}
+
+const HELLO: &str = "{\"hello\":{\"protocol\":1,\"client\":\"test\"}}\n";
+
+#[test]
+fn bad_clients_get_errors_and_the_daemon_carries_on() {
+    let dir = Supervisor::dir_with(
+        r#"
+[program.flappy]
+command = ["/bin/sh", "-c", "sleep 0.05; exit 1"]
+startsecs = 0
+autorestart = true
+backoff = { initial = "10ms", max = "20ms", reset = "1h" }
+"#,
+    );
+    let mut sup = Supervisor::start(dir, Mode::Plain);
+
+    // Garbage instead of a hello.
+    let (mut r, mut w) = raw(&sup);
+    w.write_all(b"\x00\x01garbage\n").unwrap();
+    assert_eq!(read_frame(&mut r)["error"]["kind"], "bad_request");
+
+    // A wrong protocol version.
+    let (mut r, mut w) = raw(&sup);
+    w.write_all(b"{\"hello\":{\"protocol\":99,\"client\":\"future\"}}\n")
+        .unwrap();
+    assert_eq!(read_frame(&mut r)["error"]["kind"], "unsupported_version");
+
+    // After a good hello: a bad request is answered, and the connection still works.
+    let (mut r, mut w) = raw(&sup);
+    w.write_all(HELLO.as_bytes()).unwrap();
+    assert_eq!(read_frame(&mut r)["hello"]["protocol"], 1);
+    w.write_all(b"{\"id\":7,\"verb\":\"explode\"}\n").unwrap();
+    let e = read_frame(&mut r);
+    assert_eq!(
+        (e["id"].clone(), e["error"]["kind"].clone()),
+        (json!(7), json!("bad_request"))
+    );
+    w.write_all(b"not json at all\n").unwrap();
+    assert_eq!(read_frame(&mut r)["error"]["kind"], "bad_request");
+    w.write_all(b"{\"id\":8,\"verb\":\"version\"}\n").unwrap();
+    assert_eq!(read_frame(&mut r)["ok"]["type"], "version");
+
+    // Oversized: an error, then the connection is closed.
+    let (mut r, mut w) = raw(&sup);
+    w.write_all(HELLO.as_bytes()).unwrap();
+    read_frame(&mut r);
+    let big = vec![b'x'; 2 << 20];
+    let _ = w.write_all(&big);
+    assert_eq!(read_frame(&mut r)["error"]["kind"], "too_large");
+
+    // Truncated: half a frame, then gone.
+    let (_, mut w) = raw(&sup);
+    w.write_all(b"{\"hello\":{\"proto").unwrap();
+    drop(w);
+
+    // Silent: dropped after the handshake timeout, with a word.
+    let (mut silent, _keep) = raw(&sup);
+
+    // 100 clients at once, 20 requests each, while a program restarts all the time.
+    let socket = sup.path("data/supervisor.sock");
+    let workers: Vec<_> = (0..100)
+        .map(|_| {
+            let socket = socket.clone();
+            std::thread::spawn(move || {
+                let s = UnixStream::connect(&socket).unwrap();
+                s.set_read_timeout(Some(PATIENCE)).unwrap();
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                let mut w = s;
+                w.write_all(HELLO.as_bytes()).unwrap();
+                read_frame(&mut r);
+                for id in 0..20 {
+                    w.write_all(format!("{{\"id\":{id},\"verb\":\"status\"}}\n").as_bytes())
+                        .unwrap();
+                    let f = read_frame(&mut r);
+                    assert_eq!(f["id"], id);
+                    assert_eq!(f["ok"]["type"], "status");
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let e = read_frame(&mut silent);
+    assert_eq!(e["error"]["kind"], "bad_request", "{e}");
+    assert!(
+        sup.log_events(|e| msg(e) == "spawned").len() > 5,
+        "the program kept restarting"
+    );
+    // Still alive and answering.
+    assert_eq!(ctl(&sup, &["version"]).0, 0);
+    sup.signal(Signal::SIGTERM);
+    assert!(sup.wait_exit(PATIENCE).success());
+}
+
+#[test]
+fn one_supervisor_per_socket_and_stale_sockets_are_taken_over() {
+    let dir = Supervisor::dir_with("[program.app]\ncommand = [\"sleep\", \"60\"]\nstartsecs = 0\n");
+    let config = dir.path().join("supervisor.toml");
+    let sup = Supervisor::start(dir, Mode::Plain);
+    let out = Command::new(BIN)
+        .args(["run", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("another supervisor is already running on") && err.contains("Stop it first"),
+        "{err}"
+    );
+    assert_eq!(ctl(&sup, &["status"]).0, 0, "the first one is untouched");
+    drop(sup);
+
+    // A socket file left by a crash: nobody listens on it.
+    let dir = Supervisor::dir_with("[program.app]\ncommand = [\"sleep\", \"60\"]\nstartsecs = 0\n");
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    let stale = dir.path().join("data/supervisor.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    assert!(Path::new(&stale).exists());
+    let sup = Supervisor::start(dir, Mode::Plain);
+    sup.wait_log("the takeover", |e| {
+        msg(e) == "removing a stale control socket"
+    });
+    assert_eq!(ctl(&sup, &["status"]).0, 0);
+}
