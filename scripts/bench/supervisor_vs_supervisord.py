@@ -3,7 +3,8 @@
 
 Measures, for each: RSS with 3 and 200 programs; exec -> all children spawned; kill -9 ->
 respawn; SIGTERM -> everything stopped; capture of 200 MiB of output (time and CPU, against the
-`writer | cat > file` floor); idle CPU and wake-ups per second with 200 programs. Prints the
+`writer | cat > file` floor); idle CPU and wake-ups per second with 200 programs; the round trip
+of the `status` command (`supervisor status` against `supervisorctl status`). Prints the
 figures and the ratios (supervisord / ours, so > 1 means we are better).
 
 Usage: scripts/bench/supervisor_vs_supervisord.py OUR_BINARY [--quick]
@@ -113,6 +114,9 @@ class Ours:
     def log_path(self, d, name):
         return os.path.join(d, "logs", f"{name}.log")
 
+    def status_command(self, d):
+        return [self.binary, "status", "-s", os.path.join(d, "data", "supervisor.sock")]
+
 
 class Supervisord:
     name = "supervisord"
@@ -126,6 +130,12 @@ class Supervisord:
             f"pidfile={d}/supervisord.pid",
             f"childlogdir={d}/logs",
             "user=root" if os.geteuid() == 0 else "",
+            "[unix_http_server]",
+            f"file={d}/supervisord.sock",
+            "[rpcinterface:supervisor]",
+            "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+            "[supervisorctl]",
+            f"serverurl=unix://{d}/supervisord.sock",
             "",
         ]
         for name, argv in programs:
@@ -148,6 +158,9 @@ class Supervisord:
 
     def log_path(self, d, name):
         return os.path.join(d, "logs", f"{name}.log")
+
+    def status_command(self, d):
+        return ["supervisorctl", "-c", os.path.join(d, "supervisord.conf"), "status"]
 
 
 def start(impl, d, programs, **kw):
@@ -199,6 +212,26 @@ def bench_start_stop_respawn(impl, rounds):
         "stop 3 (ms)": statistics.median(stops) * 1000,
         "RSS 3 programs (KiB)": statistics.median(rss),
     }
+
+
+def bench_status(impl, rounds):
+    """The whole `status` command, process start to exit, against a daemon with 3 programs."""
+    with tempfile.TemporaryDirectory() as d:
+        proc, _ = start(impl, d, sleeping(3))
+        try:
+            wait_for("3 children", lambda: len(sleepers(proc.pid)) == 3)
+            time.sleep(0.5)
+            command = impl.status_command(d)
+            times = []
+            for _ in range(rounds):
+                t0 = time.monotonic()
+                done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                times.append(time.monotonic() - t0)
+                if b"RUNNING" not in done.stdout:
+                    raise RuntimeError(f"{command}: {done.stdout!r} {done.stderr!r}")
+        finally:
+            stop(proc)
+    return {"status round trip (ms)": statistics.median(times) * 1000}
 
 
 def bench_200(impl, idle_seconds):
@@ -272,6 +305,8 @@ def main():
         r = {}
         print(f"# {impl.name}: start/respawn/stop x{rounds}", flush=True)
         r.update(bench_start_stop_respawn(impl, rounds))
+        print(f"# {impl.name}: status round trip x{rounds * 10}", flush=True)
+        r.update(bench_status(impl, rounds * 10))
         print(f"# {impl.name}: 200 programs, idle {idle}s", flush=True)
         r.update(bench_200(impl, idle))
         print(f"# {impl.name}: 200 MiB capture", flush=True)
