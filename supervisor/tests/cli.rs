@@ -80,3 +80,22 @@ fn the_shipped_configuration_is_valid() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout, "supervisor.toml: ok (3 programs)\n");
 }
+
+#[test]
+fn completions_for_bash_zsh_and_fish() {
+    let dir = tempfile::tempdir().unwrap();
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef supervisor"),
+        ("fish", "complete -c supervisor"),
+    ] {
+        let (code, stdout, _) = run(&["completions", shell], dir.path());
+        assert_eq!(code, 0, "{shell}");
+        assert!(
+            stdout.contains(marker),
+            "{shell}: {}",
+            &stdout[..stdout.len().min(200)]
+        );
+        assert!(stdout.contains("restart"), "{shell} completes the verbs");
+    }
+}
