@@ -254,55 +254,8 @@ async fn run_verb(verb: Command) -> Result<u8, ClientError> {
                 }
             }
         }
-        Command::Reread { socket } => {
-            let mut client = connect(&socket).await?;
-            let reply = client.call(Request::Reread).await?;
-            let Reply::Changes {
-                added,
-                changed,
-                removed,
-                ..
-            } = reply
-            else {
-                return Err(unexpected(&reply));
-            };
-            if added.is_empty() && changed.is_empty() && removed.is_empty() {
-                let _ = writeln!(out, "No config updates to processes");
-            }
-            for n in added {
-                let _ = writeln!(out, "{n}: available");
-            }
-            for n in changed {
-                let _ = writeln!(out, "{n}: changed");
-            }
-            for n in removed {
-                let _ = writeln!(out, "{n}: disappeared");
-            }
-            Ok(exit::OK)
-        }
-        Command::Update { socket } => {
-            let mut client = connect(&socket).await?;
-            let reply = client.call(Request::Update).await?;
-            let Reply::Changes {
-                added,
-                changed,
-                removed,
-                ..
-            } = reply
-            else {
-                return Err(unexpected(&reply));
-            };
-            for n in removed {
-                let _ = writeln!(out, "{n}: removed");
-            }
-            for n in changed {
-                let _ = writeln!(out, "{n}: updated");
-            }
-            for n in added {
-                let _ = writeln!(out, "{n}: added");
-            }
-            Ok(exit::OK)
-        }
+        Command::Reread { socket } => changes(&socket, Request::Reread).await,
+        Command::Update { socket } => changes(&socket, Request::Update).await,
         Command::Events { socket } => {
             let client = connect(&socket).await?;
             let mut events = client.subscribe().await?;
@@ -355,6 +308,41 @@ async fn act(socket: &SocketArg, request: Request) -> Result<u8, ClientError> {
     } else {
         exit::OK
     })
+}
+
+/// reread and update, in supervisorctl's words: reread says what is available, changed or
+/// gone; update what it removed, updated and added.
+async fn changes(socket: &SocketArg, request: Request) -> Result<u8, ClientError> {
+    let mut client = connect(socket).await?;
+    let reply = client.call(request).await?;
+    let Reply::Changes {
+        added,
+        changed,
+        removed,
+        applied,
+    } = reply
+    else {
+        return Err(unexpected(&reply));
+    };
+    let mut out = std::io::stdout().lock();
+    if !applied && added.is_empty() && changed.is_empty() && removed.is_empty() {
+        let _ = writeln!(out, "No config updates to processes");
+    }
+    let groups = if applied {
+        [(removed, "removed"), (changed, "updated"), (added, "added")]
+    } else {
+        [
+            (added, "available"),
+            (changed, "changed"),
+            (removed, "disappeared"),
+        ]
+    };
+    for (names, word) in groups {
+        for n in names {
+            let _ = writeln!(out, "{n}: {word}");
+        }
+    }
+    Ok(exit::OK)
 }
 
 fn unexpected(reply: &Reply) -> ClientError {

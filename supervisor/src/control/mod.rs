@@ -56,9 +56,10 @@ pub async fn serve(listener: UnixListener, shared: Shared) {
                 });
             }
             Err(e) => {
-                // EMFILE and friends: log, and let the next accept try again.
+                // EMFILE and friends: log, and give descriptors a moment to come back rather
+                // than spinning on the same error.
                 tracing::warn!(error = %e, "accepting a control connection failed");
-                tokio::task::yield_now().await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
     }
