@@ -73,9 +73,11 @@ fn status_shows_supervisorctl_columns_and_exit_codes() {
 [program.web]
 command = ["sleep", "60"]
 startsecs = 0
+group = "front"
 [program.idle]
 command = ["sleep", "60"]
 autostart = false
+group = "front"
 [program.broken]
 command = ["/bin/sh", "-c", "exit 1"]
 startretries = 0
@@ -107,6 +109,19 @@ startretries = 0
     let (code, out, _) = ctl(&sup, &["status", "web", "nope"]);
     assert_eq!(code, 4);
     assert!(out.ends_with("nope: ERROR (no such process)\n"), "{out}");
+    let (code, out, _) = ctl(&sup, &["status", "front:*"]);
+    assert_eq!(code, 3);
+    assert_eq!(
+        out.lines()
+            .map(|l| l.split(' ').next().unwrap())
+            .collect::<Vec<_>>(),
+        ["idle", "web"]
+    );
+    assert_eq!(ctl(&sup, &["status", "front:web"]).0, 0);
+    assert_eq!(
+        ctl(&sup, &["start", "front:*"]).1,
+        "idle: started\nweb: ERROR (already started)\n"
+    );
     let status = status_json(&sup);
     assert_eq!(program(&status, "broken")["spawns"], 1);
     assert_eq!(program(&status, "broken")["last_exit_code"], 1);

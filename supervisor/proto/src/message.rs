@@ -232,6 +232,8 @@ pub struct SupervisorInfo {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProgramInfo {
     pub name: String,
+    /// Its group (`group = "web"`), if any: `status web:*` shows the group.
+    pub group: Option<String>,
     /// STOPPED, STARTING, RUNNING, BACKOFF, STOPPING, EXITED or FATAL.
     pub state: String,
     /// What supervisorctl shows in its third column: `pid 123, uptime 0:01:02`, the FATAL

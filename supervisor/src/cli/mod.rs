@@ -354,14 +354,20 @@ fn pick(programs: Vec<ProgramInfo>, names: &[String]) -> (Vec<ProgramInfo>, Vec<
     if names.is_empty() || names.iter().any(|n| n == "all") {
         return (programs, Vec::new());
     }
+    let matches = |n: &str, p: &ProgramInfo| match n.split_once(':') {
+        Some((group, member)) => {
+            p.group.as_deref() == Some(group) && (member == "*" || p.name == member)
+        }
+        None => p.name == n,
+    };
     let unknown = names
         .iter()
-        .filter(|n| !programs.iter().any(|p| &p.name == *n))
+        .filter(|n| !programs.iter().any(|p| matches(n, p)))
         .cloned()
         .collect();
     let shown = programs
         .into_iter()
-        .filter(|p| names.contains(&p.name))
+        .filter(|p| names.iter().any(|n| matches(n, p)))
         .collect();
     (shown, unknown)
 }

@@ -183,6 +183,8 @@ pub struct ProgramConfig {
     pub depends_on: Vec<ProgramName>,
     pub on_fatal: OnFatal,
     pub echo_output: bool,
+    /// supervisord's process group: `status web:*` names every program of group `web`.
+    pub group: Option<String>,
 }
 
 /// One problem in a configuration file.

@@ -57,6 +57,7 @@ const PROGRAM_KEYS: &[&str] = &[
     "depends_on",
     "on_fatal",
     "echo_output",
+    "group",
 ];
 const BACKOFF_KEYS: &[&str] = &["initial", "max", "multiplier", "jitter", "reset"];
 
@@ -373,6 +374,7 @@ impl<'a> Walker<'a> {
             depends_on: Vec::new(),
             on_fatal: OnFatal::Ignore,
             echo_output: true,
+            group: None,
         };
         let mut environment = Vec::new();
         let mut have_command = false;
@@ -458,6 +460,18 @@ impl<'a> Walker<'a> {
                 }
                 "on_fatal" => set(&mut p.on_fatal, self.on_fatal(v, &path)),
                 "echo_output" => set(&mut p.echo_output, self.boolean(v, &path)),
+                "group" => {
+                    if let Some(g) = self.string(v, &path, env) {
+                        match ProgramName::new(&g) {
+                            Ok(_) => p.group = Some(g),
+                            Err(message) => self.error(
+                                v.span(),
+                                &path,
+                                message.replace("program name", "group name"),
+                            ),
+                        }
+                    }
+                }
                 _ => self.unknown_key(k, &path, PROGRAM_KEYS),
             }
         }

@@ -84,17 +84,32 @@ impl Daemon {
         if (names.is_empty() && empty_is_all) || names.iter().any(|n| n == "all") {
             return Ok((0..self.programs.len()).collect());
         }
-        names
-            .iter()
-            .map(|n| {
-                self.index(n).ok_or_else(|| {
-                    error(
-                        ErrorKind::UnknownProgram,
-                        format!("{n}: ERROR (no such process)"),
-                    )
-                })
-            })
-            .collect()
+        let mut ids = Vec::new();
+        for n in names {
+            let found: Vec<usize> = match n.split_once(':') {
+                // supervisorctl's `group:*` and `group:name`.
+                Some((group, member)) => (0..self.programs.len())
+                    .filter(|&i| {
+                        let cfg = &self.programs[i].cfg;
+                        cfg.group.as_deref() == Some(group)
+                            && (member == "*" || cfg.name.as_str() == member)
+                    })
+                    .collect(),
+                None => self.index(n).into_iter().collect(),
+            };
+            if found.is_empty() {
+                return Err(error(
+                    ErrorKind::UnknownProgram,
+                    format!("{n}: ERROR (no such process)"),
+                ));
+            }
+            for i in found {
+                if !ids.contains(&i) {
+                    ids.push(i);
+                }
+            }
+        }
+        Ok(ids)
     }
 
     fn status(&self, ids: &[usize]) -> Reply {
@@ -445,6 +460,7 @@ fn info(p: &Program, now: Instant) -> ProgramInfo {
     };
     ProgramInfo {
         name: p.cfg.name.to_string(),
+        group: p.cfg.group.clone(),
         state: p.state.name().to_owned(),
         description: describe(&p.state, p.changed_at, p.spawns > 0, now),
         pid: p.state.pid().map(|pid| pid.as_raw() as u32),
