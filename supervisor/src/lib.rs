@@ -15,6 +15,7 @@
 //! - [`daemon`]: the actor that owns all state and performs the lifecycle's effects.
 //! - [`control`]: the control socket: connections, peer credentials, framing.
 //! - [`status`]: how states read in `status` (supervisorctl's descriptions).
+//! - [`import`]: `supervisor import`, from a supervisord configuration.
 //! - [`cli`]: the client verbs of the binary (`status`, `start`, `tail -f`, ...).
 
 pub mod backoff;
@@ -22,6 +23,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod import;
 pub mod lifecycle;
 pub mod logs;
 pub mod process;

@@ -116,6 +116,18 @@ pub enum Command {
         #[command(flatten)]
         socket: SocketArg,
     },
+    /// Convert a supervisord configuration into supervisor.toml; what has no equivalent is
+    /// listed on stderr with its line.
+    Import {
+        /// The supervisord configuration (its [include]s are followed).
+        path: PathBuf,
+        /// Where to write supervisor.toml (default: stdout).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Refuse (exit 2, write nothing) if anything is not supported.
+        #[arg(long)]
+        strict: bool,
+    },
     /// Print a shell completion script (bash, zsh, fish, ...).
     Completions { shell: clap_complete::Shell },
 }

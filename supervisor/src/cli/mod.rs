@@ -58,6 +58,11 @@ pub fn main() -> ExitCode {
                 e.exit_code()
             }
         },
+        Command::Import {
+            path,
+            output,
+            strict,
+        } => import(&path, output.as_deref(), strict),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
@@ -91,6 +96,49 @@ fn init_tracing(format: LogFormat) {
         LogFormat::Json => registry
             .with(layer.json().flatten_event(true).with_current_span(false))
             .init(),
+    }
+}
+
+/// `supervisor import`: converts, reports, checks the result.
+fn import(path: &Path, output: Option<&Path>, strict: bool) -> u8 {
+    use crate::import::Severity;
+    let imported = match crate::import::import(path) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("{e}");
+            return exit::USAGE;
+        }
+    };
+    for f in &imported.findings {
+        eprintln!("{f}");
+    }
+    let unsupported = imported
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Unsupported)
+        .count();
+    if strict && unsupported > 0 {
+        eprintln!("--strict: {unsupported} unsupported item(s); nothing written");
+        return exit::USAGE;
+    }
+    // The result must pass `supervisor check` where it will live.
+    let target = output.map_or_else(|| PathBuf::from("supervisor.toml"), Path::to_owned);
+    let checked = crate::config::parse(&target, &imported.toml);
+    match output {
+        Some(out) => {
+            if let Err(e) = std::fs::write(out, &imported.toml) {
+                eprintln!("cannot write {}: {e}", out.display());
+                return exit::FAILED;
+            }
+        }
+        None => print!("{}", imported.toml),
+    }
+    match checked {
+        Ok(_) => exit::OK,
+        Err(errors) => {
+            eprintln!("the result does not pass `supervisor check` here:\n{errors}");
+            exit::FAILED
+        }
     }
 }
 
@@ -284,9 +332,10 @@ async fn run_verb(verb: Command) -> Result<u8, ClientError> {
             let _ = writeln!(out, "{version}");
             Ok(exit::OK)
         }
-        Command::Run { .. } | Command::Check { .. } | Command::Completions { .. } => {
-            Ok(exit::USAGE)
-        }
+        Command::Run { .. }
+        | Command::Check { .. }
+        | Command::Import { .. }
+        | Command::Completions { .. } => Ok(exit::USAGE),
     }
 }
 

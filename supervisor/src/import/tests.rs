@@ -1,0 +1,217 @@
+use super::*;
+
+fn import_text(files: &[(&str, &str)]) -> (tempfile::TempDir, Imported) {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    let imported = import(&dir.path().join(files[0].0)).unwrap();
+    (dir, imported)
+}
+
+/// The program tables of the output, without the header comment.
+fn body(toml: &str) -> &str {
+    &toml[toml.find("\n[").unwrap() + 1..]
+}
+
+#[test]
+fn every_supported_program_option_maps_one_to_one() {
+    let (dir, out) = import_text(&[(
+        "supervisord.conf",
+        r#"[program:app]
+command=/usr/bin/app --name "two words" --pct 100%%
+directory=%(here)s/work
+user=root
+priority=5
+autostart=no
+autorestart=unexpected
+startsecs=3
+startretries=7
+exitcodes=0,3
+stopsignal=INT
+stopwaitsecs=20
+stopasgroup=false
+redirect_stderr=true
+stdout_logfile=%(here)s/logs/%(program_name)s.log
+stdout_logfile_maxbytes=1MB
+stdout_logfile_backups=4
+stderr_logfile=NONE
+stderr_logfile_maxbytes=1024
+stderr_logfile_backups=0
+environment=HOME="/home/app",COST="$5",FROM_ENV="%(ENV_HOME)s"
+"#,
+    )]);
+    let here = dir.path().display();
+    assert_eq!(
+        body(&out.toml),
+        format!(
+            r#"[program.app]
+command = ["/usr/bin/app", "--name", "two words", "--pct", "100%"]
+directory = "{here}/work"
+user = "root"
+priority = 5
+autostart = false
+autorestart = "unexpected"
+startsecs = 3
+startretries = 7
+exitcodes = [0, 3]
+stopsignal = "INT"
+stopwaitsecs = 20
+# choice: stopasgroup = false in supervisord; signals always go to the whole process group here
+redirect_stderr = true
+stdout_logfile = "{here}/logs/app.log"
+stdout_logfile_maxbytes = "1MB"
+stdout_logfile_backups = 4
+stderr_logfile = "NONE"
+stderr_logfile_maxbytes = 1024
+stderr_logfile_backups = 0
+environment = {{ HOME = "/home/app", COST = "$$5", FROM_ENV = "${{HOME}}" }}
+"#
+        )
+    );
+    assert_eq!(out.findings, []);
+    // And it is a valid configuration.
+    let path = dir.path().join("supervisor.toml");
+    let config =
+        crate::config::parse_with_env(&path, &out.toml, &|n| (n == "HOME").then(|| "/root".into()))
+            .unwrap();
+    let p = &config.programs[0];
+    let var = |k: &str| {
+        p.environment
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(var("COST"), Some("$5"));
+    assert_eq!(var("FROM_ENV"), Some("/root"));
+}
+
+#[test]
+fn numprocs_and_groups() {
+    let (_dir, out) = import_text(&[(
+        "s.conf",
+        "[program:worker]\ncommand=work --id %(process_num)d --group %(group_name)s\nprocess_name=%(program_name)s-%(process_num)d\nnumprocs=2\nnumprocs_start=1\n\n[program:web]\ncommand=web\n[program:api]\ncommand=api\n[group:front]\nprograms=web, api\npriority=5\n",
+    )]);
+    assert_eq!(
+        body(&out.toml),
+        r#"[program.worker-1]
+group = "worker"  # numprocs = 2: supervisord groups them as worker:*
+command = ["work", "--id", "1", "--group", "worker"]
+
+[program.worker-2]
+group = "worker"  # numprocs = 2: supervisord groups them as worker:*
+command = ["work", "--id", "2", "--group", "worker"]
+
+[program.web]
+group = "front"  # from [group:front]
+command = ["web"]
+
+[program.api]
+group = "front"  # from [group:front]
+command = ["api"]
+"#
+    );
+    let lines: Vec<String> = out
+        .findings
+        .iter()
+        .map(|f| format!("{}:{}", f.line, f.what))
+        .collect();
+    assert_eq!(lines, ["13:[group:front] priority"]);
+}
+
+#[test]
+fn everything_unsupported_is_reported_with_its_line() {
+    let (dir, out) = import_text(&[(
+        "supervisord.conf",
+        "[supervisord]\nnodaemon=true\nminfds=1024\nuser=app\nchildlogdir=/var/log/sv\n[inet_http_server]\nport=9001\n[unix_http_server]\nfile=/run/sv.sock\nchmod=0770\nchown=root:app\npassword=x\n[rpcinterface:supervisor]\nsupervisor.rpcinterface_factory=x\n[eventlistener:m]\ncommand=m\n[fcgi-program:f]\ncommand=f\n[program:p]\ncommand=p\numask=022\nstdout_syslog=true\nbogus=1\n[weird]\n",
+    )]);
+    let file = dir.path().join("supervisord.conf");
+    let report: Vec<String> = out
+        .findings
+        .iter()
+        .map(|f| {
+            assert_eq!(f.file, file);
+            let kind = match f.severity {
+                Severity::Ignored => "ignored",
+                Severity::Unsupported => "unsupported",
+            };
+            format!("{} {} {kind}", f.line, f.what)
+        })
+        .collect();
+    assert_eq!(
+        report,
+        [
+            "2 [supervisord] nodaemon ignored",
+            "3 [supervisord] minfds unsupported",
+            "4 [supervisord] user unsupported",
+            "6 [inet_http_server] unsupported",
+            "12 [unix_http_server] password unsupported",
+            "13 [rpcinterface:supervisor] unsupported",
+            "15 [eventlistener:m] unsupported",
+            "17 [fcgi-program:f] unsupported",
+            "21 [program:p] umask unsupported",
+            "22 [program:p] stdout_syslog unsupported",
+            "23 [program:p] bogus unsupported",
+            "24 [weird] unsupported",
+        ]
+    );
+    assert!(out.toml.contains(
+        "[supervisor]\nlogdir = \"/var/log/sv\"  # from [supervisord] childlogdir\nsocket = \"/run/sv.sock\"  # from [unix_http_server] file\nsocket_mode = \"0770\"\nsocket_group = \"app\"\n"
+    ), "{}", out.toml);
+}
+
+#[test]
+fn bad_input_names_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.conf");
+    let cases = [
+        (
+            "[program:a]\ncommand=a\nautostart=maybe\n",
+            "3: [program:a] autostart: expected true or false",
+        ),
+        (
+            "[program:a]\ncommand=a %(nope)s\n",
+            "2: [program:a] command: %(nope)s cannot be expanded here",
+        ),
+        (
+            "[program:a]\ncommand=a\nnumprocs=2\n",
+            "3: [program:a] numprocs: numprocs > 1 needs a process_name",
+        ),
+        (
+            "[program:a]\ndirectory=/\n",
+            "1: [program:a]: has no command",
+        ),
+        (
+            "[program:a]\ncommand=a \"open\n",
+            "2: [program:a] command: unbalanced quotes",
+        ),
+    ];
+    for (text, want) in cases {
+        std::fs::write(&path, text).unwrap();
+        let e = import(&path).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("{}:{want}", path.display())),
+            "{e}\nwanted {want}"
+        );
+    }
+}
+
+#[test]
+fn the_same_input_gives_the_same_output() {
+    let files = [
+        (
+            "a.conf",
+            "[program:b]\ncommand=b\n[program:a]\ncommand=a x\nenvironment=Z=1,A=2\n[include]\nfiles=d/*.conf\n",
+        ),
+        ("d/x.conf", "[program:c]\ncommand=c\n"),
+    ];
+    let (_d1, one) = import_text(&files);
+    let (_d2, two) = import_text(&files);
+    assert_eq!(body(&one.toml), body(&two.toml));
+    assert!(
+        body(&one.toml).starts_with("[program.b]"),
+        "file order is kept"
+    );
+}
