@@ -38,11 +38,7 @@ pub fn spawn(
     cmd.args(&program.command[1..]);
     cmd.env("SUPERVISOR_ENABLED", "1");
     cmd.env("SUPERVISOR_PROCESS_NAME", program.name.as_str());
-    if let Some(user) = &program.user {
-        cmd.env("HOME", &user.home);
-        cmd.env("USER", &user.name);
-        cmd.env("LOGNAME", &user.name);
-    }
+    // Like supervisord, `user` leaves HOME, USER and LOGNAME alone; `environment` sets them.
     for (k, v) in &program.environment {
         cmd.env(k, v);
     }

@@ -334,8 +334,9 @@ fn a_program_runs_as_its_user() {
     let dir = Supervisor::dir_with(
         r#"
 [program.unprivileged]
-command = ["/bin/sh", "-c", "echo \"uid=$(id -u) gid=$(id -g) user=$USER home=$HOME\""]
+command = ["/bin/sh", "-c", "echo \"uid=$(id -u) gid=$(id -g) groups=$(id -G) home=$HOME user=${USER:-unset}\""]
 user = "nobody"
+environment = { HOME = "/nonexistent" }
 autorestart = false
 startsecs = 0
 "#,
@@ -343,12 +344,12 @@ startsecs = 0
     let sup = Supervisor::start(dir, Mode::Plain);
     wait_until("the user's output", || sup.stdout().contains("uid="));
     let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    // As in supervisord, USER is not changed by `user`; HOME comes from `environment`.
+    let user = std::env::var("USER").unwrap_or_else(|_| "unset".into());
     assert!(
         sup.stdout().contains(&format!(
-            "unprivileged | uid={} gid={} user=nobody home={}",
-            nobody.uid,
-            nobody.gid,
-            nobody.dir.display()
+            "unprivileged | uid={} gid={} groups={} home=/nonexistent user={user}",
+            nobody.uid, nobody.gid, nobody.gid
         )),
         "{}",
         sup.stdout()
