@@ -16,12 +16,26 @@ use nix::sys::signal::{Signal, killpg};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use crate::config::ProgramConfig;
+use std::path::Path;
+
+use crate::config::{ProgramConfig, UserSpec};
 use crate::lifecycle::ExitReason;
 
 /// The descriptors a child gets as stdout and stderr (write ends of the capture pipes).
 #[derive(Debug)]
 pub struct Outputs<'a> {
+    pub stdout: &'a OwnedFd,
+    pub stderr: &'a OwnedFd,
+}
+
+/// What to run and how: a program, or a deploy's git or build step.
+#[derive(Debug)]
+pub struct Spec<'a> {
+    pub argv: &'a [String],
+    pub directory: Option<&'a Path>,
+    /// Added to (or replacing in) the supervisor's own environment.
+    pub environment: &'a [(String, String)],
+    pub user: Option<&'a UserSpec>,
     pub stdout: &'a OwnedFd,
     pub stderr: &'a OwnedFd,
 }
@@ -34,25 +48,49 @@ pub fn spawn(
     outputs: Outputs<'_>,
     nofile: Option<libc::rlimit>,
 ) -> io::Result<Pid> {
-    let mut cmd = Command::new(&program.command[0]);
-    cmd.args(&program.command[1..]);
-    cmd.env("SUPERVISOR_ENABLED", "1");
-    cmd.env("SUPERVISOR_PROCESS_NAME", program.name.as_str());
     // Like supervisord, `user` leaves HOME, USER and LOGNAME alone; `environment` sets them.
-    for (k, v) in &program.environment {
+    let mut environment = vec![
+        ("SUPERVISOR_ENABLED".to_owned(), "1".to_owned()),
+        (
+            "SUPERVISOR_PROCESS_NAME".to_owned(),
+            program.name.to_string(),
+        ),
+    ];
+    environment.extend(program.environment.iter().cloned());
+    spawn_spec(
+        &Spec {
+            argv: &program.command,
+            directory: program.directory.as_deref(),
+            environment: &environment,
+            user: program.user.as_ref(),
+            stdout: outputs.stdout,
+            stderr: outputs.stderr,
+        },
+        nofile,
+    )
+}
+
+/// Spawns what `spec` describes, as [`spawn`] does for a program.
+pub fn spawn_spec(spec: &Spec<'_>, nofile: Option<libc::rlimit>) -> io::Result<Pid> {
+    let Some((program, args)) = spec.argv.split_first() else {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty command"));
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    for (k, v) in spec.environment {
         cmd.env(k, v);
     }
-    if let Some(dir) = &program.directory {
+    if let Some(dir) = spec.directory {
         cmd.current_dir(dir);
     }
     cmd.stdin(Stdio::null());
-    cmd.stdout(Stdio::from(outputs.stdout.as_fd().try_clone_to_owned()?));
-    cmd.stderr(Stdio::from(outputs.stderr.as_fd().try_clone_to_owned()?));
+    cmd.stdout(Stdio::from(spec.stdout.as_fd().try_clone_to_owned()?));
+    cmd.stderr(Stdio::from(spec.stderr.as_fd().try_clone_to_owned()?));
     cmd.process_group(0);
 
     // Everything the child needs is computed here, before fork: the hook below may only make
     // async-signal-safe system calls (no allocation, no locks, no logging).
-    let creds = program.user.as_ref().map(|u| {
+    let creds = spec.user.map(|u| {
         (
             u.uid,
             u.gid,
@@ -124,19 +162,19 @@ pub fn spawn(
     };
     // SAFETY: the hook is async-signal-safe, see above.
     unsafe { cmd.pre_exec(hook) };
-    let child = cmd.spawn().map_err(|e| describe_spawn_error(program, e))?;
+    let child = cmd.spawn().map_err(|e| describe_spawn_error(spec, e))?;
     Ok(Pid::from_raw(child.id() as i32))
 }
 
-fn describe_spawn_error(program: &ProgramConfig, e: io::Error) -> io::Error {
-    let what: OsString = program.command[0].clone().into();
+fn describe_spawn_error(spec: &Spec<'_>, e: io::Error) -> io::Error {
+    let what: OsString = spec.argv.first().cloned().unwrap_or_default().into();
     let text = match e.raw_os_error() {
         Some(libc::ENOENT) => format!(
             "{}: command not found or directory missing ({e})",
             what.to_string_lossy()
         ),
         Some(libc::EACCES) => format!("{}: permission denied ({e})", what.to_string_lossy()),
-        Some(libc::EPERM) if program.user.is_some() => {
+        Some(libc::EPERM) if spec.user.is_some() => {
             format!(
                 "cannot switch to the configured user ({e}); the supervisor must run as root for that"
             )
