@@ -91,6 +91,29 @@ pub enum Request {
     Version,
     /// Validate the configuration file on disk.
     Check,
+    /// Deploy the program from its git branch. While one runs, requests coalesce into a single
+    /// follow-up deploy.
+    Deploy {
+        name: String,
+        /// Who asked, for the history (`cli`, `hookd: gitea delivery 4f1c...`).
+        #[serde(default)]
+        trigger: Option<String>,
+    },
+    /// Put the previous release back and restart the program.
+    Rollback {
+        name: String,
+    },
+    /// Deploy history, newest first.
+    Deploys {
+        #[serde(default)]
+        names: Vec<String>,
+        #[serde(default = "default_deploys_limit")]
+        limit: u32,
+    },
+}
+
+fn default_deploys_limit() -> u32 {
+    20
 }
 
 fn default_tail_lines() -> u32 {
@@ -114,6 +137,9 @@ impl Request {
             Request::Shutdown => "shutdown",
             Request::Version => "version",
             Request::Check => "check",
+            Request::Deploy { .. } => "deploy",
+            Request::Rollback { .. } => "rollback",
+            Request::Deploys { .. } => "deploys",
         }
     }
 
@@ -216,6 +242,42 @@ pub enum Reply {
         path: String,
         errors: Vec<String>,
     },
+    /// A deploy (or rollback) was started, or `queued` behind the running one `id`.
+    Deploy {
+        program: String,
+        id: String,
+        queued: bool,
+    },
+    Deploys {
+        records: Vec<DeployRecord>,
+    },
+}
+
+/// One deploy, as the history file on the data volume keeps it (one JSON line each).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployRecord {
+    pub id: String,
+    pub program: String,
+    /// `deploy` or `rollback`.
+    pub kind: String,
+    pub trigger: String,
+    pub started_ms: u64,
+    pub duration_ms: u64,
+    pub old_commit: Option<String>,
+    pub new_commit: Option<String>,
+    /// `succeeded`, `unchanged`, `failed`, `rolled_back` or `interrupted`.
+    pub result: String,
+    pub message: String,
+    pub steps: Vec<StepRecord>,
+    /// The full output of git and the build steps.
+    pub log: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub name: String,
+    pub duration_ms: u64,
+    pub ok: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -302,6 +364,16 @@ pub enum Event {
         added: Vec<String>,
         changed: Vec<String>,
         removed: Vec<String>,
+        at_ms: u64,
+    },
+    /// A deploy's progress: `started`, `fetched`, `built`, `switched`, `restarting`, then one
+    /// of the results `succeeded`, `unchanged`, `failed`, `rolled_back`.
+    Deploy {
+        program: String,
+        id: String,
+        stage: String,
+        message: String,
+        commit: Option<String>,
         at_ms: u64,
     },
     /// The subscriber was too slow and missed this many events; re-read `status`.

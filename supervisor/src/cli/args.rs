@@ -116,6 +116,36 @@ pub enum Command {
         #[command(flatten)]
         socket: SocketArg,
     },
+    /// Deploy a program from its git branch (see [program.NAME.deploy]).
+    Deploy {
+        name: String,
+        /// Follow the deploy and exit 0 only when the new version passed its health gate.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Put a program's previous release back and restart it.
+    Rollback {
+        name: String,
+        /// Follow it and exit 0 only when the previous version is up again.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Print the deploy history, newest first.
+    Deploys {
+        names: Vec<String>,
+        /// How many records.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        limit: u32,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
     /// Convert a supervisord configuration into supervisor.toml; what has no equivalent is
     /// listed on stderr with its line.
     Import {

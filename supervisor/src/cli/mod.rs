@@ -332,11 +332,150 @@ async fn run_verb(verb: Command) -> Result<u8, ClientError> {
             let _ = writeln!(out, "{version}");
             Ok(exit::OK)
         }
+        Command::Deploy { name, wait, socket } => {
+            drop(out);
+            let request = Request::Deploy {
+                name: name.clone(),
+                trigger: Some(format!("cli ({})", whoami())),
+            };
+            deploy(&socket, &name, request, wait).await
+        }
+        Command::Rollback { name, wait, socket } => {
+            drop(out);
+            deploy(
+                &socket,
+                &name,
+                Request::Rollback { name: name.clone() },
+                wait,
+            )
+            .await
+        }
+        Command::Deploys {
+            names,
+            limit,
+            json,
+            socket,
+        } => {
+            let mut client = connect(&socket).await?;
+            let reply = client.call(Request::Deploys { names, limit }).await?;
+            let Reply::Deploys { records } = reply else {
+                return Err(unexpected(&reply));
+            };
+            if json {
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&records).unwrap_or_default()
+                );
+            } else {
+                for r in &records {
+                    let started: chrono::DateTime<chrono::Local> = (std::time::UNIX_EPOCH
+                        + std::time::Duration::from_millis(r.started_ms))
+                    .into();
+                    let commits = format!(
+                        "{}..{}",
+                        r.old_commit
+                            .as_deref()
+                            .map_or("-", |c| &c[..c.len().min(10)]),
+                        r.new_commit
+                            .as_deref()
+                            .map_or("-", |c| &c[..c.len().min(10)])
+                    );
+                    let _ = writeln!(
+                        out,
+                        "{:<34} {:<8} {:<11} {:<22} {:>7.1}s  {}",
+                        r.id,
+                        r.program,
+                        r.result,
+                        commits,
+                        r.duration_ms as f64 / 1000.0,
+                        started.format("%b %d %H:%M:%S"),
+                    );
+                }
+            }
+            Ok(exit::OK)
+        }
         Command::Run { .. }
         | Command::Check { .. }
         | Command::Import { .. }
         | Command::Completions { .. } => Ok(exit::USAGE),
     }
+}
+
+fn whoami() -> String {
+    let uid = nix::unistd::getuid();
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map_or_else(|| format!("uid {uid}"), |u| u.name)
+}
+
+/// deploy and rollback: start it, and with `wait` follow its events to the end.
+async fn deploy(
+    socket: &SocketArg,
+    name: &str,
+    request: Request,
+    wait: bool,
+) -> Result<u8, ClientError> {
+    use supervisor_proto::Event;
+    // Subscribe first, so that no event of this deploy can be missed.
+    let mut events = if wait {
+        Some(connect(socket).await?.subscribe().await?)
+    } else {
+        None
+    };
+    let mut client = connect(socket).await?;
+    let reply = client.call(request).await?;
+    let Reply::Deploy { id, queued, .. } = reply else {
+        return Err(unexpected(&reply));
+    };
+    println!(
+        "{name}: {} {id}",
+        if queued { "queued after" } else { "deploy" }
+    );
+    let Some(events) = events.as_mut() else {
+        return Ok(exit::OK);
+    };
+    // A queued request is done by the deploy that starts after `id`.
+    let mut target = (!queued).then(|| id.clone());
+    while let Some(event) = events.next().await? {
+        let Event::Deploy {
+            program,
+            id: event_id,
+            stage,
+            message,
+            commit,
+            ..
+        } = event
+        else {
+            continue;
+        };
+        if program != name {
+            continue;
+        }
+        if target.is_none() && stage == "started" && event_id != id {
+            target = Some(event_id.clone());
+        }
+        if target.as_deref() != Some(event_id.as_str()) {
+            continue;
+        }
+        let commit = commit
+            .map(|c| format!(" {}", &c[..c.len().min(12)]))
+            .unwrap_or_default();
+        let message = if message.is_empty() {
+            String::new()
+        } else {
+            format!(": {message}")
+        };
+        println!("{name}: {stage}{commit}{message}");
+        match stage.as_str() {
+            "succeeded" | "unchanged" => return Ok(exit::OK),
+            "failed" | "rolled_back" | "interrupted" => return Ok(exit::FAILED),
+            _ => {}
+        }
+    }
+    eprintln!("the supervisor went away before the deploy ended");
+    Ok(exit::FAILED)
 }
 
 /// start, stop, restart, signal: a line per result, exit 1 if any failed.

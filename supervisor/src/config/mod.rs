@@ -86,6 +86,8 @@ pub struct SupervisorSection {
     pub socket_mode: u32,
     /// Group that owns the control socket (name and gid), so its members can connect.
     pub socket_group: Option<(String, u32)>,
+    /// Deploy history and logs (`NAME.jsonl`, `NAME/<id>.log`).
+    pub deploydir: PathBuf,
 }
 
 /// `[control]`: who may use the control socket beyond root and the supervisor's own user.
@@ -185,6 +187,29 @@ pub struct ProgramConfig {
     pub echo_output: bool,
     /// supervisord's process group: `status web:*` names every program of group `web`.
     pub group: Option<String>,
+    /// `[program.NAME.deploy]`: how `deploy NAME` updates it from git.
+    pub deploy: Option<DeployConfig>,
+}
+
+/// `[program.NAME.deploy]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeployConfig {
+    /// The git working tree (a clone of the remote).
+    pub repo: PathBuf,
+    pub remote: String,
+    pub branch: String,
+    /// Build steps run in the working tree after checkout, each without a shell.
+    pub steps: Vec<Vec<String>>,
+    /// Each git command and step is killed (with its process group) after this.
+    pub step_timeout: Duration,
+    /// What the build produced (relative to `repo`): copied into `releases/<commit>/`, and
+    /// `releases/current` switched to it atomically. Without it, the working tree itself is what
+    /// the program runs.
+    pub artifact: Option<PathBuf>,
+    pub releases: PathBuf,
+    pub keep_releases: u32,
+    /// How long the new version must stay RUNNING to pass; by default the program's `startsecs`.
+    pub healthy_after: Duration,
 }
 
 /// One problem in a configuration file.

@@ -15,8 +15,8 @@ use toml::de::{DeTable, DeValue};
 use super::expand::{expand, read_env_file};
 use super::units::{parse_bytes, parse_duration, parse_signal};
 use super::{
-    AutoRestart, Backoff, Config, ConfigError, ConfigErrors, ControlSection, LogTarget, OnFatal,
-    ProgramConfig, ProgramName, SupervisorSection, UserSpec,
+    AutoRestart, Backoff, Config, ConfigError, ConfigErrors, ControlSection, DeployConfig,
+    LogTarget, OnFatal, ProgramConfig, ProgramName, SupervisorSection, UserSpec,
 };
 
 type Value<'i> = Spanned<DeValue<'i>>;
@@ -29,6 +29,7 @@ const SUPERVISOR_KEYS: &[&str] = &[
     "socket_group",
     "shutdown_timeout",
     "env_file",
+    "deploydir",
 ];
 const SECTIONS: &[&str] = &["supervisor", "program", "control"];
 const PROGRAM_KEYS: &[&str] = &[
@@ -58,6 +59,18 @@ const PROGRAM_KEYS: &[&str] = &[
     "on_fatal",
     "echo_output",
     "group",
+    "deploy",
+];
+const DEPLOY_KEYS: &[&str] = &[
+    "repo",
+    "remote",
+    "branch",
+    "steps",
+    "step_timeout",
+    "artifact",
+    "releases",
+    "keep_releases",
+    "healthy_after",
 ];
 const BACKOFF_KEYS: &[&str] = &["initial", "max", "multiplier", "jitter", "reset"];
 
@@ -263,6 +276,7 @@ impl<'a> Walker<'a> {
             env_file: None,
             socket_mode: 0o600,
             socket_group: None,
+            deploydir: self.base.join("data/deploys"),
         };
         let Some(table) = table else {
             return s;
@@ -284,6 +298,11 @@ impl<'a> Walker<'a> {
                 "env_file" => {
                     if let Some(v) = self.string(value, &path, env) {
                         s.env_file = Some(self.resolve(&v));
+                    }
+                }
+                "deploydir" => {
+                    if let Some(v) = self.string(value, &path, env) {
+                        s.deploydir = self.resolve(&v);
                     }
                 }
                 "socket_mode" => {
@@ -375,6 +394,7 @@ impl<'a> Walker<'a> {
             on_fatal: OnFatal::Ignore,
             echo_output: true,
             group: None,
+            deploy: None,
         };
         let mut environment = Vec::new();
         let mut have_command = false;
@@ -460,6 +480,7 @@ impl<'a> Walker<'a> {
                 }
                 "on_fatal" => set(&mut p.on_fatal, self.on_fatal(v, &path)),
                 "echo_output" => set(&mut p.echo_output, self.boolean(v, &path)),
+                "deploy" => {} // read below, once startsecs is known
                 "group" => {
                     if let Some(g) = self.string(v, &path, env) {
                         match ProgramName::new(&g) {
@@ -498,6 +519,9 @@ impl<'a> Walker<'a> {
                     ),
                 );
             }
+        }
+        if let Some((_, v)) = get(t, "deploy") {
+            p.deploy = self.deploy(v, &key("deploy"), env, &name, p.startsecs);
         }
         // Child environment: the supervisor's own, then the global env_file for what the real
         // environment lacks, then the program's env_file, then its `environment` table.
@@ -548,6 +572,105 @@ impl<'a> Walker<'a> {
             }
         }
         c
+    }
+
+    fn deploy(
+        &mut self,
+        v: &Value<'_>,
+        path: &str,
+        env: &Env<'_>,
+        name: &ProgramName,
+        startsecs: Duration,
+    ) -> Option<DeployConfig> {
+        let t = self.table(v, path)?;
+        let errors_before = self.errors.len();
+        let mut d = DeployConfig {
+            repo: PathBuf::new(),
+            remote: "origin".into(),
+            branch: "main".into(),
+            steps: Vec::new(),
+            step_timeout: Duration::from_secs(15 * 60),
+            artifact: None,
+            releases: self.base.join("data/releases").join(name.as_str()),
+            keep_releases: 5,
+            healthy_after: startsecs,
+        };
+        let mut have_repo = false;
+        for (k, value) in t.iter() {
+            let kname = k.get_ref().as_ref();
+            let kpath = format!("{path}.{kname}");
+            match kname {
+                "repo" => {
+                    if let Some(r) = self.string(value, &kpath, env) {
+                        d.repo = self.resolve(&r);
+                        have_repo = true;
+                    }
+                }
+                "remote" => set(&mut d.remote, self.git_name(value, &kpath, env)),
+                "branch" => set(&mut d.branch, self.git_name(value, &kpath, env)),
+                "steps" => {
+                    let DeValue::Array(items) = value.get_ref() else {
+                        self.type_error(
+                            value,
+                            &kpath,
+                            "an array of commands (each an array of strings)",
+                        );
+                        continue;
+                    };
+                    let mut steps = Vec::new();
+                    for item in items.iter() {
+                        if let Some(argv) = self.command(item, &kpath, env) {
+                            steps.push(argv);
+                        }
+                    }
+                    d.steps = steps;
+                }
+                "step_timeout" => set(&mut d.step_timeout, self.duration(value, &kpath)),
+                "artifact" => {
+                    if let Some(a) = self.string(value, &kpath, env) {
+                        if Path::new(&a).is_absolute() || a.split('/').any(|c| c == "..") {
+                            self.error(
+                                value.span(),
+                                &kpath,
+                                "must be a path inside the repository",
+                            );
+                        } else {
+                            d.artifact = Some(PathBuf::from(a));
+                        }
+                    }
+                }
+                "releases" => {
+                    if let Some(r) = self.string(value, &kpath, env) {
+                        d.releases = self.resolve(&r);
+                    }
+                }
+                "keep_releases" => set(
+                    &mut d.keep_releases,
+                    self.integer(value, &kpath, 1, 1000).map(|n| n as u32),
+                ),
+                "healthy_after" => set(&mut d.healthy_after, self.duration(value, &kpath)),
+                _ => self.unknown_key(k, &kpath, DEPLOY_KEYS),
+            }
+        }
+        if !have_repo {
+            self.error(
+                v.span(),
+                path,
+                "missing \"repo\" (the git working tree to deploy from)",
+            );
+        }
+        (self.errors.len() == errors_before).then_some(d)
+    }
+
+    /// A remote or branch name: passed to git as one argument, never through a shell; it may
+    /// not look like an option.
+    fn git_name(&mut self, v: &Value<'_>, path: &str, env: &Env<'_>) -> Option<String> {
+        let s = self.string(v, path, env)?;
+        if s.is_empty() || s.starts_with('-') || s.contains(char::is_whitespace) {
+            self.error(v.span(), path, format!("{s:?} is not a usable git name"));
+            return None;
+        }
+        Some(s)
     }
 
     /// A file mode: an integer (`0o660` in TOML) or an octal string (`"0660"`).

@@ -7,7 +7,9 @@
 //! - this file: the event loop, lifecycle effects, reaping, shutdown.
 //! - [`requests`]: control requests (status, start, stop, ...) and the clients waiting on them.
 //! - [`update`]: `reread` and `update` (also SIGHUP): applying a changed configuration.
+//! - [`deploy`]: the deploy engine: git, build steps, release switch, health gate, rollback.
 
+mod deploy;
 mod requests;
 mod update;
 
@@ -179,6 +181,7 @@ struct Program {
     last_exit: Option<ExitReason>,
     waiters: Vec<Waiter>,
     retiring: Option<Retire>,
+    deploy: Option<deploy::DeployRun>,
 }
 
 impl Program {
@@ -227,6 +230,7 @@ impl Program {
             last_exit: None,
             waiters: Vec::new(),
             retiring: None,
+            deploy: None,
             cfg,
         };
         Ok((program, captures))
@@ -255,6 +259,9 @@ struct Daemon {
     orphans: u64,
     /// Restarts whose stop is done, to start on the next drive.
     restarts: Vec<(String, Waiter)>,
+    /// Running deploy steps (git, builds): pid → program.
+    step_pids: HashMap<Pid, String>,
+    deploys_started: u64,
 }
 
 impl Daemon {
@@ -282,11 +289,14 @@ impl Daemon {
             started: (Instant::now(), SystemTime::now()),
             orphans: 0,
             restarts: Vec::new(),
+            step_pids: HashMap::new(),
+            deploys_started: 0,
         };
         for cfg in daemon.config.programs.clone() {
             daemon.add_program(cfg)?;
         }
         daemon.reindex();
+        daemon.recover_interrupted_deploys();
         Ok(daemon)
     }
 
@@ -390,6 +400,7 @@ impl Daemon {
 
     /// Applies `event` to program `idx`, then every event its effects produce.
     fn feed(&mut self, idx: usize, event: LifeEvent) {
+        let mut changed = Vec::new();
         let mut queue = VecDeque::from([(idx, event)]);
         while let Some((idx, event)) = queue.pop_front() {
             let cx = Context {
@@ -407,6 +418,9 @@ impl Daemon {
                 log_change(&p.cfg, &previous, &p.state, cx.now);
                 self.emit_state(idx, previous.name(), cx.now);
                 self.settle_waiters(idx);
+                if !changed.contains(&idx) {
+                    changed.push(idx);
+                }
             }
             let p = &mut self.programs[idx];
             match effect {
@@ -449,6 +463,10 @@ impl Daemon {
                 );
             }
         }
+        // A deploy watching these programs reacts once their transitions are all done.
+        for idx in changed {
+            self.deploy_program_changed(idx);
+        }
     }
 
     fn emit_state(&self, idx: usize, from: &str, now: Instant) {
@@ -471,6 +489,11 @@ impl Daemon {
                     tracing::info!(program = %self.programs[idx].cfg.name, pid = pid.as_raw(), reason = %reason, "exited");
                     self.programs[idx].last_exit = Some(reason.clone());
                     self.feed(idx, LifeEvent::Exited { pid, reason });
+                }
+                None if self.step_pids.contains_key(&pid) => {
+                    if let Some(program) = self.deploy_step_program(pid) {
+                        self.deploy_step_exited(&program, pid, reason);
+                    }
                 }
                 None => {
                     self.orphans += 1;
@@ -501,7 +524,10 @@ impl Daemon {
             .as_ref()
             .filter(|s| !s.forced)
             .map(|s| s.deadline);
-        programs.chain(shutdown).min()
+        programs
+            .chain(shutdown)
+            .chain(self.deploy_deadlines())
+            .min()
     }
 
     fn tick(&mut self) {
@@ -512,6 +538,7 @@ impl Daemon {
                 self.feed(i, LifeEvent::Tick);
             }
         }
+        self.deploy_tick(now);
         if self
             .shutdown
             .as_ref()
@@ -546,6 +573,7 @@ impl Daemon {
         for p in &mut self.programs {
             p.pending_start = false;
         }
+        self.abort_deploys();
         let _ = self.events.send(Event::ShuttingDown {
             at_ms: unix_ms(SystemTime::now()),
         });

@@ -74,13 +74,27 @@ impl Daemon {
                 protocol: PROTOCOL_VERSION,
             }),
             Request::Check => Ok(self.check()),
+            Request::Deploy { name, trigger } => {
+                let trigger = trigger.unwrap_or_else(|| format!("uid {uid}"));
+                self.request_deploy(&name, super::deploy::Kind::Deploy, trigger)
+            }
+            Request::Rollback { name } => self.request_deploy(
+                &name,
+                super::deploy::Kind::Rollback,
+                format!("rollback by uid {uid}"),
+            ),
+            Request::Deploys { names, limit } => self.deploys_reply(&names, limit),
         };
         // The client may have gone; nothing to do about it.
         let _ = reply.send(answer);
     }
 
     /// Program indices for `names`: `all`, names, or (if `empty_is_all`) nothing for all.
-    fn select(&self, names: &[String], empty_is_all: bool) -> Result<Vec<usize>, ErrorBody> {
+    pub(super) fn select(
+        &self,
+        names: &[String],
+        empty_is_all: bool,
+    ) -> Result<Vec<usize>, ErrorBody> {
         if (names.is_empty() && empty_is_all) || names.iter().any(|n| n == "all") {
             return Ok((0..self.programs.len()).collect());
         }

@@ -1,0 +1,947 @@
+//! The deploy engine (DESIGN.md decision 3): fetch the branch, check out exactly the fetched
+//! tip, build, switch releases, restart the program, and hold it to a health gate; put the
+//! previous release back if it fails. Git and the build steps are children of the actor like
+//! the programs, spawned and reaped on the same thread, each in its own process group, killed
+//! with it on timeout.
+//!
+//! Two ways to release: with `artifact`, the build output is copied into
+//! `releases/<commit>/` and the `releases/current` symlink is switched atomically (the running
+//! version is never touched by a build); without it, the working tree itself is what the program
+//! runs, and the checkout is the switch (restored if a step fails).
+
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime};
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+use supervisor_proto::{DeployRecord, ErrorBody, ErrorKind, Event, Reply, StepRecord};
+
+use super::Daemon;
+use crate::config::DeployConfig;
+use crate::lifecycle::{Event as LifeEvent, ExitReason, State};
+use crate::process::{self, Spec};
+use crate::status::unix_ms;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Kind {
+    Deploy,
+    Rollback,
+}
+
+#[derive(Debug)]
+enum Phase {
+    Fetch,
+    ResolveOld,
+    ResolveNew,
+    Checkout,
+    Build(usize),
+    /// A step failed in working-tree mode: put the old commit back before reporting.
+    Restore,
+    /// Stopping (if it ran) and starting the program; `rollback` when putting back.
+    Restart {
+        rollback: bool,
+        stopping: bool,
+    },
+    /// RUNNING, and must stay up until `until`.
+    Gate {
+        rollback: bool,
+    },
+    /// Working-tree mode rollback: checking the old commit out again.
+    RollbackCheckout,
+}
+
+/// A git command or build step that is running.
+#[derive(Debug)]
+struct Step {
+    name: String,
+    pid: Pid,
+    started: Instant,
+    deadline: Instant,
+    /// Where its stdout goes when we need it (a commit id).
+    output: Option<PathBuf>,
+    /// Killed for running past its deadline.
+    timed_out: bool,
+}
+
+/// One deploy or rollback of one program.
+#[derive(Debug)]
+pub(super) struct DeployRun {
+    pub id: String,
+    kind: Kind,
+    trigger: String,
+    started: (Instant, SystemTime),
+    cfg: DeployConfig,
+    program: String,
+    old: Option<String>,
+    new: Option<String>,
+    phase: Phase,
+    step: Option<Step>,
+    steps: Vec<StepRecord>,
+    log_path: PathBuf,
+    log: Option<File>,
+    /// Artifact mode: where `current` pointed before the switch.
+    previous_release: Option<PathBuf>,
+    /// Someone asked for another deploy while this one ran.
+    pub followup: Option<String>,
+}
+
+/// An id that sorts by time: `20261124T130501Z-bot-3`.
+fn new_id(program: &str, n: u64) -> String {
+    let now: chrono::DateTime<chrono::Utc> = SystemTime::now().into();
+    format!("{}-{program}-{n}", now.format("%Y%m%dT%H%M%SZ"))
+}
+
+fn is_commit(s: &str) -> bool {
+    (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn marker(deploydir: &Path, program: &str) -> PathBuf {
+    deploydir.join(format!("{program}.inflight"))
+}
+
+fn history(deploydir: &Path, program: &str) -> PathBuf {
+    deploydir.join(format!("{program}.jsonl"))
+}
+
+impl DeployRun {
+    fn say(&mut self, line: &str) {
+        if let Some(log) = self.log.as_mut() {
+            let now: chrono::DateTime<chrono::Utc> = SystemTime::now().into();
+            let _ = writeln!(log, "[{}] {line}", now.format("%H:%M:%S%.3f"));
+        }
+    }
+
+    fn current_link(&self) -> PathBuf {
+        self.cfg.releases.join("current")
+    }
+
+    fn record(&self, result: &str, message: &str) -> DeployRecord {
+        DeployRecord {
+            id: self.id.clone(),
+            program: self.program.clone(),
+            kind: match self.kind {
+                Kind::Deploy => "deploy".into(),
+                Kind::Rollback => "rollback".into(),
+            },
+            trigger: self.trigger.clone(),
+            started_ms: unix_ms(self.started.1),
+            duration_ms: self.started.0.elapsed().as_millis() as u64,
+            old_commit: self.old.clone(),
+            new_commit: self.new.clone(),
+            result: result.to_owned(),
+            message: message.to_owned(),
+            steps: self.steps.clone(),
+            log: self.log_path.display().to_string(),
+        }
+    }
+}
+
+impl Daemon {
+    fn deploy_error(kind: ErrorKind, message: impl Into<String>) -> ErrorBody {
+        ErrorBody {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// `deploy` and `rollback`: start one, or queue a follow-up behind the running one.
+    pub(super) fn request_deploy(
+        &mut self,
+        name: &str,
+        kind: Kind,
+        trigger: String,
+    ) -> Result<Reply, ErrorBody> {
+        let idx = self.index(name).ok_or_else(|| {
+            Self::deploy_error(
+                ErrorKind::UnknownProgram,
+                format!("{name}: ERROR (no such process)"),
+            )
+        })?;
+        if self.shutdown.is_some() {
+            return Err(Self::deploy_error(
+                ErrorKind::ShuttingDown,
+                "the supervisor is shutting down",
+            ));
+        }
+        let p = &mut self.programs[idx];
+        let Some(cfg) = p.cfg.deploy.clone() else {
+            return Err(Self::deploy_error(
+                ErrorKind::BadRequest,
+                format!("{name} has no [program.{name}.deploy] table"),
+            ));
+        };
+        if let Some(run) = p.deploy.as_mut() {
+            if kind == Kind::Rollback {
+                return Err(Self::deploy_error(
+                    ErrorKind::BadRequest,
+                    format!(
+                        "deploy {} of {name} is running; roll back when it is done",
+                        run.id
+                    ),
+                ));
+            }
+            run.followup = Some(trigger);
+            return Ok(Reply::Deploy {
+                program: name.to_owned(),
+                id: run.id.clone(),
+                queued: true,
+            });
+        }
+        self.deploys_started += 1;
+        let id = new_id(name, self.deploys_started);
+        let dir = self.config.supervisor.deploydir.join(name);
+        let log_path = dir.join(format!("{id}.log"));
+        let log = std::fs::create_dir_all(&dir)
+            .and_then(|()| OpenOptions::new().create(true).append(true).open(&log_path))
+            .map_err(|e| {
+                Self::deploy_error(
+                    ErrorKind::Internal,
+                    format!("cannot write {}: {e}", log_path.display()),
+                )
+            })?;
+        let mut run = DeployRun {
+            id: id.clone(),
+            kind,
+            trigger,
+            started: (Instant::now(), SystemTime::now()),
+            cfg,
+            program: name.to_owned(),
+            old: None,
+            new: None,
+            phase: match kind {
+                Kind::Deploy => Phase::Fetch,
+                Kind::Rollback => Phase::ResolveOld,
+            },
+            step: None,
+            steps: Vec::new(),
+            log_path,
+            log: Some(log),
+            previous_release: None,
+            followup: None,
+        };
+        run.say(&format!(
+            "{} {id} of {name}, asked by {}",
+            if kind == Kind::Deploy {
+                "deploy"
+            } else {
+                "rollback"
+            },
+            run.trigger
+        ));
+        let marker_text = serde_json::json!({ "id": id, "trigger": run.trigger, "started_ms": unix_ms(run.started.1) });
+        let _ = std::fs::write(
+            marker(&self.config.supervisor.deploydir, name),
+            marker_text.to_string(),
+        );
+        tracing::info!(program = name, id = %id, trigger = %run.trigger, kind = ?kind, "deploy started");
+        self.programs[idx].deploy = Some(run);
+        self.emit_deploy(idx, "started", "", None);
+        self.advance_deploy(idx);
+        Ok(Reply::Deploy {
+            program: name.to_owned(),
+            id,
+            queued: false,
+        })
+    }
+
+    fn emit_deploy(&self, idx: usize, stage: &str, message: &str, commit: Option<String>) {
+        let p = &self.programs[idx];
+        let Some(run) = p.deploy.as_ref() else { return };
+        let _ = self.events.send(Event::Deploy {
+            program: run.program.clone(),
+            id: run.id.clone(),
+            stage: stage.to_owned(),
+            message: message.to_owned(),
+            commit,
+            at_ms: unix_ms(SystemTime::now()),
+        });
+    }
+
+    /// Runs the current phase: spawns its command, or does its in-process work.
+    fn advance_deploy(&mut self, idx: usize) {
+        let Some(run) = self.programs[idx].deploy.as_mut() else {
+            return;
+        };
+        if run.step.is_some() {
+            return;
+        }
+        let cfg = run.cfg.clone();
+        let git = |args: &[&str]| -> Vec<String> {
+            std::iter::once("git")
+                .chain(args.iter().copied())
+                .map(str::to_owned)
+                .collect()
+        };
+        let checkout = |commit: &str| git(&["checkout", "--force", "--detach", commit]);
+        match run.phase {
+            Phase::Fetch => {
+                let refspec = format!(
+                    "+refs/heads/{0}:refs/remotes/{1}/{0}",
+                    cfg.branch, cfg.remote
+                );
+                let argv = git(&["fetch", "--no-tags", "--", &cfg.remote, &refspec]);
+                self.spawn_step(idx, "git fetch", argv, None);
+            }
+            Phase::ResolveOld => {
+                let out = run.log_path.with_extension("old");
+                let argv = git(&["rev-parse", "--verify", "-q", "HEAD"]);
+                self.spawn_step(idx, "git rev-parse HEAD", argv, Some(out));
+            }
+            Phase::ResolveNew => {
+                let out = run.log_path.with_extension("new");
+                let tip = format!("refs/remotes/{}/{}^{{commit}}", cfg.remote, cfg.branch);
+                let argv = git(&["rev-parse", "--verify", "-q", &tip]);
+                self.spawn_step(idx, "git rev-parse (fetched tip)", argv, Some(out));
+            }
+            Phase::Checkout => match run.new.clone() {
+                Some(new) => self.spawn_step(idx, "git checkout", checkout(&new), None),
+                None => self.finish_deploy(idx, "failed", "no commit to check out"),
+            },
+            Phase::Build(i) if i < cfg.steps.len() => {
+                let argv = cfg.steps[i].clone();
+                let name = argv.join(" ");
+                self.spawn_step(idx, &name, argv, None);
+            }
+            Phase::Build(_) => {
+                // Every step passed: switch to the new release.
+                if let Err(message) = self.switch_release(idx) {
+                    return self.finish_deploy(idx, "failed", &message);
+                }
+                let commit = self.programs[idx]
+                    .deploy
+                    .as_ref()
+                    .and_then(|r| r.new.clone());
+                self.emit_deploy(idx, "switched", "", commit);
+                self.restart_for_deploy(idx, false);
+            }
+            Phase::Restore => match run.old.clone() {
+                Some(old) => self.spawn_step(idx, "git checkout (restore)", checkout(&old), None),
+                None => self.finish_deploy(
+                    idx,
+                    "failed",
+                    "a step failed; no previous commit to restore",
+                ),
+            },
+            Phase::RollbackCheckout => match run.old.clone() {
+                Some(old) => self.spawn_step(idx, "git checkout (rollback)", checkout(&old), None),
+                None => self.finish_deploy(idx, "failed", "no previous commit to roll back to"),
+            },
+            Phase::Restart { .. } | Phase::Gate { .. } => {}
+        }
+    }
+
+    fn spawn_step(&mut self, idx: usize, name: &str, argv: Vec<String>, output: Option<PathBuf>) {
+        let user = self.programs[idx].cfg.user.clone();
+        let nofile = self.nofile;
+        let Some(run) = self.programs[idx].deploy.as_mut() else {
+            return;
+        };
+        run.say(&format!("$ {}", argv.join(" ")));
+        let fds = (|| -> std::io::Result<(OwnedFd, OwnedFd)> {
+            let log = run
+                .log
+                .as_ref()
+                .ok_or_else(|| std::io::Error::other("no log"))?
+                .try_clone()?;
+            let out = match &output {
+                Some(path) => File::create(path)?,
+                None => log.try_clone()?,
+            };
+            Ok((out.into(), log.into()))
+        })();
+        // No terminal, no password prompt, no agent: a git that needs credentials fails fast.
+        let environment: Vec<(String, String)> = [
+            ("GIT_TERMINAL_PROMPT", "0"),
+            ("GIT_ASKPASS", "true"),
+            ("SSH_ASKPASS", "true"),
+            ("GIT_SSH_COMMAND", "ssh -o BatchMode=yes"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        let spawned = fds.and_then(|(stdout, stderr)| {
+            process::spawn_spec(
+                &Spec {
+                    argv: &argv,
+                    directory: Some(&run.cfg.repo),
+                    environment: &environment,
+                    user: user.as_ref(),
+                    stdout: &stdout,
+                    stderr: &stderr,
+                },
+                nofile,
+            )
+        });
+        match spawned {
+            Ok(pid) => {
+                let now = Instant::now();
+                run.step = Some(Step {
+                    name: name.to_owned(),
+                    pid,
+                    started: now,
+                    deadline: now + run.cfg.step_timeout,
+                    output,
+                    timed_out: false,
+                });
+                let program = run.program.clone();
+                self.step_pids.insert(pid, program);
+            }
+            Err(e) => {
+                run.say(&format!("cannot run {name}: {e}"));
+                run.steps.push(StepRecord {
+                    name: name.to_owned(),
+                    duration_ms: 0,
+                    ok: false,
+                });
+                let message = format!("{name}: {e}");
+                self.step_failed(idx, &message);
+            }
+        }
+    }
+
+    /// A git command or step ended (reaped by the actor).
+    pub(super) fn deploy_step_exited(&mut self, program: &str, pid: Pid, reason: ExitReason) {
+        let Some(idx) = self.index(program) else {
+            return;
+        };
+        let Some(run) = self.programs[idx].deploy.as_mut() else {
+            return;
+        };
+        let Some(step) = run.step.take_if(|s| s.pid == pid) else {
+            return;
+        };
+        let took = step.started.elapsed();
+        let ok = reason == ExitReason::Exited(0);
+        run.steps.push(StepRecord {
+            name: step.name.clone(),
+            duration_ms: took.as_millis() as u64,
+            ok,
+        });
+        let timed_out = step.timed_out;
+        let why = if timed_out {
+            format!("timed out after {:?}", run.cfg.step_timeout)
+        } else {
+            reason.to_string()
+        };
+        run.say(&format!("{}: {why} ({} ms)", step.name, took.as_millis()));
+        let output = step.output.as_ref().map(|p| {
+            let text = std::fs::read_to_string(p).unwrap_or_default();
+            let _ = std::fs::remove_file(p);
+            text.trim().to_owned()
+        });
+        match run.phase {
+            Phase::Fetch if ok => run.phase = Phase::ResolveOld,
+            Phase::ResolveOld => {
+                // A repository without commits has no HEAD: that is fine.
+                run.old = output.filter(|c| ok && is_commit(c));
+                run.phase = match run.kind {
+                    Kind::Deploy => Phase::ResolveNew,
+                    Kind::Rollback => return self.begin_rollback_on_request(idx),
+                };
+            }
+            Phase::ResolveNew if ok => {
+                let new = output.filter(|c| is_commit(c));
+                let Some(new) = new else {
+                    return self.finish_deploy(
+                        idx,
+                        "failed",
+                        "the fetched branch did not resolve to a commit",
+                    );
+                };
+                run.new = Some(new.clone());
+                let current = match &run.cfg.artifact {
+                    Some(_) => std::fs::read_link(run.current_link())
+                        .ok()
+                        .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned())),
+                    None => run.old.clone(),
+                };
+                if current.as_deref() == Some(new.as_str()) {
+                    return self.finish_deploy(idx, "unchanged", "already running the branch tip");
+                }
+                run.phase = Phase::Checkout;
+                self.emit_deploy(idx, "fetched", "", Some(new));
+            }
+            Phase::Checkout if ok => run.phase = Phase::Build(0),
+            Phase::Build(i) if ok => run.phase = Phase::Build(i + 1),
+            Phase::Restore => {
+                let message = if ok {
+                    "a step failed; the working tree is back on the running commit"
+                } else {
+                    "a step failed, and restoring the working tree failed too"
+                };
+                return self.finish_deploy(idx, "failed", message);
+            }
+            Phase::RollbackCheckout if ok => {
+                self.restart_for_deploy(idx, true);
+                return;
+            }
+            _ => {
+                let message = format!("{} failed: {why}", step.name);
+                return self.step_failed(idx, &message);
+            }
+        }
+        self.advance_deploy(idx);
+    }
+
+    fn step_failed(&mut self, idx: usize, message: &str) {
+        let Some(run) = self.programs[idx].deploy.as_mut() else {
+            return;
+        };
+        match run.phase {
+            // Working-tree mode: the checkout changed what the program runs; put it back.
+            Phase::Build(_) if run.cfg.artifact.is_none() && run.old.is_some() => {
+                run.say(message);
+                run.phase = Phase::Restore;
+                self.advance_deploy(idx);
+            }
+            Phase::RollbackCheckout => {
+                self.finish_deploy(idx, "failed", &format!("rollback failed: {message}"))
+            }
+            _ => self.finish_deploy(idx, "failed", message),
+        }
+    }
+
+    /// Artifact mode: copy the build output into `releases/<commit>/` and point `current` at it
+    /// with one rename. Working-tree mode: the checkout already was the switch.
+    fn switch_release(&mut self, idx: usize) -> Result<(), String> {
+        let Some(run) = self.programs[idx].deploy.as_mut() else {
+            return Ok(());
+        };
+        let (Some(artifact), Some(new)) = (run.cfg.artifact.clone(), run.new.clone()) else {
+            return Ok(());
+        };
+        let src = run.cfg.repo.join(&artifact);
+        let dest_dir = run.cfg.releases.join(&new);
+        let name = artifact
+            .file_name()
+            .ok_or("the artifact has no file name")?;
+        copy_tree(&src, &dest_dir.join(name))
+            .map_err(|e| format!("cannot copy {}: {e}", src.display()))?;
+        run.previous_release = std::fs::read_link(run.current_link()).ok();
+        point_current(&run.cfg.releases, Path::new(&new))
+            .map_err(|e| format!("cannot switch releases: {e}"))?;
+        run.say(&format!("releases/current -> {new}"));
+        Ok(())
+    }
+
+    /// `rollback`: the release (or commit) before the current one, from the history.
+    fn begin_rollback_on_request(&mut self, idx: usize) {
+        let deploydir = self.config.supervisor.deploydir.clone();
+        let Some(run) = self.programs[idx].deploy.as_mut() else {
+            return;
+        };
+        let last = read_history(&deploydir, &run.program, 100)
+            .into_iter()
+            .find(|r| r.result == "succeeded" && r.old_commit.is_some());
+        let Some(last) = last else {
+            return self.finish_deploy(idx, "failed", "no earlier release to go back to");
+        };
+        let target = last.old_commit.clone();
+        run.new = target.clone();
+        match &run.cfg.artifact {
+            Some(_) => {
+                let Some(target) = target else { return };
+                if !run.cfg.releases.join(&target).exists() {
+                    let message = format!("release {target} is no longer kept");
+                    return self.finish_deploy(idx, "failed", &message);
+                }
+                run.previous_release = std::fs::read_link(run.current_link()).ok();
+                if let Err(e) = point_current(&run.cfg.releases, Path::new(&target)) {
+                    let message = format!("cannot switch releases: {e}");
+                    return self.finish_deploy(idx, "failed", &message);
+                }
+                self.restart_for_deploy(idx, false);
+            }
+            None => {
+                // Check the earlier commit out, then restart as a deploy of it.
+                std::mem::swap(&mut run.old, &mut run.new);
+                run.phase = Phase::RollbackCheckout;
+                self.advance_deploy(idx);
+            }
+        }
+    }
+
+    /// Stop the program if it runs, then start it; the gate follows.
+    fn restart_for_deploy(&mut self, idx: usize, rollback: bool) {
+        let stopping = matches!(
+            self.programs[idx].state,
+            State::Starting { .. } | State::Running { .. } | State::Backoff { .. }
+        );
+        if let Some(run) = self.programs[idx].deploy.as_mut() {
+            run.phase = Phase::Restart { rollback, stopping };
+            run.say(if rollback {
+                "restarting the previous version"
+            } else {
+                "restarting the program"
+            });
+        }
+        self.emit_deploy(idx, "restarting", "", None);
+        self.programs[idx].pending_start = false;
+        if stopping {
+            self.feed(idx, LifeEvent::Stop);
+        } else if !self.programs[idx].state.is_live() {
+            self.feed(idx, LifeEvent::Start);
+        }
+        self.deploy_program_changed(idx);
+    }
+
+    /// The program changed state: the restart and the gate watch it.
+    pub(super) fn deploy_program_changed(&mut self, idx: usize) {
+        let state = self.programs[idx].state.clone();
+        let Some(run) = self.programs[idx].deploy.as_mut() else {
+            return;
+        };
+        match run.phase {
+            Phase::Restart {
+                rollback,
+                stopping: true,
+            } if !state.is_live() => {
+                run.phase = Phase::Restart {
+                    rollback,
+                    stopping: false,
+                };
+                self.feed(idx, LifeEvent::Start);
+            }
+            Phase::Restart {
+                rollback,
+                stopping: false,
+            }
+            | Phase::Gate { rollback } => match state {
+                State::Running { .. } | State::Starting { .. } | State::Spawning { .. } => {
+                    if let State::Running { .. } = state {
+                        run.phase = Phase::Gate { rollback };
+                    }
+                }
+                other if !other.is_live() => {
+                    let why = match &other {
+                        State::Fatal { reason } => reason.clone(),
+                        State::Backoff { last, .. } => last.to_string(),
+                        State::Exited { reason, .. } => reason.to_string(),
+                        _ => other.name().to_owned(),
+                    };
+                    if rollback {
+                        let message = format!("the previous version did not stay up either: {why}");
+                        self.finish_deploy(idx, "failed", &message);
+                    } else {
+                        run.say(&format!(
+                            "the new version did not stay up: {why}; rolling back"
+                        ));
+                        self.roll_back(idx, &why);
+                    }
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+
+    /// The new version failed its gate: put the previous release back.
+    fn roll_back(&mut self, idx: usize, why: &str) {
+        let Some(run) = self.programs[idx].deploy.as_mut() else {
+            return;
+        };
+        run.followup = None; // the same tip would fail again
+        let message = why.to_owned();
+        match &run.cfg.artifact {
+            Some(_) => match run.previous_release.clone() {
+                Some(previous) => {
+                    if let Err(e) = point_current(&run.cfg.releases, &previous) {
+                        let message = format!("cannot roll back: {e}");
+                        return self.finish_deploy(idx, "failed", &message);
+                    }
+                    self.emit_deploy(idx, "rolling_back", &message, None);
+                    self.restart_for_deploy(idx, true);
+                }
+                None => self.finish_deploy(
+                    idx,
+                    "failed",
+                    &format!("{why}; no previous release to go back to"),
+                ),
+            },
+            None => {
+                if run.old.is_none() {
+                    return self.finish_deploy(
+                        idx,
+                        "failed",
+                        &format!("{why}; no previous commit to go back to"),
+                    );
+                }
+                run.phase = Phase::RollbackCheckout;
+                self.emit_deploy(idx, "rolling_back", &message, None);
+                self.advance_deploy(idx);
+            }
+        }
+    }
+
+    /// The deadlines of running steps and gates.
+    pub(super) fn deploy_deadlines(&self) -> impl Iterator<Item = Instant> + '_ {
+        self.programs.iter().filter_map(|p| {
+            let run = p.deploy.as_ref()?;
+            match (&run.step, &run.phase, &p.state) {
+                (Some(step), _, _) if !step.timed_out => Some(step.deadline),
+                (Some(_), _, _) => None,
+                (None, Phase::Gate { .. }, State::Running { since, .. }) => {
+                    Some(*since + run.cfg.healthy_after)
+                }
+                _ => None,
+            }
+        })
+    }
+
+    /// Timers: kill a step past its timeout; pass a gate that held.
+    pub(super) fn deploy_tick(&mut self, now: Instant) {
+        for idx in 0..self.programs.len() {
+            let state = self.programs[idx].state.clone();
+            let Some(run) = self.programs[idx].deploy.as_mut() else {
+                continue;
+            };
+            if let Some(step) = run.step.as_mut() {
+                if !step.timed_out && now >= step.deadline {
+                    step.timed_out = true;
+                    let (name, pid) = (step.name.clone(), step.pid);
+                    run.say(&format!("{name} timed out; killing its process group"));
+                    let _ = process::signal_group(pid, Signal::SIGKILL);
+                }
+                continue;
+            }
+            if let (Phase::Gate { rollback }, State::Running { since, .. }) = (&run.phase, &state)
+                && now >= *since + run.cfg.healthy_after
+            {
+                let (result, message) = if *rollback {
+                    (
+                        "rolled_back",
+                        "the new version failed; the previous one runs again",
+                    )
+                } else {
+                    ("succeeded", "the new version passed its health gate")
+                };
+                self.finish_deploy(idx, result, message);
+            }
+        }
+    }
+
+    fn finish_deploy(&mut self, idx: usize, result: &str, message: &str) {
+        let deploydir = self.config.supervisor.deploydir.clone();
+        let Some(mut run) = self.programs[idx].deploy.take() else {
+            return;
+        };
+        run.say(&format!("{result}: {message}"));
+        let record = run.record(result, message);
+        // Keep the event's id: put the run back for the emit, then take it again.
+        let commit = run.new.clone();
+        let followup = run.followup.take();
+        let program = run.program.clone();
+        let cfg = run.cfg.clone();
+        let current = std::fs::read_link(run.current_link()).ok();
+        let previous = run.previous_release.clone();
+        self.programs[idx].deploy = Some(run);
+        self.emit_deploy(idx, result, message, commit);
+        self.programs[idx].deploy = None;
+        tracing::info!(program = %program, id = %record.id, result, message, "deploy finished");
+        append_history(&deploydir, &record);
+        let _ = std::fs::remove_file(marker(&deploydir, &program));
+        if cfg.artifact.is_some() {
+            prune_releases(&cfg, current.as_deref(), previous.as_deref());
+        }
+        // A deploy leaves the program as wanted: running.
+        if !self.programs[idx].state.is_live() && result != "unchanged" && self.shutdown.is_none() {
+            self.programs[idx].pending_start = true;
+        }
+        if let Some(trigger) = followup
+            && self.shutdown.is_none()
+        {
+            let _ = self.request_deploy(&program, Kind::Deploy, format!("{trigger} (queued)"));
+        }
+    }
+
+    /// `deploys`: the history of the named programs (all with a deploy table when none),
+    /// newest first.
+    pub(super) fn deploys_reply(&self, names: &[String], limit: u32) -> Result<Reply, ErrorBody> {
+        let ids = self.select(names, true)?;
+        let mut records = Vec::new();
+        for i in ids {
+            let p = &self.programs[i];
+            if p.cfg.deploy.is_some() {
+                records.extend(read_history(
+                    &self.config.supervisor.deploydir,
+                    p.cfg.name.as_str(),
+                    limit,
+                ));
+            }
+        }
+        records.sort_by(|a, b| b.started_ms.cmp(&a.started_ms).then(b.id.cmp(&a.id)));
+        records.truncate(limit as usize);
+        Ok(Reply::Deploys { records })
+    }
+
+    /// At start: a deploy that was running when the supervisor stopped is recorded as
+    /// interrupted, and a working tree it left on an unproven commit goes back to the one that
+    /// ran before (read from the history, so the tree and the release agree again).
+    pub(super) fn recover_interrupted_deploys(&mut self) {
+        let deploydir = self.config.supervisor.deploydir.clone();
+        for idx in 0..self.programs.len() {
+            let Some(cfg) = self.programs[idx].cfg.deploy.clone() else {
+                continue;
+            };
+            let name = self.programs[idx].cfg.name.to_string();
+            let path = marker(&deploydir, &name);
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            let info: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            let field = |k: &str| {
+                info.get(k)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            let mut message = "the supervisor stopped during this deploy".to_owned();
+            // The commit the last good deploy left running.
+            let good = read_history(&deploydir, &name, 100)
+                .into_iter()
+                .find(|r| matches!(r.result.as_str(), "succeeded" | "rolled_back" | "unchanged"))
+                .and_then(|r| {
+                    if r.result == "rolled_back" {
+                        r.old_commit
+                    } else {
+                        r.new_commit
+                    }
+                });
+            if cfg.artifact.is_none()
+                && let Some(good) = good.filter(|c: &String| is_commit(c))
+            {
+                let restored = std::process::Command::new("git")
+                    .args(["checkout", "--force", "--detach", &good])
+                    .current_dir(&cfg.repo)
+                    .env("GIT_TERMINAL_PROMPT", "0")
+                    .stdin(std::process::Stdio::null())
+                    .output();
+                message = match restored {
+                    Ok(out) if out.status.success() => {
+                        format!("{message}; working tree restored to {good}")
+                    }
+                    _ => format!("{message}; restoring the working tree to {good} failed"),
+                };
+            }
+            let record = DeployRecord {
+                id: field("id"),
+                program: name.clone(),
+                kind: "deploy".into(),
+                trigger: field("trigger"),
+                started_ms: info.get("started_ms").and_then(|v| v.as_u64()).unwrap_or(0),
+                duration_ms: 0,
+                old_commit: None,
+                new_commit: None,
+                result: "interrupted".into(),
+                message,
+                steps: Vec::new(),
+                log: deploydir
+                    .join(&name)
+                    .join(format!("{}.log", field("id")))
+                    .display()
+                    .to_string(),
+            };
+            tracing::warn!(program = %name, id = %record.id, message = %record.message, "deploy interrupted");
+            append_history(&deploydir, &record);
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+
+    /// The pids of running steps, for the reaper.
+    pub(super) fn deploy_step_program(&mut self, pid: Pid) -> Option<String> {
+        self.step_pids.remove(&pid)
+    }
+
+    /// Shutdown: kill running steps; the history says the deploy was interrupted.
+    pub(super) fn abort_deploys(&mut self) {
+        for idx in 0..self.programs.len() {
+            let Some(run) = self.programs[idx].deploy.as_mut() else {
+                continue;
+            };
+            if let Some(step) = &run.step {
+                let _ = process::signal_group(step.pid, Signal::SIGKILL);
+            }
+            run.step = None;
+            self.finish_deploy(idx, "interrupted", "the supervisor is shutting down");
+        }
+    }
+}
+
+/// Points `releases/current` at `target` with one rename, so it is never missing or half made.
+fn point_current(releases: &Path, target: &Path) -> std::io::Result<()> {
+    let tmp = releases.join(format!(".current-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(target, &tmp)?;
+    std::fs::rename(&tmp, releases.join("current"))
+}
+
+fn copy_tree(src: &Path, dest: &Path) -> std::io::Result<()> {
+    if src.is_dir() {
+        std::fs::create_dir_all(dest)?;
+        for entry in std::fs::read_dir(src)? {
+            let entry = entry?;
+            copy_tree(&entry.path(), &dest.join(entry.file_name()))?;
+        }
+        Ok(())
+    } else {
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::copy(src, dest).map(|_| ())
+    }
+}
+
+/// Keeps the newest `keep_releases` releases, and always the current and previous ones.
+fn prune_releases(cfg: &DeployConfig, current: Option<&Path>, previous: Option<&Path>) {
+    let Ok(entries) = std::fs::read_dir(&cfg.releases) else {
+        return;
+    };
+    let mut dirs: Vec<(SystemTime, PathBuf)> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.0));
+    let keep = |p: &Path| {
+        let name = p.file_name();
+        [current, previous]
+            .iter()
+            .flatten()
+            .any(|k| k.file_name() == name)
+    };
+    for (_, dir) in dirs.into_iter().skip(cfg.keep_releases as usize) {
+        if !keep(&dir) {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+}
+
+fn append_history(deploydir: &Path, record: &DeployRecord) {
+    let path = history(deploydir, &record.program);
+    let line = match serde_json::to_string(record) {
+        Ok(l) => l,
+        Err(_) => return,
+    };
+    let written = std::fs::create_dir_all(deploydir).and_then(|()| {
+        let mut f = OpenOptions::new().create(true).append(true).open(&path)?;
+        writeln!(f, "{line}")
+    });
+    if let Err(e) = written {
+        tracing::error!(path = %path.display(), error = %e, "cannot record the deploy");
+    }
+}
+
+/// The last `limit` records of a program's history, newest first; unreadable lines are skipped.
+fn read_history(deploydir: &Path, program: &str, limit: u32) -> Vec<DeployRecord> {
+    let text = std::fs::read_to_string(history(deploydir, program)).unwrap_or_default();
+    let mut records: Vec<DeployRecord> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    records.reverse();
+    records.truncate(limit as usize);
+    records
+}
