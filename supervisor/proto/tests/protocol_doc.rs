@@ -68,9 +68,17 @@ fn every_example_in_protocol_md_decodes() {
         Request::Shutdown,
         Request::Version,
         Request::Check,
-        Request::Deploy { name: String::new(), trigger: None },
-        Request::Rollback { name: String::new() },
-        Request::Deploys { names: vec![], limit: 0 },
+        Request::Deploy {
+            name: String::new(),
+            trigger: None,
+        },
+        Request::Rollback {
+            name: String::new(),
+        },
+        Request::Deploys {
+            names: vec![],
+            limit: 0,
+        },
     ];
     for r in all {
         assert!(
