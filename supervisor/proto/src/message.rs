@@ -311,6 +311,8 @@ pub struct ProgramInfo {
     pub last_exit: Option<String>,
     /// The exit code of its last process, when it exited rather than being killed.
     pub last_exit_code: Option<i32>,
+    /// The branch `deploy` takes it from, when it has a deploy table.
+    pub deploy_branch: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

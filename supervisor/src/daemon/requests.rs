@@ -486,5 +486,6 @@ fn info(p: &Program, now: Instant) -> ProgramInfo {
             Some(ExitReason::Exited(code)) => Some(code),
             _ => None,
         },
+        deploy_branch: p.cfg.deploy.as_ref().map(|d| d.branch.clone()),
     }
 }

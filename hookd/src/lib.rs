@@ -1,0 +1,19 @@
+//! `hookd`: receives push webhooks from Gitea, Forgejo, Gogs, GitHub and GitLab, checks that
+//! they are authentic, and asks the supervisor over its control socket to deploy. It holds only
+//! the webhook secret and the right to ask for `status` and `deploy`; it never runs git or a
+//! shell, and no string from a payload reaches a command: the supervisor deploys the configured
+//! branch's tip, whatever commit the payload names.
+//!
+//! # Layout
+//! - [`settings`]: configuration from the environment.
+//! - [`signature`]: HMAC and token checks, constant-time.
+//! - [`forge`]: which forge sent a delivery, and what it asks for.
+//! - [`server`]: the HTTP endpoints.
+
+pub mod forge;
+pub mod server;
+pub mod settings;
+pub mod signature;
+
+pub use server::serve;
+pub use settings::Settings;

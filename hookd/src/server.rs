@@ -1,0 +1,273 @@
+//! The HTTP endpoints: `POST /webhook`, `POST /webhook/NAME`, `GET /healthz`.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use supervisor_proto::{Client, Reply, Request};
+use tokio::net::TcpListener;
+
+use crate::forge::{self, Decision};
+use crate::settings::{Settings, valid_program};
+
+/// Delivery ids remembered to refuse replays.
+const REMEMBERED: usize = 1000;
+/// How long a call to the supervisor may take; the forge gives up after 5 to 10 s.
+const SUPERVISOR_TIMEOUT: Duration = Duration::from_secs(3);
+
+struct App {
+    settings: Settings,
+    seen: Mutex<VecDeque<String>>,
+}
+
+/// Serves until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let limit = settings.body_limit;
+    let app = Arc::new(App {
+        settings,
+        seen: Mutex::new(VecDeque::new()),
+    });
+    let router = Router::new()
+        .route("/webhook", post(default_program))
+        .route("/webhook/{name}", post(named_program))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(app);
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+fn reply(status: StatusCode, body: Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        format!("{body}\n"),
+    )
+        .into_response()
+}
+
+async fn default_program(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    let program = app.settings.program.clone();
+    handle(&app, &program, &headers, &body).await
+}
+
+async fn named_program(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !valid_program(&name) {
+        return reply(StatusCode::NOT_FOUND, json!({"error": "no such program"}));
+    }
+    handle(&app, &name, &headers, &body).await
+}
+
+/// Only letters, digits and `-_.` of a header value, for the history (no payload string is
+/// used for anything but this record and the log).
+fn tidy(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .take(64)
+        .collect()
+}
+
+async fn handle(app: &App, program: &str, headers: &HeaderMap, body: &[u8]) -> Response {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let Some(delivery) = forge::identify(&header) else {
+        return reply(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "not a webhook delivery (no X-GitHub-Event, X-Gitea-Event, X-Forgejo-Event, X-Gogs-Event or X-Gitlab-Event header)"}),
+        );
+    };
+    let forge_name = delivery.forge.name();
+    let event = tidy(&delivery.event);
+    let id = delivery.id.as_deref().map(tidy).unwrap_or_default();
+    let json_body = header("content-type").is_some_and(|ct| {
+        ct.split(';')
+            .next()
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+    });
+    if !json_body {
+        tracing::warn!(
+            forge = forge_name,
+            event,
+            delivery = id,
+            decision = "refused: not JSON"
+        );
+        return reply(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            json!({"error": "send JSON: set the webhook's content type to application/json"}),
+        );
+    }
+    if let Err(e) = forge::authenticate(delivery.forge, &header, body, &app.settings.secret) {
+        tracing::warn!(forge = forge_name, event, delivery = id, decision = "refused: unauthenticated", reason = %e);
+        return reply(
+            StatusCode::UNAUTHORIZED,
+            json!({"error": "invalid or missing signature"}),
+        );
+    }
+    let Ok(payload) = serde_json::from_slice::<Value>(body) else {
+        tracing::warn!(
+            forge = forge_name,
+            event,
+            delivery = id,
+            decision = "refused: invalid JSON"
+        );
+        return reply(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "the body is not valid JSON"}),
+        );
+    };
+    let deployed = match &app.settings.branch {
+        Some(b) => b.clone(),
+        None => match deploy_branch(&app.settings, program).await {
+            Ok(b) => b,
+            Err(message) => {
+                tracing::error!(forge = forge_name, event, delivery = id, program, error = %message, "cannot ask the supervisor");
+                return reply(StatusCode::SERVICE_UNAVAILABLE, json!({"error": message}));
+            }
+        },
+    };
+    match forge::classify(&delivery, &payload, &deployed) {
+        Decision::Ping => {
+            tracing::info!(forge = forge_name, event, delivery = id, decision = "ping");
+            reply(StatusCode::OK, json!({"status": "pong"}))
+        }
+        Decision::Ignore(reason) => {
+            tracing::info!(forge = forge_name, event, delivery = id, decision = "ignored", reason = %reason);
+            reply(
+                StatusCode::ACCEPTED,
+                json!({"status": "ignored", "reason": reason}),
+            )
+        }
+        Decision::Deploy { branch, .. } => {
+            if !id.is_empty() && !remember(app, &id) {
+                tracing::info!(
+                    forge = forge_name,
+                    event,
+                    delivery = id,
+                    decision = "duplicate"
+                );
+                return reply(StatusCode::OK, json!({"status": "duplicate"}));
+            }
+            let trigger = format!("hookd: {forge_name} {event} {id}")
+                .trim_end()
+                .to_owned();
+            match ask_deploy(&app.settings, program, trigger).await {
+                Ok((deploy_id, queued)) => {
+                    tracing::info!(forge = forge_name, event, delivery = id, decision = "deploy", program, branch, deploy = %deploy_id, queued);
+                    reply(
+                        StatusCode::ACCEPTED,
+                        json!({"status": "deploying", "program": program, "deploy_id": deploy_id, "queued": queued}),
+                    )
+                }
+                Err(message) => {
+                    // Let the forge's retry of this delivery through.
+                    forget(app, &id);
+                    tracing::error!(forge = forge_name, event, delivery = id, program, error = %message, "deploy not started");
+                    reply(StatusCode::SERVICE_UNAVAILABLE, json!({"error": message}))
+                }
+            }
+        }
+    }
+}
+
+/// Records a delivery id; false if it was already there.
+fn remember(app: &App, id: &str) -> bool {
+    let mut seen = app
+        .seen
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if seen.iter().any(|s| s == id) {
+        return false;
+    }
+    if seen.len() >= REMEMBERED {
+        seen.pop_front();
+    }
+    seen.push_back(id.to_owned());
+    true
+}
+
+fn forget(app: &App, id: &str) {
+    let mut seen = app
+        .seen
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    seen.retain(|s| s != id);
+}
+
+async fn connect(settings: &Settings) -> Result<Client, String> {
+    let connecting = Client::connect(
+        &settings.socket,
+        concat!("hookd/", env!("CARGO_PKG_VERSION")),
+    );
+    match tokio::time::timeout(SUPERVISOR_TIMEOUT, connecting).await {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("the supervisor did not answer in time".into()),
+    }
+}
+
+async fn call(settings: &Settings, request: Request) -> Result<Reply, String> {
+    let mut client = connect(settings).await?;
+    match tokio::time::timeout(SUPERVISOR_TIMEOUT, client.call(request)).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err("the supervisor did not answer in time".into()),
+    }
+}
+
+async fn deploy_branch(settings: &Settings, program: &str) -> Result<String, String> {
+    let reply = call(
+        settings,
+        Request::Status {
+            names: vec![program.to_owned()],
+        },
+    )
+    .await?;
+    let Reply::Status { programs, .. } = reply else {
+        return Err("unexpected answer from the supervisor".into());
+    };
+    programs
+        .into_iter()
+        .find(|p| p.name == program)
+        .and_then(|p| p.deploy_branch)
+        .ok_or_else(|| format!("{program} has no deploy table in supervisor.toml"))
+}
+
+async fn ask_deploy(
+    settings: &Settings,
+    program: &str,
+    trigger: String,
+) -> Result<(String, bool), String> {
+    let reply = call(
+        settings,
+        Request::Deploy {
+            name: program.to_owned(),
+            trigger: Some(trigger),
+        },
+    )
+    .await?;
+    match reply {
+        Reply::Deploy { id, queued, .. } => Ok((id, queued)),
+        _ => Err("unexpected answer from the supervisor".into()),
+    }
+}

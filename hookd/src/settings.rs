@@ -1,0 +1,145 @@
+//! hookd's settings, all from the environment (documented in docs/HOOKD.md).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::signature::Secret;
+
+#[derive(Debug)]
+pub struct Settings {
+    /// `HOOKD_LISTEN`, default `127.0.0.1:5000`.
+    pub listen: SocketAddr,
+    /// `HOOKD_SECRET`, or the contents of the file `HOOKD_SECRET_FILE` names.
+    pub secret: Secret,
+    /// `HOOKD_PROGRAM`, default `bot`: what `POST /webhook` deploys.
+    pub program: String,
+    /// `HOOKD_BRANCH`; by default the program's deploy branch, asked from the supervisor.
+    pub branch: Option<String>,
+    /// `SUPERVISOR_SOCKET`, default `data/supervisor.sock`.
+    pub socket: PathBuf,
+    /// `HOOKD_BODY_LIMIT` in bytes, default 1 MiB.
+    pub body_limit: usize,
+}
+
+/// A program name as the supervisor accepts it.
+pub fn valid_program(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+impl Settings {
+    /// Reads the settings through `env`; every problem is reported at once.
+    pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let mut problems = Vec::new();
+        let listen = env("HOOKD_LISTEN").unwrap_or_else(|| "127.0.0.1:5000".into());
+        let listen = listen
+            .parse()
+            .map_err(|_| {
+                problems.push(format!(
+                    "HOOKD_LISTEN={listen:?} is not an address such as 127.0.0.1:5000"
+                ))
+            })
+            .ok();
+        let secret = match (env("HOOKD_SECRET"), env("HOOKD_SECRET_FILE")) {
+            (Some(s), _) if !s.is_empty() => Secret::new(s.into_bytes()),
+            (_, Some(path)) if !path.is_empty() => match std::fs::read(&path) {
+                Ok(bytes) => {
+                    // A trailing newline from `echo secret > file` is not part of the secret.
+                    let trimmed = bytes.strip_suffix(b"\n").unwrap_or(&bytes).to_vec();
+                    let trimmed = trimmed
+                        .strip_suffix(b"\r")
+                        .map(<[u8]>::to_vec)
+                        .unwrap_or(trimmed);
+                    Secret::new(trimmed).or_else(|| {
+                        problems.push(format!("HOOKD_SECRET_FILE {path} is empty"));
+                        None
+                    })
+                }
+                Err(e) => {
+                    problems.push(format!("cannot read HOOKD_SECRET_FILE {path}: {e}"));
+                    None
+                }
+            },
+            _ => {
+                problems.push(
+                    "no webhook secret: set HOOKD_SECRET or HOOKD_SECRET_FILE (the same secret as in the forge's webhook settings)"
+                        .into(),
+                );
+                None
+            }
+        };
+        let program = env("HOOKD_PROGRAM").unwrap_or_else(|| "bot".into());
+        if !valid_program(&program) {
+            problems.push(format!("HOOKD_PROGRAM={program:?} is not a program name"));
+        }
+        let branch = env("HOOKD_BRANCH").filter(|b| !b.is_empty());
+        let socket = PathBuf::from(
+            env("SUPERVISOR_SOCKET").unwrap_or_else(|| "data/supervisor.sock".into()),
+        );
+        let body_limit = match env("HOOKD_BODY_LIMIT") {
+            None => 1 << 20,
+            Some(v) => v.parse().unwrap_or_else(|_| {
+                problems.push(format!("HOOKD_BODY_LIMIT={v:?} is not a number of bytes"));
+                0
+            }),
+        };
+        match (listen, secret) {
+            (Some(listen), Some(secret)) if problems.is_empty() => Ok(Self {
+                listen,
+                secret,
+                program,
+                branch,
+                socket,
+                body_limit,
+            }),
+            _ => Err(problems.join("\n")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from(pairs: &[(&str, &str)]) -> Result<Settings, String> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
+        Settings::from_env(&|k| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn defaults() {
+        let s = from(&[("HOOKD_SECRET", "s3cret")]).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:5000");
+        assert_eq!(s.program, "bot");
+        assert_eq!(s.branch, None);
+        assert_eq!(s.body_limit, 1 << 20);
+        assert!(
+            !format!("{s:?}").contains("s3cret"),
+            "the secret never shows"
+        );
+    }
+
+    #[test]
+    fn refuses_a_missing_or_empty_secret_and_says_everything() {
+        assert_eq!(
+            from(&[]).unwrap_err(),
+            "no webhook secret: set HOOKD_SECRET or HOOKD_SECRET_FILE (the same secret as in the forge's webhook settings)"
+        );
+        assert!(from(&[("HOOKD_SECRET", "")]).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret");
+        std::fs::write(&file, "\n").unwrap();
+        let e = from(&[("HOOKD_SECRET_FILE", file.to_str().unwrap())]).unwrap_err();
+        assert!(e.ends_with("is empty"), "{e}");
+        std::fs::write(&file, "from-file\n").unwrap();
+        assert!(from(&[("HOOKD_SECRET_FILE", file.to_str().unwrap())]).is_ok());
+        let e = from(&[("HOOKD_LISTEN", "nowhere"), ("HOOKD_PROGRAM", "a b")]).unwrap_err();
+        assert_eq!(e.lines().count(), 3, "{e}");
+    }
+}
