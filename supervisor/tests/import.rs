@@ -71,14 +71,15 @@ fn seen(pid: i32) -> Option<Seen> {
     })
 }
 
-/// Waits until `pid` has `n` children that run our stand-in programs, and describes them.
+/// Waits until `pid` has `n` children that run our stand-in programs (shell scripts), and
+/// describes them. A child caught between fork and exec still shows its parent's argv.
 fn processes(pid: i32, n: usize) -> Vec<Seen> {
     let deadline = Instant::now() + PATIENCE;
     loop {
         let mut all: Vec<Seen> = children(pid)
             .into_iter()
             .filter_map(seen)
-            .filter(|s| s.argv.iter().any(|a| a.contains("/bin/")))
+            .filter(|s| s.argv.first().is_some_and(|a| a == "/bin/sh"))
             .collect();
         if all.len() == n && all.iter().all(|s| s.argv.len() > 1) {
             all.sort();
