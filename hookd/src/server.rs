@@ -141,9 +141,9 @@ async fn handle(app: &App, program: &str, headers: &HeaderMap, body: &[u8]) -> R
         Some(b) => b.clone(),
         None => match deploy_branch(&app.settings, program).await {
             Ok(b) => b,
-            Err(message) => {
-                tracing::error!(forge = forge_name, event, delivery = id, program, error = %message, "cannot ask the supervisor");
-                return reply(StatusCode::SERVICE_UNAVAILABLE, json!({"error": message}));
+            Err((status, message)) => {
+                tracing::error!(forge = forge_name, event, delivery = id, program, error = %message, "no deploy branch");
+                return reply(status, json!({"error": message}));
             }
         },
     };
@@ -235,22 +235,28 @@ async fn call(settings: &Settings, request: Request) -> Result<Reply, String> {
     }
 }
 
-async fn deploy_branch(settings: &Settings, program: &str) -> Result<String, String> {
-    let reply = call(
-        settings,
-        Request::Status {
-            names: vec![program.to_owned()],
-        },
-    )
-    .await?;
+/// The program's deploy branch; 404 for a program that does not exist or cannot be deployed,
+/// 503 when the supervisor cannot say.
+async fn deploy_branch(settings: &Settings, program: &str) -> Result<String, (StatusCode, String)> {
+    let unavailable = |m: String| (StatusCode::SERVICE_UNAVAILABLE, m);
+    let reply = call(settings, Request::Status { names: Vec::new() })
+        .await
+        .map_err(unavailable)?;
     let Reply::Status { programs, .. } = reply else {
-        return Err("unexpected answer from the supervisor".into());
+        return Err(unavailable("unexpected answer from the supervisor".into()));
+    };
+    let not_found = || {
+        (
+            StatusCode::NOT_FOUND,
+            format!("no deployable program {program}"),
+        )
     };
     programs
         .into_iter()
         .find(|p| p.name == program)
-        .and_then(|p| p.deploy_branch)
-        .ok_or_else(|| format!("{program} has no deploy table in supervisor.toml"))
+        .ok_or_else(not_found)?
+        .deploy_branch
+        .ok_or_else(not_found)
 }
 
 async fn ask_deploy(

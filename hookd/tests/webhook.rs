@@ -288,6 +288,29 @@ fn a_signed_push_deploys_the_new_commit() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(stack.history().len(), 1);
     assert_eq!(http(stack.port, "GET", "/healthz", &[], b"").0, 200);
+
+    // /webhook/NAME names the program; one without a deploy table, or none at all, is 404.
+    let v3 = push(stack.root(), "3");
+    let body = push_payload("refs/heads/main", &v3);
+    let (status, reply) = http(
+        stack.port,
+        "POST",
+        "/webhook/app",
+        &gitea("d-2", Some(sign(&body))),
+        &body,
+    );
+    assert_eq!(status, 202, "{reply}");
+    for name in ["hookd", "ghost"] {
+        let (status, reply) = http(
+            stack.port,
+            "POST",
+            &format!("/webhook/{name}"),
+            &gitea("d-3", Some(sign(&body))),
+            &body,
+        );
+        assert_eq!(status, 404, "{name}: {reply}");
+    }
+    wait_until("version 3", || stack.app_log().contains("version 3"));
 }
 
 #[test]
