@@ -313,6 +313,8 @@ pub struct ProgramInfo {
     pub last_exit_code: Option<i32>,
     /// The branch `deploy` takes it from, when it has a deploy table.
     pub deploy_branch: Option<String>,
+    /// Marked `critical`: health checks fail while it is not RUNNING.
+    pub critical: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

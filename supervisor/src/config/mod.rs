@@ -189,6 +189,8 @@ pub struct ProgramConfig {
     pub group: Option<String>,
     /// `[program.NAME.deploy]`: how `deploy NAME` updates it from git.
     pub deploy: Option<DeployConfig>,
+    /// statusd's `/health` fails while a critical program is not RUNNING.
+    pub critical: bool,
 }
 
 /// `[program.NAME.deploy]`.

@@ -60,6 +60,7 @@ const PROGRAM_KEYS: &[&str] = &[
     "echo_output",
     "group",
     "deploy",
+    "critical",
 ];
 const DEPLOY_KEYS: &[&str] = &[
     "repo",
@@ -395,6 +396,7 @@ impl<'a> Walker<'a> {
             echo_output: true,
             group: None,
             deploy: None,
+            critical: false,
         };
         let mut environment = Vec::new();
         let mut have_command = false;
@@ -481,6 +483,7 @@ impl<'a> Walker<'a> {
                 "on_fatal" => set(&mut p.on_fatal, self.on_fatal(v, &path)),
                 "echo_output" => set(&mut p.echo_output, self.boolean(v, &path)),
                 "deploy" => {} // read below, once startsecs is known
+                "critical" => set(&mut p.critical, self.boolean(v, &path)),
                 "group" => {
                     if let Some(g) = self.string(v, &path, env) {
                         match ProgramName::new(&g) {

@@ -487,5 +487,6 @@ fn info(p: &Program, now: Instant) -> ProgramInfo {
             _ => None,
         },
         deploy_branch: p.cfg.deploy.as_ref().map(|d| d.branch.clone()),
+        critical: p.cfg.critical,
     }
 }
