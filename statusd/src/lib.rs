@@ -1,0 +1,21 @@
+//! `statusd`: the stack's HTTP status API. It follows the supervisor's `events` stream and keeps
+//! a view of every program and the recent deploys, so that a request never waits on the
+//! supervisor; when the supervisor is unreachable it says so (`/health` is 503) and answers the
+//! rest from what it last knew, marked stale. It serves JSON endpoints, Prometheus metrics and a
+//! small status page, and nothing of the programs' environment, secrets or logs.
+//!
+//! # Layout
+//! - [`settings`]: configuration from the environment.
+//! - [`view`]: the view of the supervisor, and the task that keeps it current.
+//! - [`metrics`]: the Prometheus exposition.
+//! - [`page`]: the HTML status page.
+//! - [`server`]: the endpoints.
+
+pub mod metrics;
+pub mod page;
+pub mod server;
+pub mod settings;
+pub mod view;
+
+pub use server::serve;
+pub use settings::Settings;

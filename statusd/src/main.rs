@@ -1,0 +1,56 @@
+//! The `statusd` binary: settings from the environment, logging, serve until SIGTERM or SIGINT.
+
+use std::process::ExitCode;
+
+/// `EX_CONFIG`, for `fatal_exitcodes`.
+const EXIT_CONFIG: u8 = 78;
+
+fn main() -> ExitCode {
+    let settings = match statusd::Settings::from_env(&|k| std::env::var(k).ok()) {
+        Ok(s) => s,
+        Err(problem) => {
+            eprintln!("statusd: {problem}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("statusd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let listener = match tokio::net::TcpListener::bind(settings.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("statusd: cannot listen on {}: {e}", settings.listen);
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        };
+        tracing::info!(listen = %settings.listen, socket = %settings.socket.display(), "statusd listening");
+        match statusd::serve(listener, settings, shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("statusd: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

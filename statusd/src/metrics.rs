@@ -1,0 +1,100 @@
+//! `/metrics`: the view in Prometheus' text format (prometheus-client), with memory and CPU of
+//! the supervisor and its programs read from /proc at scrape time.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::view::Snapshot;
+
+type Labels = Vec<(String, String)>;
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+const STATES: [&str; 7] = ["STOPPED", "STARTING", "RUNNING", "BACKOFF", "STOPPING", "EXITED", "FATAL"];
+
+fn family(registry: &mut Registry, name: &str, help: &str) -> Family<Labels, FloatGauge> {
+    let f = Family::<Labels, FloatGauge>::default();
+    registry.register(name, help, f.clone());
+    f
+}
+
+fn program(name: &str) -> Labels {
+    vec![("program".into(), name.into())]
+}
+
+/// Resident memory in bytes and CPU seconds of a process, from /proc.
+fn usage(pid: u32) -> Option<(f64, f64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss_kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // SAFETY: sysconf only reads a system constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Some((rss_kib * 1024.0, ticks / hz))
+}
+
+/// Renders the metrics of `s`.
+pub fn render(s: &Snapshot) -> String {
+    let mut registry = Registry::default();
+    let up = FloatGauge::default();
+    registry.register("supervisor_up", "Whether statusd reaches the supervisor (1) or not (0)", up.clone());
+    up.set(if s.connected { 1.0 } else { 0.0 });
+
+    let state = family(&mut registry, "supervisor_program_state", "1 for the state each program is in");
+    let running = family(&mut registry, "supervisor_program_up", "Whether the program is RUNNING");
+    let spawns = family(&mut registry, "supervisor_program_spawns", "Processes spawned for the program since the supervisor started");
+    let uptime = family(&mut registry, "supervisor_program_uptime_seconds", "How long the program's process has run");
+    let exit = family(&mut registry, "supervisor_program_last_exit_code", "Exit code of the program's last process");
+    let rss = family(&mut registry, "supervisor_program_resident_memory_bytes", "Resident memory of the program's process");
+    let cpu = family(&mut registry, "supervisor_program_cpu_seconds", "CPU time of the program's process");
+    let deploys = family(&mut registry, "supervisor_deploys", "Recent deploys by program and result");
+    let last_deploy = family(&mut registry, "supervisor_last_deploy_timestamp_seconds", "When the program's last deploy started");
+    for p in &s.programs {
+        for st in STATES {
+            let mut labels = program(&p.name);
+            labels.push(("state".into(), st.into()));
+            state.get_or_create(&labels).set(if p.state == st { 1.0 } else { 0.0 });
+        }
+        running.get_or_create(&program(&p.name)).set(if p.state == "RUNNING" { 1.0 } else { 0.0 });
+        spawns.get_or_create(&program(&p.name)).set(p.spawns as f64);
+        if let Some(u) = s.uptime(p) {
+            uptime.get_or_create(&program(&p.name)).set(u as f64);
+        }
+        if let Some(code) = p.last_exit_code {
+            exit.get_or_create(&program(&p.name)).set(f64::from(code));
+        }
+        if let Some((bytes, seconds)) = p.pid.and_then(usage) {
+            rss.get_or_create(&program(&p.name)).set(bytes);
+            cpu.get_or_create(&program(&p.name)).set(seconds);
+        }
+    }
+    for d in &s.deploys {
+        let labels = vec![("program".into(), d.program.clone()), ("result".into(), d.result.clone())];
+        deploys.get_or_create(&labels).inc();
+    }
+    for d in s.deploys.iter().rev() {
+        last_deploy.get_or_create(&program(&d.program)).set(d.started_ms as f64 / 1000.0);
+    }
+    if let Some((bytes, seconds)) = s.supervisor.as_ref().and_then(|sup| usage(sup.pid)) {
+        let mem = FloatGauge::default();
+        registry.register("supervisor_resident_memory_bytes", "Resident memory of the supervisor", mem.clone());
+        mem.set(bytes);
+        let c = FloatGauge::default();
+        registry.register("supervisor_cpu_seconds", "CPU time of the supervisor", c.clone());
+        c.set(seconds);
+    }
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = encode(&mut out, &registry);
+    out
+}

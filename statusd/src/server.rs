@@ -1,0 +1,207 @@
+//! The endpoints. Every one answers from the view; none waits on the supervisor.
+
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+use crate::settings::Settings;
+use crate::view::{self, Snapshot, View};
+
+#[derive(Clone)]
+struct App {
+    view: View,
+    token: Option<Arc<str>>,
+}
+
+/// Follows the supervisor and serves until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let view: View = Arc::new(RwLock::new(Snapshot::default()));
+    let follower = {
+        let view = view.clone();
+        let socket = settings.socket.clone();
+        tokio::spawn(async move { view::follow(&socket, view).await })
+    };
+    let app = App {
+        view,
+        token: settings.token.map(Arc::from),
+    };
+    let protected = Router::new()
+        .route("/", get(page))
+        .route("/uptime", get(uptime))
+        .route("/status", get(status))
+        .route("/commit", get(commit))
+        .route("/deploys", get(deploys))
+        .route("/metrics", get(metrics))
+        .layer(middleware::from_fn_with_state(app.clone(), bearer));
+    let router = Router::new()
+        .route("/ping", get(|| async { json_reply(StatusCode::OK, json!({"status": "ok"})) }))
+        .route("/health", get(health))
+        .merge(protected)
+        .with_state(app);
+    let served = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
+    follower.abort();
+    served
+}
+
+fn json_reply(status: StatusCode, body: Value) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], format!("{body}\n")).into_response()
+}
+
+/// Compares without leaking where the first difference is.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn bearer(State(app): State<App>, headers: HeaderMap, request: Request, next: Next) -> Response {
+    if let Some(token) = &app.token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !same(given.as_bytes(), token.as_bytes()) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "{\"error\":\"a bearer token is required\"}\n",
+            )
+                .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// `1:02:03` or `2 days, 1:02:03`, as supervisorctl prints uptimes.
+pub fn format_uptime(secs: u64) -> String {
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let hms = format!("{}:{:02}:{:02}", rest / 3600, rest % 3600 / 60, rest % 60);
+    match days {
+        0 => hms,
+        1 => format!("1 day, {hms}"),
+        n => format!("{n} days, {hms}"),
+    }
+}
+
+/// The commit a program runs, and when it was deployed, from its last conclusive deploy.
+pub fn running_commit(s: &Snapshot, program: &str) -> Option<(Option<String>, String, u64, String)> {
+    let d = s.deploys.iter().find(|d| {
+        d.program == program && matches!(d.result.as_str(), "succeeded" | "unchanged" | "rolled_back")
+    })?;
+    let commit = if d.result == "rolled_back" {
+        d.old_commit.clone()
+    } else {
+        d.new_commit.clone()
+    };
+    let at = d.started_ms + d.duration_ms;
+    Some((commit, d.result.clone(), at, d.id.clone()))
+}
+
+fn read(app: &App) -> Snapshot {
+    view::read(&app.view)
+}
+
+async fn health(State(app): State<App>) -> Response {
+    match read(&app).unhealthy() {
+        None => json_reply(StatusCode::OK, json!({"healthy": true})),
+        Some(reason) => json_reply(StatusCode::SERVICE_UNAVAILABLE, json!({"healthy": false, "reason": reason})),
+    }
+}
+
+async fn uptime(State(app): State<App>) -> Response {
+    let s = read(&app);
+    let programs: Vec<Value> = s
+        .programs
+        .iter()
+        .map(|p| json!({"name": p.name, "state": p.state, "uptime_secs": s.uptime(p)}))
+        .collect();
+    json_reply(
+        StatusCode::OK,
+        json!({"stale": !s.connected, "supervisor": {"uptime_secs": s.supervisor_uptime()}, "programs": programs}),
+    )
+}
+
+async fn status(State(app): State<App>) -> Response {
+    let s = read(&app);
+    let programs: Vec<Value> = s
+        .programs
+        .iter()
+        .map(|p| {
+            json!({
+                "name": p.name,
+                "group": p.group,
+                "state": p.state,
+                "description": p.description,
+                "pid": p.pid,
+                "uptime_secs": s.uptime(p),
+                "spawns": p.spawns,
+                "last_exit": p.last_exit,
+                "last_exit_code": p.last_exit_code,
+                "critical": p.critical,
+            })
+        })
+        .collect();
+    let supervisor = s.supervisor.as_ref().map(|sup| {
+        json!({"pid": sup.pid, "version": sup.version, "uptime_secs": s.supervisor_uptime(), "shutting_down": sup.shutting_down})
+    });
+    json_reply(StatusCode::OK, json!({"stale": !s.connected, "supervisor": supervisor, "programs": programs}))
+}
+
+async fn commit(State(app): State<App>) -> Response {
+    let s = read(&app);
+    let programs: Vec<Value> = s
+        .programs
+        .iter()
+        .filter(|p| p.deploy_branch.is_some())
+        .map(|p| match running_commit(&s, &p.name) {
+            Some((commit, result, at, id)) => json!({
+                "name": p.name, "branch": p.deploy_branch, "commit": commit,
+                "deployed_ms": at, "deploy_id": id, "deploy_result": result,
+            }),
+            None => json!({"name": p.name, "branch": p.deploy_branch, "commit": null}),
+        })
+        .collect();
+    json_reply(StatusCode::OK, json!({"stale": !s.connected, "programs": programs}))
+}
+
+async fn deploys(State(app): State<App>) -> Response {
+    let s = read(&app);
+    let records: Vec<Value> = s
+        .deploys
+        .iter()
+        .map(|d| {
+            json!({
+                "id": d.id, "program": d.program, "kind": d.kind, "result": d.result,
+                "message": d.message, "old_commit": d.old_commit, "new_commit": d.new_commit,
+                "started_ms": d.started_ms, "duration_ms": d.duration_ms,
+            })
+        })
+        .collect();
+    json_reply(StatusCode::OK, json!({"stale": !s.connected, "deploys": records}))
+}
+
+async fn metrics(State(app): State<App>) -> Response {
+    let body = crate::metrics::render(&read(&app));
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+async fn page(State(app): State<App>) -> Response {
+    let body = crate::page::render(&read(&app));
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
+}
