@@ -13,7 +13,9 @@ use crate::view::Snapshot;
 type Labels = Vec<(String, String)>;
 type FloatGauge = Gauge<f64, AtomicU64>;
 
-const STATES: [&str; 7] = ["STOPPED", "STARTING", "RUNNING", "BACKOFF", "STOPPING", "EXITED", "FATAL"];
+const STATES: [&str; 7] = [
+    "STOPPED", "STARTING", "RUNNING", "BACKOFF", "STOPPING", "EXITED", "FATAL",
+];
 
 fn family(registry: &mut Registry, name: &str, help: &str) -> Family<Labels, FloatGauge> {
     let f = Family::<Labels, FloatGauge>::default();
@@ -47,25 +49,69 @@ fn usage(pid: u32) -> Option<(f64, f64)> {
 pub fn render(s: &Snapshot) -> String {
     let mut registry = Registry::default();
     let up = FloatGauge::default();
-    registry.register("supervisor_up", "Whether statusd reaches the supervisor (1) or not (0)", up.clone());
+    registry.register(
+        "supervisor_up",
+        "Whether statusd reaches the supervisor (1) or not (0)",
+        up.clone(),
+    );
     up.set(if s.connected { 1.0 } else { 0.0 });
 
-    let state = family(&mut registry, "supervisor_program_state", "1 for the state each program is in");
-    let running = family(&mut registry, "supervisor_program_up", "Whether the program is RUNNING");
-    let spawns = family(&mut registry, "supervisor_program_spawns", "Processes spawned for the program since the supervisor started");
-    let uptime = family(&mut registry, "supervisor_program_uptime_seconds", "How long the program's process has run");
-    let exit = family(&mut registry, "supervisor_program_last_exit_code", "Exit code of the program's last process");
-    let rss = family(&mut registry, "supervisor_program_resident_memory_bytes", "Resident memory of the program's process");
-    let cpu = family(&mut registry, "supervisor_program_cpu_seconds", "CPU time of the program's process");
-    let deploys = family(&mut registry, "supervisor_deploys", "Recent deploys by program and result");
-    let last_deploy = family(&mut registry, "supervisor_last_deploy_timestamp_seconds", "When the program's last deploy started");
+    let state = family(
+        &mut registry,
+        "supervisor_program_state",
+        "1 for the state each program is in",
+    );
+    let running = family(
+        &mut registry,
+        "supervisor_program_up",
+        "Whether the program is RUNNING",
+    );
+    let spawns = family(
+        &mut registry,
+        "supervisor_program_spawns",
+        "Processes spawned for the program since the supervisor started",
+    );
+    let uptime = family(
+        &mut registry,
+        "supervisor_program_uptime_seconds",
+        "How long the program's process has run",
+    );
+    let exit = family(
+        &mut registry,
+        "supervisor_program_last_exit_code",
+        "Exit code of the program's last process",
+    );
+    let rss = family(
+        &mut registry,
+        "supervisor_program_resident_memory_bytes",
+        "Resident memory of the program's process",
+    );
+    let cpu = family(
+        &mut registry,
+        "supervisor_program_cpu_seconds",
+        "CPU time of the program's process",
+    );
+    let deploys = family(
+        &mut registry,
+        "supervisor_deploys",
+        "Recent deploys by program and result",
+    );
+    let last_deploy = family(
+        &mut registry,
+        "supervisor_last_deploy_timestamp_seconds",
+        "When the program's last deploy started",
+    );
     for p in &s.programs {
         for st in STATES {
             let mut labels = program(&p.name);
             labels.push(("state".into(), st.into()));
-            state.get_or_create(&labels).set(if p.state == st { 1.0 } else { 0.0 });
+            state
+                .get_or_create(&labels)
+                .set(if p.state == st { 1.0 } else { 0.0 });
         }
-        running.get_or_create(&program(&p.name)).set(if p.state == "RUNNING" { 1.0 } else { 0.0 });
+        running
+            .get_or_create(&program(&p.name))
+            .set(if p.state == "RUNNING" { 1.0 } else { 0.0 });
         spawns.get_or_create(&program(&p.name)).set(p.spawns as f64);
         if let Some(u) = s.uptime(p) {
             uptime.get_or_create(&program(&p.name)).set(u as f64);
@@ -79,18 +125,31 @@ pub fn render(s: &Snapshot) -> String {
         }
     }
     for d in &s.deploys {
-        let labels = vec![("program".into(), d.program.clone()), ("result".into(), d.result.clone())];
+        let labels = vec![
+            ("program".into(), d.program.clone()),
+            ("result".into(), d.result.clone()),
+        ];
         deploys.get_or_create(&labels).inc();
     }
     for d in s.deploys.iter().rev() {
-        last_deploy.get_or_create(&program(&d.program)).set(d.started_ms as f64 / 1000.0);
+        last_deploy
+            .get_or_create(&program(&d.program))
+            .set(d.started_ms as f64 / 1000.0);
     }
     if let Some((bytes, seconds)) = s.supervisor.as_ref().and_then(|sup| usage(sup.pid)) {
         let mem = FloatGauge::default();
-        registry.register("supervisor_resident_memory_bytes", "Resident memory of the supervisor", mem.clone());
+        registry.register(
+            "supervisor_resident_memory_bytes",
+            "Resident memory of the supervisor",
+            mem.clone(),
+        );
         mem.set(bytes);
         let c = FloatGauge::default();
-        registry.register("supervisor_cpu_seconds", "CPU time of the supervisor", c.clone());
+        registry.register(
+            "supervisor_cpu_seconds",
+            "CPU time of the supervisor",
+            c.clone(),
+        );
         c.set(seconds);
     }
     let mut out = String::new();

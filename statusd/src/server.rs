@@ -46,17 +46,27 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(app.clone(), bearer));
     let router = Router::new()
-        .route("/ping", get(|| async { json_reply(StatusCode::OK, json!({"status": "ok"})) }))
+        .route(
+            "/ping",
+            get(|| async { json_reply(StatusCode::OK, json!({"status": "ok"})) }),
+        )
         .route("/health", get(health))
         .merge(protected)
         .with_state(app);
-    let served = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
+    let served = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await;
     follower.abort();
     served
 }
 
 fn json_reply(status: StatusCode, body: Value) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json")], format!("{body}\n")).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        format!("{body}\n"),
+    )
+        .into_response()
 }
 
 /// Compares without leaking where the first difference is.
@@ -64,7 +74,12 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn bearer(State(app): State<App>, headers: HeaderMap, request: Request, next: Next) -> Response {
+async fn bearer(
+    State(app): State<App>,
+    headers: HeaderMap,
+    request: Request,
+    next: Next,
+) -> Response {
     if let Some(token) = &app.token {
         let given = headers
             .get(header::AUTHORIZATION)
@@ -95,9 +110,13 @@ pub fn format_uptime(secs: u64) -> String {
 }
 
 /// The commit a program runs, and when it was deployed, from its last conclusive deploy.
-pub fn running_commit(s: &Snapshot, program: &str) -> Option<(Option<String>, String, u64, String)> {
+pub fn running_commit(
+    s: &Snapshot,
+    program: &str,
+) -> Option<(Option<String>, String, u64, String)> {
     let d = s.deploys.iter().find(|d| {
-        d.program == program && matches!(d.result.as_str(), "succeeded" | "unchanged" | "rolled_back")
+        d.program == program
+            && matches!(d.result.as_str(), "succeeded" | "unchanged" | "rolled_back")
     })?;
     let commit = if d.result == "rolled_back" {
         d.old_commit.clone()
@@ -115,7 +134,10 @@ fn read(app: &App) -> Snapshot {
 async fn health(State(app): State<App>) -> Response {
     match read(&app).unhealthy() {
         None => json_reply(StatusCode::OK, json!({"healthy": true})),
-        Some(reason) => json_reply(StatusCode::SERVICE_UNAVAILABLE, json!({"healthy": false, "reason": reason})),
+        Some(reason) => json_reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"healthy": false, "reason": reason}),
+        ),
     }
 }
 
@@ -155,7 +177,10 @@ async fn status(State(app): State<App>) -> Response {
     let supervisor = s.supervisor.as_ref().map(|sup| {
         json!({"pid": sup.pid, "version": sup.version, "uptime_secs": s.supervisor_uptime(), "shutting_down": sup.shutting_down})
     });
-    json_reply(StatusCode::OK, json!({"stale": !s.connected, "supervisor": supervisor, "programs": programs}))
+    json_reply(
+        StatusCode::OK,
+        json!({"stale": !s.connected, "supervisor": supervisor, "programs": programs}),
+    )
 }
 
 async fn commit(State(app): State<App>) -> Response {
@@ -172,7 +197,10 @@ async fn commit(State(app): State<App>) -> Response {
             None => json!({"name": p.name, "branch": p.deploy_branch, "commit": null}),
         })
         .collect();
-    json_reply(StatusCode::OK, json!({"stale": !s.connected, "programs": programs}))
+    json_reply(
+        StatusCode::OK,
+        json!({"stale": !s.connected, "programs": programs}),
+    )
 }
 
 async fn deploys(State(app): State<App>) -> Response {
@@ -188,14 +216,20 @@ async fn deploys(State(app): State<App>) -> Response {
             })
         })
         .collect();
-    json_reply(StatusCode::OK, json!({"stale": !s.connected, "deploys": records}))
+    json_reply(
+        StatusCode::OK,
+        json!({"stale": !s.connected, "deploys": records}),
+    )
 }
 
 async fn metrics(State(app): State<App>) -> Response {
     let body = crate::metrics::render(&read(&app));
     (
         StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         body,
     )
         .into_response()
@@ -203,5 +237,10 @@ async fn metrics(State(app): State<App>) -> Response {
 
 async fn page(State(app): State<App>) -> Response {
     let body = crate::page::render(&read(&app));
-    (StatusCode::OK, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        body,
+    )
+        .into_response()
 }

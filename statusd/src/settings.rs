@@ -27,12 +27,14 @@ impl std::fmt::Debug for Settings {
 impl Settings {
     pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<Self, String> {
         let listen = env("STATUSD_LISTEN").unwrap_or_else(|| "127.0.0.1:8000".into());
-        let listen = listen
-            .parse()
-            .map_err(|_| format!("STATUSD_LISTEN={listen:?} is not an address such as 127.0.0.1:8000"))?;
+        let listen = listen.parse().map_err(|_| {
+            format!("STATUSD_LISTEN={listen:?} is not an address such as 127.0.0.1:8000")
+        })?;
         Ok(Self {
             listen,
-            socket: PathBuf::from(env("SUPERVISOR_SOCKET").unwrap_or_else(|| "data/supervisor.sock".into())),
+            socket: PathBuf::from(
+                env("SUPERVISOR_SOCKET").unwrap_or_else(|| "data/supervisor.sock".into()),
+            ),
             token: env("STATUSD_TOKEN").filter(|t| !t.is_empty()),
         })
     }

@@ -32,7 +32,8 @@ impl Snapshot {
     /// A program's uptime now, from the one read and the time since.
     pub fn uptime(&self, p: &ProgramInfo) -> Option<u64> {
         let since = self.read_at.map_or(0, |t| t.elapsed().as_secs());
-        p.uptime_secs.map(|u| if self.connected { u + since } else { u })
+        p.uptime_secs
+            .map(|u| if self.connected { u + since } else { u })
     }
 
     pub fn supervisor_uptime(&self) -> Option<u64> {
@@ -45,7 +46,10 @@ impl Snapshot {
         if !self.connected {
             return Some(format!(
                 "the supervisor is unreachable{}",
-                self.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
+                self.error
+                    .as_ref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
             ));
         }
         let down: Vec<String> = self
@@ -61,11 +65,15 @@ impl Snapshot {
 pub type View = Arc<RwLock<Snapshot>>;
 
 pub fn read(view: &View) -> Snapshot {
-    view.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    view.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
 }
 
 fn write(view: &View, f: impl FnOnce(&mut Snapshot)) {
-    let mut guard = view.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut guard = view
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     f(&mut guard);
 }
 
@@ -106,7 +114,10 @@ async fn session(socket: &Path, view: &View) -> Result<(), ClientError> {
     while let Some(event) = events.next().await? {
         match event {
             Event::Deploy { stage, .. } => {
-                if matches!(stage.as_str(), "succeeded" | "unchanged" | "failed" | "rolled_back" | "interrupted") {
+                if matches!(
+                    stage.as_str(),
+                    "succeeded" | "unchanged" | "failed" | "rolled_back" | "interrupted"
+                ) {
                     refresh_deploys(&mut client, view).await?;
                 }
             }
@@ -120,7 +131,11 @@ async fn session(socket: &Path, view: &View) -> Result<(), ClientError> {
 }
 
 async fn refresh_status(client: &mut Client, view: &View) -> Result<(), ClientError> {
-    if let Reply::Status { supervisor, programs } = client.call(Request::Status { names: Vec::new() }).await? {
+    if let Reply::Status {
+        supervisor,
+        programs,
+    } = client.call(Request::Status { names: Vec::new() }).await?
+    {
         write(view, |s| {
             s.supervisor = Some(supervisor);
             s.programs = programs;

@@ -1,0 +1,276 @@
+//! statusd against a real supervisor running real programs, over real HTTP on 127.0.0.1;
+//! including state changes while it serves and the supervisor restarting under it.
+//!
+//! Needs the supervisor binary beside statusd's (`cargo test --workspace` builds both).
+
+#![allow(clippy::unwrap_used)] // in a test, an unwrap is an assertion
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn supervisor_bin() -> PathBuf {
+    let bin = Path::new(env!("CARGO_BIN_EXE_statusd")).with_file_name("supervisor");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p supervisor` (or `cargo test --workspace`)",
+        bin.display()
+    );
+    bin
+}
+
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !cond() {
+        assert!(Instant::now() < deadline, "waited for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{auth}\r\n"
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn json(port: u16, path: &str) -> Value {
+    let (status, body) = get(port, path, None);
+    assert_eq!(status, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+struct Stack {
+    dir: tempfile::TempDir,
+    supervisor: Option<Child>,
+    statusd: Child,
+    port: u16,
+}
+
+const CONFIG: &str = r#"
+[program.web]
+command = ["sleep", "1000"]
+startsecs = 0
+critical = true
+
+[program.worker]
+command = ["sleep", "1000"]
+startsecs = 0
+
+[program.idle]
+command = ["sleep", "1000"]
+autostart = false
+"#;
+
+impl Stack {
+    fn start(token: Option<&str>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("supervisor.toml"), CONFIG).unwrap();
+        let port = free_port();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_statusd"));
+        cmd.env("STATUSD_LISTEN", format!("127.0.0.1:{port}"))
+            .env("SUPERVISOR_SOCKET", dir.path().join("data/supervisor.sock"))
+            .env_remove("STATUSD_TOKEN")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(t) = token {
+            cmd.env("STATUSD_TOKEN", t);
+        }
+        let statusd = cmd.spawn().unwrap();
+        let mut stack = Self {
+            dir,
+            supervisor: None,
+            statusd,
+            port,
+        };
+        wait_until("statusd to listen", || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        stack.start_supervisor();
+        stack
+    }
+
+    fn start_supervisor(&mut self) {
+        self.supervisor = Some(
+            Command::new(supervisor_bin())
+                .args(["run", "-c"])
+                .arg(self.dir.path().join("supervisor.toml"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+    }
+
+    fn stop_supervisor(&mut self) {
+        if let Some(mut sup) = self.supervisor.take() {
+            let _ = Command::new("kill").arg(sup.id().to_string()).status();
+            let _ = sup.wait();
+        }
+    }
+
+    fn ctl(&self, args: &[&str]) {
+        let out = Command::new(supervisor_bin())
+            .args(args)
+            .arg("-s")
+            .arg(self.dir.path().join("data/supervisor.sock"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.stop_supervisor();
+        let _ = self.statusd.kill();
+        let _ = self.statusd.wait();
+    }
+}
+
+fn state(status: &Value, name: &str) -> String {
+    status["programs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .map(|p| p["state"].as_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+#[test]
+fn endpoints_follow_the_supervisor_through_changes_and_restarts() {
+    let mut stack = Stack::start(None);
+    let port = stack.port;
+    wait_until("web and worker running", || {
+        let s = json(port, "/status");
+        state(&s, "web") == "RUNNING" && state(&s, "worker") == "RUNNING"
+    });
+    assert_eq!(json(port, "/ping")["status"], "ok");
+    let status = json(port, "/status");
+    assert_eq!(status["stale"], false);
+    assert_eq!(state(&status, "idle"), "STOPPED");
+    let web = status["programs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "web")
+        .unwrap()
+        .clone();
+    assert!(web["pid"].as_u64().unwrap() > 0);
+    assert_eq!(web["critical"], true);
+    assert_eq!(get(port, "/health", None).0, 200);
+    let uptime = json(port, "/uptime");
+    assert!(uptime["supervisor"]["uptime_secs"].is_u64(), "{uptime}");
+    assert_eq!(json(port, "/commit")["programs"], serde_json::json!([]));
+    assert_eq!(json(port, "/deploys")["deploys"], serde_json::json!([]));
+
+    // A state change arrives while requests are served.
+    stack.ctl(&["stop", "web"]);
+    wait_until("/health to notice", || get(port, "/health", None).0 == 503);
+    let (_, body) = get(port, "/health", None);
+    assert!(body.contains("web is STOPPED"), "{body}");
+    stack.ctl(&["start", "web", "idle"]);
+    wait_until("healthy again", || get(port, "/health", None).0 == 200);
+    assert_eq!(state(&json(port, "/status"), "idle"), "RUNNING");
+
+    let (status, metrics) = get(port, "/metrics", None);
+    assert_eq!(status, 200);
+    for line in [
+        "supervisor_up 1",
+        "supervisor_program_up{program=\"web\"} 1",
+        "supervisor_program_state{program=\"worker\",state=\"RUNNING\"} 1",
+        "supervisor_program_state{program=\"worker\",state=\"FATAL\"} 0",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l.starts_with(line)),
+            "no {line:?} in\n{metrics}"
+        );
+    }
+    assert!(
+        metrics.contains("supervisor_resident_memory_bytes"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("supervisor_program_resident_memory_bytes{program=\"web\"}"),
+        "{metrics}"
+    );
+
+    let (status, page) = get(port, "/", None);
+    assert_eq!(status, 200);
+    for name in ["web", "worker", "idle"] {
+        assert!(
+            page.contains(&format!(
+                "<tr><td>{name}</td><td class=RUNNING>RUNNING</td>"
+            )),
+            "{page}"
+        );
+    }
+
+    // The supervisor goes away: statusd says so, and keeps what it knew, marked stale.
+    stack.stop_supervisor();
+    wait_until("/health 503", || get(port, "/health", None).0 == 503);
+    let (_, body) = get(port, "/health", None);
+    assert!(body.contains("the supervisor is unreachable"), "{body}");
+    let stale = json(port, "/status");
+    assert_eq!(stale["stale"], true);
+    assert_eq!(stale["programs"].as_array().unwrap().len(), 3);
+    assert!(get(port, "/metrics", None).1.contains("supervisor_up 0"));
+
+    // It comes back: statusd reconnects by itself.
+    stack.start_supervisor();
+    wait_until("reconnected and healthy", || {
+        get(port, "/health", None).0 == 200
+    });
+    assert_eq!(json(port, "/status")["stale"], false);
+}
+
+#[test]
+fn a_token_guards_all_but_ping_and_health() {
+    let stack = Stack::start(Some("s3cret"));
+    let port = stack.port;
+    wait_until("healthy", || get(port, "/health", None).0 == 200);
+    assert_eq!(get(port, "/ping", None).0, 200);
+    for path in ["/", "/status", "/uptime", "/commit", "/deploys", "/metrics"] {
+        assert_eq!(get(port, path, None).0, 401, "{path}");
+        assert_eq!(get(port, path, Some("wrong")).0, 401, "{path}");
+        assert_eq!(get(port, path, Some("s3cret")).0, 200, "{path}");
+    }
+}
