@@ -232,6 +232,7 @@ fn endpoints_follow_the_supervisor_through_changes_and_restarts() {
         metrics.contains("supervisor_program_resident_memory_bytes{program=\"web\"}"),
         "{metrics}"
     );
+    promtool_accepts(&metrics);
 
     let (status, page) = get(port, "/", None);
     assert_eq!(status, 200);
@@ -260,6 +261,34 @@ fn endpoints_follow_the_supervisor_through_changes_and_restarts() {
         get(port, "/health", None).0 == 200
     });
     assert_eq!(json(port, "/status")["stale"], false);
+}
+
+/// `promtool check metrics` (Debian's `prometheus` package; .ci/run installs it) finds no
+/// problem in the exposition.
+fn promtool_accepts(metrics: &str) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool: install Debian's `prometheus` package (.ci/run does)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "promtool: {report}\n{metrics}"
+    );
 }
 
 #[test]
