@@ -76,6 +76,9 @@ th,td{{text-align:left;padding:.35rem .5rem;border-bottom:1px solid #ddd}}
             escape(&p.name)
         );
     }
+    if !s.programs.iter().any(|p| p.deploy_branch.is_some()) {
+        h.push_str("<tr><td colspan=3>No program has a deploy table.</td></tr>\n");
+    }
     h.push_str("</table>\n<h2>Recent deploys</h2>\n<table id=deploys><tr><th>Program</th><th>Result</th><th>Commit</th><th class=wide>Message</th></tr>\n");
     for d in &s.deploys {
         let _ = writeln!(
@@ -86,6 +89,9 @@ th,td{{text-align:left;padding:.35rem .5rem;border-bottom:1px solid #ddd}}
             short(d.new_commit.as_deref()),
             escape(&d.message)
         );
+    }
+    if s.deploys.is_empty() {
+        h.push_str("<tr><td colspan=4>No deploy recorded yet.</td></tr>\n");
     }
     h.push_str("</table>\n</body></html>\n");
     h

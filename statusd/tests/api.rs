@@ -234,6 +234,9 @@ fn endpoints_follow_the_supervisor_through_changes_and_restarts() {
     );
     promtool_accepts(&metrics);
 
+    the_openapi_description_matches(&json(port, "/status"));
+    page_in_chromium(port);
+
     let (status, page) = get(port, "/", None);
     assert_eq!(status, 200);
     for name in ["web", "worker", "idle"] {
@@ -261,6 +264,89 @@ fn endpoints_follow_the_supervisor_through_changes_and_restarts() {
         get(port, "/health", None).0 == 200
     });
     assert_eq!(json(port, "/status")["stale"], false);
+}
+
+/// docs/statusd.openapi.json names every endpoint, and `/status`'s programs carry exactly the
+/// properties it describes.
+fn the_openapi_description_matches(status: &Value) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/statusd.openapi.json");
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut paths: Vec<&str> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    paths.sort_unstable();
+    assert_eq!(
+        paths,
+        [
+            "/", "/commit", "/deploys", "/health", "/metrics", "/ping", "/status", "/uptime"
+        ]
+    );
+    let schema = &doc["components"]["schemas"]["Program"];
+    let mut documented: Vec<&str> = schema["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    documented.sort_unstable();
+    for program in status["programs"].as_array().unwrap() {
+        let mut keys: Vec<&str> = program
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(keys, documented, "{program}");
+    }
+}
+
+/// The page in headless Chromium (Debian's `chromium`; .ci/run installs it): the program table
+/// shows the real programs, and a screenshot is kept in target/tmp/statusd-page.png.
+fn page_in_chromium(port: u16) {
+    let profile = tempfile::tempdir().unwrap();
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("statusd-page.png");
+    let _ = std::fs::remove_file(&shot);
+    let chromium = |extra: &[String]| {
+        Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--window-size=412,915",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(extra)
+            .arg(format!("http://127.0.0.1:{port}/"))
+            .output()
+            .expect("chromium: install Debian's `chromium` package (.ci/run does)")
+    };
+    let dom = chromium(&["--dump-dom".into()]);
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    let table = dom
+        .split("<table id=\"programs\">")
+        .nth(1)
+        .and_then(|t| t.split("</table>").next())
+        .unwrap_or_default();
+    for name in ["web", "worker", "idle"] {
+        assert!(
+            table.contains(&format!("<td>{name}</td>")),
+            "{name} not in the rendered table:\n{dom}"
+        );
+    }
+    chromium(&[format!("--screenshot={}", shot.display())]);
+    let png = std::fs::read(&shot).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 1000,
+        "no screenshot"
+    );
 }
 
 /// `promtool check metrics` (Debian's `prometheus` package; .ci/run installs it) finds no
