@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """statusd against the seed's FastAPI status API (uvicorn, one worker), in one run, same
-machine, same load: wrk -t2 -c50 -d10s on /ping and /commit, the server on core 0 and wrk on
-core 1. The seed's /commit runs `git rev-parse HEAD` per request, as the seed did; ours answers
+machine, same load: wrk -t2 -c50 -d10s on /ping and /commit after a 2 s unmeasured warm-up,
+the server on core 0 and wrk on core 1. The seed's /commit runs `git rev-parse HEAD` per request, as the seed did; ours answers
 from the deploy history statusd follows. Prints requests/s, p99 latency, RSS, and the ratios.
 
 Usage: scripts/bench/status_vs_seed.py SUPERVISOR STATUSD PYTHON_WITH_FASTAPI [--duration 10s]
@@ -123,6 +123,8 @@ def main():
             wait_port(seed_port)
             time.sleep(1)
             for name, port, proc in (("ours", ours_port, ours), ("seed", seed_port, seed)):
+                # Warm up: open the connections and fault the pages in, unmeasured.
+                wrk(port, "/ping", "2s")
                 for path in ("/ping", "/commit"):
                     print(f"# {name} {path}", flush=True)
                     results[(name, path)] = wrk(port, path, duration)
