@@ -1,0 +1,260 @@
+//! The stack the end-to-end tests run: a real supervisor running hookd, statusd and a program
+//! deployable from a local bare git repository; and a small HTTP client.
+//!
+//! Needs the supervisor and statusd binaries beside hookd's (`cargo test --workspace` builds
+//! them all).
+
+#![allow(dead_code)] // each test file uses its own part of this
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const SECRET: &str = "hookd-test-secret";
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+pub fn supervisor_bin() -> PathBuf {
+    let bin = Path::new(env!("CARGO_BIN_EXE_hookd")).with_file_name("supervisor");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p supervisor` (or `cargo test --workspace`)",
+        bin.display()
+    );
+    bin
+}
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/webhooks")
+}
+
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.org")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.org")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+pub fn push(root: &Path, version: &str) -> String {
+    let work = root.join("work");
+    std::fs::write(
+        work.join("run.sh"),
+        format!("echo \"version {version}\"\nexec sleep 1000\n"),
+    )
+    .unwrap();
+    git(
+        &work,
+        &["commit", "-q", "-a", "--allow-empty", "-m", version],
+    );
+    git(&work, &["push", "-q", "origin", "HEAD:refs/heads/main"]);
+    git(&work, &["rev-parse", "HEAD"])
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !cond() {
+        assert!(Instant::now() < deadline, "waited for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A supervisor running the `app` program (deployable from the local bare remote) and hookd.
+pub struct Stack {
+    pub dir: tempfile::TempDir,
+    sup: Child,
+    pub port: u16,
+    pub port_master: u16,
+    pub statusd_port: u16,
+}
+
+impl Stack {
+    pub fn start(steps: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        git(root, &["init", "-q", "--bare", "-b", "main", "remote.git"]);
+        git(root, &["clone", "-q", "remote.git", "work"]);
+        std::fs::write(
+            root.join("work/run.sh"),
+            "echo \"version 1\"\nexec sleep 1000\n",
+        )
+        .unwrap();
+        git(&root.join("work"), &["add", "run.sh"]);
+        push(root, "1");
+        git(root, &["clone", "-q", "remote.git", "app"]);
+        let (port, port_master, statusd_port) = (free_port(), free_port(), free_port());
+        let statusd = Path::new(env!("CARGO_BIN_EXE_hookd")).with_file_name("statusd");
+        let hookd = env!("CARGO_BIN_EXE_hookd");
+        let config = format!(
+            r#"
+[program.app]
+command = ["/bin/sh", "{root}/app/run.sh"]
+startsecs = "200ms"
+[program.app.deploy]
+repo = "{root}/app"
+healthy_after = "300ms"
+{steps}
+
+[program.hookd]
+command = ["{hookd}"]
+startsecs = "300ms"
+fatal_exitcodes = [78]
+environment = {{ HOOKD_LISTEN = "127.0.0.1:{port}", HOOKD_SECRET = "{SECRET}", HOOKD_PROGRAM = "app", SUPERVISOR_SOCKET = "{root}/data/supervisor.sock", HOOKD_BODY_LIMIT = "65536" }}
+
+[program.hookd-master]
+command = ["{hookd}"]
+startsecs = "300ms"
+environment = {{ HOOKD_LISTEN = "127.0.0.1:{port_master}", HOOKD_SECRET = "{SECRET}", HOOKD_PROGRAM = "app", HOOKD_BRANCH = "master", SUPERVISOR_SOCKET = "{root}/data/supervisor.sock" }}
+
+[program.statusd]
+command = ["{statusd}"]
+startsecs = "300ms"
+environment = {{ STATUSD_LISTEN = "127.0.0.1:{statusd_port}", SUPERVISOR_SOCKET = "{root}/data/supervisor.sock" }}
+"#,
+            statusd = statusd.display(),
+            root = root.display()
+        );
+        std::fs::write(root.join("supervisor.toml"), config).unwrap();
+        let sup = Command::new(supervisor_bin())
+            .args(["run", "-c"])
+            .arg(root.join("supervisor.toml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stack = Self {
+            dir,
+            sup,
+            port,
+            port_master,
+            statusd_port,
+        };
+        wait_until("hookd to listen", || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+                && TcpStream::connect(("127.0.0.1", port_master)).is_ok()
+        });
+        wait_until("app to run", || stack.app_log().contains("version 1"));
+        stack
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn app_log(&self) -> String {
+        std::fs::read_to_string(self.root().join("data/logs/app.log")).unwrap_or_default()
+    }
+
+    pub fn history(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.root().join("data/deploys/app.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// No deploy ran or runs.
+    pub fn no_deploy(&self) -> bool {
+        self.history().is_empty() && !self.root().join("data/deploys/app.inflight").exists()
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = nix_kill(self.sup.id(), "TERM");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.sup.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.sup.kill();
+        let _ = self.sup.wait();
+    }
+}
+
+pub fn nix_kill(pid: u32, sig: &str) -> std::io::Result<std::process::ExitStatus> {
+    Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+}
+
+/// One HTTP/1.1 request; returns the status and the body.
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let _ = s.write_all(body);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+pub type Headers = Vec<(&'static str, String)>;
+
+pub fn sign(body: &[u8]) -> String {
+    hookd::signature::sign(SECRET.as_bytes(), body)
+}
+
+pub fn gitea(delivery: &str, signature: Option<String>) -> Headers {
+    let mut h = vec![
+        ("Content-Type", "application/json".to_owned()),
+        ("X-Gitea-Event", "push".to_owned()),
+        ("X-Gitea-Delivery", delivery.to_owned()),
+        ("X-GitHub-Event", "push".to_owned()),
+    ];
+    if let Some(sig) = signature {
+        h.push(("X-Gitea-Signature", sig));
+    }
+    h
+}
+
+pub fn push_payload(git_ref: &str, after: &str) -> Vec<u8> {
+    serde_json::json!({"ref": git_ref, "after": after, "before": "0".repeat(40)})
+        .to_string()
+        .into_bytes()
+}
