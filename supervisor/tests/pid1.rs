@@ -47,7 +47,9 @@ autorestart = false
     wait_until("no zombie left under PID 1", || {
         zombies_of(sup.pid).is_empty()
     });
-    assert!(sup.stdout().contains("orphanage | done"));
+    wait_until("the program's last words", || {
+        sup.stdout().contains("orphanage | done")
+    });
 }
 
 /// TERM, INT and QUIT each stop the programs gracefully and exit 0.
