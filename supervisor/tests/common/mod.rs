@@ -21,6 +21,7 @@ struct Seen {
     log: Vec<Value>,
     stdout: String,
     closed: bool,
+    stdout_closed: bool,
 }
 
 pub struct Supervisor {
@@ -110,6 +111,9 @@ impl Supervisor {
                     }
                 }
             }
+            let (lock, cv) = &*s;
+            lock.lock().unwrap().stdout_closed = true;
+            cv.notify_all();
         });
         let pid = match mode {
             Mode::Plain => child.id() as i32,
@@ -191,7 +195,9 @@ impl Supervisor {
                 // Let the reader threads see the end of the output.
                 let (lock, cv) = &*self.seen;
                 let _unused = cv
-                    .wait_timeout_while(lock.lock().unwrap(), Duration::from_secs(5), |s| !s.closed)
+                    .wait_timeout_while(lock.lock().unwrap(), Duration::from_secs(5), |s| {
+                        !(s.closed && s.stdout_closed)
+                    })
                     .unwrap();
                 return status;
             }
