@@ -242,6 +242,11 @@ fn host_pid_of_namespace_init(unshare: i32) -> i32 {
         {
             return pid;
         }
+        // A supervisor that already exited (an on_fatal shutdown can be that quick) leaves
+        // unshare childless: there is nothing left to signal.
+        if !alive(unshare) {
+            return unshare;
+        }
         assert!(Instant::now() < deadline, "unshare started no child");
         std::thread::sleep(Duration::from_millis(5));
     }
