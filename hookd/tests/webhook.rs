@@ -242,7 +242,9 @@ fn every_fixture_is_handled_as_its_forge_would_deliver_it() {
 
 #[test]
 fn a_burst_of_pushes_costs_at_most_two_deploys_and_hostile_refs_do_nothing() {
-    let stack = Stack::start("steps = [[\"sleep\", \"1\"]]");
+    // The first deploy's build waits for `gate`, so that every push lands while it runs.
+    let stack =
+        Stack::start(r#"steps = [["sh", "-c", "while [ ! -e ../gate ]; do sleep 0.05; done"]]"#);
     let mut last = String::new();
     for i in 0..20 {
         last = push(stack.root(), &format!("2.{i}"));
@@ -256,6 +258,7 @@ fn a_burst_of_pushes_costs_at_most_two_deploys_and_hostile_refs_do_nothing() {
         );
         assert_eq!(status, 202);
     }
+    std::fs::write(stack.root().join("gate"), "").unwrap();
     wait_until("the last push running", || {
         stack.app_log().contains("version 2.19")
             && !stack.root().join("data/deploys/app.inflight").exists()

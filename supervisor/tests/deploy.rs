@@ -297,7 +297,10 @@ keep_releases = 2
 
 #[test]
 fn a_burst_of_requests_coalesces_into_one_follow_up() {
-    let (dir, _) = setup(&format!("{TREE}steps = [[\"sleep\", \"2\"]]\n"));
+    // The first deploy's build waits for `gate`, so that every request lands while it runs.
+    let (dir, _) = setup(&format!(
+        "{TREE}steps = [[\"sh\", \"-c\", \"while [ ! -e ../gate ]; do sleep 0.05; done\"]]\n"
+    ));
     let root = dir.path().to_owned();
     let sup = Supervisor::start(dir, Mode::Plain);
     sup.wait_state("app", "RUNNING");
@@ -307,6 +310,7 @@ fn a_burst_of_requests_coalesces_into_one_follow_up() {
         let (code, out, _) = ctl(&sup, &["deploy", "app"]);
         assert_eq!(code, 0, "{out}");
     }
+    std::fs::write(root.join("gate"), "").unwrap();
     wait_until("the last push running", || {
         sup.stdout().contains("app | version 2.19") && history(&sup).len() >= 2
     });
