@@ -389,3 +389,21 @@ fn a_token_guards_all_but_ping_and_health() {
         assert_eq!(get(port, path, Some("s3cret")).0, 200, "{path}");
     }
 }
+
+/// The shipped scrape configuration passes `promtool check config`.
+#[test]
+fn the_shipped_prometheus_config_is_valid() {
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/prometheus/prometheus.yml");
+    let out = Command::new("promtool")
+        .arg("check")
+        .arg("config")
+        .arg(&config)
+        .output()
+        .expect("promtool: install Debian's `prometheus` package (.ci/run does)");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
