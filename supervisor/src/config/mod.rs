@@ -156,8 +156,6 @@ pub struct UserSpec {
     pub uid: u32,
     pub gid: u32,
     pub groups: Vec<u32>,
-    pub home: PathBuf,
-    pub shell: PathBuf,
 }
 
 /// One `[program.NAME]` table.

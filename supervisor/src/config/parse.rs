@@ -1242,8 +1242,6 @@ fn resolve_user(spec: &str) -> Result<UserSpec, String> {
         uid: user.uid.as_raw(),
         gid: user.gid.as_raw(),
         groups,
-        home: user.dir,
-        shell: user.shell,
     })
 }
 

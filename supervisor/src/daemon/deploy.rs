@@ -18,6 +18,7 @@ use std::time::{Instant, SystemTime};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use supervisor_proto::{DeployRecord, ErrorBody, ErrorKind, Event, Reply, StepRecord};
+use tokio::sync::broadcast;
 
 use super::Daemon;
 use crate::config::DeployConfig;
@@ -248,16 +249,9 @@ impl Daemon {
     }
 
     fn emit_deploy(&self, idx: usize, stage: &str, message: &str, commit: Option<String>) {
-        let p = &self.programs[idx];
-        let Some(run) = p.deploy.as_ref() else { return };
-        let _ = self.events.send(Event::Deploy {
-            program: run.program.clone(),
-            id: run.id.clone(),
-            stage: stage.to_owned(),
-            message: message.to_owned(),
-            commit,
-            at_ms: unix_ms(SystemTime::now()),
-        });
+        if let Some(run) = self.programs[idx].deploy.as_ref() {
+            emit(&self.events, run, stage, message, commit);
+        }
     }
 
     /// Runs the current phase: spawns its command, or does its in-process work.
@@ -730,16 +724,12 @@ impl Daemon {
         };
         run.say(&format!("{result}: {message}"));
         let record = run.record(result, message);
-        // Keep the event's id: put the run back for the emit, then take it again.
-        let commit = run.new.clone();
+        emit(&self.events, &run, result, message, run.new.clone());
         let followup = run.followup.take();
         let program = run.program.clone();
         let cfg = run.cfg.clone();
         let current = std::fs::read_link(run.current_link()).ok();
         let previous = run.previous_release.clone();
-        self.programs[idx].deploy = Some(run);
-        self.emit_deploy(idx, result, message, commit);
-        self.programs[idx].deploy = None;
         tracing::info!(program = %program, id = %record.id, result, message, "deploy finished");
         append_history(&deploydir, &record);
         let _ = std::fs::remove_file(marker(&deploydir, &program));
@@ -868,6 +858,24 @@ impl Daemon {
             self.finish_deploy(idx, "interrupted", "the supervisor is shutting down");
         }
     }
+}
+
+/// Sends a deploy event for `run`; nobody listening is fine.
+fn emit(
+    events: &broadcast::Sender<Event>,
+    run: &DeployRun,
+    stage: &str,
+    message: &str,
+    commit: Option<String>,
+) {
+    let _ = events.send(Event::Deploy {
+        program: run.program.clone(),
+        id: run.id.clone(),
+        stage: stage.to_owned(),
+        message: message.to_owned(),
+        commit,
+        at_ms: unix_ms(SystemTime::now()),
+    });
 }
 
 /// Points `releases/current` at `target` with one rename, so it is never missing or half made.
