@@ -34,8 +34,17 @@ fn a_signed_push_deploys_the_new_commit() {
     let record = &stack.history()[0];
     assert_eq!(record["id"], reply["deploy_id"]);
     assert_eq!(record["new_commit"].as_str(), Some(v2.as_str()));
+    assert_eq!(record["new_subject"], "2", "the commit's subject is kept");
     assert_eq!(record["trigger"], "hookd: gitea push d-1");
     wait_until("version 2", || stack.app_log().contains("version 2"));
+    // statusd shows the running commit with its message.
+    wait_until("statusd to show the commit", || {
+        let (_, body) = http(stack.statusd_port, "GET", "/commit", &[], b"");
+        serde_json::from_str::<Value>(&body).is_ok_and(|v| {
+            v["programs"][0]["commit"].as_str() == Some(v2.as_str())
+                && v["programs"][0]["message"] == "2"
+        })
+    });
 
     // The same delivery again: acknowledged, not deployed again.
     let (status, reply) = http(

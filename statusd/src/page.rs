@@ -64,15 +64,19 @@ th,td{{text-align:left;padding:.35rem .5rem;border-bottom:1px solid #ddd}}
     h.push_str("</table>\n<h2>Running commits</h2>\n<table id=commits><tr><th>Program</th><th>Commit</th><th>Deployed</th></tr>\n");
     for p in s.programs.iter().filter(|p| p.deploy_branch.is_some()) {
         let (commit, when) = match running_commit(s, &p.name) {
-            Some((commit, result, _, id)) => (
-                short(commit.as_deref()),
-                escape(&format!("{id} ({result})")),
+            Some(r) => (
+                format!(
+                    "<code>{}</code> {}",
+                    short(r.commit.as_deref()),
+                    escape(r.subject.as_deref().unwrap_or(""))
+                ),
+                escape(&format!("{} ({})", r.deploy_id, r.result)),
             ),
             None => ("-".into(), "no deploy recorded".into()),
         };
         let _ = writeln!(
             h,
-            "<tr><td>{}</td><td><code>{commit}</code></td><td>{when}</td></tr>",
+            "<tr><td>{}</td><td>{commit}</td><td>{when}</td></tr>",
             escape(&p.name)
         );
     }

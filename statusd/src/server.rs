@@ -114,22 +114,36 @@ pub fn format_uptime(secs: u64) -> String {
     }
 }
 
+/// The commit a program runs, from its last conclusive deploy.
+#[derive(Debug)]
+pub struct Running {
+    pub commit: Option<String>,
+    /// The commit's subject line.
+    pub subject: Option<String>,
+    pub result: String,
+    /// When the deploy that put it there ended (Unix ms).
+    pub at_ms: u64,
+    pub deploy_id: String,
+}
+
 /// The commit a program runs, and when it was deployed, from its last conclusive deploy.
-pub fn running_commit(
-    s: &Snapshot,
-    program: &str,
-) -> Option<(Option<String>, String, u64, String)> {
+pub fn running_commit(s: &Snapshot, program: &str) -> Option<Running> {
     let d = s.deploys.iter().find(|d| {
         d.program == program
             && matches!(d.result.as_str(), "succeeded" | "unchanged" | "rolled_back")
     })?;
-    let commit = if d.result == "rolled_back" {
-        d.old_commit.clone()
+    let (commit, subject) = if d.result == "rolled_back" {
+        (d.old_commit.clone(), d.old_subject.clone())
     } else {
-        d.new_commit.clone()
+        (d.new_commit.clone(), d.new_subject.clone())
     };
-    let at = d.started_ms + d.duration_ms;
-    Some((commit, d.result.clone(), at, d.id.clone()))
+    Some(Running {
+        commit,
+        subject,
+        result: d.result.clone(),
+        at_ms: d.started_ms + d.duration_ms,
+        deploy_id: d.id.clone(),
+    })
 }
 
 fn read(app: &App) -> Snapshot {
@@ -195,9 +209,10 @@ async fn commit(State(app): State<App>) -> Response {
         .iter()
         .filter(|p| p.deploy_branch.is_some())
         .map(|p| match running_commit(&s, &p.name) {
-            Some((commit, result, at, id)) => json!({
-                "name": p.name, "branch": p.deploy_branch, "commit": commit,
-                "deployed_ms": at, "deploy_id": id, "deploy_result": result,
+            Some(r) => json!({
+                "name": p.name, "branch": p.deploy_branch, "commit": r.commit,
+                "message": r.subject, "deployed_ms": r.at_ms, "deploy_id": r.deploy_id,
+                "deploy_result": r.result,
             }),
             None => json!({"name": p.name, "branch": p.deploy_branch, "commit": null}),
         })
@@ -217,6 +232,7 @@ async fn deploys(State(app): State<App>) -> Response {
             json!({
                 "id": d.id, "program": d.program, "kind": d.kind, "result": d.result,
                 "message": d.message, "old_commit": d.old_commit, "new_commit": d.new_commit,
+                "new_subject": d.new_subject,
                 "started_ms": d.started_ms, "duration_ms": d.duration_ms,
             })
         })

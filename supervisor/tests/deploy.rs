@@ -187,8 +187,8 @@ fn a_failing_step_changes_nothing() {
         steps,
         [
             "git fetch true",
-            "git rev-parse HEAD true",
-            "git rev-parse (fetched tip) true",
+            "git log -1 HEAD true",
+            "git log -1 (fetched tip) true",
             "git checkout true",
             "false false",
             "git checkout (restore) true"

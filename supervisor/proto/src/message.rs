@@ -265,6 +265,11 @@ pub struct DeployRecord {
     pub duration_ms: u64,
     pub old_commit: Option<String>,
     pub new_commit: Option<String>,
+    /// The subject lines of those commits, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_subject: Option<String>,
     /// `succeeded`, `unchanged`, `failed`, `rolled_back` or `interrupted`.
     pub result: String,
     pub message: String,

@@ -78,6 +78,8 @@ pub(super) struct DeployRun {
     program: String,
     old: Option<String>,
     new: Option<String>,
+    old_subject: Option<String>,
+    new_subject: Option<String>,
     phase: Phase,
     step: Option<Step>,
     steps: Vec<StepRecord>,
@@ -97,6 +99,20 @@ fn new_id(program: &str, n: u64) -> String {
 
 fn is_commit(s: &str) -> bool {
     (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// `git log -1 --format=%H%n%s` output: the commit id (when it is one) and its subject.
+fn split_commit(output: Option<String>) -> (Option<String>, Option<String>) {
+    let Some(text) = output else {
+        return (None, None);
+    };
+    let mut lines = text.lines();
+    let commit = lines.next().map(str::trim).filter(|c| is_commit(c));
+    let subject = lines.next().map(str::trim).filter(|s| !s.is_empty());
+    match commit {
+        Some(c) => (Some(c.to_owned()), subject.map(str::to_owned)),
+        None => (None, None),
+    }
 }
 
 fn marker(deploydir: &Path, program: &str) -> PathBuf {
@@ -132,6 +148,8 @@ impl DeployRun {
             duration_ms: self.started.0.elapsed().as_millis() as u64,
             old_commit: self.old.clone(),
             new_commit: self.new.clone(),
+            old_subject: self.old_subject.clone(),
+            new_subject: self.new_subject.clone(),
             result: result.to_owned(),
             message: message.to_owned(),
             steps: self.steps.clone(),
@@ -212,6 +230,8 @@ impl Daemon {
             program: name.to_owned(),
             old: None,
             new: None,
+            old_subject: None,
+            new_subject: None,
             phase: match kind {
                 Kind::Deploy => Phase::Fetch,
                 Kind::Rollback => Phase::ResolveOld,
@@ -270,6 +290,8 @@ impl Daemon {
                 .collect()
         };
         let checkout = |commit: &str| git(&["checkout", "--force", "--detach", commit]);
+        // The commit id, then its subject line: what the history and the announcements show.
+        let describe = |rev: &str| git(&["log", "-1", "--format=%H%n%s", rev, "--"]);
         match run.phase {
             Phase::Fetch => {
                 let refspec = format!(
@@ -281,14 +303,12 @@ impl Daemon {
             }
             Phase::ResolveOld => {
                 let out = run.log_path.with_extension("old");
-                let argv = git(&["rev-parse", "--verify", "-q", "HEAD"]);
-                self.spawn_step(idx, "git rev-parse HEAD", argv, Some(out));
+                self.spawn_step(idx, "git log -1 HEAD", describe("HEAD"), Some(out));
             }
             Phase::ResolveNew => {
                 let out = run.log_path.with_extension("new");
                 let tip = format!("refs/remotes/{}/{}^{{commit}}", cfg.remote, cfg.branch);
-                let argv = git(&["rev-parse", "--verify", "-q", &tip]);
-                self.spawn_step(idx, "git rev-parse (fetched tip)", argv, Some(out));
+                self.spawn_step(idx, "git log -1 (fetched tip)", describe(&tip), Some(out));
             }
             Phase::Checkout => match run.new.clone() {
                 Some(new) => self.spawn_step(idx, "git checkout", checkout(&new), None),
@@ -430,14 +450,17 @@ impl Daemon {
             Phase::Fetch if ok => run.phase = Phase::ResolveOld,
             Phase::ResolveOld => {
                 // A repository without commits has no HEAD: that is fine.
-                run.old = output.filter(|c| ok && is_commit(c));
+                let (old, subject) = split_commit(output.filter(|_| ok));
+                run.old = old;
+                run.old_subject = subject;
                 run.phase = match run.kind {
                     Kind::Deploy => Phase::ResolveNew,
                     Kind::Rollback => return self.begin_rollback_on_request(idx),
                 };
             }
             Phase::ResolveNew if ok => {
-                let new = output.filter(|c| is_commit(c));
+                let (new, subject) = split_commit(output);
+                run.new_subject = subject;
                 let Some(new) = new else {
                     return self.finish_deploy(
                         idx,
@@ -535,6 +558,7 @@ impl Daemon {
         };
         let target = last.old_commit.clone();
         run.new = target.clone();
+        run.new_subject = last.old_subject.clone();
         match &run.cfg.artifact {
             Some(_) => {
                 let Some(target) = target else { return };
@@ -825,6 +849,8 @@ impl Daemon {
                 duration_ms: 0,
                 old_commit: None,
                 new_commit: None,
+                old_subject: None,
+                new_subject: None,
                 result: "interrupted".into(),
                 message,
                 steps: Vec::new(),
