@@ -1,0 +1,174 @@
+//! The Discord bot: poise commands over the supervisor's control socket, and deploy
+//! announcements from its event stream.
+//!
+//! # Layout
+//! - `settings`: the environment, checked all at once (a missing token is exit 78).
+//! - `store`: per-guild settings and the announcement ledger, one JSON file on the data volume,
+//!   replaced atomically.
+//! - `logic`: what the commands say, as plain functions (tested without Discord).
+//! - `control`: the supervisor calls the commands make.
+//! - `commands`: the poise commands, thin adapters over `logic` and `control`.
+//! - `announce`: follows the supervisor's events and posts finished deploys.
+//! - `run` (here): REST and gateway clients, the framework, SIGTERM handling.
+
+pub mod announce;
+pub mod commands;
+pub mod control;
+pub mod logic;
+pub mod settings;
+pub mod store;
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use poise::serenity_prelude as serenity;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::Notify;
+
+pub use settings::Settings;
+
+/// The commit this binary was built from (see `build.rs`).
+pub const BUILT_FROM: &str = env!("BOT_BUILT_FROM");
+
+/// `EX_CONFIG`: the configuration cannot work (no token, a token Discord refuses, intents the
+/// application lacks). The bot's `fatal_exitcodes` lists it, so the supervisor shows FATAL
+/// with this reason instead of restarting in a loop.
+pub const EXIT_CONFIG: u8 = 78;
+
+/// What every command and the announcer share.
+#[derive(Debug)]
+pub struct Shared {
+    pub settings: Settings,
+    pub store: store::Store,
+    pub control: control::Control,
+    pub started: Instant,
+}
+
+static EXIT_CODE: AtomicU8 = AtomicU8::new(0);
+
+fn exit_requested() -> &'static Notify {
+    static NOTIFY: OnceLock<Notify> = OnceLock::new();
+    NOTIFY.get_or_init(Notify::new)
+}
+
+/// Asks the bot to close its gateway connection and exit with `code`.
+pub fn request_exit(code: u8) {
+    EXIT_CODE.store(code, Ordering::SeqCst);
+    exit_requested().notify_one();
+}
+
+/// Runs the bot until SIGTERM or SIGINT (exit 0) or a fatal error; returns the exit code.
+pub async fn run(settings: Settings) -> u8 {
+    let store = match store::Store::open(&settings.data_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("{e}");
+            return EXIT_CONFIG;
+        }
+    };
+    let mut http = serenity::HttpBuilder::new(&settings.token);
+    if let Some(base) = &settings.api_base {
+        http = http.proxy(base.clone());
+    }
+    let http = http.ratelimiter_disabled(!settings.ratelimiter).build();
+
+    let mut intents = serenity::GatewayIntents::GUILDS
+        | serenity::GatewayIntents::GUILD_MESSAGES
+        | serenity::GatewayIntents::DIRECT_MESSAGES;
+    if settings.prefix.is_some() {
+        intents |= serenity::GatewayIntents::MESSAGE_CONTENT;
+    }
+    let options = poise::FrameworkOptions {
+        commands: commands::all(),
+        on_error: |error| Box::pin(commands::on_error(error)),
+        owners: settings
+            .owners
+            .iter()
+            .map(|&id| serenity::UserId::new(id))
+            .collect(),
+        initialize_owners: true,
+        prefix_options: poise::PrefixFrameworkOptions {
+            prefix: settings.prefix.clone().map(Into::into),
+            mention_as_prefix: true,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let gateway_url = settings.gateway_url.clone();
+    let shard = settings.shard;
+    let shared = Arc::new(Shared {
+        control: control::Control {
+            socket: settings.socket.clone(),
+        },
+        settings,
+        store,
+        started: Instant::now(),
+    });
+    let framework = poise::Framework::builder()
+        .options(options)
+        .setup(move |ctx, ready, framework| {
+            Box::pin(async move {
+                tracing::info!(
+                    user = %ready.user.name,
+                    guilds = ready.guilds.len(),
+                    "connected to Discord"
+                );
+                poise::builtins::register_globally(ctx, &framework.options().commands).await?;
+                tokio::spawn(announce::follow(ctx.http.clone(), shared.clone()));
+                Ok(shared)
+            })
+        })
+        .build();
+    let mut client = match serenity::ClientBuilder::new_with_http(http, intents)
+        .framework(framework)
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("cannot set up the Discord client: {e}");
+            return 1;
+        }
+    };
+    if let Some(url) = gateway_url {
+        *client.ws_url.lock().await = url;
+    }
+
+    let shards = client.shard_manager.clone();
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(t), Ok(i)) => (t, i),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!("cannot handle signals: {e}");
+            return 1;
+        }
+    };
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: closing the gateway"),
+            _ = int.recv() => tracing::info!("SIGINT: closing the gateway"),
+            () = exit_requested().notified() => {}
+        }
+        shards.shutdown_all().await;
+    });
+    let ended = match shard {
+        Some((id, count)) => client.start_shard(id, count).await,
+        None => client.start().await,
+    };
+    match ended {
+        Ok(()) => EXIT_CODE.load(Ordering::SeqCst),
+        Err(e) => {
+            tracing::error!("the Discord connection ended: {e}");
+            match e {
+                serenity::Error::Gateway(
+                    serenity::GatewayError::InvalidAuthentication
+                    | serenity::GatewayError::DisallowedGatewayIntents
+                    | serenity::GatewayError::InvalidGatewayIntents,
+                ) => EXIT_CONFIG,
+                _ => 1,
+            }
+        }
+    }
+}

@@ -1,0 +1,377 @@
+//! What the commands say, as plain functions of plain data: no Discord, no socket. The poise
+//! commands in `commands.rs` fetch the data and send what these return.
+
+use std::fmt::Write as _;
+
+use supervisor_proto::{DeployRecord, ProgramInfo, SupervisorInfo};
+
+/// Discord's limit on a message's content, in characters.
+pub const MESSAGE_LIMIT: usize = 2000;
+
+/// `850 ms`, `2.1 s`, `3 min 5 s`.
+pub fn duration_ms(ms: u64) -> String {
+    match ms {
+        0..1000 => format!("{ms} ms"),
+        1000..60_000 => format!("{:.1} s", ms as f64 / 1000.0),
+        _ => format!("{} min {} s", ms / 60_000, (ms % 60_000) / 1000),
+    }
+}
+
+/// `42 s`, `5 min`, `3 h 4 min`, `2 d 3 h`.
+pub fn uptime(secs: u64) -> String {
+    let (d, h, m) = (secs / 86_400, (secs / 3600) % 24, (secs / 60) % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{secs} s"),
+        (0, 0, m) => format!("{m} min"),
+        (0, h, m) => format!("{h} h {m} min"),
+        (d, h, _) => format!("{d} d {h} h"),
+    }
+}
+
+/// The first 10 characters of a commit id.
+pub fn short(commit: &str) -> &str {
+    commit.get(..10).unwrap_or(commit)
+}
+
+/// Text inside a code block, so that nothing in it can close the block early.
+fn inert(text: &str) -> String {
+    text.replace("```", "`\u{200b}``")
+}
+
+/// `text` in a code block that fits in `limit` characters: when it is too long, its last
+/// lines (the newest, for logs), with a note of how many were left out.
+pub fn code_block_tail(text: &str, limit: usize) -> String {
+    let text = inert(text.trim_end_matches('\n'));
+    let fence = "```\n".chars().count() + "\n```".chars().count();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut kept = 0;
+    let mut size = 0;
+    // Room for the note, reserved in case it is needed.
+    let note_room = 40;
+    for line in lines.iter().rev() {
+        let len = line.chars().count() + 1;
+        if size + len + fence + note_room > limit {
+            break;
+        }
+        size += len;
+        kept += 1;
+    }
+    let mut out = String::new();
+    let dropped = lines.len() - kept;
+    if dropped > 0 {
+        let _ = writeln!(out, "({dropped} earlier lines not shown)");
+    }
+    out.push_str("```\n");
+    if kept == 0 && !lines.is_empty() {
+        // One line longer than the whole message: its end.
+        let last = lines[lines.len() - 1];
+        let room = limit.saturating_sub(fence + note_room);
+        let skip = last.chars().count().saturating_sub(room);
+        out.extend(last.chars().skip(skip));
+        out.push('\n');
+    }
+    for line in &lines[lines.len() - kept..] {
+        out.push_str(line);
+        out.push('\n');
+    }
+    if lines.is_empty() {
+        out.push_str("(empty)\n");
+    }
+    out.push_str("```");
+    out
+}
+
+/// The program table, as `supervisor status` prints it, in a code block.
+pub fn status_table(supervisor: &SupervisorInfo, programs: &[ProgramInfo]) -> String {
+    let width = programs
+        .iter()
+        .map(|p| p.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let mut table = String::new();
+    for p in programs {
+        let _ = writeln!(table, "{:width$} {:8} {}", p.name, p.state, p.description);
+    }
+    let header = format!(
+        "Supervisor {} up {}, {} programs",
+        supervisor.version,
+        uptime(supervisor.uptime_secs),
+        programs.len()
+    );
+    let block = code_block_tail(&table, MESSAGE_LIMIT - header.len() - 1);
+    format!("{header}\n{block}")
+}
+
+/// Every program's uptime and the bot's own.
+pub fn uptime_text(bot_secs: u64, supervisor: &SupervisorInfo, programs: &[ProgramInfo]) -> String {
+    let mut out = format!(
+        "Bot up {}; supervisor up {}.",
+        uptime(bot_secs),
+        uptime(supervisor.uptime_secs)
+    );
+    for p in programs {
+        let _ = match p.uptime_secs {
+            Some(s) => write!(out, "\n- `{}`: up {}", p.name, uptime(s)),
+            None => write!(out, "\n- `{}`: {}", p.name, p.state),
+        };
+    }
+    out
+}
+
+/// The commit a program runs and its subject, from its last conclusive deploy (newest first).
+pub fn running_commit<'a>(
+    records: &'a [DeployRecord],
+    program: &str,
+) -> Option<(&'a str, Option<&'a str>)> {
+    let d = records.iter().find(|d| {
+        d.program == program
+            && matches!(d.result.as_str(), "succeeded" | "unchanged" | "rolled_back")
+    })?;
+    if d.result == "rolled_back" {
+        Some((d.old_commit.as_deref()?, d.old_subject.as_deref()))
+    } else {
+        Some((d.new_commit.as_deref()?, d.new_subject.as_deref()))
+    }
+}
+
+/// `/version`: what this binary was built from, and what the supervisor last deployed.
+pub fn version_text(
+    version: &str,
+    built_from: &str,
+    program: &str,
+    deployed: Option<(&str, Option<&str>)>,
+) -> String {
+    let mut out = format!("bot {version}, built from `{}`", short(built_from));
+    match deployed {
+        Some((commit, subject)) => {
+            let _ = write!(out, "\n`{program}` deployed at `{}`", short(commit));
+            if let Some(s) = subject {
+                let _ = write!(out, ": {s}");
+            }
+            if !built_from.starts_with(commit) && !commit.starts_with(built_from) {
+                out.push_str("\n(this binary is not the deployed commit: a build step has not run yet, or it runs from elsewhere)");
+            }
+        }
+        None => {
+            let _ = write!(out, "\n`{program}`: no deploy recorded yet");
+        }
+    }
+    out
+}
+
+/// Whether a deploy event's stage ends the deploy.
+pub fn is_result(stage: &str) -> bool {
+    matches!(stage, "succeeded" | "unchanged" | "failed" | "rolled_back")
+}
+
+/// A deploy in progress, for the message that follows it.
+pub fn deploy_progress(program: &str, stage: &str, commit: Option<&str>, message: &str) -> String {
+    let what = match stage {
+        "started" => "fetching".to_owned(),
+        "fetched" => format!("fetched `{}`, building", commit.map(short).unwrap_or("?")),
+        "built" => "built".to_owned(),
+        "switched" => "switched to the new version".to_owned(),
+        "restarting" => "restarting, waiting for the health gate".to_owned(),
+        other => other.to_owned(),
+    };
+    let mut out = format!("Deploying `{program}`: {what}");
+    if !message.is_empty() {
+        let _ = write!(out, " ({message})");
+    }
+    out
+}
+
+/// A finished deploy, as announced and as the last word of `/deploy`.
+pub fn deploy_result(r: &DeployRecord) -> String {
+    let took = duration_ms(r.duration_ms);
+    let commit = |c: &Option<String>, s: &Option<String>| match (c, s) {
+        (Some(c), Some(s)) => format!("`{}` {s}", short(c)),
+        (Some(c), None) => format!("`{}`", short(c)),
+        (None, _) => "an unknown commit".to_owned(),
+    };
+    let text = match (r.result.as_str(), r.kind.as_str()) {
+        ("succeeded", "rollback") => format!(
+            "↩️ `{}` rolled back to {} in {took}.",
+            r.program,
+            commit(&r.new_commit, &r.new_subject)
+        ),
+        ("succeeded", _) => format!(
+            "✅ `{}` deployed {} in {took}.",
+            r.program,
+            commit(&r.new_commit, &r.new_subject)
+        ),
+        ("unchanged", _) => format!(
+            "✅ `{}` already runs {}; nothing to deploy.",
+            r.program,
+            commit(&r.new_commit, &r.new_subject)
+        ),
+        ("rolled_back", _) => format!(
+            "⚠️ `{}`: {} failed ({}), rolled back to {} in {took}.",
+            r.program,
+            commit(&r.new_commit, &r.new_subject),
+            r.message,
+            commit(&r.old_commit, &r.old_subject)
+        ),
+        (result, _) => format!(
+            "❌ Deploy of `{}` {result}: {}. Still running {} ({took}).",
+            r.program,
+            r.message,
+            commit(&r.old_commit, &r.old_subject)
+        ),
+    };
+    truncate(&text, MESSAGE_LIMIT)
+}
+
+/// At most `limit` characters, with an ellipsis when cut.
+pub fn truncate(text: &str, limit: usize) -> String {
+    if text.chars().count() <= limit {
+        return text.to_owned();
+    }
+    let mut out: String = text.chars().take(limit.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// The shard a guild's events arrive on (Discord's formula).
+pub fn shard_of(guild: u64, shards: u32) -> u32 {
+    ((guild >> 22) % u64::from(shards.max(1))) as u32
+}
+
+/// `/ping`'s answer.
+pub fn ping_text(gateway_ms: Option<u128>, rest_ms: u128) -> String {
+    match gateway_ms {
+        Some(g) => format!("Pong! Gateway {g} ms, REST {rest_ms} ms."),
+        None => {
+            format!("Pong! Gateway not measured yet (no heartbeat answered), REST {rest_ms} ms.")
+        }
+    }
+}
+
+/// `/help`: every command with its description; owner-only ones marked.
+pub fn help_text(commands: &[(String, String)], owner_only: &[String]) -> String {
+    let mut out = String::from("Commands (also with the prefix or a mention):");
+    for (name, description) in commands {
+        let mark = if owner_only.contains(name) {
+            " (owners)"
+        } else {
+            ""
+        };
+        let _ = write!(out, "\n- `/{name}`{mark}: {description}");
+    }
+    truncate(&out, MESSAGE_LIMIT)
+}
+
+/// The refusal a non-owner gets.
+pub const NOT_AN_OWNER: &str =
+    "Sorry, only the bot's owners can use this command. Nothing was done.";
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn record(result: &str) -> DeployRecord {
+        DeployRecord {
+            id: "d-1".into(),
+            program: "bot".into(),
+            kind: "deploy".into(),
+            trigger: "discord".into(),
+            started_ms: 0,
+            duration_ms: 2140,
+            old_commit: Some("1111111111aaaa".into()),
+            new_commit: Some("2222222222bbbb".into()),
+            old_subject: Some("old one".into()),
+            new_subject: Some("Fix /ping".into()),
+            result: result.into(),
+            message: "the new version exited within healthy_after".into(),
+            steps: vec![],
+            log: String::new(),
+        }
+    }
+
+    #[test]
+    fn results_read_well() {
+        assert_eq!(
+            deploy_result(&record("succeeded")),
+            "✅ `bot` deployed `2222222222` Fix /ping in 2.1 s."
+        );
+        assert_eq!(
+            deploy_result(&record("rolled_back")),
+            "⚠️ `bot`: `2222222222` Fix /ping failed (the new version exited within healthy_after), rolled back to `1111111111` old one in 2.1 s."
+        );
+        assert!(deploy_result(&record("failed")).starts_with("❌ Deploy of `bot` failed: "));
+        let mut r = record("succeeded");
+        r.kind = "rollback".into();
+        assert!(deploy_result(&r).starts_with("↩️ `bot` rolled back to `2222222222`"));
+        r.new_subject = Some("x".repeat(5000));
+        assert_eq!(deploy_result(&r).chars().count(), MESSAGE_LIMIT);
+    }
+
+    #[test]
+    fn long_logs_keep_their_end_and_fit() {
+        let text: String = (0..1000).map(|i| format!("line {i}\n")).collect();
+        let block = code_block_tail(&text, MESSAGE_LIMIT);
+        assert!(block.chars().count() <= MESSAGE_LIMIT);
+        assert!(block.ends_with("line 999\n```"), "{block}");
+        assert!(block.starts_with("("), "{block}");
+        let first_kept: usize = block.lines().nth(2).unwrap()[5..].parse().unwrap();
+        let dropped = format!("({first_kept} earlier lines not shown)");
+        assert!(block.starts_with(&dropped), "{block}");
+        // Short text is whole; fences inside cannot close the block.
+        assert_eq!(
+            code_block_tail("a\n```\nb\n", 100),
+            "```\na\n`\u{200b}``\nb\n```"
+        );
+        // One enormous line: its end.
+        let huge = "x".repeat(10_000) + "END";
+        let block = code_block_tail(&huge, MESSAGE_LIMIT);
+        assert!(block.chars().count() <= MESSAGE_LIMIT && block.contains("END"));
+        assert_eq!(code_block_tail("", 100), "```\n(empty)\n```");
+    }
+
+    #[test]
+    fn durations_and_uptimes() {
+        assert_eq!(duration_ms(850), "850 ms");
+        assert_eq!(duration_ms(2140), "2.1 s");
+        assert_eq!(duration_ms(185_000), "3 min 5 s");
+        assert_eq!(uptime(42), "42 s");
+        assert_eq!(uptime(3 * 3600 + 4 * 60), "3 h 4 min");
+        assert_eq!(uptime(2 * 86_400 + 3 * 3600), "2 d 3 h");
+    }
+
+    #[test]
+    fn the_running_commit_follows_rollbacks() {
+        let mut failed = record("failed");
+        failed.id = "d-3".into();
+        let rolled = record("rolled_back");
+        let records = vec![failed, rolled];
+        assert_eq!(
+            running_commit(&records, "bot"),
+            Some(("1111111111aaaa", Some("old one")))
+        );
+        assert_eq!(running_commit(&records, "other"), None);
+        let v = version_text(
+            "0.1.0",
+            "1111111111aaaa",
+            "bot",
+            running_commit(&records, "bot"),
+        );
+        assert!(!v.contains("not the deployed commit"), "{v}");
+        let v = version_text(
+            "0.1.0",
+            "3333333333",
+            "bot",
+            running_commit(&records, "bot"),
+        );
+        assert!(v.contains("not the deployed commit"), "{v}");
+    }
+
+    #[test]
+    fn guilds_map_to_shards_as_discord_does() {
+        // (guild_id >> 22) % shards, worked out by hand.
+        assert_eq!(shard_of(197_038_439_483_310_086, 1), 0);
+        assert_eq!(shard_of(197_038_439_483_310_086, 1000), 770);
+        assert_eq!(shard_of(41_771_983_423_143_937, 7), 2);
+    }
+}
