@@ -52,12 +52,15 @@ impl Control {
         }
     }
 
+    /// Restarts a program; the answer is the start's result (the stop's comes first).
     pub async fn restart(&self, name: &str) -> Result<ActionResult, String> {
         let request = Request::Restart {
             names: vec![name.to_owned()],
         };
         match self.call(request).await? {
-            Reply::Actions { mut results } if !results.is_empty() => Ok(results.remove(0)),
+            Reply::Actions { mut results } => results
+                .pop()
+                .ok_or_else(|| unexpected(&Reply::Actions { results })),
             other => Err(unexpected(&other)),
         }
     }

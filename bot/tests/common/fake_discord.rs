@@ -1,0 +1,419 @@
+//! A fake Discord for the bot's tests: REST and the gateway on 127.0.0.1, enough of both for
+//! the real poise/serenity client to connect, register its commands, receive interactions and
+//! messages, and answer them. Every payload it sends is first parsed with serenity's own model
+//! types (serenity drops an event it cannot parse with only a debug log, so a fake payload
+//! that is wrong would otherwise look like a bot that does not answer).
+//!
+//! It runs on its own Tokio runtime; the tests talk to it from plain threads.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+use poise::serenity_prelude as serenity;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+pub const APP_ID: u64 = 900_000_000_000_000_001;
+pub const BOT_ID: u64 = 900_000_000_000_000_002;
+/// The application's owner (from `/oauth2/applications/@me`).
+pub const OWNER_ID: u64 = 100_000_000_000_000_001;
+/// An owner named in `DISCORD_OWNERS`.
+pub const SECOND_OWNER_ID: u64 = 100_000_000_000_000_002;
+pub const STRANGER_ID: u64 = 200_000_000_000_000_001;
+pub const GUILD_ID: u64 = 300_000_000_000_000_001;
+pub const CHANNEL_ID: u64 = 400_000_000_000_000_001;
+pub const ANNOUNCE_CHANNEL_ID: u64 = 400_000_000_000_000_002;
+/// What the fake asks heartbeats at: short, so that tests see several.
+pub const HEARTBEAT_MS: u64 = 400;
+
+/// One REST request the bot made.
+#[derive(Debug, Clone)]
+pub struct RestCall {
+    pub method: String,
+    pub path: String,
+    pub body: Value,
+}
+
+/// What the gateway saw.
+#[derive(Debug, Default)]
+pub struct GatewayLog {
+    pub connections: u32,
+    /// IDENTIFY payloads (`d`), in order.
+    pub identifies: Vec<Value>,
+    pub heartbeats: u32,
+    /// Close codes the bot sent (None: closed without a close frame).
+    pub closes: Vec<Option<u16>>,
+}
+
+#[derive(Default)]
+struct Shared {
+    calls: Mutex<Vec<RestCall>>,
+    gateway: Mutex<GatewayLog>,
+    /// Sends text frames to the bot's current gateway connection.
+    current: Mutex<Option<(mpsc::UnboundedSender<String>, Arc<AtomicU64>)>>,
+    /// Payloads that did not parse with serenity's types (a bug in this fake).
+    errors: Mutex<Vec<String>>,
+    ids: AtomicU64,
+    ws_port: u16,
+}
+
+impl Shared {
+    fn next_id(&self) -> u64 {
+        800_000_000_000_000_000 + self.ids.fetch_add(1, Ordering::SeqCst)
+    }
+}
+
+/// Parses `value` as serenity's `T`, recording the error if it does not.
+fn checked<T: DeserializeOwned>(shared: &Shared, what: &str, value: Value) -> Value {
+    if let Err(e) = serde_json::from_value::<T>(value.clone()) {
+        let msg = format!(
+            "{what} does not parse as {}: {e}\n{value}",
+            std::any::type_name::<T>()
+        );
+        shared.errors.lock().unwrap().push(msg);
+    }
+    value
+}
+
+pub struct FakeDiscord {
+    pub http_port: u16,
+    pub ws_port: u16,
+    shared: Arc<Shared>,
+    /// Dropping it stops the fake's thread.
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+pub fn user(id: u64, name: &str, bot: bool) -> Value {
+    json!({
+        "id": id.to_string(), "username": name, "discriminator": "0", "global_name": name,
+        "avatar": null, "bot": bot,
+    })
+}
+
+fn member(id: u64, name: &str) -> Value {
+    json!({
+        "user": user(id, name, false), "roles": [], "joined_at": "2026-01-01T00:00:00+00:00",
+        "deaf": false, "mute": false, "flags": 0, "permissions": "2147483647",
+    })
+}
+
+fn message(shared: &Shared, channel: &str, author: Value, content: &str) -> Value {
+    json!({
+        "id": shared.next_id().to_string(), "channel_id": channel, "author": author,
+        "content": content, "timestamp": "2026-11-24T12:00:00+00:00", "edited_timestamp": null,
+        "tts": false, "mention_everyone": false, "mentions": [], "mention_roles": [],
+        "attachments": [], "embeds": [], "pinned": false, "type": 0, "flags": 0,
+        "components": [],
+    })
+}
+
+impl FakeDiscord {
+    pub fn start() -> Self {
+        let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let ws = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        http.set_nonblocking(true).unwrap();
+        ws.set_nonblocking(true).unwrap();
+        let http_port = http.local_addr().unwrap().port();
+        let ws_port = ws.local_addr().unwrap().port();
+        let shared = Arc::new(Shared {
+            ws_port,
+            ..Default::default()
+        });
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let state = shared.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let http = tokio::net::TcpListener::from_std(http).unwrap();
+                let ws = tokio::net::TcpListener::from_std(ws).unwrap();
+                let app = axum::Router::new().fallback(rest).with_state(state.clone());
+                tokio::spawn(async move {
+                    let _ = axum::serve(http, app).await;
+                });
+                tokio::spawn(async move {
+                    while let Ok((tcp, peer)) = ws.accept().await {
+                        tokio::spawn(gateway_connection(tcp, peer, state.clone()));
+                    }
+                });
+                let _ = stopped.await;
+            });
+        });
+        Self {
+            http_port,
+            ws_port,
+            shared,
+            _stop: stop,
+        }
+    }
+
+    pub fn api_base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    pub fn calls(&self) -> Vec<RestCall> {
+        self.shared.calls.lock().unwrap().clone()
+    }
+
+    pub fn gateway<T>(&self, f: impl FnOnce(&GatewayLog) -> T) -> T {
+        f(&self.shared.gateway.lock().unwrap())
+    }
+
+    /// Waits (up to `within`) for a REST call that `matches`, among those made after the
+    /// first `after` calls; returns it and its index.
+    pub fn wait_call(
+        &self,
+        what: &str,
+        after: usize,
+        within: Duration,
+        matches: impl Fn(&RestCall) -> bool,
+    ) -> (usize, RestCall) {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(found) = self
+                .calls()
+                .into_iter()
+                .enumerate()
+                .skip(after)
+                .find(|(_, c)| matches(c))
+            {
+                return found;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waited {within:?} for {what}; calls: {:#?}",
+                &self.calls()[after.min(self.calls().len())..]
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The payloads that did not parse with serenity's types: none, or the test fails.
+    pub fn assert_payloads_parsed(&self) {
+        let errors = self.shared.errors.lock().unwrap();
+        assert!(errors.is_empty(), "{}", errors.join("\n\n"));
+    }
+
+    /// Sends a dispatch (`op` 0) to the connected bot.
+    pub fn dispatch(&self, event: &str, d: Value) {
+        let current = self.shared.current.lock().unwrap().clone();
+        let (tx, seq) = current.expect("no bot is connected to the gateway");
+        let s = seq.fetch_add(1, Ordering::SeqCst) + 1;
+        let frame = json!({"op": 0, "t": event, "s": s, "d": d});
+        checked::<serenity::GatewayEvent>(&self.shared, event, frame.clone());
+        self.assert_payloads_parsed();
+        tx.send(frame.to_string()).unwrap();
+    }
+
+    /// A slash command from `user` in the test channel. `options` as Discord sends them;
+    /// `resolved` for channel options. Returns the interaction's id.
+    pub fn slash(&self, user_id: u64, name: &str, options: Value, resolved: Value) -> u64 {
+        let id = self.shared.next_id();
+        let d = json!({
+            "id": id.to_string(), "application_id": APP_ID.to_string(), "type": 2,
+            "data": {
+                "id": (id + 1).to_string(), "name": name, "type": 1,
+                "options": options, "resolved": resolved,
+            },
+            "guild_id": GUILD_ID.to_string(), "channel_id": CHANNEL_ID.to_string(),
+            "member": member(user_id, &format!("user{user_id}")),
+            "token": format!("itoken-{id}"), "version": 1, "locale": "en-US",
+            "guild_locale": "en-US", "app_permissions": "2147483647", "entitlements": [],
+            "attachment_size_limit": 26_214_400,
+        });
+        checked::<serenity::Interaction>(&self.shared, "INTERACTION_CREATE", d.clone());
+        self.dispatch("INTERACTION_CREATE", d);
+        id
+    }
+
+    /// A button press on the bot's message.
+    pub fn press(&self, user_id: u64, custom_id: &str) -> u64 {
+        let id = self.shared.next_id();
+        let msg = message(
+            &self.shared,
+            &CHANNEL_ID.to_string(),
+            user(BOT_ID, "testbot", true),
+            "question",
+        );
+        let d = json!({
+            "id": id.to_string(), "application_id": APP_ID.to_string(), "type": 3,
+            "data": {"custom_id": custom_id, "component_type": 2},
+            "guild_id": GUILD_ID.to_string(), "channel_id": CHANNEL_ID.to_string(),
+            "member": member(user_id, &format!("user{user_id}")), "message": msg,
+            "token": format!("itoken-{id}"), "version": 1, "locale": "en-US",
+            "guild_locale": "en-US", "app_permissions": "2147483647", "entitlements": [],
+            "attachment_size_limit": 26_214_400,
+        });
+        checked::<serenity::Interaction>(&self.shared, "INTERACTION_CREATE", d.clone());
+        self.dispatch("INTERACTION_CREATE", d);
+        id
+    }
+
+    /// A message in the test channel (prefix commands).
+    pub fn say(&self, user_id: u64, content: &str) {
+        let mut d = message(
+            &self.shared,
+            &CHANNEL_ID.to_string(),
+            user(user_id, &format!("user{user_id}"), false),
+            content,
+        );
+        d["guild_id"] = json!(GUILD_ID.to_string());
+        let mut m = member(user_id, "");
+        m.as_object_mut().unwrap().remove("user");
+        d["member"] = m;
+        checked::<serenity::Message>(&self.shared, "MESSAGE_CREATE", d.clone());
+        self.dispatch("MESSAGE_CREATE", d);
+    }
+}
+
+fn json_response(status: StatusCode, v: &Value) -> Response {
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        v.to_string(),
+    )
+        .into_response()
+}
+
+async fn rest(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_owned();
+    let body: Value = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&body)
+            .unwrap_or_else(|_| json!({"raw": String::from_utf8_lossy(&body)}))
+    };
+    shared.calls.lock().unwrap().push(RestCall {
+        method: method.to_string(),
+        path: path.clone(),
+        body: body.clone(),
+    });
+    let parts: Vec<&str> = path.trim_start_matches("/api/v10/").split('/').collect();
+    let ok = |v: Value| json_response(StatusCode::OK, &v);
+    let bot = || user(BOT_ID, "testbot", true);
+    match (method.as_str(), parts.as_slice()) {
+        ("GET", ["gateway"]) => ok(json!({"url": format!("ws://127.0.0.1:{}", shared.ws_port)})),
+        ("GET", ["oauth2", "applications", "@me"]) => {
+            let app = json!({
+                "id": APP_ID.to_string(), "name": "testbot", "icon": null, "description": "",
+                "bot_public": false, "bot_require_code_grant": false,
+                "owner": user(OWNER_ID, "owner", false), "verify_key": "00", "team": null,
+                "flags": 0,
+            });
+            ok(checked::<serenity::CurrentApplicationInfo>(
+                &shared,
+                "application",
+                app,
+            ))
+        }
+        ("GET", ["users", "@me"]) => ok(checked::<serenity::CurrentUser>(&shared, "user", bot())),
+        ("PUT", ["applications", _, "commands"]) => ok(json!([])),
+        ("POST", ["interactions", _, _, "callback"]) => StatusCode::NO_CONTENT.into_response(),
+        ("POST", ["channels", channel, "messages"]) => {
+            let content = body["content"].as_str().unwrap_or("");
+            let m = message(&shared, channel, bot(), content);
+            ok(checked::<serenity::Message>(&shared, "message", m))
+        }
+        ("PATCH", ["channels", channel, "messages", _])
+        | ("PATCH" | "GET", ["webhooks", _, _, "messages", channel])
+        | ("POST", ["webhooks", _, channel]) => {
+            let channel = if channel.parse::<u64>().is_ok() {
+                (*channel).to_owned()
+            } else {
+                CHANNEL_ID.to_string()
+            };
+            let content = body["content"].as_str().unwrap_or("");
+            let m = message(&shared, &channel, bot(), content);
+            ok(checked::<serenity::Message>(&shared, "message", m))
+        }
+        _ => json_response(
+            StatusCode::NOT_FOUND,
+            &json!({"message": "Unknown route (fake Discord)", "code": 0}),
+        ),
+    }
+}
+
+async fn gateway_connection(tcp: tokio::net::TcpStream, _peer: SocketAddr, shared: Arc<Shared>) {
+    let Ok(ws) = tokio_tungstenite::accept_async(tcp).await else {
+        return;
+    };
+    shared.gateway.lock().unwrap().connections += 1;
+    let (mut sink, mut stream) = ws.split();
+    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    let seq = Arc::new(AtomicU64::new(0));
+    *shared.current.lock().unwrap() = Some((tx.clone(), seq.clone()));
+    let writer = tokio::spawn(async move {
+        while let Some(text) = rx.recv().await {
+            if sink.send(WsMessage::Text(text)).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    let send = |frame: Value| {
+        checked::<serenity::GatewayEvent>(&shared, "gateway frame", frame.clone());
+        let _ = tx.send(frame.to_string());
+    };
+    send(json!({"op": 10, "s": null, "t": null, "d": {"heartbeat_interval": HEARTBEAT_MS}}));
+    let mut closed = None;
+    while let Some(frame) = stream.next().await {
+        let text = match frame {
+            Ok(WsMessage::Text(t)) => t,
+            Ok(WsMessage::Close(c)) => {
+                closed = Some(c.map(|c| u16::from(c.code)));
+                break;
+            }
+            Ok(_) => continue,
+            Err(_) => break,
+        };
+        let Ok(v) = serde_json::from_str::<Value>(&text) else {
+            continue;
+        };
+        match v["op"].as_u64() {
+            Some(2) => {
+                shared
+                    .gateway
+                    .lock()
+                    .unwrap()
+                    .identifies
+                    .push(v["d"].clone());
+                let s = seq.fetch_add(1, Ordering::SeqCst) + 1;
+                let ready = json!({
+                    "v": 10, "user": user(BOT_ID, "testbot", true),
+                    "guilds": [{"id": GUILD_ID.to_string(), "unavailable": true}],
+                    "session_id": format!("session-{s}"),
+                    "resume_gateway_url": format!("ws://127.0.0.1:{}", shared.ws_port),
+                    "shard": v["d"]["shard"].clone(),
+                    "application": {"id": APP_ID.to_string(), "flags": 0},
+                    "private_channels": [],
+                });
+                send(json!({"op": 0, "t": "READY", "s": s, "d": ready}));
+            }
+            Some(1) => {
+                shared.gateway.lock().unwrap().heartbeats += 1;
+                send(json!({"op": 11, "s": null, "t": null, "d": null}));
+            }
+            // RESUME: this fake keeps no sessions; make the bot identify again.
+            Some(6) => send(json!({"op": 9, "s": null, "t": null, "d": false})),
+            _ => {}
+        }
+    }
+    shared.gateway.lock().unwrap().closes.push(closed.flatten());
+    writer.abort();
+}

@@ -1,0 +1,225 @@
+//! The bot's test stack: the fake Discord, and a real supervisor running the real bot binary
+//! and `app`, a program deployable from a local bare git repository.
+//!
+//! Needs the supervisor binary beside the bot's (`cargo test --workspace` builds both).
+
+#![allow(dead_code)] // each test file uses its own part of this
+
+pub mod fake_discord;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub use fake_discord::*;
+
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+pub fn supervisor_bin() -> PathBuf {
+    let bin = Path::new(env!("CARGO_BIN_EXE_bot")).with_file_name("supervisor");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p supervisor` (or `cargo test --workspace`)",
+        bin.display()
+    );
+    bin
+}
+
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.org")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.org")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !cond() {
+        assert!(Instant::now() < deadline, "waited for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Commits a `run.sh` printing `version V` (subject `V`) in `root/work` and pushes it.
+pub fn push(root: &Path, version: &str) -> String {
+    let work = root.join("work");
+    std::fs::write(
+        work.join("run.sh"),
+        format!("echo \"version {version}\"\nexec sleep 1000\n"),
+    )
+    .unwrap();
+    git(
+        &work,
+        &["commit", "-q", "-a", "--allow-empty", "-m", version],
+    );
+    git(&work, &["push", "-q", "origin", "HEAD:refs/heads/main"]);
+    git(&work, &["rev-parse", "HEAD"])
+}
+
+/// How the bot is run.
+pub struct BotEnv<'a> {
+    /// Without a token, the bot must refuse to start.
+    pub token: bool,
+    pub extra: &'a str,
+}
+
+impl Default for BotEnv<'_> {
+    fn default() -> Self {
+        Self {
+            token: true,
+            extra: "",
+        }
+    }
+}
+
+pub struct Stack {
+    pub dir: tempfile::TempDir,
+    sup: Child,
+    pub discord: FakeDiscord,
+}
+
+impl Stack {
+    pub fn start(bot: BotEnv) -> Self {
+        let discord = FakeDiscord::start();
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        git(root, &["init", "-q", "--bare", "-b", "main", "remote.git"]);
+        git(root, &["clone", "-q", "remote.git", "work"]);
+        let token = if bot.token {
+            r#"DISCORD_TOKEN = "test-token", "#
+        } else {
+            ""
+        };
+        let config = format!(
+            r#"
+[program.app]
+command = ["/bin/sh", "{root}/app/run.sh"]
+startsecs = "200ms"
+[program.app.deploy]
+repo = "{root}/app"
+healthy_after = "300ms"
+
+[program.bot]
+command = ["{bot}"]
+startsecs = "500ms"
+stopwaitsecs = 10
+fatal_exitcodes = [78]
+backoff = {{ initial = "200ms", max = "1s" }}
+environment = {{ {token}DISCORD_API_BASE = "{api}", DISCORD_RATELIMITER = "off", DISCORD_OWNERS = "{second}", SUPERVISOR_SOCKET = "{root}/data/supervisor.sock", BOT_DATA_DIR = "{root}/data/bot", BOT_DEPLOY_PROGRAM = "app"{extra} }}
+"#,
+            root = root.display(),
+            bot = env!("CARGO_BIN_EXE_bot"),
+            api = discord.api_base(),
+            second = SECOND_OWNER_ID,
+            extra = bot.extra,
+        );
+        std::fs::write(root.join("work/run.sh"), "").unwrap();
+        git(&root.join("work"), &["add", "run.sh"]);
+        push(root, "1");
+        git(root, &["clone", "-q", "remote.git", "app"]);
+        std::fs::write(root.join("supervisor.toml"), config).unwrap();
+        let sup = Command::new(supervisor_bin())
+            .args(["run", "-c"])
+            .arg(root.join("supervisor.toml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stack = Self { dir, sup, discord };
+        wait_until("app to run", || stack.log("app").contains("version 1"));
+        stack
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Commits a new version of `app` and pushes it.
+    pub fn push(&self, version: &str) -> String {
+        push(self.root(), version)
+    }
+
+    pub fn log(&self, program: &str) -> String {
+        std::fs::read_to_string(self.root().join(format!("data/logs/{program}.log")))
+            .unwrap_or_default()
+    }
+
+    pub fn err_log(&self, program: &str) -> String {
+        std::fs::read_to_string(self.root().join(format!("data/logs/{program}.err.log")))
+            .unwrap_or_default()
+    }
+
+    pub fn history(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.root().join("data/deploys/app.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// Runs the supervisor's CLI against this stack.
+    pub fn ctl(&self, args: &[&str]) -> (i32, String) {
+        let out = Command::new(supervisor_bin())
+            .args(args)
+            .arg("-c")
+            .arg(self.root().join("supervisor.toml"))
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    }
+
+    /// One program's `status --json` entry.
+    pub fn program(&self, name: &str) -> Value {
+        let (_, out) = self.ctl(&["status", "--json", name]);
+        let v: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
+        v["programs"][0].clone()
+    }
+
+    /// Waits until the bot has identified `n` times in all, then for its commands to be
+    /// registered after that.
+    pub fn wait_ready(&self, n: usize) {
+        wait_until("the bot to identify", || {
+            self.discord.gateway(|g| g.identifies.len()) >= n
+        });
+        let registrations = |c: &RestCall| c.method == "PUT" && c.path.ends_with("/commands");
+        wait_until("the bot to register its commands", || {
+            self.discord
+                .calls()
+                .iter()
+                .filter(|c| registrations(c))
+                .count()
+                >= n
+        });
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.sup.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while self.sup.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.sup.kill();
+        let _ = self.sup.wait();
+    }
+}
