@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{Value, json};
@@ -133,4 +133,287 @@ fn reaches_ready_and_answers_every_command() {
     );
 
     stack.discord.assert_payloads_parsed();
+}
+
+/// The custom ids of the buttons in a reply.
+fn buttons(reply: &Value) -> Vec<String> {
+    reply["data"]["components"][0]["components"]
+        .as_array()
+        .map(|b| {
+            b.iter()
+                .map(|b| b["custom_id"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Edits of the original response of interaction token `itoken-ID`.
+fn edits(stack: &Stack, id: u64) -> Vec<String> {
+    let path = format!("/api/v10/webhooks/{APP_ID}/itoken-{id}/messages/@original");
+    stack
+        .discord
+        .calls()
+        .into_iter()
+        .filter(|c| c.method == "PATCH" && c.path == path)
+        .map(|c| c.body["content"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+#[test]
+fn deploys_need_an_owner_and_a_confirmation() {
+    let stack = Stack::start(BotEnv::default());
+    stack.wait_ready(1);
+    let v2 = stack.push("2");
+
+    // A stranger: refused, privately; nothing deploys.
+    let id = stack
+        .discord
+        .slash(STRANGER_ID, "deploy", json!([]), json!({}));
+    let reply = callback(&stack, id);
+    assert_eq!(reply["data"]["flags"], EPHEMERAL, "{reply}");
+    assert!(
+        content(&reply).starts_with("Sorry, only the bot's owners"),
+        "{reply}"
+    );
+    assert!(buttons(&reply).is_empty());
+
+    // The owner, who then cancels: nothing deploys.
+    let id = stack
+        .discord
+        .slash(OWNER_ID, "deploy", json!([]), json!({}));
+    let reply = callback(&stack, id);
+    assert_eq!(content(&reply), "Deploy `app` from `main` now?", "{reply}");
+    let ids = buttons(&reply);
+    assert_eq!(ids.len(), 2, "{reply}");
+    // Someone else pressing the owner's button does nothing.
+    let stranger_press = stack.discord.press(STRANGER_ID, &ids[0]);
+    let press = stack.discord.press(OWNER_ID, &ids[1]);
+    let answer = callback(&stack, press);
+    assert_eq!(answer["type"], 7, "an UPDATE_MESSAGE: {answer}");
+    assert_eq!(content(&answer), "Cancelled; nothing was deployed.");
+    assert!(
+        !stack.discord.calls().iter().any(|c| c
+            .path
+            .starts_with(&format!("/api/v10/interactions/{stranger_press}/"))),
+        "the stranger's press was answered"
+    );
+    assert!(stack.history().is_empty(), "{:?}", stack.history());
+
+    // The owner, who confirms: a real deploy, followed to its end.
+    let id = stack.discord.slash(
+        OWNER_ID,
+        "deploy",
+        json!([{"name": "program", "type": 3, "value": "app"}]),
+        json!({}),
+    );
+    let ids = buttons(&callback(&stack, id));
+    let press = stack.discord.press(OWNER_ID, &ids[0]);
+    let answer = callback(&stack, press);
+    assert_eq!(content(&answer), "Deploying `app`: fetching", "{answer}");
+    wait_until("the result in the reply", || {
+        edits(&stack, id)
+            .last()
+            .is_some_and(|e| e.starts_with('✅'))
+    });
+    let edits = edits(&stack, id);
+    assert_eq!(
+        edits.last().unwrap(),
+        &format!(
+            "✅ `app` deployed `{}` 2 in {}.",
+            &v2[..10],
+            edits
+                .last()
+                .unwrap()
+                .rsplit(" in ")
+                .next()
+                .unwrap()
+                .trim_end_matches('.')
+        )
+    );
+    assert!(edits.iter().any(|e| e.contains("fetched `")), "{edits:?}");
+    let history = stack.history();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0]["result"], "succeeded");
+    assert_eq!(history[0]["new_commit"], v2.as_str());
+    assert_eq!(
+        history[0]["trigger"],
+        format!("discord: user{OWNER_ID} ({OWNER_ID})")
+    );
+    wait_until("version 2", || stack.log("app").contains("version 2"));
+    stack.discord.assert_payloads_parsed();
+}
+
+#[test]
+fn deploy_results_are_announced_and_settings_survive_a_restart() {
+    let stack = Stack::start(BotEnv::default());
+    stack.wait_ready(1);
+
+    // Only an owner may choose the channel.
+    let option = json!([{"name": "announce-channel", "type": 1, "options": [
+        {"name": "channel", "type": 7, "value": ANNOUNCE_CHANNEL_ID.to_string()}
+    ]}]);
+    let resolved = json!({"channels": {ANNOUNCE_CHANNEL_ID.to_string(): {
+        "id": ANNOUNCE_CHANNEL_ID.to_string(), "name": "deploys", "type": 0,
+        "permissions": "2147483647"
+    }}});
+    let id = stack
+        .discord
+        .slash(STRANGER_ID, "settings", option.clone(), resolved.clone());
+    assert!(content(&callback(&stack, id)).starts_with("Sorry"));
+    assert!(!stack.root().join("data/bot/settings.json").exists());
+    let id = stack.discord.slash(OWNER_ID, "settings", option, resolved);
+    assert_eq!(
+        content(&callback(&stack, id)),
+        format!("Deploy results will be posted in <#{ANNOUNCE_CHANNEL_ID}>.")
+    );
+
+    let announcements = || -> Vec<String> {
+        let path = format!("/api/v10/channels/{ANNOUNCE_CHANNEL_ID}/messages");
+        stack
+            .discord
+            .calls()
+            .into_iter()
+            .filter(|c| c.method == "POST" && c.path == path)
+            .map(|c| c.body["content"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // A deploy from elsewhere (the CLI here; hookd in production) is announced.
+    let v2 = stack.push("2");
+    let (code, out) = stack.ctl(&["deploy", "app"]);
+    assert_eq!(code, 0, "{out}");
+    wait_until("the announcement", || !announcements().is_empty());
+    let first = announcements();
+    assert!(
+        first[0].starts_with(&format!("✅ `app` deployed `{}` 2 in ", &v2[..10])),
+        "{first:?}"
+    );
+
+    // The bot restarts; the setting is still there, and the old deploy is not announced again.
+    let (code, out) = stack.ctl(&["restart", "bot"]);
+    assert_eq!(code, 0, "{out}");
+    stack.wait_ready(2);
+    let v3 = stack.push("3");
+    let (code, out) = stack.ctl(&["deploy", "app"]);
+    assert_eq!(code, 0, "{out}");
+    wait_until("the second announcement", || announcements().len() >= 2);
+    std::thread::sleep(Duration::from_millis(500));
+    let all = announcements();
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert!(all[1].contains(&v3[..10]), "{all:?}");
+
+    // A failing deploy is announced as such, naming what still runs.
+    std::fs::write(stack.root().join("work/run.sh"), "exit 3\n").unwrap();
+    git(
+        &stack.root().join("work"),
+        &["commit", "-q", "-a", "-m", "broken"],
+    );
+    git(
+        &stack.root().join("work"),
+        &["push", "-q", "origin", "HEAD:refs/heads/main"],
+    );
+    let (code, out) = stack.ctl(&["deploy", "app"]);
+    assert_eq!(code, 0, "{out}");
+    wait_until("the rollback announcement", || announcements().len() >= 3);
+    let last = announcements().pop().unwrap();
+    assert!(last.starts_with("⚠️ `app`: `"), "{last}");
+    assert!(last.contains(" broken failed ("), "{last}");
+    assert!(
+        last.contains(&format!("rolled back to `{}` 3", &v3[..10])),
+        "{last}"
+    );
+    stack.discord.assert_payloads_parsed();
+}
+
+#[test]
+fn sigterm_closes_the_gateway_and_exits_zero() {
+    let stack = Stack::start(BotEnv::default());
+    stack.wait_ready(1);
+    let started = Instant::now();
+    let (code, out) = stack.ctl(&["stop", "bot"]);
+    let took = started.elapsed();
+    assert_eq!(code, 0, "{out}");
+    let bot = stack.program("bot");
+    assert_eq!(bot["state"], "STOPPED", "{bot}");
+    assert_eq!(bot["last_exit"], "exit status 0", "{bot}");
+    assert!(took < Duration::from_secs(5), "stopping took {took:?}");
+    // A clean close: a close frame with code 1000.
+    wait_until("the gateway to close", || {
+        stack.discord.gateway(|g| !g.closes.is_empty())
+    });
+    assert_eq!(stack.discord.gateway(|g| g.closes.clone()), [Some(1000)]);
+}
+
+#[test]
+fn without_a_token_the_bot_is_fatal_after_one_spawn() {
+    let stack = Stack::start(BotEnv {
+        token: None,
+        ..Default::default()
+    });
+    wait_until("the bot to be FATAL", || {
+        stack.program("bot")["state"] == "FATAL"
+    });
+    let bot = stack.program("bot");
+    assert_eq!(bot["spawns"], 1, "{bot}");
+    assert_eq!(bot["last_exit_code"], 78, "{bot}");
+    assert!(bot["description"].as_str().unwrap().contains("78"), "{bot}");
+    let err = stack.err_log("bot");
+    assert_eq!(
+        err.trim(),
+        "bot: no Discord token: set DISCORD_TOKEN or DISCORD_TOKEN_FILE (the bot token from the Developer Portal)"
+    );
+    assert_eq!(stack.discord.gateway(|g| g.connections), 0);
+}
+
+#[test]
+fn a_base_url_with_the_rate_limiter_on_is_refused() {
+    let stack = Stack::start(BotEnv {
+        ratelimiter: "on",
+        ..Default::default()
+    });
+    wait_until("the bot to be FATAL", || {
+        stack.program("bot")["state"] == "FATAL"
+    });
+    assert!(stack.err_log("bot").contains("DISCORD_RATELIMITER=off"));
+    assert!(
+        stack.discord.calls().is_empty(),
+        "{:?}",
+        stack.discord.calls()
+    );
+}
+
+#[test]
+fn the_gateway_url_can_be_set() {
+    // REST names a gateway where nothing listens; DISCORD_GATEWAY_URL names the real one.
+    let stack = Stack::start(BotEnv {
+        gateway_override: true,
+        ..Default::default()
+    });
+    stack.wait_ready(1);
+    let id = stack.discord.slash(OWNER_ID, "ping", json!([]), json!({}));
+    assert!(content(&callback(&stack, id)).starts_with("Pong!"));
+}
+
+#[test]
+fn a_token_discord_refuses_is_fatal() {
+    let stack = Stack::start(BotEnv {
+        token: Some("not-the-token"),
+        ..Default::default()
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stack.program("bot")["state"] != "FATAL" {
+        assert!(
+            Instant::now() < deadline,
+            "not FATAL: {}\n{}",
+            stack.program("bot"),
+            stack.err_log("bot")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let bot = stack.program("bot");
+    assert_eq!(
+        (bot["spawns"].clone(), bot["last_exit_code"].clone()),
+        (json!(1), json!(78)),
+        "{bot}"
+    );
+    assert_eq!(stack.discord.gateway(|g| g.identifies.len()), 1);
 }

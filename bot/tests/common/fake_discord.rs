@@ -21,6 +21,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 pub const APP_ID: u64 = 900_000_000_000_000_001;
 pub const BOT_ID: u64 = 900_000_000_000_000_002;
@@ -59,11 +61,13 @@ struct Shared {
     calls: Mutex<Vec<RestCall>>,
     gateway: Mutex<GatewayLog>,
     /// Sends text frames to the bot's current gateway connection.
-    current: Mutex<Option<(mpsc::UnboundedSender<String>, Arc<AtomicU64>)>>,
+    current: Mutex<Option<(mpsc::UnboundedSender<WsMessage>, Arc<AtomicU64>)>>,
     /// Payloads that did not parse with serenity's types (a bug in this fake).
     errors: Mutex<Vec<String>>,
     ids: AtomicU64,
     ws_port: u16,
+    /// What `GET /gateway` answers instead of this fake's gateway.
+    gateway_answer: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -158,6 +162,11 @@ impl FakeDiscord {
         }
     }
 
+    /// Makes `GET /gateway` name `url` instead of this fake's gateway.
+    pub fn answer_gateway_with(&self, url: &str) {
+        *self.shared.gateway_answer.lock().unwrap() = Some(url.to_owned());
+    }
+
     pub fn api_base(&self) -> String {
         format!("http://127.0.0.1:{}", self.http_port)
     }
@@ -213,7 +222,7 @@ impl FakeDiscord {
         let frame = json!({"op": 0, "t": event, "s": s, "d": d});
         checked::<serenity::GatewayEvent>(&self.shared, event, frame.clone());
         self.assert_payloads_parsed();
-        tx.send(frame.to_string()).unwrap();
+        tx.send(WsMessage::Text(frame.to_string())).unwrap();
     }
 
     /// A slash command from `user` in the test channel. `options` as Discord sends them;
@@ -308,7 +317,11 @@ async fn rest(
     let ok = |v: Value| json_response(StatusCode::OK, &v);
     let bot = || user(BOT_ID, "testbot", true);
     match (method.as_str(), parts.as_slice()) {
-        ("GET", ["gateway"]) => ok(json!({"url": format!("ws://127.0.0.1:{}", shared.ws_port)})),
+        ("GET", ["gateway"]) => {
+            let answer = shared.gateway_answer.lock().unwrap().clone();
+            let url = answer.unwrap_or_else(|| format!("ws://127.0.0.1:{}", shared.ws_port));
+            ok(json!({"url": url}))
+        }
         ("GET", ["oauth2", "applications", "@me"]) => {
             let app = json!({
                 "id": APP_ID.to_string(), "name": "testbot", "icon": null, "description": "",
@@ -355,12 +368,13 @@ async fn gateway_connection(tcp: tokio::net::TcpStream, _peer: SocketAddr, share
     };
     shared.gateway.lock().unwrap().connections += 1;
     let (mut sink, mut stream) = ws.split();
-    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<WsMessage>();
     let seq = Arc::new(AtomicU64::new(0));
     *shared.current.lock().unwrap() = Some((tx.clone(), seq.clone()));
     let writer = tokio::spawn(async move {
-        while let Some(text) = rx.recv().await {
-            if sink.send(WsMessage::Text(text)).await.is_err() {
+        while let Some(message) = rx.recv().await {
+            let close = matches!(message, WsMessage::Close(_));
+            if sink.send(message).await.is_err() || close {
                 break;
             }
         }
@@ -368,7 +382,7 @@ async fn gateway_connection(tcp: tokio::net::TcpStream, _peer: SocketAddr, share
     });
     let send = |frame: Value| {
         checked::<serenity::GatewayEvent>(&shared, "gateway frame", frame.clone());
-        let _ = tx.send(frame.to_string());
+        let _ = tx.send(WsMessage::Text(frame.to_string()));
     };
     send(json!({"op": 10, "s": null, "t": null, "d": {"heartbeat_interval": HEARTBEAT_MS}}));
     let mut closed = None;
@@ -393,6 +407,14 @@ async fn gateway_connection(tcp: tokio::net::TcpStream, _peer: SocketAddr, share
                     .unwrap()
                     .identifies
                     .push(v["d"].clone());
+                if v["d"]["token"] != "Bot test-token" {
+                    // What Discord does: close with 4004, "Authentication failed".
+                    let _ = tx.send(WsMessage::Close(Some(CloseFrame {
+                        code: CloseCode::from(4004),
+                        reason: "Authentication failed.".into(),
+                    })));
+                    continue;
+                }
                 let s = seq.fetch_add(1, Ordering::SeqCst) + 1;
                 let ready = json!({
                     "v": 10, "user": user(BOT_ID, "testbot", true),

@@ -71,16 +71,20 @@ pub fn push(root: &Path, version: &str) -> String {
 
 /// How the bot is run.
 pub struct BotEnv<'a> {
-    /// Without a token, the bot must refuse to start.
-    pub token: bool,
-    pub extra: &'a str,
+    /// `DISCORD_TOKEN` (the fake accepts `test-token`); without one the bot must refuse to start.
+    pub token: Option<&'a str>,
+    /// `DISCORD_RATELIMITER`: `off`, as a base URL needs.
+    pub ratelimiter: &'a str,
+    /// Set `DISCORD_GATEWAY_URL` to the fake's gateway, and make REST name a dead one.
+    pub gateway_override: bool,
 }
 
 impl Default for BotEnv<'_> {
     fn default() -> Self {
         Self {
-            token: true,
-            extra: "",
+            token: Some("test-token"),
+            ratelimiter: "off",
+            gateway_override: false,
         }
     }
 }
@@ -98,10 +102,18 @@ impl Stack {
         let root = dir.path();
         git(root, &["init", "-q", "--bare", "-b", "main", "remote.git"]);
         git(root, &["clone", "-q", "remote.git", "work"]);
-        let token = if bot.token {
-            r#"DISCORD_TOKEN = "test-token", "#
+        let token = match bot.token {
+            Some(t) => format!(r#"DISCORD_TOKEN = "{t}", "#),
+            None => String::new(),
+        };
+        let gateway = if bot.gateway_override {
+            discord.answer_gateway_with("ws://127.0.0.1:9");
+            format!(
+                r#"DISCORD_GATEWAY_URL = "ws://127.0.0.1:{}", "#,
+                discord.ws_port
+            )
         } else {
-            ""
+            String::new()
         };
         let config = format!(
             r#"
@@ -118,13 +130,13 @@ startsecs = "500ms"
 stopwaitsecs = 10
 fatal_exitcodes = [78]
 backoff = {{ initial = "200ms", max = "1s" }}
-environment = {{ {token}DISCORD_API_BASE = "{api}", DISCORD_RATELIMITER = "off", DISCORD_OWNERS = "{second}", SUPERVISOR_SOCKET = "{root}/data/supervisor.sock", BOT_DATA_DIR = "{root}/data/bot", BOT_DEPLOY_PROGRAM = "app"{extra} }}
+environment = {{ {token}{gateway}DISCORD_API_BASE = "{api}", DISCORD_RATELIMITER = "{ratelimiter}", DISCORD_OWNERS = "{second}", SUPERVISOR_SOCKET = "{root}/data/supervisor.sock", BOT_DATA_DIR = "{root}/data/bot", BOT_DEPLOY_PROGRAM = "app" }}
 "#,
             root = root.display(),
             bot = env!("CARGO_BIN_EXE_bot"),
             api = discord.api_base(),
             second = SECOND_OWNER_ID,
-            extra = bot.extra,
+            ratelimiter = bot.ratelimiter,
         );
         std::fs::write(root.join("work/run.sh"), "").unwrap();
         git(&root.join("work"), &["add", "run.sh"]);
