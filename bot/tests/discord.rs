@@ -417,3 +417,56 @@ fn a_token_discord_refuses_is_fatal() {
     );
     assert_eq!(stack.discord.gateway(|g| g.identifies.len()), 1);
 }
+
+#[test]
+fn a_deploy_of_the_bot_itself_is_announced_by_the_new_bot() {
+    let stack = Stack::start(BotEnv {
+        self_deploy: true,
+        ..Default::default()
+    });
+    stack.wait_ready(1);
+    let id = stack.discord.slash(
+        OWNER_ID,
+        "settings",
+        json!([{"name": "announce-off", "type": 1, "options": []}]),
+        json!({}),
+    );
+    assert!(content(&callback(&stack, id)).starts_with("Deploy results will not be posted"));
+    let id = stack.discord.slash(
+        OWNER_ID,
+        "settings",
+        json!([{"name": "announce-channel", "type": 1, "options": []}]),
+        json!({}),
+    );
+    // Without an argument: the channel it was asked in.
+    assert_eq!(
+        content(&callback(&stack, id)),
+        format!("Deploy results will be posted in <#{CHANNEL_ID}>.")
+    );
+    let v2 = stack.push("2");
+    let id = stack.discord.slash(
+        OWNER_ID,
+        "deploy",
+        json!([{"name": "program", "type": 3, "value": "bot"}]),
+        json!({}),
+    );
+    let ids = buttons(&callback(&stack, id));
+    let press = stack.discord.press(OWNER_ID, &ids[0]);
+    let answer = content(&callback(&stack, press)).to_owned();
+    assert!(
+        answer.contains("This bot restarts during the deploy"),
+        "{answer}"
+    );
+    // The deploy restarts the bot; the new one connects and posts the result.
+    stack.wait_ready(2);
+    let path = format!("/api/v10/channels/{CHANNEL_ID}/messages");
+    let (_, post) = stack.discord.wait_call("the announcement", 0, WITHIN, |c| {
+        c.method == "POST" && c.path == path
+    });
+    let text = post.body["content"].as_str().unwrap();
+    assert!(
+        text.starts_with(&format!("✅ `bot` deployed `{}` 2 in ", &v2[..10])),
+        "{text}"
+    );
+    stack.discord.assert_payloads_parsed();
+}

@@ -77,6 +77,8 @@ pub struct BotEnv<'a> {
     pub ratelimiter: &'a str,
     /// Set `DISCORD_GATEWAY_URL` to the fake's gateway, and make REST name a dead one.
     pub gateway_override: bool,
+    /// Give the bot's own program a deploy table (its "source" is a clone of the app's remote).
+    pub self_deploy: bool,
 }
 
 impl Default for BotEnv<'_> {
@@ -85,6 +87,7 @@ impl Default for BotEnv<'_> {
             token: Some("test-token"),
             ratelimiter: "off",
             gateway_override: false,
+            self_deploy: false,
         }
     }
 }
@@ -115,6 +118,14 @@ impl Stack {
         } else {
             String::new()
         };
+        let self_deploy = if bot.self_deploy {
+            format!(
+                "[program.bot.deploy]\nrepo = \"{}/botsrc\"\nhealthy_after = \"1s\"\n",
+                root.display()
+            )
+        } else {
+            String::new()
+        };
         let config = format!(
             r#"
 [program.app]
@@ -131,6 +142,7 @@ stopwaitsecs = 10
 fatal_exitcodes = [78]
 backoff = {{ initial = "200ms", max = "1s" }}
 environment = {{ {token}{gateway}DISCORD_API_BASE = "{api}", DISCORD_RATELIMITER = "{ratelimiter}", DISCORD_OWNERS = "{second}", SUPERVISOR_SOCKET = "{root}/data/supervisor.sock", BOT_DATA_DIR = "{root}/data/bot", BOT_DEPLOY_PROGRAM = "app" }}
+{self_deploy}
 "#,
             root = root.display(),
             bot = env!("CARGO_BIN_EXE_bot"),
@@ -142,6 +154,7 @@ environment = {{ {token}{gateway}DISCORD_API_BASE = "{api}", DISCORD_RATELIMITER
         git(&root.join("work"), &["add", "run.sh"]);
         push(root, "1");
         git(root, &["clone", "-q", "remote.git", "app"]);
+        git(root, &["clone", "-q", "remote.git", "botsrc"]);
         std::fs::write(root.join("supervisor.toml"), config).unwrap();
         let sup = Command::new(supervisor_bin())
             .args(["run", "-c"])
