@@ -446,3 +446,46 @@ fn a_deploy_cut_short_by_a_restart_is_recorded_and_the_tree_restored() {
     );
     assert_eq!(git(&root.join("app"), &["rev-parse", "HEAD"]), v1b);
 }
+
+#[test]
+fn a_first_deploy_creates_the_repository_from_its_url() {
+    // A fresh data volume: no working tree yet, only where the code lives.
+    let config = r#"
+[program.app]
+command = ["/bin/sh", "-c", "if [ -f @DIR@/data/src/run.sh ]; then exec sh @DIR@/data/src/run.sh; fi; echo 'no release yet'; exec sleep 1000"]
+startsecs = "200ms"
+
+[program.app.deploy]
+repo = "@DIR@/data/src"
+url = "@DIR@/remote.git"
+healthy_after = "300ms"
+"#;
+    let (dir, _) = setup(config);
+    let root = dir.path().to_owned();
+    let sup = Supervisor::start(dir, Mode::Plain);
+    wait_until("the empty start", || {
+        sup.stdout().contains("app | no release yet")
+    });
+    let v2 = push(&root, "main", &version("2"));
+    let (code, out, err) = ctl(&sup, &["deploy", "app", "--wait"]);
+    assert_eq!(code, 0, "{out}{err}");
+    wait_until("version 2", || sup.stdout().contains("app | version 2"));
+    let r = &history(&sup)[0];
+    assert_eq!(r["result"], "succeeded", "{r}");
+    assert_eq!(r["old_commit"], Value::Null);
+    assert_eq!(r["new_commit"].as_str(), Some(v2.as_str()));
+    let steps: Vec<&str> = r["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps[..2], ["git init", "git fetch"]);
+    // The next deploy finds the repository and fetches from the URL again.
+    let v3 = push(&root, "main", &version("3"));
+    let (code, out, err) = ctl(&sup, &["deploy", "app", "--wait"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let r = &history(&sup)[0];
+    assert_eq!(r["new_commit"].as_str(), Some(v3.as_str()), "{r}");
+    assert_eq!(r["steps"][0]["name"], "git fetch");
+}

@@ -197,6 +197,9 @@ pub struct DeployConfig {
     /// The git working tree (a clone of the remote).
     pub repo: PathBuf,
     pub remote: String,
+    /// Where to fetch from instead of the configured remote; and when `repo` is not a git
+    /// repository yet, the first deploy creates it (`git init`) and fetches from here.
+    pub url: Option<String>,
     pub branch: String,
     /// Build steps run in the working tree after checkout, each without a shell.
     pub steps: Vec<Vec<String>>,

@@ -65,6 +65,7 @@ const PROGRAM_KEYS: &[&str] = &[
 const DEPLOY_KEYS: &[&str] = &[
     "repo",
     "remote",
+    "url",
     "branch",
     "steps",
     "step_timeout",
@@ -590,6 +591,7 @@ impl<'a> Walker<'a> {
         let mut d = DeployConfig {
             repo: PathBuf::new(),
             remote: "origin".into(),
+            url: None,
             branch: "main".into(),
             steps: Vec::new(),
             step_timeout: Duration::from_secs(15 * 60),
@@ -610,6 +612,11 @@ impl<'a> Walker<'a> {
                     }
                 }
                 "remote" => set(&mut d.remote, self.git_name(value, &kpath, env)),
+                "url" => {
+                    if let Some(u) = self.git_name(value, &kpath, env) {
+                        d.url = Some(u);
+                    }
+                }
                 "branch" => set(&mut d.branch, self.git_name(value, &kpath, env)),
                 "steps" => {
                     let DeValue::Array(items) = value.get_ref() else {

@@ -34,6 +34,8 @@ pub(super) enum Kind {
 
 #[derive(Debug)]
 enum Phase {
+    /// `repo` is not a repository yet and `url` is set: `git init` it.
+    Init,
     Fetch,
     ResolveOld,
     ResolveNew,
@@ -221,6 +223,7 @@ impl Daemon {
                     format!("cannot write {}: {e}", log_path.display()),
                 )
             })?;
+        let init = kind == Kind::Deploy && cfg.url.is_some() && !cfg.repo.join(".git").exists();
         let mut run = DeployRun {
             id: id.clone(),
             kind,
@@ -233,6 +236,7 @@ impl Daemon {
             old_subject: None,
             new_subject: None,
             phase: match kind {
+                Kind::Deploy if init => Phase::Init,
                 Kind::Deploy => Phase::Fetch,
                 Kind::Rollback => Phase::ResolveOld,
             },
@@ -293,12 +297,20 @@ impl Daemon {
         // The commit id, then its subject line: what the history and the announcements show.
         let describe = |rev: &str| git(&["log", "-1", "--format=%H%n%s", rev, "--"]);
         match run.phase {
+            Phase::Init => {
+                if let Err(e) = std::fs::create_dir_all(&cfg.repo) {
+                    let message = format!("cannot create {}: {e}", cfg.repo.display());
+                    return self.finish_deploy(idx, "failed", &message);
+                }
+                self.spawn_step(idx, "git init", git(&["init", "-q"]), None);
+            }
             Phase::Fetch => {
                 let refspec = format!(
                     "+refs/heads/{0}:refs/remotes/{1}/{0}",
                     cfg.branch, cfg.remote
                 );
-                let argv = git(&["fetch", "--no-tags", "--", &cfg.remote, &refspec]);
+                let from = cfg.url.as_deref().unwrap_or(&cfg.remote);
+                let argv = git(&["fetch", "--no-tags", "--", from, &refspec]);
                 self.spawn_step(idx, "git fetch", argv, None);
             }
             Phase::ResolveOld => {
@@ -447,6 +459,7 @@ impl Daemon {
             text.trim().to_owned()
         });
         match run.phase {
+            Phase::Init if ok => run.phase = Phase::Fetch,
             Phase::Fetch if ok => run.phase = Phase::ResolveOld,
             Phase::ResolveOld => {
                 // A repository without commits has no HEAD: that is fine.
