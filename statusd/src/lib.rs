@@ -13,6 +13,7 @@
 
 pub mod metrics;
 pub mod page;
+pub mod probe;
 pub mod server;
 pub mod settings;
 pub mod view;

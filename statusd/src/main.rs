@@ -1,4 +1,5 @@
 //! The `statusd` binary: settings from the environment, logging, serve until SIGTERM or SIGINT.
+//! `statusd health` asks a running statusd's `/health` instead (the container's HEALTHCHECK).
 
 use std::process::ExitCode;
 
@@ -13,6 +14,29 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    match std::env::args().nth(1).as_deref() {
+        None => {}
+        Some("health") => {
+            let target = statusd::probe::target(settings.listen);
+            let token = settings.token.as_deref();
+            return match statusd::probe::check(target, token, std::time::Duration::from_secs(3)) {
+                Ok(body) => {
+                    println!("{body}");
+                    ExitCode::SUCCESS
+                }
+                Err(why) => {
+                    println!("unhealthy: {why}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Some(other) => {
+            eprintln!(
+                "statusd: unknown argument {other:?} (`statusd` serves; `statusd health` checks a running one)"
+            );
+            return ExitCode::from(2);
+        }
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(false)

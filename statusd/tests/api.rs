@@ -407,3 +407,36 @@ fn the_shipped_prometheus_config_is_valid() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `statusd health` against the running statusd at `port`.
+fn probe(port: u16) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_statusd"))
+        .arg("health")
+        .env("STATUSD_LISTEN", format!("0.0.0.0:{port}"))
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+    )
+}
+
+#[test]
+fn the_health_probe_follows_health() {
+    let stack = Stack::start(Some("secret"));
+    let port = stack.port;
+    wait_until("healthy", || probe(port).0 == 0);
+    assert_eq!(probe(port), (0, r#"{"healthy":true}"#.to_owned()));
+    stack.ctl(&["stop", "web"]);
+    let (code, out) = probe(port);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.starts_with("unhealthy: 503: "), "{out}");
+    assert!(out.contains("web"), "{out}");
+    // Nothing listening: unhealthy, saying so.
+    let (code, out) = probe(free_port());
+    assert_eq!(code, 1);
+    assert!(
+        out.starts_with("unhealthy: cannot connect to statusd at 127.0.0.1:"),
+        "{out}"
+    );
+}
