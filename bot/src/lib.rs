@@ -36,6 +36,9 @@ pub const BUILT_FROM: &str = env!("BOT_BUILT_FROM");
 /// with this reason instead of restarting in a loop.
 pub const EXIT_CONFIG: u8 = 78;
 
+/// How long closing the gateway may take on SIGTERM (`stopwaitsecs` is larger).
+const CLOSE_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// What every command and the announcer share.
 #[derive(Debug)]
 pub struct Shared {
@@ -145,17 +148,29 @@ pub async fn run(settings: Settings) -> u8 {
             return 1;
         }
     };
-    tokio::spawn(async move {
+    let stop = async move {
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM: closing the gateway"),
             _ = int.recv() => tracing::info!("SIGINT: closing the gateway"),
             () = exit_requested().notified() => {}
         }
-        shards.shutdown_all().await;
-    });
-    let ended = match shard {
-        Some((id, count)) => client.start_shard(id, count).await,
-        None => client.start().await,
+    };
+    let start = async {
+        match shard {
+            Some((id, count)) => client.start_shard(id, count).await,
+            None => client.start().await,
+        }
+    };
+    let ended = tokio::select! {
+        ended = start => ended,
+        () = stop => {
+            // Close frames to Discord, but never wait long: a shard that never connected (Discord
+            // unreachable) keeps retrying and would hold the process until SIGKILL.
+            if tokio::time::timeout(CLOSE_WITHIN, shards.shutdown_all()).await.is_err() {
+                tracing::warn!("the gateway did not close within {CLOSE_WITHIN:?}; exiting anyway");
+            }
+            Ok(())
+        }
     };
     match ended {
         Ok(()) => EXIT_CODE.load(Ordering::SeqCst),

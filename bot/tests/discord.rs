@@ -344,6 +344,31 @@ fn sigterm_closes_the_gateway_and_exits_zero() {
 }
 
 #[test]
+fn sigterm_while_discord_is_unreachable_still_exits_zero_quickly() {
+    let stack = Stack::start(BotEnv {
+        unreachable_gateway: true,
+        ..Default::default()
+    });
+    wait_until("the bot to run", || {
+        stack.program("bot")["state"] == "RUNNING"
+    });
+    wait_until("the bot to ask for the gateway", || {
+        stack
+            .discord
+            .calls()
+            .iter()
+            .any(|c| c.path == "/api/v10/gateway")
+    });
+    let started = Instant::now();
+    let (code, out) = stack.ctl(&["stop", "bot"]);
+    let took = started.elapsed();
+    assert_eq!(code, 0, "{out}");
+    let bot = stack.program("bot");
+    assert_eq!(bot["last_exit"], "exit status 0", "{bot}");
+    assert!(took < Duration::from_secs(4), "stopping took {took:?}");
+}
+
+#[test]
 fn without_a_token_the_bot_is_fatal_after_one_spawn() {
     let stack = Stack::start(BotEnv {
         token: None,

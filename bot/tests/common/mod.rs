@@ -79,6 +79,8 @@ pub struct BotEnv<'a> {
     pub gateway_override: bool,
     /// Give the bot's own program a deploy table (its "source" is a clone of the app's remote).
     pub self_deploy: bool,
+    /// REST names a gateway where nothing listens (Discord unreachable).
+    pub unreachable_gateway: bool,
 }
 
 impl Default for BotEnv<'_> {
@@ -88,6 +90,7 @@ impl Default for BotEnv<'_> {
             ratelimiter: "off",
             gateway_override: false,
             self_deploy: false,
+            unreachable_gateway: false,
         }
     }
 }
@@ -109,6 +112,9 @@ impl Stack {
             Some(t) => format!(r#"DISCORD_TOKEN = "{t}", "#),
             None => String::new(),
         };
+        if bot.unreachable_gateway {
+            discord.answer_gateway_with("ws://127.0.0.1:9");
+        }
         let gateway = if bot.gateway_override {
             discord.answer_gateway_with("ws://127.0.0.1:9");
             format!(

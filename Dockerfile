@@ -1,0 +1,66 @@
+# The bot stack in one container: `supervisor` is PID 1 and runs the bot, hookd and statusd.
+#
+#   docker build -t bot-stack .                                       # small: no Rust toolchain
+#   docker build -t bot-stack --build-arg BASE=rust:1-bookworm .      # git-push deploys rebuild the bot
+#
+# Plain Dockerfile syntax on purpose (no `# syntax=`, heredocs or digest pins): it builds with the
+# classic builder and offline mirrors too. Nothing here is architecture-specific (amd64, arm64,
+# armv7). See docs/CONTAINER.md for sizes and build times.
+
+ARG BASE=debian:bookworm-slim
+
+# ---- build: the workspace, with the dependencies in their own cached layer ----
+FROM rust:1-bookworm AS build
+WORKDIR /src
+# Extra CA certificates (PEM) for a build behind an intercepting proxy; used only in this stage.
+ARG EXTRA_CA_CERTS=""
+RUN if [ -n "$EXTRA_CA_CERTS" ]; then \
+      printf '%s\n' "$EXTRA_CA_CERTS" > /usr/local/share/ca-certificates/build-extra.crt \
+      && update-ca-certificates >/dev/null; \
+    fi
+COPY Cargo.toml Cargo.lock ./
+COPY supervisor/Cargo.toml supervisor/
+COPY supervisor/proto/Cargo.toml supervisor/proto/
+COPY hookd/Cargo.toml hookd/
+COPY statusd/Cargo.toml statusd/
+COPY bot/Cargo.toml bot/
+# Empty crates with the real manifests: this layer compiles only the dependencies, and is reused
+# until Cargo.toml or Cargo.lock change.
+RUN for c in supervisor supervisor/proto hookd statusd bot; do \
+      mkdir -p $c/src && echo '' > $c/src/lib.rs && echo 'fn main() {}' > $c/src/main.rs; \
+    done \
+    && cargo build --release --locked \
+    && rm -rf supervisor/src supervisor/proto/src hookd/src statusd/src bot/src
+COPY supervisor supervisor
+COPY hookd hookd
+COPY statusd statusd
+COPY bot bot
+# The commit the bot reports in /version (the build context has no .git).
+ARG BOT_BUILD_COMMIT=unknown
+RUN find supervisor hookd statusd bot -name '*.rs' -exec touch {} + \
+    && BOT_BUILD_COMMIT="$BOT_BUILD_COMMIT" cargo build --release --locked \
+    && mkdir -p /out \
+    && cp target/release/supervisor target/release/hookd target/release/statusd target/release/bot /out/
+
+# ---- runtime ----
+FROM ${BASE} AS runtime
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends git ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --system control \
+    && useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin --groups control hookd \
+    && useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin --groups control statusd \
+    && mkdir -p /app/data
+COPY --from=build /out/ /usr/local/bin/
+COPY deploy/container/bot-current /usr/local/bin/bot-current
+COPY deploy/container/build-release /usr/local/lib/bot/build-release
+COPY deploy/container/supervisor.toml /app/supervisor.toml
+WORKDIR /app
+ENV SUPERVISOR_CONFIG=/app/supervisor.toml
+VOLUME /app/data
+# hookd (webhooks) and statusd (status API); nginx in front terminates TLS.
+EXPOSE 5000 8000
+HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["/usr/local/bin/statusd", "health"]
+# Exec form: supervisor is PID 1 and gets docker stop's SIGTERM itself.
+ENTRYPOINT ["/usr/local/bin/supervisor", "run", "-c", "/app/supervisor.toml"]
