@@ -2,8 +2,26 @@
 
 use std::path::Path;
 
+/// Where the `}` that closes a `${` is in `body` (the text after the `${`), nested `${...}`
+/// in a default skipped.
+fn closing_brace(body: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut prev = '\0';
+    for (i, c) in body.char_indices() {
+        match c {
+            '{' if prev == '$' => depth += 1,
+            '}' if depth == 0 => return Some(i),
+            '}' => depth -= 1,
+            _ => {}
+        }
+        prev = c;
+    }
+    None
+}
+
 /// Expands `${NAME}` and `${NAME:-default}` using `lookup`; `$$` is a literal `$`, and a `$`
-/// not followed by `{` stays as it is. An unset variable without a default is an error, so a
+/// not followed by `{` stays as it is. A default may itself hold references
+/// (`${URL:-${DATA:-/app/data}/repo}`). An unset variable without a default is an error, so a
 /// typo is caught at start rather than turning into an empty argument.
 pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
     if !text.contains('$') {
@@ -18,9 +36,7 @@ pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Str
             out.push('$');
             rest = tail;
         } else if let Some(body) = after.strip_prefix('{') {
-            let end = body
-                .find('}')
-                .ok_or_else(|| format!("unclosed \"${{\" in {text:?}"))?;
+            let end = closing_brace(body).ok_or_else(|| format!("unclosed \"${{\" in {text:?}"))?;
             let inner = &body[..end];
             let (name, default) = match inner.split_once(":-") {
                 Some((n, d)) => (n, Some(d)),
@@ -34,7 +50,8 @@ pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Str
                 default,
             ) {
                 (Some(v), _) => out.push_str(&v),
-                (None, Some(d)) => out.push_str(d),
+                // A default may refer to other variables: `${URL:-${DATA:-/app/data}/repo}`.
+                (None, Some(d)) => out.push_str(&expand(d, lookup)?),
                 (None, None) => {
                     return Err(format!(
                         "${{{name}}} is not set (set it in the environment or an env_file, or write ${{{name}:-default}})"
@@ -91,6 +108,24 @@ mod tests {
         assert_eq!(expand("${EMPTY}", &env).as_deref(), Ok(""));
         assert_eq!(expand("a$$b $x", &env).as_deref(), Ok("a$b $x"));
         assert_eq!(expand("plain", &env).as_deref(), Ok("plain"));
+        // Defaults nest, and are expanded only when used.
+        assert_eq!(
+            expand("${NOPE:-${HOME}/d}/x", &env).as_deref(),
+            Ok("/home/bot/d/x")
+        );
+        assert_eq!(
+            expand("${NOPE:-${ALSO_NOPE:-/app}/d}", &env).as_deref(),
+            Ok("/app/d")
+        );
+        assert_eq!(
+            expand("${HOME:-${UNSET_BUT_UNUSED}}", &env).as_deref(),
+            Ok("/home/bot")
+        );
+        assert!(
+            expand("${NOPE:-${HOME}", &env)
+                .unwrap_err()
+                .contains("unclosed")
+        );
     }
 
     #[test]
