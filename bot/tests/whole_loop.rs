@@ -158,7 +158,7 @@ fn root_a_push_through_nginx_redeploys_the_bot_and_it_announces_the_result() {
     std::fs::write(
         &build,
         format!(
-            "#!/bin/sh\nset -e\nmkdir -p target/release\ncp {} target/release/bot\n",
+            "#!/bin/sh\nset -e\nmkdir -p target/deploy\ncp {} target/deploy/bot\n",
             sibling("bot").display()
         ),
     )
