@@ -19,23 +19,16 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
+use testkit::curl;
 
 const SECRET: &str = "whole-loop-secret";
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    testkit::workspace()
 }
 
 fn sibling(name: &str) -> PathBuf {
     Path::new(env!("CARGO_BIN_EXE_bot")).with_file_name(name)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 struct Killed(Child);
@@ -62,70 +55,6 @@ impl Drop for Killed {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// The shipped nginx template, rendered for 127.0.0.1, with a self-signed certificate.
-fn nginx(dir: &Path, https: u16, hookd: u16, statusd: u16) -> Killed {
-    let template =
-        std::fs::read_to_string(repo_root().join("deploy/nginx/templates/bot.conf.template"))
-            .unwrap();
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let made = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args(["-subj", "/CN=localhost", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl");
-    assert!(made.status.success());
-    let site = [
-        ("${HTTP_LISTEN}", format!("127.0.0.1:{}", free_port())),
-        ("${HTTPS_LISTEN}", format!("127.0.0.1:{https}")),
-        ("${PUBLIC_HTTPS_PORT}", https.to_string()),
-        ("${TLS_CERT}", cert.display().to_string()),
-        ("${TLS_KEY}", key.display().to_string()),
-        ("${HOOKD}", format!("127.0.0.1:{hookd}")),
-        ("${STATUSD}", format!("127.0.0.1:{statusd}")),
-    ]
-    .iter()
-    .fold(template, |text, (var, value)| text.replace(var, value));
-    let conf = dir.join("nginx.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log stderr warn;\n\
-             events {{ worker_connections 64; }}\n\
-             http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n{site}\n}}\n",
-            d = dir.display()
-        ),
-    )
-    .unwrap();
-    let child = Command::new("nginx")
-        .arg("-p")
-        .arg(dir)
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("nginx");
-    wait_until("nginx", || {
-        std::net::TcpStream::connect(("127.0.0.1", https)).is_ok()
-    });
-    Killed(child)
-}
-
-fn curl(args: &[&str]) -> (u16, String) {
-    let out = Command::new("curl")
-        .args(["-s", "-k", "--max-time", "20", "-w", "\n%{http_code}"])
-        .args(args)
-        .output()
-        .expect("curl");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_owned())
 }
 
 #[test]
@@ -176,7 +105,7 @@ fn root_a_push_through_nginx_redeploys_the_bot_and_it_announces_the_result() {
     )
     .unwrap();
 
-    let (hookd_port, statusd_port, https) = (free_port(), free_port(), free_port());
+    let (hookd_port, statusd_port) = (free_port(), free_port());
     let sup = Command::new("unshare")
         .args(["--pid", "--fork", "--mount-proc", "--kill-child"])
         .arg(sibling("supervisor"))
@@ -235,8 +164,8 @@ fn root_a_push_through_nginx_redeploys_the_bot_and_it_announces_the_result() {
 
     let nginx_dir = root.join("nginx");
     std::fs::create_dir(&nginx_dir).unwrap();
-    let _nginx = nginx(&nginx_dir, https, hookd_port, statusd_port);
-    let base = format!("https://127.0.0.1:{https}");
+    let nginx = testkit::Nginx::start(&nginx_dir, hookd_port, statusd_port);
+    let base = nginx.base();
 
     // git push, and the forge's signed webhook through nginx.
     let v2 = commit("2");

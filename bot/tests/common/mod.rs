@@ -15,7 +15,8 @@ use serde_json::Value;
 
 pub use fake_discord::*;
 
-pub const PATIENCE: Duration = Duration::from_secs(30);
+#[allow(unused_imports)] // each test file uses its own part
+pub use testkit::{PATIENCE, free_port, git, wait_until};
 
 pub fn supervisor_bin() -> PathBuf {
     let bin = Path::new(env!("CARGO_BIN_EXE_bot")).with_file_name("supervisor");
@@ -25,32 +26,6 @@ pub fn supervisor_bin() -> PathBuf {
         bin.display()
     );
     bin
-}
-
-pub fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.org")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.org")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
-pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !cond() {
-        assert!(Instant::now() < deadline, "waited for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Commits a `run.sh` printing `version V` (subject `V`) in `root/work` and pushes it.

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub const SECRET: &str = "hookd-test-secret";
-pub const PATIENCE: Duration = Duration::from_secs(30);
+#[allow(unused_imports)] // each test file uses its own part
+pub use testkit::{PATIENCE, free_port, git, wait_until};
 
 pub fn supervisor_bin() -> PathBuf {
     let bin = Path::new(env!("CARGO_BIN_EXE_hookd")).with_file_name("supervisor");
@@ -31,24 +32,6 @@ pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/webhooks")
 }
 
-pub fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.org")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.org")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
 pub fn push(root: &Path, version: &str) -> String {
     let work = root.join("work");
     std::fs::write(
@@ -62,22 +45,6 @@ pub fn push(root: &Path, version: &str) -> String {
     );
     git(&work, &["push", "-q", "origin", "HEAD:refs/heads/main"]);
     git(&work, &["rev-parse", "HEAD"])
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !cond() {
-        assert!(Instant::now() < deadline, "waited for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// A supervisor running the `app` program (deployable from the local bare remote) and hookd.

@@ -1,0 +1,164 @@
+//! Helpers the integration tests of several crates share (a dev-dependency only).
+//!
+//! # Layout
+//! - `git`, `wait_until`, `free_port`: the small things every end-to-end test needs.
+//! - `nginx`: the shipped TLS front (`deploy/nginx/templates/bot.conf.template`) rendered for
+//!   127.0.0.1 with a self-signed certificate, run by the real nginx; `curl` to talk to it.
+
+#![allow(clippy::unwrap_used, clippy::missing_panics_doc)] // test code: a panic is a failure
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long any one wait may take before the test fails.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// The workspace's root folder.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Runs git in `dir` with a fixed identity; fails the test if git fails. Returns its stdout,
+/// trimmed.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.org")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.org")
+        .output()
+        .expect("git: install Debian's git (.ci/run does)");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// Polls `cond` every 20 ms until it holds; fails the test after [`PATIENCE`].
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !cond() {
+        assert!(Instant::now() < deadline, "waited {PATIENCE:?} for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The real nginx running the shipped template; stopped (QUIT) on drop.
+#[derive(Debug)]
+pub struct Nginx {
+    child: Child,
+    pub https: u16,
+    pub http: u16,
+}
+
+impl Nginx {
+    /// Renders the template (only ports, certificate paths and upstream addresses vary) into a
+    /// minimal nginx.conf under `dir`, with a self-signed certificate made there, and starts
+    /// nginx in the foreground, listening on 127.0.0.1.
+    pub fn start(dir: &Path, hookd: u16, statusd: u16) -> Self {
+        let (http, https) = (free_port(), free_port());
+        let template =
+            std::fs::read_to_string(workspace().join("deploy/nginx/templates/bot.conf.template"))
+                .unwrap();
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let made = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args(["-subj", "/CN=localhost", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("openssl: install Debian's openssl (.ci/run does)");
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        let site = [
+            ("${HTTP_LISTEN}", format!("127.0.0.1:{http}")),
+            ("${HTTPS_LISTEN}", format!("127.0.0.1:{https}")),
+            ("${PUBLIC_HTTPS_PORT}", https.to_string()),
+            ("${TLS_CERT}", cert.display().to_string()),
+            ("${TLS_KEY}", key.display().to_string()),
+            ("${HOOKD}", format!("127.0.0.1:{hookd}")),
+            ("${STATUSD}", format!("127.0.0.1:{statusd}")),
+        ]
+        .iter()
+        .fold(template, |text, (var, value)| text.replace(var, value));
+        assert!(
+            !site
+                .lines()
+                .any(|l| !l.trim_start().starts_with('#') && l.contains("${")),
+            "a template variable is left:\n{site}"
+        );
+        let tmp = dir.join("nginx-tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
+        let conf = dir.join("nginx.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "daemon off;\nworker_processes 1;\npid {dir}/nginx.pid;\nerror_log stderr warn;\n\
+                 events {{ worker_connections 64; }}\n\
+                 http {{\n  access_log off;\n  client_body_temp_path {tmp}/body;\n  proxy_temp_path {tmp}/proxy;\n\
+                 {site}\n}}\n",
+                dir = dir.display(),
+                tmp = tmp.display(),
+            ),
+        )
+        .unwrap();
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(dir)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("nginx: install Debian's nginx-light (.ci/run does)");
+        wait_until("nginx to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", https)).is_ok()
+        });
+        Self { child, https, http }
+    }
+
+    /// `https://127.0.0.1:PORT`
+    pub fn base(&self) -> String {
+        format!("https://127.0.0.1:{}", self.https)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-QUIT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// `curl` (a self-signed certificate accepted, 20 s at most); the status and the body.
+pub fn curl(args: &[&str]) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-k", "--max-time", "20", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .expect("curl: install Debian's curl (.ci/run does)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
