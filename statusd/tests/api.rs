@@ -9,11 +9,10 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const PATIENCE: Duration = Duration::from_secs(30);
+use testkit::{PATIENCE, free_port, wait_until};
 
 fn supervisor_bin() -> PathBuf {
     let bin = Path::new(env!("CARGO_BIN_EXE_statusd")).with_file_name("supervisor");
@@ -23,22 +22,6 @@ fn supervisor_bin() -> PathBuf {
         bin.display()
     );
     bin
-}
-
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !cond() {
-        assert!(Instant::now() < deadline, "waited for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
