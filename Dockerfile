@@ -24,20 +24,22 @@ COPY supervisor/proto/Cargo.toml supervisor/proto/
 COPY hookd/Cargo.toml hookd/
 COPY statusd/Cargo.toml statusd/
 COPY bot/Cargo.toml bot/
+COPY testkit/Cargo.toml testkit/
 # Empty crates with the real manifests: this layer compiles only the dependencies, and is reused
 # until Cargo.toml or Cargo.lock change.
-RUN for c in supervisor supervisor/proto hookd statusd bot; do \
+RUN for c in supervisor supervisor/proto hookd statusd bot testkit; do \
       mkdir -p $c/src && echo '' > $c/src/lib.rs && echo 'fn main() {}' > $c/src/main.rs; \
     done \
     && cargo build --release --locked \
-    && rm -rf supervisor/src supervisor/proto/src hookd/src statusd/src bot/src
+    && rm -rf supervisor/src supervisor/proto/src hookd/src statusd/src bot/src testkit/src
 COPY supervisor supervisor
+COPY testkit testkit
 COPY hookd hookd
 COPY statusd statusd
 COPY bot bot
 # The commit the bot reports in /version (the build context has no .git).
 ARG BOT_BUILD_COMMIT=unknown
-RUN find supervisor hookd statusd bot -name '*.rs' -exec touch {} + \
+RUN find supervisor hookd statusd bot testkit -name '*.rs' -exec touch {} + \
     && BOT_BUILD_COMMIT="$BOT_BUILD_COMMIT" cargo build --release --locked \
     && mkdir -p /out \
     && cp target/release/supervisor target/release/hookd target/release/statusd target/release/bot /out/
