@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """statusd against the seed's FastAPI status API (uvicorn, one worker), in one run, same
-machine, same load: wrk -t2 -c50 -d10s on /ping and /commit after a 2 s unmeasured warm-up,
+machine, same load: wrk -t2 -c50 -d10s on /ping and /commit after a 2 s unmeasured warm-up
+(and the same with -t1, the control for wrk's own threads),
 the server on core 0 and wrk on core 1. The seed's /commit runs `git rev-parse HEAD` per request, as the seed did; ours answers
 from the deploy history statusd follows. Prints requests/s, p99 latency, RSS, and the ratios.
 
@@ -71,8 +72,8 @@ def rss_kib(pid):
     return 0
 
 
-def wrk(port, path, duration):
-    out = subprocess.run(["taskset", "-c", "1", "wrk", "-t2", "-c50", f"-d{duration}", "--latency",
+def wrk(port, path, duration, threads=2):
+    out = subprocess.run(["taskset", "-c", "1", "wrk", f"-t{threads}", "-c50", f"-d{duration}", "--latency",
                           f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
@@ -128,6 +129,10 @@ def main():
                 for path in ("/ping", "/commit"):
                     print(f"# {name} {path}", flush=True)
                     results[(name, path)] = wrk(port, path, duration)
+                    # The control: the same load from one wrk thread. With -t2, wrk's two threads
+                    # share core 1 and each waits out the other's time slice (4 ms at HZ=250),
+                    # which shows up in the tail when the server is fast enough to keep wrk busy.
+                    results[(name, path, "t1")] = wrk(port, path, duration, threads=1)
                 results[(name, "rss")] = rss_kib(proc.pid)
         finally:
             for p in (ours, seed, sup):
@@ -139,6 +144,9 @@ def main():
         (a_rps, a_p99, a_err), (b_rps, b_p99, b_err) = results[("ours", path)], results[("seed", path)]
         print(f"{path + ' req/s':<22} {a_rps:>12.0f} {b_rps:>12.0f} {a_rps / b_rps:>9.1f}x")
         print(f"{path + ' p99 ms':<22} {a_p99:>12.2f} {b_p99:>12.2f} {a_p99 / b_p99:>10.3f}")
+        (c_rps, c_p99, _), (d_rps, d_p99, _) = results[("ours", path, "t1")], results[("seed", path, "t1")]
+        print(f"{path + ' req/s (-t1)':<22} {c_rps:>12.0f} {d_rps:>12.0f} {c_rps / d_rps:>9.1f}x")
+        print(f"{path + ' p99 ms (-t1)':<22} {c_p99:>12.2f} {d_p99:>12.2f} {c_p99 / d_p99:>10.3f}")
         if a_err or b_err:
             print(f"{path + ' non-2xx':<22} {a_err:>12} {b_err:>12}")
     a, b = results[("ours", "rss")], results[("seed", "rss")]
