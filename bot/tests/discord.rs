@@ -495,3 +495,14 @@ fn a_deploy_of_the_bot_itself_is_announced_by_the_new_bot() {
     );
     stack.discord.assert_payloads_parsed();
 }
+
+#[test]
+fn a_shard_is_chosen_by_the_environment() {
+    let stack = Stack::start(BotEnv {
+        shard: Some("1/2"),
+        ..Default::default()
+    });
+    stack.wait_ready(1);
+    let identify = stack.discord.gateway(|g| g.identifies[0].clone());
+    assert_eq!(identify["shard"], json!([1, 2]));
+}

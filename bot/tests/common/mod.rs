@@ -56,6 +56,8 @@ pub struct BotEnv<'a> {
     pub self_deploy: bool,
     /// REST names a gateway where nothing listens (Discord unreachable).
     pub unreachable_gateway: bool,
+    /// `DISCORD_SHARD`.
+    pub shard: Option<&'a str>,
 }
 
 impl Default for BotEnv<'_> {
@@ -66,6 +68,7 @@ impl Default for BotEnv<'_> {
             gateway_override: false,
             self_deploy: false,
             unreachable_gateway: false,
+            shard: None,
         }
     }
 }
@@ -83,6 +86,9 @@ impl Stack {
         let root = dir.path();
         git(root, &["init", "-q", "--bare", "-b", "main", "remote.git"]);
         git(root, &["clone", "-q", "remote.git", "work"]);
+        let shard = bot
+            .shard
+            .map_or(String::new(), |s| format!(r#"DISCORD_SHARD = "{s}", "#));
         let token = match bot.token {
             Some(t) => format!(r#"DISCORD_TOKEN = "{t}", "#),
             None => String::new(),
@@ -122,7 +128,7 @@ startsecs = "500ms"
 stopwaitsecs = 10
 fatal_exitcodes = [78]
 backoff = {{ initial = "200ms", max = "1s" }}
-environment = {{ {token}{gateway}DISCORD_API_BASE = "{api}", DISCORD_RATELIMITER = "{ratelimiter}", DISCORD_OWNERS = "{second}", SUPERVISOR_SOCKET = "{root}/data/supervisor.sock", BOT_DATA_DIR = "{root}/data/bot", BOT_DEPLOY_PROGRAM = "app" }}
+environment = {{ {token}{gateway}{shard}DISCORD_API_BASE = "{api}", DISCORD_RATELIMITER = "{ratelimiter}", DISCORD_OWNERS = "{second}", SUPERVISOR_SOCKET = "{root}/data/supervisor.sock", BOT_DATA_DIR = "{root}/data/bot", BOT_DEPLOY_PROGRAM = "app" }}
 {self_deploy}
 "#,
             root = root.display(),
