@@ -356,29 +356,26 @@ pub async fn help(ctx: Context<'_>) -> Result<(), Error> {
     Ok(())
 }
 
+/// A reply only the person who asked sees (for a slash command), trimmed to fit.
+async fn tell_privately(ctx: Context<'_>, text: &str) {
+    let reply = CreateReply::default()
+        .content(logic::truncate(text, logic::MESSAGE_LIMIT))
+        .ephemeral(true);
+    if let Err(e) = ctx.send(reply).await {
+        tracing::warn!("cannot answer {}: {e}", ctx.author().id);
+    }
+}
+
 /// How poise's errors reach the person who asked, and the log.
 pub async fn on_error(error: poise::FrameworkError<'_, Arc<Shared>, Error>) {
     match error {
         poise::FrameworkError::NotAnOwner { ctx, .. } => {
             tracing::info!(user = %ctx.author().id, command = %ctx.command().qualified_name, "refused: not an owner");
-            let reply = CreateReply::default()
-                .content(logic::NOT_AN_OWNER)
-                .ephemeral(true);
-            if let Err(e) = ctx.send(reply).await {
-                tracing::warn!("cannot send the refusal: {e}");
-            }
+            tell_privately(ctx, logic::NOT_AN_OWNER).await;
         }
         poise::FrameworkError::Command { error, ctx, .. } => {
             tracing::warn!(command = %ctx.command().qualified_name, "command failed: {error}");
-            let reply = CreateReply::default()
-                .content(logic::truncate(
-                    &format!("That failed: {error}"),
-                    logic::MESSAGE_LIMIT,
-                ))
-                .ephemeral(true);
-            if let Err(e) = ctx.send(reply).await {
-                tracing::warn!("cannot report the failure: {e}");
-            }
+            tell_privately(ctx, &format!("That failed: {error}")).await;
         }
         poise::FrameworkError::Setup { error, .. } => {
             tracing::error!("cannot start: {error}");

@@ -89,6 +89,18 @@ fn reaches_ready_and_answers_every_command() {
     assert_eq!(reply["data"]["flags"], EPHEMERAL, "{reply}");
     assert_eq!(content(&reply), "```\nversion 1\n```");
 
+    // A failure is reported to the one who asked, privately.
+    let id = stack.discord.slash(
+        OWNER_ID,
+        "logs",
+        json!([{"name": "program", "type": 3, "value": "nosuch"}]),
+        json!({}),
+    );
+    let reply = callback(&stack, id);
+    assert_eq!(reply["data"]["flags"], EPHEMERAL, "{reply}");
+    assert!(content(&reply).starts_with("That failed: "), "{reply}");
+    assert!(content(&reply).contains("nosuch"), "{reply}");
+
     // /restart by the owner named in DISCORD_OWNERS: a new pid.
     let before = stack.program("app")["pid"].clone();
     let id = stack.discord.slash(
