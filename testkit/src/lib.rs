@@ -39,6 +39,23 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
+/// In `root/work` (a clone of the test's bare remote), commits a `run.sh` that prints
+/// `version V` and sleeps, with subject `V`, and pushes it to `main`; returns the commit.
+pub fn push_version(root: &Path, version: &str) -> String {
+    let work = root.join("work");
+    std::fs::write(
+        work.join("run.sh"),
+        format!("echo \"version {version}\"\nexec sleep 1000\n"),
+    )
+    .unwrap();
+    git(
+        &work,
+        &["commit", "-q", "-a", "--allow-empty", "-m", version],
+    );
+    git(&work, &["push", "-q", "origin", "HEAD:refs/heads/main"]);
+    git(&work, &["rev-parse", "HEAD"])
+}
+
 /// Polls `cond` every 20 ms until it holds; fails the test after [`PATIENCE`].
 pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + PATIENCE;

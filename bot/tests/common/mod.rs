@@ -16,7 +16,7 @@ use serde_json::Value;
 pub use fake_discord::*;
 
 #[allow(unused_imports)] // each test file uses its own part
-pub use testkit::{PATIENCE, free_port, git, wait_until};
+pub use testkit::{PATIENCE, free_port, git, push_version as push, wait_until};
 
 pub fn supervisor_bin() -> PathBuf {
     let bin = Path::new(env!("CARGO_BIN_EXE_bot")).with_file_name("supervisor");
@@ -26,22 +26,6 @@ pub fn supervisor_bin() -> PathBuf {
         bin.display()
     );
     bin
-}
-
-/// Commits a `run.sh` printing `version V` (subject `V`) in `root/work` and pushes it.
-pub fn push(root: &Path, version: &str) -> String {
-    let work = root.join("work");
-    std::fs::write(
-        work.join("run.sh"),
-        format!("echo \"version {version}\"\nexec sleep 1000\n"),
-    )
-    .unwrap();
-    git(
-        &work,
-        &["commit", "-q", "-a", "--allow-empty", "-m", version],
-    );
-    git(&work, &["push", "-q", "origin", "HEAD:refs/heads/main"]);
-    git(&work, &["rev-parse", "HEAD"])
 }
 
 /// How the bot is run.

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 pub const SECRET: &str = "hookd-test-secret";
 #[allow(unused_imports)] // each test file uses its own part
-pub use testkit::{PATIENCE, free_port, git, wait_until};
+pub use testkit::{PATIENCE, free_port, git, push_version as push, wait_until};
 
 pub fn supervisor_bin() -> PathBuf {
     let bin = Path::new(env!("CARGO_BIN_EXE_hookd")).with_file_name("supervisor");
@@ -30,21 +30,6 @@ pub fn supervisor_bin() -> PathBuf {
 
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/webhooks")
-}
-
-pub fn push(root: &Path, version: &str) -> String {
-    let work = root.join("work");
-    std::fs::write(
-        work.join("run.sh"),
-        format!("echo \"version {version}\"\nexec sleep 1000\n"),
-    )
-    .unwrap();
-    git(
-        &work,
-        &["commit", "-q", "-a", "--allow-empty", "-m", version],
-    );
-    git(&work, &["push", "-q", "origin", "HEAD:refs/heads/main"]);
-    git(&work, &["rev-parse", "HEAD"])
 }
 
 /// A supervisor running the `app` program (deployable from the local bare remote) and hookd.
