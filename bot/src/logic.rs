@@ -124,14 +124,9 @@ pub fn running_commit<'a>(
     records: &'a [DeployRecord],
     program: &str,
 ) -> Option<(&'a str, Option<&'a str>)> {
-    let d = records.iter().find(|d| {
-        d.program == program
-            && matches!(d.result.as_str(), "succeeded" | "unchanged" | "rolled_back")
-    })?;
-    if d.result == "rolled_back" {
-        Some((d.old_commit.as_deref()?, d.old_subject.as_deref()))
-    } else {
-        Some((d.new_commit.as_deref()?, d.new_subject.as_deref()))
+    match supervisor_proto::last_conclusive(records, program)?.running_commit() {
+        (Some(commit), subject) => Some((commit, subject)),
+        (None, _) => None,
     }
 }
 

@@ -28,7 +28,7 @@ fn repo_root() -> PathBuf {
 }
 
 fn sibling(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_bot")).with_file_name(name)
+    testkit::sibling(env!("CARGO_BIN_EXE_bot"), name)
 }
 
 struct Killed(Child);

@@ -3,7 +3,9 @@
 
 use std::fmt::Write as _;
 
-use crate::server::{format_uptime, running_commit};
+use supervisor_proto::format_uptime;
+
+use crate::server::running_commit;
 use crate::view::Snapshot;
 
 fn escape(s: &str) -> String {

@@ -103,17 +103,6 @@ async fn bearer(
     next.run(request).await
 }
 
-/// `1:02:03` or `2 days, 1:02:03`, as supervisorctl prints uptimes.
-pub fn format_uptime(secs: u64) -> String {
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    let hms = format!("{}:{:02}:{:02}", rest / 3600, rest % 3600 / 60, rest % 60);
-    match days {
-        0 => hms,
-        1 => format!("1 day, {hms}"),
-        n => format!("{n} days, {hms}"),
-    }
-}
-
 /// The commit a program runs, from its last conclusive deploy.
 #[derive(Debug)]
 pub struct Running {
@@ -128,18 +117,11 @@ pub struct Running {
 
 /// The commit a program runs, and when it was deployed, from its last conclusive deploy.
 pub fn running_commit(s: &Snapshot, program: &str) -> Option<Running> {
-    let d = s.deploys.iter().find(|d| {
-        d.program == program
-            && matches!(d.result.as_str(), "succeeded" | "unchanged" | "rolled_back")
-    })?;
-    let (commit, subject) = if d.result == "rolled_back" {
-        (d.old_commit.clone(), d.old_subject.clone())
-    } else {
-        (d.new_commit.clone(), d.new_subject.clone())
-    };
+    let d = supervisor_proto::last_conclusive(&s.deploys, program)?;
+    let (commit, subject) = d.running_commit();
     Some(Running {
-        commit,
-        subject,
+        commit: commit.map(str::to_owned),
+        subject: subject.map(str::to_owned),
         result: d.result.clone(),
         at_ms: d.started_ms + d.duration_ms,
         deploy_id: d.id.clone(),

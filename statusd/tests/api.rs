@@ -15,13 +15,7 @@ use serde_json::Value;
 use testkit::{PATIENCE, free_port, wait_until};
 
 fn supervisor_bin() -> PathBuf {
-    let bin = Path::new(env!("CARGO_BIN_EXE_statusd")).with_file_name("supervisor");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build -p supervisor` (or `cargo test --workspace`)",
-        bin.display()
-    );
-    bin
+    testkit::sibling(env!("CARGO_BIN_EXE_statusd"), "supervisor")
 }
 
 fn get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {

@@ -34,17 +34,9 @@ pub fn describe(state: &State, changed_at: SystemTime, ever_started: bool, now: 
     }
 }
 
-/// A duration as Python's `timedelta` prints it, as supervisorctl shows uptimes:
-/// `0:01:02`, `1 day, 2:03:04`, `3 days, 0:00:05`.
+/// A duration as supervisorctl shows uptimes (see [`supervisor_proto::format_uptime`]).
 pub fn uptime(d: Duration) -> String {
-    let secs = d.as_secs();
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    let hms = format!("{}:{:02}:{:02}", rest / 3600, rest % 3600 / 60, rest % 60);
-    match days {
-        0 => hms,
-        1 => format!("1 day, {hms}"),
-        n => format!("{n} days, {hms}"),
-    }
+    supervisor_proto::format_uptime(d.as_secs())
 }
 
 /// `Nov 24 01:05 PM`, supervisorctl's format for when a program stopped.

@@ -19,6 +19,18 @@ pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// Another binary of the workspace, beside the test's own (`exe`: `env!("CARGO_BIN_EXE_x")`);
+/// fails the test, saying how to build it, when it is missing.
+pub fn sibling(exe: &str, name: &str) -> PathBuf {
+    let bin = Path::new(exe).with_file_name(name);
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p {name}` (or `cargo test --workspace`)",
+        bin.display()
+    );
+    bin
+}
+
 /// Runs git in `dir` with a fixed identity; fails the test if git fails. Returns its stdout,
 /// trimmed.
 pub fn git(dir: &Path, args: &[&str]) -> String {

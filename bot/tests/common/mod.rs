@@ -19,13 +19,7 @@ pub use fake_discord::*;
 pub use testkit::{PATIENCE, free_port, git, push_version as push, wait_until};
 
 pub fn supervisor_bin() -> PathBuf {
-    let bin = Path::new(env!("CARGO_BIN_EXE_bot")).with_file_name("supervisor");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build -p supervisor` (or `cargo test --workspace`)",
-        bin.display()
-    );
-    bin
+    testkit::sibling(env!("CARGO_BIN_EXE_bot"), "supervisor")
 }
 
 /// How the bot is run.

@@ -19,13 +19,7 @@ pub const SECRET: &str = "hookd-test-secret";
 pub use testkit::{PATIENCE, free_port, git, push_version as push, wait_until};
 
 pub fn supervisor_bin() -> PathBuf {
-    let bin = Path::new(env!("CARGO_BIN_EXE_hookd")).with_file_name("supervisor");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build -p supervisor` (or `cargo test --workspace`)",
-        bin.display()
-    );
-    bin
+    testkit::sibling(env!("CARGO_BIN_EXE_hookd"), "supervisor")
 }
 
 pub fn fixtures() -> PathBuf {
@@ -56,7 +50,7 @@ impl Stack {
         push(root, "1");
         git(root, &["clone", "-q", "remote.git", "app"]);
         let (port, port_master, statusd_port) = (free_port(), free_port(), free_port());
-        let statusd = Path::new(env!("CARGO_BIN_EXE_hookd")).with_file_name("statusd");
+        let statusd = testkit::sibling(env!("CARGO_BIN_EXE_hookd"), "statusd");
         let hookd = env!("CARGO_BIN_EXE_hookd");
         let config = format!(
             r#"

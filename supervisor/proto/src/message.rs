@@ -278,6 +278,46 @@ pub struct DeployRecord {
     pub log: String,
 }
 
+impl DeployRecord {
+    /// Whether this deploy decided what runs: it succeeded, found nothing new, or rolled back.
+    pub fn is_conclusive(&self) -> bool {
+        matches!(
+            self.result.as_str(),
+            "succeeded" | "unchanged" | "rolled_back"
+        )
+    }
+
+    /// The commit running after this deploy, and its subject: the new one, or the old one when
+    /// the deploy was rolled back.
+    pub fn running_commit(&self) -> (Option<&str>, Option<&str>) {
+        if self.result == "rolled_back" {
+            (self.old_commit.as_deref(), self.old_subject.as_deref())
+        } else {
+            (self.new_commit.as_deref(), self.new_subject.as_deref())
+        }
+    }
+}
+
+/// The deploy that decided what `program` runs: its newest conclusive one in `records` (newest
+/// first, as `deploys` answers).
+pub fn last_conclusive<'a>(records: &'a [DeployRecord], program: &str) -> Option<&'a DeployRecord> {
+    records
+        .iter()
+        .find(|d| d.program == program && d.is_conclusive())
+}
+
+/// `0:01:02`, `1 day, 2:03:04`, `3 days, 0:00:05`: an uptime as supervisorctl prints it (Python's
+/// `timedelta`).
+pub fn format_uptime(secs: u64) -> String {
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let hms = format!("{}:{:02}:{:02}", rest / 3600, rest % 3600 / 60, rest % 60);
+    match days {
+        0 => hms,
+        1 => format!("1 day, {hms}"),
+        n => format!("{n} days, {hms}"),
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepRecord {
     pub name: String,
