@@ -54,7 +54,6 @@ pub async fn follow(http: Arc<serenity::Http>, shared: Arc<Shared>) {
 fn news<'a>(records: &'a [DeployRecord], shared: &Shared, now: u64) -> Vec<&'a DeployRecord> {
     let mut fresh: Vec<&DeployRecord> = records
         .iter()
-        .filter(|r| r.result != "running")
         .filter(|r| now.saturating_sub(r.started_ms + r.duration_ms) < NEWS.as_millis() as u64)
         .filter(|r| !shared.store.was_announced(&r.id))
         .collect();
