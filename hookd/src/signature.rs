@@ -70,7 +70,7 @@ mod tests {
 
     #[test]
     fn github_documentation_vector() {
-        // From GitHub's "Validating webhook deliveries" (shared/fixtures/webhooks/SIGNATURE-VECTORS.txt).
+        // From GitHub's "Validating webhook deliveries" (hookd/tests/fixtures/SIGNATURE-VECTORS.txt).
         let s = secret("It's a Secret to Everybody");
         let sig = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
         assert_eq!(verify_hmac(&s, b"Hello, World!", Some(sig)), Ok(()));

@@ -23,7 +23,7 @@ pub fn supervisor_bin() -> PathBuf {
 }
 
 pub fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/webhooks")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
 /// A supervisor running the `app` program (deployable from the local bare remote) and hookd.
