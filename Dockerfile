@@ -21,25 +21,27 @@ RUN if [ -n "$EXTRA_CA_CERTS" ]; then \
 COPY Cargo.toml Cargo.lock ./
 COPY supervisor/Cargo.toml supervisor/
 COPY supervisor/proto/Cargo.toml supervisor/proto/
+COPY supervised/Cargo.toml supervised/
 COPY hookd/Cargo.toml hookd/
 COPY statusd/Cargo.toml statusd/
 COPY bot/Cargo.toml bot/
 COPY testkit/Cargo.toml testkit/
 # Empty crates with the real manifests: this layer compiles only the dependencies, and is reused
 # until Cargo.toml or Cargo.lock change.
-RUN for c in supervisor supervisor/proto hookd statusd bot testkit; do \
+RUN for c in supervisor supervisor/proto supervised hookd statusd bot testkit; do \
       mkdir -p $c/src && echo '' > $c/src/lib.rs && echo 'fn main() {}' > $c/src/main.rs; \
     done \
     && cargo build --release --locked \
-    && rm -rf supervisor/src supervisor/proto/src hookd/src statusd/src bot/src testkit/src
+    && rm -rf supervisor/src supervisor/proto/src supervised/src hookd/src statusd/src bot/src testkit/src
 COPY supervisor supervisor
+COPY supervised supervised
 COPY testkit testkit
 COPY hookd hookd
 COPY statusd statusd
 COPY bot bot
 # The commit the bot reports in /version (the build context has no .git).
 ARG BOT_BUILD_COMMIT=unknown
-RUN find supervisor hookd statusd bot testkit -name '*.rs' -exec touch {} + \
+RUN find supervisor supervised hookd statusd bot testkit -name '*.rs' -exec touch {} + \
     && BOT_BUILD_COMMIT="$BOT_BUILD_COMMIT" cargo build --release --locked \
     && mkdir -p /out \
     && cp target/release/supervisor target/release/hookd target/release/statusd target/release/bot /out/
@@ -52,6 +54,8 @@ RUN apt-get update \
     && groupadd --system control \
     && useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin --groups control hookd \
     && useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin --groups control statusd \
+    && useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin --groups control bot \
+    && useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin builder \
     && mkdir -p /app/data
 COPY --from=build /out/ /usr/local/bin/
 COPY deploy/container/bot-current /usr/local/bin/bot-current

@@ -117,6 +117,8 @@ fn root_a_push_through_nginx_redeploys_the_bot_and_it_announces_the_result() {
         .env("BOT_IMAGE_BIN", sibling("bot"))
         .env("HOOKD_USER", "nobody")
         .env("STATUSD_USER", "nobody")
+        .env("BOT_USER", "nobody")
+        .env("BUILD_USER", "daemon")
         .env("CONTROL_GROUP", "nogroup")
         .env("BOT_REPO_URL", root.join("forge.git"))
         .env("HOOKD_SECRET", SECRET)
@@ -232,6 +234,68 @@ fn root_a_push_through_nginx_redeploys_the_bot_and_it_announces_the_result() {
             .starts_with(&format!("/api/v10/interactions/{ping}/"))
     });
     discord.assert_payloads_parsed();
+
+    // Least privilege, as the shipped configuration promises: the bot runs as its user, built
+    // by another (daemon here), and each program holds only its own secret.
+    let release = std::fs::canonicalize(data.join("releases/bot/current/bot")).unwrap();
+    let meta = std::fs::metadata(&release).unwrap();
+    use std::os::unix::fs::MetadataExt as _;
+    assert_eq!(
+        meta.uid(),
+        1,
+        "the release belongs to the build user (daemon)"
+    );
+    assert_eq!(meta.mode() & 0o7022, 0, "no setuid/setgid/group-write bits");
+    let bots = processes_running(&release);
+    assert_eq!(bots.len(), 1, "one bot process from the new release");
+    let (uid, environ) = process_facts(bots[0]);
+    assert_eq!(uid, 65534, "the bot runs as BOT_USER (nobody)");
+    assert!(environ.iter().any(|v| v == "DISCORD_TOKEN=test-token"));
+    assert!(
+        !environ.iter().any(|v| v.starts_with("HOOKD_SECRET")),
+        "{environ:?}"
+    );
+    let hookds = processes_running(&sibling("hookd"));
+    assert_eq!(hookds.len(), 1);
+    let (_, environ) = process_facts(hookds[0]);
+    assert!(environ.iter().any(|v| v.starts_with("HOOKD_SECRET=")));
+    assert!(
+        !environ.iter().any(|v| v.starts_with("DISCORD_")),
+        "{environ:?}"
+    );
+    assert!(
+        !environ.iter().any(|v| v.starts_with("APP_DATA=")),
+        "{environ:?}"
+    );
+}
+
+/// The pids (as this test sees them, outside the supervisor's PID namespace) whose executable
+/// is `exe`.
+fn processes_running(exe: &Path) -> Vec<u32> {
+    let exe = std::fs::canonicalize(exe).unwrap();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|p| p == exe))
+        .collect()
+}
+
+/// A process's real uid and environment, from /proc.
+fn process_facts(pid: u32) -> (u32, Vec<String>) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|u| u.parse().ok())
+        .unwrap();
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let vars = environ
+        .split(|&b| b == 0)
+        .filter(|v| !v.is_empty())
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    (uid, vars)
 }
 
 fn nix_is_root() -> bool {

@@ -16,11 +16,8 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .init();
+    supervised::logging::init(std::env::var("RUST_LOG").ok().as_deref());
+    supervised::limits::raise_nofile();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -40,7 +37,7 @@ fn main() -> ExitCode {
             }
         };
         tracing::info!(listen = %settings.listen, program = %settings.program, socket = %settings.socket.display(), "hookd listening");
-        match hookd::serve(listener, settings, shutdown_signal()).await {
+        match hookd::serve(listener, settings, supervised::shutdown::signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("hookd: {e}");
@@ -48,18 +45,4 @@ fn main() -> ExitCode {
             }
         }
     })
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
 }

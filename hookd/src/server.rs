@@ -45,9 +45,11 @@ pub async fn serve(
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(app);
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = supervised::http::Limits {
+        body_limit: Some(limit as u64),
+        ..supervised::http::Limits::default()
+    };
+    supervised::http::serve(listener, router, limits, Default::default(), shutdown).await
 }
 
 fn reply(status: StatusCode, body: Value) -> Response {

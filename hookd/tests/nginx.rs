@@ -1,6 +1,6 @@
 //! The shipped nginx front (deploy/nginx/templates/bot.conf.template), run by the real nginx on
 //! 127.0.0.1 with a self-signed certificate made here, in front of real hookd and statusd under
-//! a real supervisor. Needs nginx, openssl and curl (Debian; .ci/run installs them).
+//! a real supervisor. Needs nginx, openssl and curl (Debian; scripts/test installs them as root).
 
 #![allow(clippy::unwrap_used)] // in a test, an unwrap is an assertion
 

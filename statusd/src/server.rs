@@ -9,12 +9,14 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 use crate::settings::Settings;
 use crate::view::{self, Snapshot, View};
+
+/// statusd takes no request bodies worth more than this.
+const BODY_LIMIT: u64 = 64 * 1024;
 
 #[derive(Clone)]
 struct App {
@@ -54,13 +56,13 @@ pub async fn serve(
         .route("/health", get(health))
         .merge(protected)
         .with_state(app);
-    // Small answers go out at once rather than waiting for Nagle's algorithm.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    // Bounded (timeouts, a connection cap; small answers go out at once, without Nagle).
+    let limits = supervised::http::Limits {
+        body_limit: Some(BODY_LIMIT),
+        ..supervised::http::Limits::default()
+    };
+    let served =
+        supervised::http::serve(listener, router, limits, Default::default(), shutdown).await;
     follower.abort();
     served
 }

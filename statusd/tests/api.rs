@@ -285,7 +285,7 @@ fn the_openapi_description_matches(status: &Value) {
     }
 }
 
-/// The page in headless Chromium (Debian's `chromium`; .ci/run installs it): the program table
+/// The page in headless Chromium (Debian's `chromium`; scripts/test installs it as root): the program table
 /// shows the real programs, and a screenshot is kept in target/tmp/statusd-page.png.
 fn page_in_chromium(port: u16) {
     let profile = tempfile::tempdir().unwrap();
@@ -307,7 +307,7 @@ fn page_in_chromium(port: u16) {
             .args(extra)
             .arg(format!("http://127.0.0.1:{port}/"))
             .output()
-            .expect("chromium: install Debian's `chromium` package (.ci/run does)")
+            .expect("chromium: install Debian's `chromium` package (scripts/test does, as root)")
     };
     let dom = chromium(&["--dump-dom".into()]);
     let dom = String::from_utf8_lossy(&dom.stdout);
@@ -330,7 +330,7 @@ fn page_in_chromium(port: u16) {
     );
 }
 
-/// `promtool check metrics` (Debian's `prometheus` package; .ci/run installs it) finds no
+/// `promtool check metrics` (Debian's `prometheus` package; scripts/test installs it as root) finds no
 /// problem in the exposition.
 fn promtool_accepts(metrics: &str) {
     let mut child = Command::new("promtool")
@@ -339,7 +339,7 @@ fn promtool_accepts(metrics: &str) {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("promtool: install Debian's `prometheus` package (.ci/run does)");
+        .expect("promtool: install Debian's `prometheus` package (scripts/test does, as root)");
     child
         .stdin
         .take()
@@ -380,7 +380,7 @@ fn the_shipped_prometheus_config_is_valid() {
         .arg("config")
         .arg(&config)
         .output()
-        .expect("promtool: install Debian's `prometheus` package (.ci/run does)");
+        .expect("promtool: install Debian's `prometheus` package (scripts/test does, as root)");
     assert!(
         out.status.success(),
         "{}{}",

@@ -12,6 +12,9 @@
 //! - [`backoff`]: the restart delay formula.
 //! - [`process`]: spawning, signalling and reaping; the only place with `unsafe`.
 //! - [`logs`]: output capture, rotation and the echo to stdout.
+//! - [`release`]: an artifact copied into `releases/<commit>/` and old releases pruned; run as
+//!   a deploy step process (`supervisor release-copy`), never inside the daemon.
+//! - [`dirs`]: folders made for the user that writes them (`state_dirs`, a deploy's tree).
 //! - [`daemon`]: the actor that owns all state and performs the lifecycle's effects.
 //! - [`control`]: the control socket: connections, peer credentials, framing.
 //! - [`status`]: how states read in `status` (supervisorctl's descriptions).
@@ -23,10 +26,12 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod dirs;
 pub mod import;
 pub mod lifecycle;
 pub mod logs;
 pub mod process;
+pub mod release;
 pub mod status;
 
 use std::future::Future;

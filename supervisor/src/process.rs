@@ -18,6 +18,7 @@ use nix::unistd::Pid;
 
 use std::path::Path;
 
+use crate::config::environ::{self, Account};
 use crate::config::{ProgramConfig, UserSpec};
 use crate::lifecycle::ExitReason;
 
@@ -33,8 +34,9 @@ pub struct Outputs<'a> {
 pub struct Spec<'a> {
     pub argv: &'a [String],
     pub directory: Option<&'a Path>,
-    /// Added to (or replacing in) the supervisor's own environment.
+    /// What its configuration sets; with `pass_env`, the whole environment (config::environ).
     pub environment: &'a [(String, String)],
+    pub pass_env: &'a [String],
     pub user: Option<&'a UserSpec>,
     pub stdout: &'a OwnedFd,
     pub stderr: &'a OwnedFd,
@@ -48,7 +50,6 @@ pub fn spawn(
     outputs: Outputs<'_>,
     nofile: Option<libc::rlimit>,
 ) -> io::Result<Pid> {
-    // Like supervisord, `user` leaves HOME, USER and LOGNAME alone; `environment` sets them.
     let mut environment = vec![
         ("SUPERVISOR_ENABLED".to_owned(), "1".to_owned()),
         (
@@ -62,6 +63,7 @@ pub fn spawn(
             argv: &program.command,
             directory: program.directory.as_deref(),
             environment: &environment,
+            pass_env: &program.pass_env,
             user: program.user.as_ref(),
             stdout: outputs.stdout,
             stderr: outputs.stderr,
@@ -77,9 +79,17 @@ pub fn spawn_spec(spec: &Spec<'_>, nofile: Option<libc::rlimit>) -> io::Result<P
     };
     let mut cmd = Command::new(program);
     cmd.args(args);
-    for (k, v) in spec.environment {
-        cmd.env(k, v);
-    }
+    let account = spec.user.map(|u| Account {
+        name: &u.name,
+        home: &u.home,
+    });
+    cmd.env_clear();
+    cmd.envs(environ::child(
+        std::env::vars_os(),
+        spec.pass_env,
+        account,
+        spec.environment,
+    ));
     if let Some(dir) = spec.directory {
         cmd.current_dir(dir);
     }
@@ -158,6 +168,10 @@ pub fn spawn_spec(spec: &Spec<'_>, nofile: Option<libc::rlimit>) -> io::Result<P
             // SAFETY: restores the limit the supervisor itself was started with.
             unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, limit) };
         }
+        // The supervisor's own umask keeps its files private (restrict_umask); children get
+        // the usual one.
+        // SAFETY: umask only sets a process attribute.
+        unsafe { libc::umask(CHILD_UMASK) };
         Ok(())
     };
     // SAFETY: the hook is async-signal-safe, see above.
@@ -208,6 +222,16 @@ pub fn reap_one() -> Option<(Pid, ExitReason)> {
             Err(_) => return None,
         }
     }
+}
+
+/// The umask children start with.
+const CHILD_UMASK: libc::mode_t = 0o022;
+
+/// What the supervisor creates (logs, deploy logs, history, its socket before its mode is
+/// set) is at most 0640 and folders 0750: readable by its group, never by everyone.
+pub fn restrict_umask() {
+    // SAFETY: umask only sets a process attribute.
+    unsafe { libc::umask(0o027) };
 }
 
 /// When not PID 1, become the reaper of our orphaned descendants, as PID 1 is.

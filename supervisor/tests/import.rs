@@ -112,7 +112,7 @@ fn same_processes(dir: tempfile::TempDir, n: usize) {
             .arg("--version")
             .output()
             .is_ok(),
-        "these tests compare with supervisord: install Debian's `supervisor` package (.ci/run does)"
+        "these tests compare with supervisord: install Debian's `supervisor` package (scripts/test does, as root)"
     );
     let mut theirs = Command::new("supervisord")
         .args(["-n", "-c"])

@@ -42,7 +42,7 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
         .env("GIT_COMMITTER_NAME", "t")
         .env("GIT_COMMITTER_EMAIL", "t@example.org")
         .output()
-        .expect("git: install Debian's git (.ci/run does)");
+        .expect("git: install Debian's git (scripts/test does, as root)");
     assert!(
         out.status.success(),
         "git {args:?}: {}",
@@ -113,7 +113,7 @@ impl Nginx {
             .arg("-out")
             .arg(&cert)
             .output()
-            .expect("openssl: install Debian's openssl (.ci/run does)");
+            .expect("openssl: install Debian's openssl (scripts/test does, as root)");
         assert!(
             made.status.success(),
             "{}",
@@ -158,7 +158,7 @@ impl Nginx {
             .arg(&conf)
             .stdout(Stdio::null())
             .spawn()
-            .expect("nginx: install Debian's nginx-light (.ci/run does)");
+            .expect("nginx: install Debian's nginx-light (scripts/test does, as root)");
         wait_until("nginx to listen", || {
             std::net::TcpStream::connect(("127.0.0.1", https)).is_ok()
         });
@@ -186,7 +186,7 @@ pub fn curl(args: &[&str]) -> (u16, String) {
         .args(["-s", "-k", "--max-time", "20", "-w", "\n%{http_code}"])
         .args(args)
         .output()
-        .expect("curl: install Debian's curl (.ci/run does)");
+        .expect("curl: install Debian's curl (scripts/test does, as root)");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
     (code.trim().parse().unwrap_or(0), body.to_owned())

@@ -160,6 +160,15 @@ pub enum Command {
     },
     /// Print a shell completion script (bash, zsh, fish, ...).
     Completions { shell: clap_complete::Shell },
+    /// The deploy engine's release step (run by the daemon as the deploy's user, not by hand):
+    /// copy SRC into RELEASES/NAME/ and keep the newest KEEP releases.
+    #[command(hide = true)]
+    ReleaseCopy {
+        src: PathBuf,
+        releases: PathBuf,
+        name: String,
+        keep: usize,
+    },
 }
 
 #[derive(Debug, clap::Args)]

@@ -63,6 +63,21 @@ pub fn main() -> ExitCode {
             output,
             strict,
         } => import(&path, output.as_deref(), strict),
+        Command::ReleaseCopy {
+            src,
+            releases,
+            name,
+            keep,
+        } => match crate::release::make(&src, &releases, &name, keep) {
+            Ok(dest) => {
+                println!("release {} made", dest.display());
+                exit::OK
+            }
+            Err(e) => {
+                eprintln!("release: {e}");
+                exit::FAILED
+            }
+        },
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
@@ -398,6 +413,7 @@ async fn run_verb(verb: Command) -> Result<u8, ClientError> {
         Command::Run { .. }
         | Command::Check { .. }
         | Command::Import { .. }
+        | Command::ReleaseCopy { .. }
         | Command::Completions { .. } => Ok(exit::USAGE),
     }
 }

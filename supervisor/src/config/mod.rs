@@ -8,6 +8,7 @@
 //! - [`expand`]: `${VAR}` / `${VAR:-default}` expansion and `.env` files.
 //! - [`units`]: durations, byte sizes and signal names as written in the file.
 
+pub mod environ;
 pub mod expand;
 pub mod parse;
 pub mod units;
@@ -156,6 +157,8 @@ pub struct UserSpec {
     pub uid: u32,
     pub gid: u32,
     pub groups: Vec<u32>,
+    /// The home folder from the password database (the child's `HOME`).
+    pub home: String,
 }
 
 /// One `[program.NAME]` table.
@@ -164,9 +167,14 @@ pub struct ProgramConfig {
     pub name: ProgramName,
     pub command: Vec<String>,
     pub directory: Option<PathBuf>,
-    /// Extra variables, in the order they apply (`env_file` first, then `environment`).
+    /// What its configuration sets, in the order they apply (the global `env_file`'s variables
+    /// that `pass_env` names, its `env_file`, then `environment`); see [`environ`].
     pub environment: Vec<(String, String)>,
+    /// The supervisor's variables it receives beyond [`environ::BASE`] (names, `PREFIX*`, `*`).
+    pub pass_env: Vec<String>,
     pub user: Option<UserSpec>,
+    /// Folders made before each start and owned by `user` (systemd's `StateDirectory=`).
+    pub state_dirs: Vec<PathBuf>,
     pub autostart: bool,
     pub autorestart: AutoRestart,
     pub exitcodes: Vec<i32>,
@@ -213,6 +221,13 @@ pub struct DeployConfig {
     pub keep_releases: u32,
     /// How long the new version must stay RUNNING to pass; by default the program's `startsecs`.
     pub healthy_after: Duration,
+    /// Who runs git, the build steps and the release copy: `deploy.user`, else the program's
+    /// `user`, else the supervisor's. Never root when the program itself is not.
+    pub user: Option<UserSpec>,
+    /// The steps' environment beyond [`environ::BASE`], as for a program (no `env_file`: a
+    /// build runs code pushed by the forge, and gets no secret unless named here).
+    pub pass_env: Vec<String>,
+    pub environment: Vec<(String, String)>,
 }
 
 /// One problem in a configuration file.

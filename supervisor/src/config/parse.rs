@@ -12,6 +12,7 @@ use nix::sys::signal::Signal;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
+use super::environ;
 use super::expand::{expand, read_env_file};
 use super::units::{parse_bytes, parse_duration, parse_signal};
 use super::{
@@ -37,7 +38,9 @@ const PROGRAM_KEYS: &[&str] = &[
     "directory",
     "environment",
     "env_file",
+    "pass_env",
     "user",
+    "state_dirs",
     "autostart",
     "autorestart",
     "exitcodes",
@@ -73,6 +76,9 @@ const DEPLOY_KEYS: &[&str] = &[
     "releases",
     "keep_releases",
     "healthy_after",
+    "user",
+    "pass_env",
+    "environment",
 ];
 const BACKOFF_KEYS: &[&str] = &["initial", "max", "multiplier", "jitter", "reset"];
 
@@ -370,7 +376,9 @@ impl<'a> Walker<'a> {
             command: Vec::new(),
             directory: None,
             environment: Vec::new(),
+            pass_env: Vec::new(),
             user: None,
+            state_dirs: Vec::new(),
             autostart: true,
             autorestart: AutoRestart::Unexpected,
             exitcodes: vec![0],
@@ -420,6 +428,12 @@ impl<'a> Walker<'a> {
                 }
                 "environment" => environment = self.environment(v, &path, env),
                 "env_file" => {} // read above
+                "pass_env" => set(&mut p.pass_env, self.pass_env(v, &path, env)),
+                "state_dirs" => {
+                    if let Some(list) = self.string_list(v, &path, env) {
+                        p.state_dirs = list.iter().map(|d| self.resolve(d)).collect();
+                    }
+                }
                 "user" => {
                     if let Some(u) = self.string(v, &path, env) {
                         match resolve_user(&u) {
@@ -526,11 +540,18 @@ impl<'a> Walker<'a> {
         }
         if let Some((_, v)) = get(t, "deploy") {
             p.deploy = self.deploy(v, &key("deploy"), env, &name, p.startsecs);
+            if let Some(d) = p.deploy.as_mut()
+                && d.user.is_none()
+            {
+                d.user.clone_from(&p.user);
+            }
         }
-        // Child environment: the supervisor's own, then the global env_file for what the real
-        // environment lacks, then the program's env_file, then its `environment` table.
+        // What the configuration sets (environ.rs): the global env_file's variables that
+        // pass_env names and the real environment lacks (the real one passes at spawn), then the
+        // program's env_file, then its `environment` table.
         p.environment = global_env
             .iter()
+            .filter(|(k, _)| p.pass_env.iter().any(|pat| environ::matches(pat, k)))
             .filter(|(k, _)| real_env(k).is_none())
             .cloned()
             .collect();
@@ -599,6 +620,9 @@ impl<'a> Walker<'a> {
             releases: self.base.join("data/releases").join(name.as_str()),
             keep_releases: 5,
             healthy_after: startsecs,
+            user: None,
+            pass_env: Vec::new(),
+            environment: Vec::new(),
         };
         let mut have_repo = false;
         for (k, value) in t.iter() {
@@ -659,6 +683,16 @@ impl<'a> Walker<'a> {
                     self.integer(value, &kpath, 1, 1000).map(|n| n as u32),
                 ),
                 "healthy_after" => set(&mut d.healthy_after, self.duration(value, &kpath)),
+                "user" => {
+                    if let Some(u) = self.string(value, &kpath, env) {
+                        match resolve_user(&u) {
+                            Ok(spec) => d.user = Some(spec),
+                            Err(message) => self.error(value.span(), &kpath, message),
+                        }
+                    }
+                }
+                "pass_env" => set(&mut d.pass_env, self.pass_env(value, &kpath, env)),
+                "environment" => d.environment = self.environment(value, &kpath, env),
                 _ => self.unknown_key(k, &kpath, DEPLOY_KEYS),
             }
         }
@@ -670,6 +704,18 @@ impl<'a> Walker<'a> {
             );
         }
         (self.errors.len() == errors_before).then_some(d)
+    }
+
+    /// `pass_env`: a list of variable names, `PREFIX*` patterns, or `*`.
+    fn pass_env(&mut self, v: &Value<'_>, path: &str, env: &Env<'_>) -> Option<Vec<String>> {
+        let list = self.string_list(v, path, env)?;
+        let before = self.errors.len();
+        for pattern in &list {
+            if let Err(message) = environ::check_pattern(pattern) {
+                self.error(v.span(), path, message);
+            }
+        }
+        (self.errors.len() == before).then_some(list)
     }
 
     /// A remote or branch name: passed to git as one argument, never through a shell; it may
@@ -1249,6 +1295,7 @@ fn resolve_user(spec: &str) -> Result<UserSpec, String> {
         uid: user.uid.as_raw(),
         gid: user.gid.as_raw(),
         groups,
+        home: user.dir.to_string_lossy().into_owned(),
     })
 }
 

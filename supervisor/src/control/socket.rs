@@ -9,7 +9,7 @@ use tokio::net::UnixListener;
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {
     #[error(
-        "another supervisor is already running on {0} (its socket answers). Stop it first, or set [supervisor] socket to another path"
+        "another supervisor is already running on {0} (its socket answers, or it holds the lock beside it). Stop it first, or set [supervisor] socket to another path"
     )]
     Live(String),
     #[error("{path}: {message}")]
@@ -23,9 +23,40 @@ fn other(path: &Path, message: impl std::fmt::Display) -> BindError {
     }
 }
 
+/// Held for the daemon's life: the lock on `<socket>.lock` that makes the check for a live
+/// socket and the takeover of a stale one a single step (two supervisors starting at once
+/// cannot both take over).
+#[derive(Debug)]
+pub struct SocketLock(#[allow(dead_code)] nix::fcntl::Flock<std::fs::File>);
+
 /// Binds `path` with `mode` (and `gid` as its group). A socket that answers means another
 /// supervisor runs: refuse. One that refuses connections is left over from a crash: remove it.
-pub fn bind(path: &Path, mode: u32, gid: Option<u32>) -> Result<UnixListener, BindError> {
+/// The socket is made under the supervisor's umask (restrict_umask: never open to others),
+/// then given its mode and group.
+pub fn bind(
+    path: &Path,
+    mode: u32,
+    gid: Option<u32>,
+) -> Result<(UnixListener, SocketLock), BindError> {
+    // Its folder, when made here, is open for passage (0755): the socket's own mode and group
+    // decide who may connect.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        crate::dirs::prepare(dir, 0o755, None, crate::dirs::Existing::Adopt)
+            .map_err(|message| other(path, message))?;
+    }
+    let lock_path = path.with_extension("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| other(&lock_path, e))?;
+    let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(
+        |(_, errno)| match errno {
+            nix::errno::Errno::EWOULDBLOCK => BindError::Live(path.display().to_string()),
+            e => other(&lock_path, e),
+        },
+    )?;
     match std::fs::symlink_metadata(path) {
         Ok(meta) => {
             use std::os::unix::fs::FileTypeExt;
@@ -53,10 +84,6 @@ pub fn bind(path: &Path, mode: u32, gid: Option<u32>) -> Result<UnixListener, Bi
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(other(path, e)),
     }
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| other(path, format!("cannot create its folder: {e}")))?;
-    }
     let listener =
         UnixListener::bind(path).map_err(|e| other(path, format!("cannot listen: {e}")))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
@@ -65,5 +92,5 @@ pub fn bind(path: &Path, mode: u32, gid: Option<u32>) -> Result<UnixListener, Bi
         std::os::unix::fs::chown(path, None, Some(gid))
             .map_err(|e| other(path, format!("cannot set its group: {e}")))?;
     }
-    Ok(listener)
+    Ok((listener, SocketLock(lock)))
 }

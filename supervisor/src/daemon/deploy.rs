@@ -22,6 +22,7 @@ use tokio::sync::broadcast;
 
 use super::Daemon;
 use crate::config::DeployConfig;
+use crate::dirs::{self, Existing};
 use crate::lifecycle::{Event as LifeEvent, ExitReason, State};
 use crate::process::{self, Spec};
 use crate::status::unix_ms;
@@ -41,6 +42,9 @@ enum Phase {
     ResolveNew,
     Checkout,
     Build(usize),
+    /// Artifact mode: the release step (`supervisor release-copy`, as the deploy's user) copies
+    /// the build output into `releases/<commit>/` and prunes old releases.
+    Release,
     /// A step failed in working-tree mode: put the old commit back before reporting.
     Restore,
     /// Stopping (if it ran) and starting the program; `rollback` when putting back.
@@ -97,6 +101,22 @@ pub(super) struct DeployRun {
 fn new_id(program: &str, n: u64) -> String {
     let now: chrono::DateTime<chrono::Utc> = SystemTime::now().into();
     format!("{}-{program}-{n}", now.format("%Y%m%dT%H%M%SZ"))
+}
+
+#[cfg(test)]
+#[test]
+fn local_paths_are_told_from_urls() {
+    for local in ["/srv/bot.git", "../bot.git", "bot.git", "/a:b/c"] {
+        assert!(is_local_path(local), "{local}");
+    }
+    for remote in [
+        "https://gitea/x.git",
+        "git@host:x.git",
+        "ssh://h/x",
+        "file:///x",
+    ] {
+        assert!(!is_local_path(remote), "{remote}");
+    }
 }
 
 fn is_commit(s: &str) -> bool {
@@ -223,6 +243,13 @@ impl Daemon {
                     format!("cannot write {}: {e}", log_path.display()),
                 )
             })?;
+        // The folders the deploy's user writes: made for it when missing (its steps cannot
+        // create them inside folders only root may write).
+        for dir in [&cfg.repo, &cfg.releases] {
+            if let Err(message) = dirs::prepare(dir, 0o755, cfg.user.as_ref(), Existing::Require) {
+                return Err(Self::deploy_error(ErrorKind::Internal, message));
+            }
+        }
         let init = kind == Kind::Deploy && cfg.url.is_some() && !cfg.repo.join(".git").exists();
         let mut run = DeployRun {
             id: id.clone(),
@@ -297,20 +324,27 @@ impl Daemon {
         // The commit id, then its subject line: what the history and the announcements show.
         let describe = |rev: &str| git(&["log", "-1", "--format=%H%n%s", rev, "--"]);
         match run.phase {
-            Phase::Init => {
-                if let Err(e) = std::fs::create_dir_all(&cfg.repo) {
-                    let message = format!("cannot create {}: {e}", cfg.repo.display());
-                    return self.finish_deploy(idx, "failed", &message);
-                }
-                self.spawn_step(idx, "git init", git(&["init", "-q"]), None);
-            }
+            Phase::Init => self.spawn_step(idx, "git init", git(&["init", "-q"]), None),
             Phase::Fetch => {
                 let refspec = format!(
                     "+refs/heads/{0}:refs/remotes/{1}/{0}",
                     cfg.branch, cfg.remote
                 );
                 let from = cfg.url.as_deref().unwrap_or(&cfg.remote);
-                let argv = git(&["fetch", "--no-tags", "--", from, &refspec]);
+                // A repository on this machine is usually another user's (root's, or a mounted
+                // forge's), which git refuses to read as the deploy's user ("dubious
+                // ownership"). Its reader is trusted for this one fetch; git clears `-c` and
+                // GIT_CONFIG_* for local transports, so it goes on the upload-pack command.
+                let local = cfg
+                    .url
+                    .as_deref()
+                    .is_some_and(|u| is_local_path(u) || u.starts_with("file://"));
+                let argv = if local {
+                    let pack = "--upload-pack=git -c 'safe.directory=*' upload-pack";
+                    git(&["fetch", "--no-tags", pack, "--", from, &refspec])
+                } else {
+                    git(&["fetch", "--no-tags", "--", from, &refspec])
+                };
                 self.spawn_step(idx, "git fetch", argv, None);
             }
             Phase::ResolveOld => {
@@ -331,18 +365,25 @@ impl Daemon {
                 let name = argv.join(" ");
                 self.spawn_step(idx, &name, argv, None);
             }
-            Phase::Build(_) => {
-                // Every step passed: switch to the new release.
-                if let Err(message) = self.switch_release(idx) {
-                    return self.finish_deploy(idx, "failed", &message);
+            Phase::Build(_) => match (&cfg.artifact, run.new.clone()) {
+                // Every step passed: the release step copies the artifact, as the build's user
+                // and off the actor's thread.
+                (Some(artifact), Some(new)) => {
+                    run.phase = Phase::Release;
+                    let argv = vec![
+                        SELF_EXE.to_owned(),
+                        "release-copy".to_owned(),
+                        cfg.repo.join(artifact).display().to_string(),
+                        cfg.releases.display().to_string(),
+                        new,
+                        cfg.keep_releases.to_string(),
+                    ];
+                    self.spawn_step(idx, "release", argv, None);
                 }
-                let commit = self.programs[idx]
-                    .deploy
-                    .as_ref()
-                    .and_then(|r| r.new.clone());
-                self.emit_deploy(idx, "switched", "", commit);
-                self.restart_for_deploy(idx, false);
-            }
+                // Working-tree mode: the checkout was the switch.
+                _ => self.switched(idx),
+            },
+            Phase::Release => {}
             Phase::Restore => match run.old.clone() {
                 Some(old) => self.spawn_step(idx, "git checkout (restore)", checkout(&old), None),
                 None => self.finish_deploy(
@@ -360,7 +401,6 @@ impl Daemon {
     }
 
     fn spawn_step(&mut self, idx: usize, name: &str, argv: Vec<String>, output: Option<PathBuf>) {
-        let user = self.programs[idx].cfg.user.clone();
         let nofile = self.nofile;
         let Some(run) = self.programs[idx].deploy.as_mut() else {
             return;
@@ -379,22 +419,29 @@ impl Daemon {
             Ok((out.into(), log.into()))
         })();
         // No terminal, no password prompt, no agent: a git that needs credentials fails fast.
-        let environment: Vec<(String, String)> = [
+        // No system-wide git configuration, and only transports that fetch (never `ext::`,
+        // which runs a command). Then what the deploy table sets; nothing else of the
+        // supervisor's environment but config::environ's base (no secrets).
+        let mut environment: Vec<(String, String)> = [
             ("GIT_TERMINAL_PROMPT", "0"),
             ("GIT_ASKPASS", "true"),
             ("SSH_ASKPASS", "true"),
             ("GIT_SSH_COMMAND", "ssh -o BatchMode=yes"),
+            ("GIT_CONFIG_NOSYSTEM", "1"),
+            ("GIT_ALLOW_PROTOCOL", "file:git:http:https:ssh"),
         ]
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
+        environment.extend(run.cfg.environment.iter().cloned());
         let spawned = fds.and_then(|(stdout, stderr)| {
             process::spawn_spec(
                 &Spec {
                     argv: &argv,
                     directory: Some(&run.cfg.repo),
                     environment: &environment,
-                    user: user.as_ref(),
+                    pass_env: &run.cfg.pass_env,
+                    user: run.cfg.user.as_ref(),
                     stdout: &stdout,
                     stderr: &stderr,
                 },
@@ -495,6 +542,7 @@ impl Daemon {
                 self.emit_deploy(idx, "fetched", "", Some(new));
             }
             Phase::Checkout if ok => run.phase = Phase::Build(0),
+            Phase::Release if ok => return self.switched(idx),
             Phase::Build(i) if ok => run.phase = Phase::Build(i + 1),
             Phase::Restore => {
                 let message = if ok {
@@ -534,27 +582,23 @@ impl Daemon {
         }
     }
 
-    /// Artifact mode: copy the build output into `releases/<commit>/` and point `current` at it
-    /// with one rename. Working-tree mode: the checkout already was the switch.
-    fn switch_release(&mut self, idx: usize) -> Result<(), String> {
+    /// The new version is in place (artifact mode: copied by the release step): point
+    /// `releases/current` at it, then restart the program.
+    fn switched(&mut self, idx: usize) {
         let Some(run) = self.programs[idx].deploy.as_mut() else {
-            return Ok(());
+            return;
         };
-        let (Some(artifact), Some(new)) = (run.cfg.artifact.clone(), run.new.clone()) else {
-            return Ok(());
-        };
-        let src = run.cfg.repo.join(&artifact);
-        let dest_dir = run.cfg.releases.join(&new);
-        let name = artifact
-            .file_name()
-            .ok_or("the artifact has no file name")?;
-        copy_tree(&src, &dest_dir.join(name))
-            .map_err(|e| format!("cannot copy {}: {e}", src.display()))?;
-        run.previous_release = std::fs::read_link(run.current_link()).ok();
-        point_current(&run.cfg.releases, Path::new(&new))
-            .map_err(|e| format!("cannot switch releases: {e}"))?;
-        run.say(&format!("releases/current -> {new}"));
-        Ok(())
+        let new = run.new.clone();
+        if let (Some(_), Some(new)) = (&run.cfg.artifact, &new) {
+            run.previous_release = std::fs::read_link(run.current_link()).ok();
+            if let Err(e) = point_current(&run.cfg.releases, Path::new(new)) {
+                let message = format!("cannot switch releases: {e}");
+                return self.finish_deploy(idx, "failed", &message);
+            }
+            run.say(&format!("releases/current -> {new}"));
+        }
+        self.emit_deploy(idx, "switched", "", new);
+        self.restart_for_deploy(idx, false);
     }
 
     /// `rollback`: the release (or commit) before the current one, from the history.
@@ -764,15 +808,9 @@ impl Daemon {
         emit(&self.events, &run, result, message, run.new.clone());
         let followup = run.followup.take();
         let program = run.program.clone();
-        let cfg = run.cfg.clone();
-        let current = std::fs::read_link(run.current_link()).ok();
-        let previous = run.previous_release.clone();
         tracing::info!(program = %program, id = %record.id, result, message, "deploy finished");
         append_history(&deploydir, &record);
         let _ = std::fs::remove_file(marker(&deploydir, &program));
-        if cfg.artifact.is_some() {
-            prune_releases(&cfg, current.as_deref(), previous.as_deref());
-        }
         // A deploy leaves the program as wanted: running.
         if !self.programs[idx].state.is_live() && result != "unchanged" && self.shutdown.is_none() {
             self.programs[idx].pending_start = true;
@@ -899,6 +937,19 @@ impl Daemon {
     }
 }
 
+/// The supervisor's own binary, for the release step: the running image even when the file
+/// was replaced since (an upgrade), resolved in the child, after it took the deploy's user.
+const SELF_EXE: &str = "/proc/self/exe";
+
+/// Whether a git URL is a local path (`/srv/bot.git`, `../bot.git`), not `scheme://...` or
+/// scp-like `host:path`.
+fn is_local_path(url: &str) -> bool {
+    !url.contains("://")
+        && url
+            .split_once(':')
+            .is_none_or(|(before, _)| before.contains('/'))
+}
+
 /// Sends a deploy event for `run`; nobody listening is fine.
 fn emit(
     events: &broadcast::Sender<Event>,
@@ -923,47 +974,6 @@ fn point_current(releases: &Path, target: &Path) -> std::io::Result<()> {
     let _ = std::fs::remove_file(&tmp);
     std::os::unix::fs::symlink(target, &tmp)?;
     std::fs::rename(&tmp, releases.join("current"))
-}
-
-fn copy_tree(src: &Path, dest: &Path) -> std::io::Result<()> {
-    if src.is_dir() {
-        std::fs::create_dir_all(dest)?;
-        for entry in std::fs::read_dir(src)? {
-            let entry = entry?;
-            copy_tree(&entry.path(), &dest.join(entry.file_name()))?;
-        }
-        Ok(())
-    } else {
-        if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::copy(src, dest).map(|_| ())
-    }
-}
-
-/// Keeps the newest `keep_releases` releases, and always the current and previous ones.
-fn prune_releases(cfg: &DeployConfig, current: Option<&Path>, previous: Option<&Path>) {
-    let Ok(entries) = std::fs::read_dir(&cfg.releases) else {
-        return;
-    };
-    let mut dirs: Vec<(SystemTime, PathBuf)> = entries
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
-        .collect();
-    dirs.sort_by_key(|d| std::cmp::Reverse(d.0));
-    let keep = |p: &Path| {
-        let name = p.file_name();
-        [current, previous]
-            .iter()
-            .flatten()
-            .any(|k| k.file_name() == name)
-    };
-    for (_, dir) in dirs.into_iter().skip(cfg.keep_releases as usize) {
-        if !keep(&dir) {
-            let _ = std::fs::remove_dir_all(&dir);
-        }
-    }
 }
 
 fn append_history(deploydir: &Path, record: &DeployRecord) {

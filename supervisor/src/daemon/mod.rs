@@ -29,6 +29,7 @@ use tokio::task::JoinHandle;
 use crate::backoff::Jitter;
 use crate::config::{Config, OnFatal, ProgramConfig};
 use crate::control::{self, Acl};
+use crate::dirs::{self, Existing};
 use crate::lifecycle::{
     Context, Effect, Event as LifeEvent, ExitReason, Policy, State, transition,
 };
@@ -46,13 +47,17 @@ pub const EXIT_FATAL: i32 = 1;
 /// Runs the daemon until a shutdown (a signal, a `shutdown` request, or `shutdown` resolving)
 /// has stopped every program. Returns the process exit code.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<i32> {
+    // Nothing it writes is for everyone (DESIGN.md decision 4).
+    process::restrict_umask();
     // The socket first: a second supervisor must not touch the first one's programs or logs.
     let sup = &config.supervisor;
-    let listener = control::socket::bind(
-        &sup.socket,
-        sup.socket_mode,
-        sup.socket_group.as_ref().map(|g| g.1),
-    )?;
+    let group = sup.socket_group.as_ref().map(|g| g.1);
+    let (listener, _lock) = control::socket::bind(&sup.socket, sup.socket_mode, group)?;
+    for dir in [&sup.logdir, &sup.deploydir] {
+        if let Err(message) = dirs::private(dir, group) {
+            tracing::warn!(%message, "cannot make a private folder");
+        }
+    }
     // Handlers next: as PID 1 a signal without a handler is simply dropped, and SIGCHLD must
     // be caught before the first child can exit.
     let mut signals = Signals::install().context("installing signal handlers")?;
@@ -430,7 +435,16 @@ impl Daemon {
                         stdout: &p.stdout,
                         stderr: &p.stderr,
                     };
-                    match process::spawn(&p.cfg, outputs, self.nofile) {
+                    let spawned = p
+                        .cfg
+                        .state_dirs
+                        .iter()
+                        .try_for_each(|d| {
+                            dirs::prepare(d, 0o750, p.cfg.user.as_ref(), Existing::Adopt)
+                        })
+                        .map_err(std::io::Error::other)
+                        .and_then(|()| process::spawn(&p.cfg, outputs, self.nofile));
+                    match spawned {
                         Ok(pid) => {
                             p.spawns += 1;
                             tracing::info!(program = %p.cfg.name, pid = pid.as_raw(), spawns = p.spawns, "spawned");

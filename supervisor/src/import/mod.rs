@@ -507,6 +507,12 @@ fn program(
                 _ => {} // reported above
             }
         }
+        // supervisord hands each program its own whole environment; so does the import (a
+        // native configuration passes only what it names: docs/CONFIG.md, pass_env).
+        let _ = writeln!(
+            out,
+            "pass_env = [\"*\"]  # choice: supervisord's whole environment; name only what it needs"
+        );
         if !env.is_empty() {
             let items: Vec<String> = env
                 .iter()

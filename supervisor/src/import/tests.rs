@@ -67,6 +67,7 @@ stdout_logfile_backups = 4
 stderr_logfile = "NONE"
 stderr_logfile_maxbytes = 1024
 stderr_logfile_backups = 0
+pass_env = ["*"]  # choice: supervisord's whole environment; name only what it needs
 environment = {{ HOME = "/home/app", COST = "$$5", FROM_ENV = "${{HOME}}" }}
 "#
         )
@@ -99,18 +100,22 @@ fn numprocs_and_groups() {
         r#"[program.worker-1]
 group = "worker"  # numprocs = 2: supervisord groups them as worker:*
 command = ["work", "--id", "1", "--group", "worker"]
+pass_env = ["*"]  # choice: supervisord's whole environment; name only what it needs
 
 [program.worker-2]
 group = "worker"  # numprocs = 2: supervisord groups them as worker:*
 command = ["work", "--id", "2", "--group", "worker"]
+pass_env = ["*"]  # choice: supervisord's whole environment; name only what it needs
 
 [program.web]
 group = "front"  # from [group:front]
 command = ["web"]
+pass_env = ["*"]  # choice: supervisord's whole environment; name only what it needs
 
 [program.api]
 group = "front"  # from [group:front]
 command = ["api"]
+pass_env = ["*"]  # choice: supervisord's whole environment; name only what it needs
 "#
     );
     let lines: Vec<String> = out

@@ -174,12 +174,17 @@ env_file = ".env"
 command = ["/bin/echo", "${GLOBAL}", "${LOCAL}", "${SHARED}"]
 env_file = "bot.env"
 environment = { EXTRA = "x" }
+pass_env = ["GLOBAL", "SHARED"]
+[program.other]
+command = ["/bin/true"]
 "#;
     let real = |n: &str| (n == "SHARED").then(|| "from-env".to_string());
     let c = parse_with_env(&path, text, &real).unwrap();
     let p = &c.programs[0];
-    // The real environment wins over the global env_file.
+    // The real environment wins over the global env_file (and passes at spawn, not here).
     assert_eq!(p.command, ["/bin/echo", "g", "l", "from-env"]);
+    // Of the global env_file, a program receives only what its pass_env names.
+    assert!(c.programs[1].environment.is_empty());
     assert_eq!(
         p.environment,
         [

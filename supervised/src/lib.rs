@@ -1,0 +1,19 @@
+//! `supervised`: what the programs our supervisor runs (hookd, statusd, the bot) share, so
+//! that each behaves the same way under it.
+//!
+//! # Layout
+//! - [`http`]: serving an axum router with bounds axum's own `serve` lacks: a header read
+//!   timeout (idle connections too), a whole-request timeout, a connection cap, an early 413
+//!   for a declared oversized body, and a graceful shutdown that does not wait on slow clients.
+//! - [`shutdown`]: the future that resolves on SIGTERM or SIGINT.
+//! - [`logging`]: tracing to stderr, with `RUST_LOG` honoured.
+//! - [`secret`]: [`Secret`], a string whose `Debug` and `Display` never show it.
+//! - [`limits`]: the open-files limit raised to what the connection cap needs.
+
+pub mod http;
+pub mod limits;
+pub mod logging;
+pub mod secret;
+pub mod shutdown;
+
+pub use secret::Secret;

@@ -1,0 +1,307 @@
+//! Least privilege, with real processes and users: what a program's environment holds, what a
+//! build as an unprivileged user can put into a release, and that the release copy never
+//! holds up the actor.
+
+#![allow(clippy::unwrap_used)] // in a test, an unwrap is an assertion
+
+mod common;
+
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use testkit::git;
+
+fn ctl(sup: &Supervisor, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("-s")
+        .arg(sup.path("data/supervisor.sock"))
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// The lines program `name` printed (through the supervisor's echo).
+fn printed(sup: &Supervisor, name: &str) -> Vec<String> {
+    let prefix = format!("{name} | ");
+    sup.stdout()
+        .lines()
+        .filter_map(|l| l.strip_prefix(&prefix).map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn a_program_receives_only_the_variables_it_names() {
+    let dir = Supervisor::dir_with(
+        r#"
+[supervisor]
+env_file = "@DIR@/secrets.env"
+
+[program.hook]
+command = ["/bin/sh", "-c", "env; echo done; exec sleep 1000"]
+startsecs = 0
+pass_env = ["HOOKD_SECRET"]
+
+[program.plain]
+command = ["/bin/sh", "-c", "env; echo done; exec sleep 1000"]
+startsecs = 0
+environment = { OWN = "x" }
+"#,
+    );
+    std::fs::write(
+        dir.path().join("secrets.env"),
+        "DISCORD_TOKEN=discord-s3cret\nHOOKD_SECRET=hook-s3cret\n",
+    )
+    .unwrap();
+    let sup = Supervisor::start(dir, Mode::Plain);
+    for name in ["hook", "plain"] {
+        wait_until(&format!("{name} to print its environment"), || {
+            printed(&sup, name).iter().any(|l| l == "done")
+        });
+    }
+    let hook = printed(&sup, "hook");
+    assert!(
+        hook.contains(&"HOOKD_SECRET=hook-s3cret".to_owned()),
+        "{hook:?}"
+    );
+    assert!(
+        !hook.iter().any(|l| l.contains("discord-s3cret")),
+        "{hook:?}"
+    );
+    let plain = printed(&sup, "plain");
+    assert!(!plain.iter().any(|l| l.contains("s3cret")), "{plain:?}");
+    assert!(plain.contains(&"OWN=x".to_owned()), "{plain:?}");
+    assert!(plain.iter().any(|l| l.starts_with("PATH=")), "{plain:?}");
+    // Nothing of the test's own environment (RUST_LOG is set for the supervisor) but the base.
+    assert!(
+        !plain.iter().any(|l| l.starts_with("RUST_LOG=")),
+        "{plain:?}"
+    );
+    let names: Vec<&str> = plain
+        .iter()
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k))
+        .collect();
+    for name in &names {
+        let expected = [
+            "PATH", "LANG", "LANGUAGE", "TZ", "HOME", "USER", "LOGNAME", "OWN", "PWD", "SHLVL",
+        ]
+        .contains(name)
+            || name.starts_with("LC_")
+            || name.starts_with("SUPERVISOR_");
+        assert!(
+            expected,
+            "{name} reached a program that did not ask for it: {names:?}"
+        );
+    }
+}
+
+/// A supervisor whose program `app` deploys from a local remote with a build (as `user`) that
+/// makes `out/` with what `build` (a shell script) puts there; the artifact is `out`.
+fn stack(user: &str, build: &str) -> Supervisor {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    // The deploy's user must reach the folder, the remote and the build script.
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    git(root, &["init", "-q", "--bare", "-b", "main", "remote.git"]);
+    git(root, &["clone", "-q", "remote.git", "work"]);
+    std::fs::write(root.join("work/run.sh"), "exec sleep 1000\n").unwrap();
+    git(&root.join("work"), &["add", "run.sh"]);
+    git(&root.join("work"), &["commit", "-q", "-m", "1"]);
+    git(
+        &root.join("work"),
+        &["push", "-q", "origin", "HEAD:refs/heads/main"],
+    );
+    script(
+        root,
+        "build",
+        &format!("set -e\nmkdir -p out\ncp run.sh out/\n{build}"),
+    );
+    let config = format!(
+        r#"
+[program.app]
+command = ["/bin/sh", "{root}/releases/current/out/run.sh"]
+startsecs = 0
+autostart = false
+
+[program.app.deploy]
+repo = "{root}/src"
+url = "{root}/remote.git"
+steps = [["{root}/build"]]
+artifact = "out"
+releases = "{root}/releases"
+healthy_after = "100ms"
+user = "{user}"
+"#,
+        root = root.display()
+    );
+    std::fs::write(root.join("supervisor.toml"), config).unwrap();
+    Supervisor::start(dir, Mode::Plain)
+}
+
+/// [`stack`], and its first deploy, waited for.
+fn build_as(user: &str, build: &str) -> (Supervisor, (i32, String, String)) {
+    let sup = stack(user, build);
+    let result = ctl(&sup, &["deploy", "app", "--wait"]);
+    (sup, result)
+}
+
+/// The log of the (only) deploy so far.
+fn deploy_log(sup: &Supervisor) -> String {
+    let dir = sup.path("data/deploys/app");
+    std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn root_a_build_cannot_plant_setuid_files_in_a_release() {
+    if !is_root() {
+        eprintln!("skipped: needs root (the build runs as nobody)");
+        return;
+    }
+    let (sup, (code, out, err)) = build_as(
+        "nobody",
+        "cp /bin/true out/tool\nchmod 6755 out/tool\nmkdir out/dir\nchmod 3777 out/dir\n",
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let release = std::fs::canonicalize(sup.path("releases/current")).unwrap();
+    let tool = std::fs::metadata(release.join("out/tool")).unwrap();
+    assert_eq!(tool.mode() & 0o7777, 0o755, "setuid and setgid dropped");
+    assert_eq!(
+        tool.uid(),
+        65534,
+        "the release belongs to the build's user, not root"
+    );
+    let dir = std::fs::metadata(release.join("out/dir")).unwrap();
+    assert_eq!(
+        dir.mode() & 0o7777,
+        0o755,
+        "sticky, setgid and other-write dropped"
+    );
+    // The working tree and the releases were made for the build's user.
+    assert_eq!(std::fs::metadata(sup.path("src")).unwrap().uid(), 65534);
+    assert_eq!(
+        std::fs::metadata(sup.path("releases")).unwrap().uid(),
+        65534
+    );
+}
+
+#[test]
+fn root_a_link_in_the_artifact_fails_the_deploy_and_exposes_nothing() {
+    if !is_root() {
+        eprintln!("skipped: needs root (the build runs as nobody)");
+        return;
+    }
+    // A file only root may read, and a build that links to it.
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret.path(), "root-only").unwrap();
+    std::fs::set_permissions(secret.path(), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (sup, (code, out, err)) = build_as(
+        "nobody",
+        &format!("ln -s {} out/secret\n", secret.path().display()),
+    );
+    assert_ne!(code, 0, "{out}{err}");
+    let log = deploy_log(&sup);
+    assert!(
+        log.contains("a symbolic link cannot be part of a release"),
+        "{log}"
+    );
+    assert!(!log.contains("root-only"));
+    assert!(
+        !sup.path("releases/current").exists(),
+        "nothing was switched"
+    );
+    let left: Vec<_> = std::fs::read_dir(sup.path("releases"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "no partial release left: {left:?}");
+}
+
+#[test]
+fn root_a_fifo_in_the_artifact_does_not_hang_the_supervisor() {
+    if !is_root() {
+        eprintln!("skipped: needs root (the build runs as nobody)");
+        return;
+    }
+    let started = Instant::now();
+    let (sup, (code, out, err)) = build_as("nobody", "mkfifo out/pipe\n");
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert!(deploy_log(&sup).contains("a FIFO cannot be part of a release"));
+    // The supervisor still answers (the app, with no release, cannot start).
+    let (code, out, _) = ctl(&sup, &["status", "app"]);
+    assert_eq!(
+        (code, out.split_whitespace().next()),
+        (3, Some("app")),
+        "{out}"
+    );
+}
+
+/// While the release step copies a large artifact, the supervisor still answers at once: the
+/// copy is a child process, not work on the actor's thread.
+#[test]
+fn the_supervisor_answers_while_a_large_release_is_copied() {
+    let user = nix::unistd::User::from_uid(nix::unistd::getuid())
+        .unwrap()
+        .unwrap()
+        .name;
+    let big = tempfile::NamedTempFile::new().unwrap();
+    std::fs::set_permissions(big.path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    {
+        // Real data (not sparse), so that the copy takes a while.
+        use std::io::Write as _;
+        let chunk = vec![7u8; 1 << 20];
+        let mut f = big.as_file();
+        for _ in 0..300 {
+            f.write_all(&chunk).unwrap();
+        }
+    }
+    let sup = stack(&user, &format!("cp {} out/big\n", big.path().display()));
+    assert_eq!(ctl(&sup, &["deploy", "app"]).0, 0);
+    wait_until("the release step to start", || {
+        deploy_log(&sup).contains("release-copy")
+    });
+    let mut during = Vec::new();
+    loop {
+        let asked = Instant::now();
+        let (code, out, _) = ctl(&sup, &["status", "app"]);
+        let took = asked.elapsed();
+        assert!(code == 0 || code == 3, "{out}");
+        if deploy_log(&sup).contains("release: exit status") {
+            break;
+        }
+        during.push(took);
+        assert!(during.len() < 10_000, "the copy never finished");
+    }
+    assert!(
+        !during.is_empty(),
+        "no status request landed during the copy"
+    );
+    let slowest = during.iter().max().unwrap();
+    assert!(
+        *slowest < Duration::from_millis(500),
+        "status took {slowest:?} while the release was copied ({} requests)",
+        during.len()
+    );
+    wait_until("the deploy to finish", || {
+        deploy_log(&sup).contains("succeeded: ")
+    });
+    let copied = sup.path("releases/current/out/big");
+    assert_eq!(std::fs::metadata(copied).unwrap().len(), 300 << 20);
+}
