@@ -24,6 +24,23 @@ fn closing_brace(body: &str) -> Option<usize> {
 /// (`${URL:-${DATA:-/app/data}/repo}`). An unset variable without a default is an error, so a
 /// typo is caught at start rather than turning into an empty argument.
 pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    expand_nested(text, lookup, 0)
+}
+
+/// How deep defaults may nest: `${A:-${B:-${C}}}` is 3. Deeper is refused, so that a hostile
+/// or broken file cannot make the reader recurse (and rescan) without end.
+const MAX_NESTING: usize = 8;
+
+fn expand_nested(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    depth: usize,
+) -> Result<String, String> {
+    if depth >= MAX_NESTING {
+        return Err(format!(
+            "defaults nested more than {MAX_NESTING} deep (\"${{A:-${{B:-...}}}}\")"
+        ));
+    }
     if !text.contains('$') {
         return Ok(text.to_owned());
     }
@@ -51,7 +68,7 @@ pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Str
             ) {
                 (Some(v), _) => out.push_str(&v),
                 // A default may refer to other variables: `${URL:-${DATA:-/app/data}/repo}`.
-                (None, Some(d)) => out.push_str(&expand(d, lookup)?),
+                (None, Some(d)) => out.push_str(&expand_nested(d, lookup, depth + 1)?),
                 (None, None) => {
                     return Err(format!(
                         "${{{name}}} is not set (set it in the environment or an env_file, or write ${{{name}:-default}})"
@@ -75,12 +92,30 @@ pub fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, String> {
         .collect()
 }
 
+/// What went wrong, naming the file, the line and the key, never a value: the file holds
+/// secrets, and dotenvy's parse error carries the rest of the file from the bad line on.
 fn describe(path: &Path, e: dotenvy::Error) -> String {
     match e {
         dotenvy::Error::Io(io) => format!("cannot read env_file {}: {io}", path.display()),
-        dotenvy::Error::LineParse(line, idx) => {
+        dotenvy::Error::LineParse(rest, _) => {
+            let first = rest.lines().next().unwrap_or_default();
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            let line = text
+                .find(rest.as_str())
+                .map_or(0, |at| text[..at].matches('\n').count() + 1);
+            let key: String = first
+                .trim_start()
+                .trim_start_matches("export ")
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let key = if key.is_empty() {
+                "(no key)".to_owned()
+            } else {
+                key
+            };
             format!(
-                "env_file {}: cannot parse {line:?} (at character {idx})",
+                "env_file {}:{line}: cannot parse the line of {key} (its value is not shown)",
                 path.display()
             )
         }
@@ -141,6 +176,29 @@ mod tests {
                 .unwrap_err()
                 .contains("not a variable")
         );
+    }
+
+    #[test]
+    fn a_parse_error_names_the_line_and_key_but_no_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".env");
+        std::fs::write(&path, "A=1\nTOKEN='unclosed s3cret\nB=more-s3cret\n").unwrap();
+        let e = read_env_file(&path).unwrap_err();
+        assert!(
+            e.ends_with(".env:2: cannot parse the line of TOKEN (its value is not shown)"),
+            "{e}"
+        );
+        assert!(!e.contains("s3cret"), "{e}");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_quickly() {
+        let deep = format!("{}x{}", "${A:-".repeat(50_000), "}".repeat(50_000));
+        let started = std::time::Instant::now();
+        let e = expand(&deep, &|_| None).unwrap_err();
+        assert!(e.contains("nested more than 8 deep"), "{e}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert_eq!(expand("${A:-${B:-${C:-z}}}", &|_| None).unwrap(), "z");
     }
 
     #[test]

@@ -80,6 +80,10 @@ const DEPLOY_KEYS: &[&str] = &[
     "pass_env",
     "environment",
 ];
+/// The longest duration any key accepts (a week: longer than any sensible timeout, and far
+/// from the limits of the clock's arithmetic).
+pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
 const BACKOFF_KEYS: &[&str] = &["initial", "max", "multiplier", "jitter", "reset"];
 
 /// Parses `text` as the contents of `path`, expanding `${VAR}` from the process environment.
@@ -638,7 +642,10 @@ impl<'a> Walker<'a> {
                 "remote" => set(&mut d.remote, self.git_name(value, &kpath, env)),
                 "url" => {
                     if let Some(u) = self.git_name(value, &kpath, env) {
-                        d.url = Some(u);
+                        match check_git_url(&u) {
+                            Ok(()) => d.url = Some(u),
+                            Err(message) => self.error(value.span(), &kpath, message),
+                        }
                     }
                 }
                 "branch" => set(&mut d.branch, self.git_name(value, &kpath, env)),
@@ -855,6 +862,17 @@ impl<'a> Walker<'a> {
                 return None;
             }
         };
+        // Bounded, so that every deadline computed from it (now + duration) exists.
+        let result = result.and_then(|d| {
+            if d > MAX_DURATION {
+                Err(format!(
+                    "{} s is longer than the longest duration accepted (7 days)",
+                    d.as_secs()
+                ))
+            } else {
+                Ok(d)
+            }
+        });
         result.map_err(|m| self.error(v.span(), path, m)).ok()
     }
 
@@ -1277,6 +1295,25 @@ fn resolve_group(spec: &str) -> Result<u32, String> {
 }
 
 /// Looks a user up by name or numeric uid, with its supplementary groups.
+/// Where a deploy may fetch from: `https://`, `http://`, `ssh://`, `git://`, `file://`, scp-like
+/// `user@host:path`, or a path. Never a transport helper (`ext::` runs a command, `fd::` reads
+/// descriptors); git is also run with `GIT_ALLOW_PROTOCOL`, so this is the early, clear error.
+fn check_git_url(url: &str) -> Result<(), String> {
+    const SCHEMES: &[&str] = &["https://", "http://", "ssh://", "git://", "file://"];
+    if url.contains("::") {
+        return Err(format!(
+            "{url:?} names a git transport helper; use an https://, ssh:// or git:// URL, or a path"
+        ));
+    }
+    match url.split_once("://") {
+        Some(_) if SCHEMES.iter().any(|s| url.starts_with(s)) => Ok(()),
+        Some((scheme, _)) => Err(format!(
+            "{scheme}:// is not a scheme deploys fetch from (https, http, ssh, git, file)"
+        )),
+        None => Ok(()),
+    }
+}
+
 fn resolve_user(spec: &str) -> Result<UserSpec, String> {
     use nix::unistd::{Uid, User, getgrouplist};
     let user = match spec.parse::<u32>() {

@@ -105,6 +105,20 @@ fn new_id(program: &str, n: u64) -> String {
 
 #[cfg(test)]
 #[test]
+fn credentials_in_urls_are_not_shown() {
+    assert_eq!(
+        redact_url("https://bot:t0ken@gitea.example/me/bot.git"),
+        "https://***@gitea.example/me/bot.git"
+    );
+    assert_eq!(
+        redact_url("https://gitea.example/a@b"),
+        "https://gitea.example/a@b"
+    );
+    assert_eq!(redact_url("--no-tags"), "--no-tags");
+}
+
+#[cfg(test)]
+#[test]
 fn local_paths_are_told_from_urls() {
     for local in ["/srv/bot.git", "../bot.git", "bot.git", "/a:b/c"] {
         assert!(is_local_path(local), "{local}");
@@ -405,7 +419,8 @@ impl Daemon {
         let Some(run) = self.programs[idx].deploy.as_mut() else {
             return;
         };
-        run.say(&format!("$ {}", argv.join(" ")));
+        let shown: Vec<_> = argv.iter().map(|a| redact_url(a)).collect();
+        run.say(&format!("$ {}", shown.join(" ")));
         let fds = (|| -> std::io::Result<(OwnedFd, OwnedFd)> {
             let log = run
                 .log
@@ -940,6 +955,19 @@ impl Daemon {
 /// The supervisor's own binary, for the release step: the running image even when the file
 /// was replaced since (an upgrade), resolved in the child, after it took the deploy's user.
 const SELF_EXE: &str = "/proc/self/exe";
+
+/// An argument as the deploy log shows it: a URL's user information (`https://user:token@`)
+/// replaced, so a credential in `url` is never written down.
+fn redact_url(arg: &str) -> std::borrow::Cow<'_, str> {
+    let Some((scheme, rest)) = arg.split_once("://") else {
+        return arg.into();
+    };
+    let host_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..host_end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]).into(),
+        None => arg.into(),
+    }
+}
 
 /// Whether a git URL is a local path (`/srv/bot.git`, `../bot.git`), not `scheme://...` or
 /// scp-like `host:path`.

@@ -232,6 +232,26 @@ fn each_kind_of_error_names_file_line_and_key() {
             "conf/supervisor.toml:6: program.b.stdout_logfile: log file /tmp/x.log is also written by program.a.stdout_logfile; each stream needs its own file",
         ),
         (
+            "[program.bot]\ncommand = [\"/bin/bot\"]\nstartsecs = 9223372036854775807\n",
+            "conf/supervisor.toml:3: program.bot.startsecs: 9223372036854775807 s is longer than the longest duration accepted (7 days)",
+        ),
+        (
+            "[program.bot]\ncommand = [\"/bin/bot\"]\npass_env = [\"A-B\"]\n",
+            "conf/supervisor.toml:3: program.bot.pass_env: \"A-B\" is not a variable name, NAME*, or * (pass_env names the supervisor's variables a program receives)",
+        ),
+        (
+            "[program.bot]\ncommand = [\"/bin/bot\"]\n[program.bot.deploy]\nrepo = \"/srv\"\nurl = \"ext::sh -c touch% /tmp/pwned\"\n",
+            "conf/supervisor.toml:5: program.bot.deploy.url: \"ext::sh -c touch% /tmp/pwned\" is not a usable git name",
+        ),
+        (
+            "[program.bot]\ncommand = [\"/bin/bot\"]\n[program.bot.deploy]\nrepo = \"/srv\"\nurl = \"ext::ssh\"\n",
+            "conf/supervisor.toml:5: program.bot.deploy.url: \"ext::ssh\" names a git transport helper; use an https://, ssh:// or git:// URL, or a path",
+        ),
+        (
+            "[program.bot]\ncommand = [\"/bin/bot\"]\n[program.bot.deploy]\nrepo = \"/srv\"\nurl = \"ftp://x/y\"\n",
+            "conf/supervisor.toml:5: program.bot.deploy.url: ftp:// is not a scheme deploys fetch from (https, http, ssh, git, file)",
+        ),
+        (
             "[program.bot]\ndirectory = \"/srv\"\n",
             "conf/supervisor.toml:1: program.bot: missing \"command\" (the program to run, e.g. command = [\"/usr/bin/bot\", \"--flag\"])",
         ),
