@@ -591,3 +591,79 @@ fn one_supervisor_per_socket_and_stale_sockets_are_taken_over() {
     });
     assert_eq!(ctl(&sup, &["status"]).0, 0);
 }
+
+#[test]
+fn connections_are_capped_per_uid_and_a_client_that_never_reads_is_dropped() {
+    let dir = Supervisor::dir_with(
+        r#"
+[program.flappy]
+command = ["/bin/sh", "-c", "sleep 0.002"]
+startsecs = 0
+autorestart = true
+backoff = { initial = "1ms", max = "1ms" }
+"#,
+    );
+    let sup = Supervisor::start(dir, Mode::Plain);
+    // 64 connections from this uid are served; the 65th is told why it is refused.
+    let mut held = Vec::new();
+    for _ in 0..64 {
+        let (mut r, mut w) = raw(&sup);
+        w.write_all(HELLO.as_bytes()).unwrap();
+        assert!(read_frame(&mut r).get("hello").is_some());
+        held.push((r, w));
+    }
+    let (mut r, mut w) = raw(&sup);
+    let _ = w.write_all(HELLO.as_bytes());
+    let refused = read_frame(&mut r);
+    assert_eq!(refused["error"]["kind"], "busy", "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("already has 64 connections open")
+    );
+    // A place given back is free again.
+    held.pop();
+    wait_until("a freed place", || {
+        let (mut r, mut w) = raw(&sup);
+        let _ = w.write_all(HELLO.as_bytes());
+        read_frame(&mut r).get("hello").is_some()
+    });
+    drop(held);
+
+    // An events subscriber that never reads: once its buffer is full, the daemon gives up on
+    // it after the write timeout instead of holding it (and its events) forever.
+    let (mut r, mut w) = raw(&sup);
+    w.write_all(HELLO.as_bytes()).unwrap();
+    assert!(read_frame(&mut r).get("hello").is_some());
+    w.write_all(b"{\"id\":1,\"verb\":\"events\"}\n").unwrap();
+    std::thread::sleep(Duration::from_secs(14));
+    r.get_ref()
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    // Read what was buffered; the stream must end (EOF) rather than go on.
+    let started = Instant::now();
+    let mut total = 0;
+    let mut chunk = [0u8; 64 * 1024];
+    let ended = loop {
+        match r.read(&mut chunk) {
+            Ok(0) => break true,
+            Ok(n) => total += n,
+            Err(_) => break false,
+        }
+        if started.elapsed() > Duration::from_secs(5) {
+            break false;
+        }
+    };
+    assert!(
+        ended,
+        "the stream was still open after {:?} ({total} bytes read); {}",
+        started.elapsed(),
+        ctl(&sup, &["status"]).1
+    );
+    // Meanwhile everyone else is served.
+    assert_eq!(
+        ctl(&sup, &["status", "flappy"]).1.split_whitespace().next(),
+        Some("flappy")
+    );
+}

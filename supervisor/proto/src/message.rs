@@ -199,6 +199,8 @@ pub enum ErrorKind {
     BadConfig,
     /// The supervisor is shutting down and takes no new work.
     ShuttingDown,
+    /// Too many connections (from this uid, or in all); sent once, then the connection closes.
+    Busy,
     Internal,
 }
 

@@ -9,6 +9,8 @@
 pub mod acl;
 pub mod socket;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use supervisor_proto::frame::{self, FrameError};
@@ -43,16 +45,96 @@ pub struct Shared {
     pub acl: watch::Receiver<Acl>,
 }
 
+/// Connections open at once, in all and from one uid: a client that opens thousands (idle,
+/// or never reading) is refused past its share and costs the daemon a bounded amount of
+/// memory, while other users (statusd, hookd) still get in.
+const MAX_CONNECTIONS: usize = 512;
+const MAX_PER_UID: usize = 64;
+/// A reply or event that cannot be written for this long (the client does not read) ends the
+/// connection.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Who holds how many connections; a [`Slot`] gives its place back when dropped.
+#[derive(Debug, Default)]
+struct Slots {
+    total: usize,
+    by_uid: HashMap<u32, usize>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    slots: Arc<Mutex<Slots>>,
+    uid: u32,
+}
+
+impl Slots {
+    /// A place for a connection from `uid`, or why there is none.
+    fn take(slots: &Arc<Mutex<Slots>>, uid: u32) -> Result<Slot, String> {
+        let mut s = slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mine = s.by_uid.get(&uid).copied().unwrap_or(0);
+        if mine >= MAX_PER_UID {
+            return Err(format!(
+                "uid {uid} already has {MAX_PER_UID} connections open; close some"
+            ));
+        }
+        if s.total >= MAX_CONNECTIONS {
+            return Err(format!(
+                "the supervisor has {MAX_CONNECTIONS} connections open; try again later"
+            ));
+        }
+        s.total += 1;
+        *s.by_uid.entry(uid).or_default() += 1;
+        Ok(Slot {
+            slots: slots.clone(),
+            uid,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut s = self
+            .slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        s.total -= 1;
+        if let Some(n) = s.by_uid.get_mut(&self.uid) {
+            *n -= 1;
+            if *n == 0 {
+                s.by_uid.remove(&self.uid);
+            }
+        }
+    }
+}
+
 /// Accepts connections until the task is dropped.
 pub async fn serve(listener: UnixListener, shared: Shared) {
+    let slots = Arc::new(Mutex::new(Slots::default()));
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
+                let Ok(uid) = stream.peer_cred().map(|c| c.uid()) else {
+                    continue;
+                };
+                let slot = Slots::take(&slots, uid);
                 let shared = shared.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = connection(stream, shared).await {
+                    let slot = match slot {
+                        Ok(slot) => slot,
+                        Err(message) => {
+                            tracing::warn!(uid, %message, "control connection refused");
+                            let mut stream = stream;
+                            let frame = error_frame(0, ErrorKind::Busy, message);
+                            let _ = send(&mut stream, &frame).await;
+                            return;
+                        }
+                    };
+                    if let Err(e) = connection(stream, uid, shared).await {
                         tracing::debug!(error = %e, "control connection ended");
                     }
+                    drop(slot);
                 });
             }
             Err(e) => {
@@ -75,8 +157,15 @@ fn error_frame(id: u64, kind: ErrorKind, message: impl Into<String>) -> ServerFr
     }
 }
 
+/// Writes one frame, within [`WRITE_TIMEOUT`].
 async fn send<W: AsyncWrite + Unpin>(w: &mut W, frame: &ServerFrame) -> Result<(), FrameError> {
-    frame::write(w, frame).await
+    match tokio::time::timeout(WRITE_TIMEOUT, frame::write(w, frame)).await {
+        Ok(written) => written,
+        Err(_) => Err(FrameError::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the client did not read its replies",
+        ))),
+    }
 }
 
 /// The error to send for a frame that could not be read, if the connection can say anything.
@@ -96,8 +185,7 @@ fn frame_error(e: &FrameError) -> Option<ServerFrame> {
     }
 }
 
-async fn connection(stream: UnixStream, shared: Shared) -> Result<(), FrameError> {
-    let uid = stream.peer_cred()?.uid();
+async fn connection(stream: UnixStream, uid: u32, shared: Shared) -> Result<(), FrameError> {
     let (r, mut w) = stream.into_split();
     let mut reader = BufReader::new(r);
     let mut buf = Vec::new();
@@ -138,17 +226,17 @@ async fn connection(stream: UnixStream, shared: Shared) -> Result<(), FrameError
         return Ok(());
     }
     tracing::debug!(uid, client = %hello.hello.client, "control client connected");
-    frame::write(
-        &mut w,
-        &ServerHello {
-            hello: ServerHelloBody {
-                protocol: PROTOCOL_VERSION,
-                server: format!("supervisor/{}", env!("CARGO_PKG_VERSION")),
-                pid: std::process::id(),
-            },
+    let hello = ServerHello {
+        hello: ServerHelloBody {
+            protocol: PROTOCOL_VERSION,
+            server: format!("supervisor/{}", env!("CARGO_PKG_VERSION")),
+            pid: std::process::id(),
         },
-    )
-    .await?;
+    };
+    match tokio::time::timeout(WRITE_TIMEOUT, frame::write(&mut w, &hello)).await {
+        Ok(written) => written?,
+        Err(_) => return Ok(()),
+    }
 
     loop {
         match tokio::time::timeout(IDLE_TIMEOUT, frame::read_line(&mut reader, &mut buf)).await {
