@@ -18,14 +18,22 @@ use tokio::net::TcpListener;
 use crate::forge::{self, Decision};
 use crate::settings::{Settings, valid_program};
 
-/// Delivery ids remembered to refuse replays.
+/// Deliveries (body digests) and requested commits remembered to refuse replays.
 const REMEMBERED: usize = 1000;
 /// How long a call to the supervisor may take; the forge gives up after 5 to 10 s.
 const SUPERVISOR_TIMEOUT: Duration = Duration::from_secs(3);
 
 struct App {
     settings: Settings,
-    seen: Mutex<VecDeque<String>>,
+    seen: Mutex<Seen>,
+}
+
+/// What hookd has acted on, newest last.
+#[derive(Default)]
+struct Seen {
+    bodies: VecDeque<String>,
+    /// `program@commit`, in the order they were asked for.
+    commits: VecDeque<String>,
 }
 
 /// Serves until `shutdown` resolves.
@@ -37,7 +45,7 @@ pub async fn serve(
     let limit = settings.body_limit;
     let app = Arc::new(App {
         settings,
-        seen: Mutex::new(VecDeque::new()),
+        seen: Mutex::new(Seen::default()),
     });
     let router = Router::new()
         .route("/webhook", post(default_program))
@@ -161,12 +169,17 @@ async fn handle(app: &App, program: &str, headers: &HeaderMap, body: &[u8]) -> R
                 json!({"status": "ignored", "reason": reason}),
             )
         }
-        Decision::Deploy { branch, .. } => {
-            if !id.is_empty() && !remember(app, &id) {
+        Decision::Deploy { branch, after } => {
+            // Replays: the same signed body again (what the signature covers; a delivery id
+            // header is not signed), or a push of the commit last asked for.
+            let digest = hex::encode(ring::digest::digest(&ring::digest::SHA256, body));
+            let commit = format!("{program}@{after}");
+            if !remember(app, &digest, &commit) {
                 tracing::info!(
                     forge = forge_name,
                     event,
                     delivery = id,
+                    commit = %after,
                     decision = "duplicate"
                 );
                 return reply(StatusCode::OK, json!({"status": "duplicate"}));
@@ -184,7 +197,7 @@ async fn handle(app: &App, program: &str, headers: &HeaderMap, body: &[u8]) -> R
                 }
                 Err(message) => {
                     // Let the forge's retry of this delivery through.
-                    forget(app, &id);
+                    forget(app, &digest, &commit);
                     tracing::error!(forge = forge_name, event, delivery = id, program, error = %message, "deploy not started");
                     reply(StatusCode::SERVICE_UNAVAILABLE, json!({"error": message}))
                 }
@@ -193,28 +206,42 @@ async fn handle(app: &App, program: &str, headers: &HeaderMap, body: &[u8]) -> R
     }
 }
 
-/// Records a delivery id; false if it was already there.
-fn remember(app: &App, id: &str) -> bool {
+/// Records a delivery (its body's digest) and the commit it asks for; false if the body was
+/// seen already, or the commit is the one last asked for (for this program).
+fn remember(app: &App, digest: &str, commit: &str) -> bool {
     let mut seen = app
         .seen
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if seen.iter().any(|s| s == id) {
+    let program = commit.split('@').next().unwrap_or_default();
+    let last_commit = seen
+        .commits
+        .iter()
+        .rev()
+        .find(|c| c.split('@').next() == Some(program));
+    if seen.bodies.iter().any(|s| s == digest) || last_commit.is_some_and(|c| c == commit) {
         return false;
     }
-    if seen.len() >= REMEMBERED {
-        seen.pop_front();
+    if seen.bodies.len() >= REMEMBERED {
+        seen.bodies.pop_front();
     }
-    seen.push_back(id.to_owned());
+    if seen.commits.len() >= REMEMBERED {
+        seen.commits.pop_front();
+    }
+    seen.bodies.push_back(digest.to_owned());
+    seen.commits.push_back(commit.to_owned());
     true
 }
 
-fn forget(app: &App, id: &str) {
+fn forget(app: &App, digest: &str, commit: &str) {
     let mut seen = app
         .seen
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    seen.retain(|s| s != id);
+    seen.bodies.retain(|s| s != digest);
+    if seen.commits.back().is_some_and(|c| c == commit) {
+        seen.commits.pop_back();
+    }
 }
 
 async fn connect(settings: &Settings) -> Result<Client, String> {

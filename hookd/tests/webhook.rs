@@ -55,6 +55,28 @@ fn a_signed_push_deploys_the_new_commit() {
         &body,
     );
     assert_eq!((status, reply.trim()), (200, r#"{"status":"duplicate"}"#));
+    // Replays under fresh delivery ids (the id header is not signed), and another signed body
+    // for the same commit: duplicates too, however many.
+    for n in 0..300 {
+        let (status, reply) = http(
+            stack.port,
+            "POST",
+            "/webhook",
+            &gitea(&format!("replay-{n}"), Some(sign(&body))),
+            &body,
+        );
+        assert_eq!((status, reply.trim()), (200, r#"{"status":"duplicate"}"#));
+    }
+    let mut same_commit = body.clone();
+    same_commit.push(b'\n');
+    let (status, reply) = http(
+        stack.port,
+        "POST",
+        "/webhook",
+        &gitea("d-1b", Some(sign(&same_commit))),
+        &same_commit,
+    );
+    assert_eq!((status, reply.trim()), (200, r#"{"status":"duplicate"}"#));
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(stack.history().len(), 1);
     assert_eq!(http(stack.port, "GET", "/healthz", &[], b"").0, 200);
