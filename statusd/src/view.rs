@@ -10,6 +10,12 @@ use supervisor_proto::{
 };
 
 const CLIENT: &str = concat!("statusd/", env!("CARGO_PKG_VERSION"));
+/// How often statusd asks the supervisor whether it answers, and how long an answer may take.
+const HEARTBEAT: Duration = Duration::from_secs(2);
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
+/// Past this without an answer, the supervisor is unhealthy even though its socket is open: a
+/// PID 1 that stopped answering (blocked) must fail `/health`.
+pub const ANSWER_MAX_AGE: Duration = Duration::from_secs(5);
 /// Deploy records kept for `/deploys` and the page.
 const DEPLOYS: u32 = 20;
 
@@ -26,6 +32,8 @@ pub struct Snapshot {
     pub read_at: Option<Instant>,
     /// Why the supervisor is unreachable, when it is.
     pub error: Option<String>,
+    /// When the supervisor last answered a request.
+    pub answered_at: Option<Instant>,
 }
 
 impl Snapshot {
@@ -51,6 +59,16 @@ impl Snapshot {
                     .map(|e| format!(": {e}"))
                     .unwrap_or_default()
             ));
+        }
+        match self.answered_at.map(|t| t.elapsed()) {
+            Some(age) if age <= ANSWER_MAX_AGE => {}
+            Some(age) => {
+                return Some(format!(
+                    "the supervisor has not answered for {} s",
+                    age.as_secs()
+                ));
+            }
+            None => return Some("the supervisor has not answered yet".to_owned()),
         }
         let down: Vec<String> = self
             .programs
@@ -100,18 +118,55 @@ pub async fn follow(socket: &Path, view: View) {
     }
 }
 
+/// `what` within [`ANSWER_TIMEOUT`] (several times that for a connection's setup).
+async fn answered<T>(
+    what: impl std::future::Future<Output = Result<T, ClientError>>,
+    limit: Duration,
+) -> Result<T, ClientError> {
+    match tokio::time::timeout(limit, what).await {
+        Ok(r) => r,
+        Err(_) => Err(ClientError::Frame(supervisor_proto::frame::FrameError::Io(
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the supervisor did not answer within {limit:?}"),
+            ),
+        ))),
+    }
+}
+
 async fn session(socket: &Path, view: &View) -> Result<(), ClientError> {
+    let setup = ANSWER_TIMEOUT * 5;
     // Subscribe first, then read: a change between the two is not missed.
-    let mut events = Client::connect(socket, CLIENT).await?.subscribe().await?;
-    let mut client = Client::connect(socket, CLIENT).await?;
-    refresh_status(&mut client, view).await?;
-    refresh_deploys(&mut client, view).await?;
+    let mut events = answered(
+        async { Client::connect(socket, CLIENT).await?.subscribe().await },
+        setup,
+    )
+    .await?;
+    let mut client = answered(Client::connect(socket, CLIENT), setup).await?;
+    answered(refresh_status(&mut client, view), setup).await?;
+    answered(refresh_deploys(&mut client, view), setup).await?;
     write(view, |s| {
         s.connected = true;
         s.error = None;
     });
     tracing::info!("following the supervisor");
-    while let Some(event) = events.next().await? {
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let event = tokio::select! {
+            event = events.next() => event?,
+            _ = heartbeat.tick() => {
+                // An answer renews the health; no answer in time leaves it to age (and
+                // /health to fail), while the connection is kept for when it answers again.
+                match tokio::time::timeout(ANSWER_TIMEOUT, client.call(Request::Version)).await {
+                    Ok(Ok(_)) => write(view, |s| s.answered_at = Some(Instant::now())),
+                    Ok(Err(e)) => return Err(e),
+                    Err(_) => tracing::warn!("the supervisor did not answer within 1 s"),
+                }
+                continue;
+            }
+        };
+        let Some(event) = event else { break };
         match event {
             Event::Deploy { stage, .. } => {
                 if matches!(
@@ -140,6 +195,7 @@ async fn refresh_status(client: &mut Client, view: &View) -> Result<(), ClientEr
             s.supervisor = Some(supervisor);
             s.programs = programs;
             s.read_at = Some(Instant::now());
+            s.answered_at = s.read_at;
         });
     }
     Ok(())

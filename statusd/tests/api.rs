@@ -421,3 +421,30 @@ fn the_health_probe_follows_health() {
         "{out}"
     );
 }
+
+/// A supervisor whose socket is open but which no longer answers (stopped here with SIGSTOP,
+/// as a PID 1 blocked on file work would be) fails /health, and passes again once it answers.
+#[test]
+fn health_fails_when_the_supervisor_stops_answering() {
+    let stack = Stack::start(None);
+    let port = stack.port;
+    wait_until("healthy", || get(port, "/health", None).0 == 200);
+    let pid = stack.supervisor.as_ref().unwrap().id() as i32;
+    // SAFETY: kill with a valid signal has no memory effects.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let stopped = std::time::Instant::now();
+    wait_until("/health to fail", || get(port, "/health", None).0 == 503);
+    let (_, body) = get(port, "/health", None);
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    assert!(
+        body.contains("the supervisor has not answered for"),
+        "{body}"
+    );
+    assert!(
+        stopped.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        stopped.elapsed()
+    );
+    wait_until("healthy again", || get(port, "/health", None).0 == 200);
+}
