@@ -81,7 +81,10 @@ async fn post_news(http: &serenity::Http, shared: &Shared) {
     for record in news(&records, shared, now_ms()) {
         let text = logic::deploy_result(record);
         for &(guild, channel) in &channels {
-            let message = serenity::CreateMessage::new().content(&text);
+            // A commit subject such as "@everyone" stays text: no mention is allowed.
+            let message = serenity::CreateMessage::new()
+                .content(&text)
+                .allowed_mentions(serenity::CreateAllowedMentions::new());
             match serenity::ChannelId::new(channel)
                 .send_message(http, message)
                 .await

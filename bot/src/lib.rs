@@ -70,7 +70,7 @@ pub async fn run(settings: Settings) -> u8 {
             return EXIT_CONFIG;
         }
     };
-    let mut http = serenity::HttpBuilder::new(&settings.token);
+    let mut http = serenity::HttpBuilder::new(settings.token.expose());
     if let Some(base) = &settings.api_base {
         http = http.proxy(base.clone());
     }
@@ -91,6 +91,9 @@ pub async fn run(settings: Settings) -> u8 {
             .map(|&id| serenity::UserId::new(id))
             .collect(),
         initialize_owners: true,
+        // Nothing the bot says pings anyone: replies carry commit subjects, log lines and
+        // program names it did not write (a commit titled "@everyone" must stay text).
+        allowed_mentions: Some(serenity::CreateAllowedMentions::new()),
         prefix_options: poise::PrefixFrameworkOptions {
             prefix: settings.prefix.clone().map(Into::into),
             mention_as_prefix: true,

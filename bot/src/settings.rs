@@ -6,7 +6,8 @@ use std::path::PathBuf;
 /// Everything the bot reads from its environment, checked at start.
 #[derive(Debug)]
 pub struct Settings {
-    pub token: String,
+    /// Shown as `<redacted>` by `Debug`: the settings are logged and printed in errors.
+    pub token: supervised::Secret,
     /// `DISCORD_OWNERS`: user ids allowed the owner-only commands, beside the application's owner.
     pub owners: HashSet<u64>,
     /// `DISCORD_API_BASE`: REST goes there instead of `https://discord.com` (a proxy, a test).
@@ -125,7 +126,7 @@ impl Settings {
         let deploy_program = env("BOT_DEPLOY_PROGRAM").unwrap_or_else(|| "bot".into());
         match (token, problems.is_empty()) {
             (Some(token), true) => Ok(Settings {
-                token,
+                token: supervised::Secret::new(token),
                 owners,
                 api_base,
                 gateway_url,
@@ -158,7 +159,8 @@ mod tests {
     #[test]
     fn a_token_is_all_it_needs() {
         let s = read(&[("DISCORD_TOKEN", "abc ")]).unwrap();
-        assert_eq!(s.token, "abc");
+        assert_eq!(s.token.expose(), "abc");
+        assert!(!format!("{s:?}").contains("abc"), "the token never shows");
         assert!(s.ratelimiter);
         assert_eq!(s.prefix.as_deref(), Some("!"));
         assert_eq!(s.deploy_program, "bot");
@@ -182,7 +184,7 @@ mod tests {
         let path = dir.path().join("token");
         std::fs::write(&path, "secret-token\n").unwrap();
         let s = read(&[("DISCORD_TOKEN_FILE", path.to_str().unwrap())]).unwrap();
-        assert_eq!(s.token, "secret-token");
+        assert_eq!(s.token.expose(), "secret-token");
     }
 
     #[test]

@@ -143,6 +143,13 @@ fn reaches_ready_and_answers_every_command() {
         text.starts_with("Supervisor ") && text.contains("RUNNING"),
         "{text}"
     );
+    // Replies carry text the bot did not write (program names, log lines): no pings.
+    assert_eq!(
+        post.body["allowed_mentions"],
+        json!({"parse": [], "roles": [], "users": []}),
+        "{}",
+        post.body
+    );
 
     stack.discord.assert_payloads_parsed();
 }
@@ -317,7 +324,7 @@ fn deploy_results_are_announced_and_settings_survive_a_restart() {
     std::fs::write(stack.root().join("work/run.sh"), "exit 3\n").unwrap();
     git(
         &stack.root().join("work"),
-        &["commit", "-q", "-a", "-m", "broken"],
+        &["commit", "-q", "-a", "-m", "@everyone broken"],
     );
     git(
         &stack.root().join("work"),
@@ -328,7 +335,17 @@ fn deploy_results_are_announced_and_settings_survive_a_restart() {
     wait_until("the rollback announcement", || announcements().len() >= 3);
     let last = announcements().pop().unwrap();
     assert!(last.starts_with("⚠️ `app`: `"), "{last}");
-    assert!(last.contains(" broken failed ("), "{last}");
+    assert!(last.contains(" @everyone broken failed ("), "{last}");
+    // ...and pings no one: every announcement allows no mention at all.
+    let path = format!("/api/v10/channels/{ANNOUNCE_CHANNEL_ID}/messages");
+    for call in stack.discord.calls().iter().filter(|c| c.path == path) {
+        assert_eq!(
+            call.body["allowed_mentions"],
+            json!({"parse": [], "roles": [], "users": []}),
+            "{}",
+            call.body
+        );
+    }
     assert!(
         last.contains(&format!("rolled back to `{}` 3", &v3[..10])),
         "{last}"
