@@ -415,7 +415,11 @@ fn root_peer_credentials_grant_verbs_per_uid() {
 socket_mode = "0666"
 [control.allow]
 status = ["nobody"]
+restart = ["nobody:app"]
 [program.app]
+command = ["sleep", "60"]
+startsecs = 0
+[program.other]
 command = ["sleep", "60"]
 startsecs = 0
 "#,
@@ -447,10 +451,20 @@ startsecs = 0
     assert_eq!(
         err,
         format!(
-            "uid {nobody} may not use \"stop\" (grant it with [control.allow] stop = [...] in supervisor.toml)\n"
+            "uid {nobody} may not use \"stop\" on app (grant it with [control.allow] stop = [...] in supervisor.toml)\n"
         )
     );
     assert_eq!(program(&status_json(&sup), "app")["state"], "RUNNING");
+    // A grant narrowed to one program: that one, and no other (nor `all`).
+    let pid = pid_of(&sup, "app");
+    let (code, out, err) = ctl_as(&sup, &["restart", "app"], Some(nobody));
+    assert_eq!(code, 0, "{out}{err}");
+    assert_ne!(pid_of(&sup, "app"), pid, "app was restarted");
+    for target in ["other", "all"] {
+        let (code, _, err) = ctl_as(&sup, &["restart", target], Some(nobody));
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains("may not use \"restart\""), "{err}");
+    }
 }
 
 /// A raw protocol connection, for what the client library would never send.

@@ -121,6 +121,30 @@ fn default_tail_lines() -> u32 {
 }
 
 impl Request {
+    /// The programs the request names (`[]` for "every program", as `status` reads it), or
+    /// `None` for a verb about no program in particular (`update`, `events`, ...). A grant
+    /// narrowed to programs checks these.
+    pub fn targets(&self) -> Option<Vec<&str>> {
+        match self {
+            Request::Status { names }
+            | Request::Start { names }
+            | Request::Stop { names }
+            | Request::Restart { names }
+            | Request::Signal { names, .. }
+            | Request::Pid { names }
+            | Request::Deploys { names, .. } => Some(names.iter().map(String::as_str).collect()),
+            Request::Tail { name, .. }
+            | Request::Deploy { name, .. }
+            | Request::Rollback { name } => Some(vec![name.as_str()]),
+            Request::Reread
+            | Request::Update
+            | Request::Events
+            | Request::Shutdown
+            | Request::Version
+            | Request::Check => None,
+        }
+    }
+
     /// The verb's name, as `[control.allow]` and messages spell it.
     pub fn verb(&self) -> &'static str {
         match self {

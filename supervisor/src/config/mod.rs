@@ -94,8 +94,16 @@ pub struct SupervisorSection {
 /// `[control]`: who may use the control socket beyond root and the supervisor's own user.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ControlSection {
-    /// Verb → uids granted it (`[control.allow] status = ["statusd", "hookd"]`).
-    pub allow: std::collections::BTreeMap<String, Vec<u32>>,
+    /// Verb → who is granted it (`[control.allow] status = ["statusd", "hookd"]`,
+    /// `deploy = ["hookd:bot"]`).
+    pub allow: std::collections::BTreeMap<String, Vec<Grant>>,
+}
+
+/// One entry of `[control.allow]`: a uid, and the programs it may name (None: any).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Grant {
+    pub uid: u32,
+    pub programs: Option<Vec<String>>,
 }
 
 /// `autorestart`, with supervisord's meaning.

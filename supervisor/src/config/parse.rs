@@ -16,7 +16,7 @@ use super::environ;
 use super::expand::{expand, read_env_file};
 use super::units::{parse_bytes, parse_duration, parse_signal};
 use super::{
-    AutoRestart, Backoff, Config, ConfigError, ConfigErrors, ControlSection, DeployConfig,
+    AutoRestart, Backoff, Config, ConfigError, ConfigErrors, ControlSection, DeployConfig, Grant,
     LogTarget, OnFatal, ProgramConfig, ProgramName, SupervisorSection, UserSpec,
 };
 
@@ -590,14 +590,36 @@ impl<'a> Walker<'a> {
                 let Some(list) = self.string_list(users, &vpath, env) else {
                     continue;
                 };
-                let mut uids = Vec::new();
-                for user in list {
-                    match resolve_user(&user) {
-                        Ok(u) => uids.push(u.uid),
+                let mut grants = Vec::new();
+                for entry in list {
+                    // `USER`, or `USER:PROGRAM,PROGRAM` to narrow the grant to those programs.
+                    let (user, programs) = match entry.split_once(':') {
+                        Some((u, p)) => {
+                            let names: Vec<String> = p
+                                .split(',')
+                                .map(|n| n.trim().to_owned())
+                                .filter(|n| !n.is_empty())
+                                .collect();
+                            if names.is_empty() {
+                                let message = format!(
+                                    "{entry:?} names no program after \":\" (write \"USER\", or \"USER:PROGRAM,PROGRAM\")"
+                                );
+                                self.error(users.span(), &vpath, message);
+                                continue;
+                            }
+                            (u, Some(names))
+                        }
+                        None => (entry.as_str(), None),
+                    };
+                    match resolve_user(user) {
+                        Ok(u) => grants.push(Grant {
+                            uid: u.uid,
+                            programs,
+                        }),
                         Err(message) => self.error(users.span(), &vpath, message),
                     }
                 }
-                c.allow.insert(verb_name.to_owned(), uids);
+                c.allow.insert(verb_name.to_owned(), grants);
             }
         }
         c

@@ -267,11 +267,17 @@ async fn connection(stream: UnixStream, uid: u32, shared: Shared) -> Result<(), 
             }
         };
         let verb = frame.request.verb();
-        if !shared.acl.borrow().allows(uid, verb) {
+        if !shared.acl.borrow().allows(uid, &frame.request) {
             tracing::warn!(uid, verb, "control request refused");
-            let message = format!(
-                "uid {uid} may not use \"{verb}\" (grant it with [control.allow] {verb} = [...] in supervisor.toml)"
-            );
+            let message = match frame.request.targets() {
+                Some(names) if !names.is_empty() => format!(
+                    "uid {uid} may not use \"{verb}\" on {} (grant it with [control.allow] {verb} = [...] in supervisor.toml)",
+                    names.join(", ")
+                ),
+                _ => format!(
+                    "uid {uid} may not use \"{verb}\" (grant it with [control.allow] {verb} = [...] in supervisor.toml)"
+                ),
+            };
             send(
                 &mut w,
                 &error_frame(frame.id, ErrorKind::Forbidden, message),
