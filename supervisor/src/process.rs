@@ -224,6 +224,35 @@ pub fn reap_one() -> Option<(Pid, ExitReason)> {
     }
 }
 
+/// Runs what `spec` describes to its end, for at most `limit` (then its process group is
+/// killed), polling rather than blocking. Only for the daemon's start, before the actor and
+/// its reaper run: nothing else may wait for children meanwhile.
+pub fn run_bounded(
+    spec: &Spec<'_>,
+    nofile: Option<libc::rlimit>,
+    limit: std::time::Duration,
+) -> io::Result<ExitReason> {
+    let pid = spawn_spec(spec, nofile)?;
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(ExitReason::Exited(code)),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(ExitReason::Killed(sig)),
+            Err(Errno::EINTR) | Ok(_) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = signal_group(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("did not finish within {limit:?}"),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// The umask children start with.
 const CHILD_UMASK: libc::mode_t = 0o022;
 

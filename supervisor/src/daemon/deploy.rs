@@ -434,22 +434,7 @@ impl Daemon {
             };
             Ok((out.into(), log.into()))
         })();
-        // No terminal, no password prompt, no agent: a git that needs credentials fails fast.
-        // No system-wide git configuration, and only transports that fetch (never `ext::`,
-        // which runs a command). Then what the deploy table sets; nothing else of the
-        // supervisor's environment but config::environ's base (no secrets).
-        let mut environment: Vec<(String, String)> = [
-            ("GIT_TERMINAL_PROMPT", "0"),
-            ("GIT_ASKPASS", "true"),
-            ("SSH_ASKPASS", "true"),
-            ("GIT_SSH_COMMAND", "ssh -o BatchMode=yes"),
-            ("GIT_CONFIG_NOSYSTEM", "1"),
-            ("GIT_ALLOW_PROTOCOL", "file:git:http:https:ssh"),
-        ]
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-        environment.extend(run.cfg.environment.iter().cloned());
+        let environment = step_environment(&run.cfg);
         let spawned = fds.and_then(|(stdout, stderr)| {
             process::spawn_spec(
                 &Spec {
@@ -894,17 +879,40 @@ impl Daemon {
             if cfg.artifact.is_none()
                 && let Some(good) = good.filter(|c: &String| is_commit(c))
             {
-                let restored = std::process::Command::new("git")
-                    .args(["checkout", "--force", "--detach", &good])
-                    .current_dir(&cfg.repo)
-                    .env("GIT_TERMINAL_PROMPT", "0")
-                    .stdin(std::process::Stdio::null())
-                    .output();
+                // As every deploy step: the deploy's user, its environment, its own process
+                // group, within the step timeout (at most a minute: the daemon is starting).
+                let argv: Vec<String> = ["git", "checkout", "--force", "--detach", good.as_str()]
+                    .iter()
+                    .map(|a| (*a).to_owned())
+                    .collect();
+                let environment = step_environment(&cfg);
+                let null = OpenOptions::new().write(true).open("/dev/null");
+                let restored = null.and_then(|null| {
+                    let null: OwnedFd = null.into();
+                    process::run_bounded(
+                        &Spec {
+                            argv: &argv,
+                            directory: Some(&cfg.repo),
+                            environment: &environment,
+                            pass_env: &cfg.pass_env,
+                            user: cfg.user.as_ref(),
+                            stdout: &null,
+                            stderr: &null,
+                        },
+                        self.nofile,
+                        cfg.step_timeout.min(std::time::Duration::from_secs(60)),
+                    )
+                });
                 message = match restored {
-                    Ok(out) if out.status.success() => {
+                    Ok(ExitReason::Exited(0)) => {
                         format!("{message}; working tree restored to {good}")
                     }
-                    _ => format!("{message}; restoring the working tree to {good} failed"),
+                    Ok(reason) => {
+                        format!("{message}; restoring the working tree to {good} failed ({reason})")
+                    }
+                    Err(e) => {
+                        format!("{message}; restoring the working tree to {good} failed ({e})")
+                    }
                 };
             }
             let record = DeployRecord {
@@ -951,6 +959,26 @@ impl Daemon {
             self.finish_deploy(idx, "interrupted", "the supervisor is shutting down");
         }
     }
+}
+
+/// The environment of every git command and build step (beyond config::environ's base and the
+/// deploy's `pass_env`; no secrets). No terminal, no password prompt, no agent: a git that
+/// needs credentials fails fast. No system-wide git configuration, and only transports that
+/// fetch (never `ext::`, which runs a command). Then what the deploy table sets.
+fn step_environment(cfg: &DeployConfig) -> Vec<(String, String)> {
+    let mut environment: Vec<(String, String)> = [
+        ("GIT_TERMINAL_PROMPT", "0"),
+        ("GIT_ASKPASS", "true"),
+        ("SSH_ASKPASS", "true"),
+        ("GIT_SSH_COMMAND", "ssh -o BatchMode=yes"),
+        ("GIT_CONFIG_NOSYSTEM", "1"),
+        ("GIT_ALLOW_PROTOCOL", "file:git:http:https:ssh"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    environment.extend(cfg.environment.iter().cloned());
+    environment
 }
 
 /// The supervisor's own binary, for the release step: the running image even when the file
