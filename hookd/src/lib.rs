@@ -9,11 +9,13 @@
 //! - [`signature`]: HMAC and token checks, constant-time.
 //! - [`forge`]: which forge sent a delivery, and what it asks for.
 //! - [`server`]: the HTTP endpoints.
+//! - [`source`]: who sent a request (through a trusted proxy) and whether it may.
 
 pub mod forge;
 pub mod server;
 pub mod settings;
 pub mod signature;
+pub mod source;
 
 pub use server::serve;
 pub use settings::Settings;

@@ -2,13 +2,15 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
@@ -47,9 +49,15 @@ pub async fn serve(
         settings,
         seen: Mutex::new(Seen::default()),
     });
-    let router = Router::new()
+    let webhooks = Router::new()
         .route("/webhook", post(default_program))
         .route("/webhook/{name}", post(named_program))
+        .layer(middleware::from_fn_with_state(
+            app.clone(),
+            only_allowed_sources,
+        ));
+    let router = Router::new()
+        .merge(webhooks)
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(app);
@@ -58,6 +66,28 @@ pub async fn serve(
         ..supervised::http::Limits::default()
     };
     supervised::http::serve(listener, router, limits, Default::default(), shutdown).await
+}
+
+/// `HOOKD_ALLOW_FROM`: a delivery from anywhere else is refused before its body is read.
+async fn only_allowed_sources(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: axum::extract::Request,
+    next: Next,
+) -> Response {
+    let forwarded = request
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    let client = app.settings.sources.client(peer.ip(), forwarded);
+    if !app.settings.sources.allows(client) {
+        tracing::warn!(%client, %peer, decision = "refused: source not allowed");
+        return reply(
+            StatusCode::FORBIDDEN,
+            json!({"error": "this address may not deliver webhooks here"}),
+        );
+    }
+    next.run(request).await
 }
 
 fn reply(status: StatusCode, body: Value) -> Response {

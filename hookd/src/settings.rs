@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use crate::signature::Secret;
+use crate::source::{Sources, parse_networks};
 
 #[derive(Debug)]
 pub struct Settings {
@@ -19,6 +20,9 @@ pub struct Settings {
     pub socket: PathBuf,
     /// `HOOKD_BODY_LIMIT` in bytes, default 1 MiB.
     pub body_limit: usize,
+    /// `HOOKD_ALLOW_FROM` (networks that may deliver; default any) and
+    /// `HOOKD_TRUSTED_PROXIES` (whose `X-Forwarded-For` is believed; default none).
+    pub sources: Sources,
 }
 
 /// A program name as the supervisor accepts it.
@@ -86,6 +90,16 @@ impl Settings {
                 0
             }),
         };
+        let mut networks = |name: &str| {
+            parse_networks(name, &env(name).unwrap_or_default()).unwrap_or_else(|e| {
+                problems.push(e);
+                Vec::new()
+            })
+        };
+        let sources = Sources {
+            allow: networks("HOOKD_ALLOW_FROM"),
+            trusted_proxies: networks("HOOKD_TRUSTED_PROXIES"),
+        };
         match (listen, secret) {
             (Some(listen), Some(secret)) if problems.is_empty() => Ok(Self {
                 listen,
@@ -94,6 +108,7 @@ impl Settings {
                 branch,
                 socket,
                 body_limit,
+                sources,
             }),
             _ => Err(problems.join("\n")),
         }

@@ -11,6 +11,7 @@
 //!   before any of the body is read;
 //! - a cap on open connections: past it, a new connection is closed at once (and counted)
 //!   rather than queued, so the ones being served keep their resources;
+//! - the peer's address as axum's `ConnectInfo<SocketAddr>`, for handlers that need it;
 //! - on shutdown, the listener closes, idle connections close, requests in flight get
 //!   `shutdown_grace` to finish, and whatever is left is dropped.
 
@@ -22,6 +23,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -84,11 +86,11 @@ pub async fn serve(
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(pair) => pair,
                 Err(e) => {
                     // Out of descriptors or memory: give the connections in flight a moment
                     // to finish instead of spinning on accept.
@@ -112,7 +114,9 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
-        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+        let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+            // The peer, for handlers that ask (axum's `ConnectInfo<SocketAddr>`).
+            request.extensions_mut().insert(ConnectInfo(peer));
             respond(router.clone(), request, limits)
         });
         let mut closing = closing_rx.clone();
