@@ -228,16 +228,17 @@ pub async fn restart(
     #[description = "The program to restart"] program: String,
 ) -> Result<(), Error> {
     let shared = ctx.data();
+    let by = format!("discord: {} ({})", ctx.author().name, ctx.author().id);
     if shared.settings.own_program.as_deref() == Some(program.as_str()) {
         // The answer must go out before the supervisor stops us.
         ctx.say(format!(
             "Restarting `{program}` (this bot); back in a moment."
         ))
         .await?;
-        shared.control.restart(&program).await?;
+        shared.control.restart(&program, &by).await?;
         return Ok(());
     }
-    let result = shared.control.restart(&program).await?;
+    let result = shared.control.restart(&program, &by).await?;
     ctx.say(format!("`{}`: {}", result.name, result.message))
         .await?;
     Ok(())

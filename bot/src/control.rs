@@ -24,9 +24,17 @@ fn unexpected(reply: &Reply) -> String {
 
 impl Control {
     async fn call(&self, request: Request) -> Result<Reply, String> {
+        self.call_for(request, None).await
+    }
+
+    /// A request made for a Discord user (`by`), whom the supervisor's audit trail names.
+    async fn call_for(&self, request: Request, by: Option<&str>) -> Result<Reply, String> {
         let mut client = Client::connect(&self.socket, CLIENT)
             .await
             .map_err(|e| e.to_string())?;
+        if let Some(by) = by {
+            client.on_behalf_of(by);
+        }
         client.call(request).await.map_err(|e| e.to_string())
     }
 
@@ -52,12 +60,13 @@ impl Control {
         }
     }
 
-    /// Restarts a program; the answer is the start's result (the stop's comes first).
-    pub async fn restart(&self, name: &str) -> Result<ActionResult, String> {
+    /// Restarts a program for `by`; the answer is the start's result (the stop's comes
+    /// first).
+    pub async fn restart(&self, name: &str, by: &str) -> Result<ActionResult, String> {
         let request = Request::Restart {
             names: vec![name.to_owned()],
         };
-        match self.call(request).await? {
+        match self.call_for(request, Some(by)).await? {
             Reply::Actions { mut results } => results
                 .pop()
                 .ok_or_else(|| unexpected(&Reply::Actions { results })),
@@ -65,13 +74,15 @@ impl Control {
         }
     }
 
-    /// Starts a deploy: its id, and whether it was queued behind a running one.
+    /// Starts a deploy for `trigger` (the Discord user, also named to the audit trail): its
+    /// id, and whether it was queued behind a running one.
     pub async fn deploy(&self, name: &str, trigger: String) -> Result<(String, bool), String> {
+        let by = trigger.clone();
         let request = Request::Deploy {
             name: name.to_owned(),
             trigger: Some(trigger),
         };
-        match self.call(request).await? {
+        match self.call_for(request, Some(&by)).await? {
             Reply::Deploy { id, queued, .. } => Ok((id, queued)),
             other => Err(unexpected(&other)),
         }

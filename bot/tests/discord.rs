@@ -114,6 +114,18 @@ fn reaches_ready_and_answers_every_command() {
     let after = stack.program("app");
     assert_eq!(after["state"], "RUNNING");
     assert_ne!(after["pid"], before);
+    // The supervisor's audit trail names the Discord user the bot acted for.
+    let (code, out) = stack.ctl(&["audit", "--json", "-n", "1"]);
+    assert_eq!(code, 0, "{out}");
+    let audit: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(audit[0]["verb"], "restart", "{audit}");
+    assert_eq!(audit[0]["process"], "bot", "{audit}");
+    assert!(
+        audit[0]["by"].as_str().is_some_and(
+            |b| b.starts_with("discord: ") && b.ends_with(&format!("({SECOND_OWNER_ID})"))
+        ),
+        "{audit}"
+    );
 
     // A stranger's /restart: refused politely, privately, and nothing restarts.
     let id = stack.discord.slash(

@@ -22,6 +22,7 @@ const BODY_LIMIT: u64 = 64 * 1024;
 struct App {
     view: View,
     token: Option<Arc<str>>,
+    socket: Arc<std::path::Path>,
 }
 
 /// Follows the supervisor and serves until `shutdown` resolves.
@@ -39,6 +40,7 @@ pub async fn serve(
     let app = App {
         view,
         token: settings.token.map(Arc::from),
+        socket: Arc::from(settings.socket.as_path()),
     };
     let protected = Router::new()
         .route("/", get(page))
@@ -46,6 +48,7 @@ pub async fn serve(
         .route("/status", get(status))
         .route("/commit", get(commit))
         .route("/deploys", get(deploys))
+        .route("/audit", get(audit))
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(app.clone(), bearer));
     let router = Router::new()
@@ -225,6 +228,39 @@ async fn deploys(State(app): State<App>) -> Response {
         StatusCode::OK,
         json!({"stale": !s.connected, "deploys": records}),
     )
+}
+
+/// The supervisor's audit trail, asked for each time (it is not in the event stream), within
+/// a deadline.
+async fn audit(State(app): State<App>) -> Response {
+    const LIMIT: u32 = 50;
+    let asked = async {
+        let mut client = supervisor_proto::Client::connect(
+            &app.socket,
+            concat!("statusd/", env!("CARGO_PKG_VERSION")),
+        )
+        .await?;
+        client
+            .call(supervisor_proto::Request::Audit { limit: LIMIT })
+            .await
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(2), asked).await {
+        Ok(Ok(supervisor_proto::Reply::Audit { records })) => {
+            json_reply(StatusCode::OK, json!({"records": records}))
+        }
+        Ok(Ok(other)) => json_reply(
+            StatusCode::BAD_GATEWAY,
+            json!({"error": format!("unexpected answer: {other:?}")}),
+        ),
+        Ok(Err(e)) => json_reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"error": e.to_string()}),
+        ),
+        Err(_) => json_reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"error": "the supervisor did not answer within 2 s"}),
+        ),
+    }
 }
 
 async fn metrics(State(app): State<App>) -> Response {

@@ -189,6 +189,19 @@ fn endpoints_follow_the_supervisor_through_changes_and_restarts() {
     stack.ctl(&["start", "web", "idle"]);
     wait_until("healthy again", || get(port, "/health", None).0 == 200);
     assert_eq!(state(&json(port, "/status"), "idle"), "RUNNING");
+    // Both requests are in the supervisor's audit trail, newest first.
+    let audit = json(port, "/audit");
+    let verbs: Vec<String> = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| format!("{} {} {}", r["verb"], r["targets"], r["ok"]))
+        .collect();
+    assert_eq!(
+        verbs,
+        [r#""start" ["web","idle"] true"#, r#""stop" ["web"] true"#],
+        "{audit}"
+    );
 
     let (status, metrics) = get(port, "/metrics", None);
     assert_eq!(status, 200);
@@ -262,7 +275,8 @@ fn the_openapi_description_matches(status: &Value) {
     assert_eq!(
         paths,
         [
-            "/", "/commit", "/deploys", "/health", "/metrics", "/ping", "/status", "/uptime"
+            "/", "/audit", "/commit", "/deploys", "/health", "/metrics", "/ping", "/status",
+            "/uptime"
         ]
     );
     let schema = &doc["components"]["schemas"]["Program"];
@@ -364,7 +378,9 @@ fn a_token_guards_all_but_ping_and_health() {
     let port = stack.port;
     wait_until("healthy", || get(port, "/health", None).0 == 200);
     assert_eq!(get(port, "/ping", None).0, 200);
-    for path in ["/", "/status", "/uptime", "/commit", "/deploys", "/metrics"] {
+    for path in [
+        "/", "/status", "/uptime", "/commit", "/deploys", "/metrics", "/audit",
+    ] {
         assert_eq!(get(port, path, None).0, 401, "{path}");
         assert_eq!(get(port, path, Some("wrong")).0, 401, "{path}");
         assert_eq!(get(port, path, Some("s3cret")).0, 200, "{path}");

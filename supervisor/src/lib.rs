@@ -18,6 +18,7 @@
 //! - [`daemon`]: the actor that owns all state and performs the lifecycle's effects.
 //! - [`control`]: the control socket: connections, peer credentials, framing.
 //! - [`status`]: how states read in `status` (supervisorctl's descriptions).
+//! - [`jsonl`]: bounded JSON-lines files (rotated, read from the end): history, audit trail.
 //! - [`import`]: `supervisor import`, from a supervisord configuration.
 //! - [`cli`]: the client verbs of the binary (`status`, `start`, `tail -f`, ...).
 
@@ -28,6 +29,7 @@ pub mod control;
 pub mod daemon;
 pub mod dirs;
 pub mod import;
+pub mod jsonl;
 pub mod lifecycle;
 pub mod logs;
 pub mod process;

@@ -465,6 +465,38 @@ startsecs = 0
         assert_eq!(code, 1, "{err}");
         assert!(err.contains("may not use \"restart\""), "{err}");
     }
+    // The audit trail has each of them, who asked and what came of it; nobody may not read it.
+    let (code, out, _) = ctl(&sup, &["audit", "--json", "-n", "10"]);
+    assert_eq!(code, 0);
+    let records: Vec<Value> = serde_json::from_str(&out).unwrap();
+    let summary: Vec<String> = records
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {} {} {}",
+                r["uid"], r["process"], r["verb"], r["targets"][0], r["ok"]
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            format!("{nobody} \"supervisor\" \"restart\" \"all\" false"),
+            format!("{nobody} \"supervisor\" \"restart\" \"other\" false"),
+            format!("{nobody} \"supervisor\" \"restart\" \"app\" true"),
+            format!("{nobody} \"supervisor\" \"stop\" \"app\" false"),
+        ],
+        "{out}"
+    );
+    let (code, _, err) = ctl_as(&sup, &["audit"], Some(nobody));
+    assert_eq!(code, 1, "{err}");
+    let mode = std::fs::metadata(sup.path("data/logs/audit.jsonl"))
+        .unwrap()
+        .permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o640
+    );
 }
 
 /// A raw protocol connection, for what the client library would never send.
@@ -618,9 +650,9 @@ backoff = { initial = "1ms", max = "1ms" }
 "#,
     );
     let sup = Supervisor::start(dir, Mode::Plain);
-    // 64 connections from this uid are served; the 65th is told why it is refused.
+    // 128 connections from this uid are served; the 129th is told why it is refused.
     let mut held = Vec::new();
-    for _ in 0..64 {
+    for _ in 0..128 {
         let (mut r, mut w) = raw(&sup);
         w.write_all(HELLO.as_bytes()).unwrap();
         assert!(read_frame(&mut r).get("hello").is_some());
@@ -634,7 +666,7 @@ backoff = { initial = "1ms", max = "1ms" }
         refused["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("already has 64 connections open")
+            .contains("already has 128 connections open")
     );
     // A place given back is free again.
     held.pop();

@@ -49,6 +49,8 @@ pub struct Client {
     writer: OwnedWriteHalf,
     buf: Vec<u8>,
     next_id: u64,
+    /// Whom the requests are made for (see [`RequestFrame::by`]).
+    by: Option<String>,
     /// What the server said about itself.
     pub server: ServerHello,
 }
@@ -89,6 +91,7 @@ impl Client {
             writer,
             buf,
             next_id: 1,
+            by: None,
             server,
         })
     }
@@ -119,10 +122,20 @@ impl Client {
         }
     }
 
+    /// Makes the following requests on behalf of `who` (recorded in the audit trail).
+    pub fn on_behalf_of(&mut self, who: impl Into<String>) {
+        self.by = Some(who.into());
+    }
+
     async fn send(&mut self, request: Request) -> Result<u64, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
-        frame::write(&mut self.writer, &RequestFrame { id, request }).await?;
+        let frame = RequestFrame {
+            id,
+            by: self.by.clone(),
+            request,
+        };
+        frame::write(&mut self.writer, &frame).await?;
         Ok(id)
     }
 

@@ -39,6 +39,10 @@ pub struct ServerHelloBody {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestFrame {
     pub id: u64,
+    /// Whom the client acts for, when not for itself (the bot: `discord: NAME (ID)`); kept in
+    /// the audit trail beside the peer's uid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
     #[serde(flatten)]
     pub request: Request,
 }
@@ -110,6 +114,11 @@ pub enum Request {
         #[serde(default = "default_deploys_limit")]
         limit: u32,
     },
+    /// The audit trail of state-changing requests, newest first.
+    Audit {
+        #[serde(default = "default_deploys_limit")]
+        limit: u32,
+    },
 }
 
 fn default_deploys_limit() -> u32 {
@@ -138,6 +147,7 @@ impl Request {
             | Request::Rollback { name } => Some(vec![name.as_str()]),
             Request::Reread
             | Request::Update
+            | Request::Audit { .. }
             | Request::Events
             | Request::Shutdown
             | Request::Version
@@ -164,14 +174,30 @@ impl Request {
             Request::Deploy { .. } => "deploy",
             Request::Rollback { .. } => "rollback",
             Request::Deploys { .. } => "deploys",
+            Request::Audit { .. } => "audit",
         }
     }
 
     /// Every verb, for validating `[control.allow]`.
     pub const VERBS: &'static [&'static str] = &[
         "status", "start", "stop", "restart", "signal", "pid", "tail", "reread", "update",
-        "events", "shutdown", "version", "check", "deploy", "rollback", "deploys",
+        "events", "shutdown", "version", "check", "deploy", "rollback", "deploys", "audit",
     ];
+
+    /// Whether the request changes the running system (and so is kept in the audit trail).
+    pub fn changes_state(&self) -> bool {
+        matches!(
+            self,
+            Request::Start { .. }
+                | Request::Stop { .. }
+                | Request::Restart { .. }
+                | Request::Signal { .. }
+                | Request::Update
+                | Request::Shutdown
+                | Request::Deploy { .. }
+                | Request::Rollback { .. }
+        )
+    }
 }
 
 /// One of a program's two output streams.
@@ -277,6 +303,26 @@ pub enum Reply {
     Deploys {
         records: Vec<DeployRecord>,
     },
+    Audit {
+        records: Vec<AuditRecord>,
+    },
+}
+
+/// One state-changing request, as the audit trail on the data volume keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub at_ms: u64,
+    /// The peer's uid (SO_PEERCRED) and its process name (`hookd`, `bot`, `supervisor`).
+    pub uid: u32,
+    pub process: Option<String>,
+    /// Whom it acted for (the Discord user, for the bot).
+    pub by: Option<String>,
+    pub verb: String,
+    /// The programs named.
+    pub targets: Vec<String>,
+    pub ok: bool,
+    /// What came of it: the error, or a summary of the answer.
+    pub message: String,
 }
 
 /// One deploy, as the history file on the data volume keeps it (one JSON line each).

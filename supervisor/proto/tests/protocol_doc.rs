@@ -79,6 +79,7 @@ fn every_example_in_protocol_md_decodes() {
             names: vec![],
             limit: 0,
         },
+        Request::Audit { limit: 0 },
     ];
     for r in all {
         assert!(

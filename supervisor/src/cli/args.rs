@@ -146,6 +146,18 @@ pub enum Command {
         #[command(flatten)]
         socket: SocketArg,
     },
+    /// The audit trail: every state-changing request, newest first, with when, who (uid,
+    /// process, and whom it acted for), what and the outcome.
+    Audit {
+        /// How many records.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        limit: u32,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
     /// Convert a supervisord configuration into supervisor.toml; what has no equivalent is
     /// listed on stderr with its line.
     Import {

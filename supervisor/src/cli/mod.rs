@@ -410,6 +410,45 @@ async fn run_verb(verb: Command) -> Result<u8, ClientError> {
             }
             Ok(exit::OK)
         }
+        Command::Audit {
+            limit,
+            json,
+            socket,
+        } => {
+            let mut client = connect(&socket).await?;
+            let reply = client.call(Request::Audit { limit }).await?;
+            let Reply::Audit { records } = reply else {
+                return Err(unexpected(&reply));
+            };
+            if json {
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&records).unwrap_or_default()
+                );
+            } else {
+                for r in &records {
+                    let at: chrono::DateTime<chrono::Local> =
+                        (std::time::UNIX_EPOCH + std::time::Duration::from_millis(r.at_ms)).into();
+                    let who = match (&r.process, &r.by) {
+                        (Some(p), Some(by)) => format!("uid {} ({p}) for {by}", r.uid),
+                        (Some(p), None) => format!("uid {} ({p})", r.uid),
+                        (None, Some(by)) => format!("uid {} for {by}", r.uid),
+                        (None, None) => format!("uid {}", r.uid),
+                    };
+                    let _ = writeln!(
+                        out,
+                        "{}  {who}  {} {}  {}: {}",
+                        at.format("%b %d %H:%M:%S"),
+                        r.verb,
+                        r.targets.join(" "),
+                        if r.ok { "ok" } else { "failed" },
+                        r.message,
+                    );
+                }
+            }
+            Ok(exit::OK)
+        }
         Command::Run { .. }
         | Command::Check { .. }
         | Command::Import { .. }

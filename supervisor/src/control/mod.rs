@@ -5,8 +5,10 @@
 //! # Layout
 //! - [`socket`]: binding the Unix socket (refusing a live one, taking over a stale one).
 //! - [`acl`]: who may use which verb.
+//! - [`audit`]: the trail of state-changing requests, written by a thread of its own.
 
 pub mod acl;
+pub mod audit;
 pub mod socket;
 
 use std::collections::HashMap;
@@ -23,6 +25,8 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 pub use acl::Acl;
+pub use audit::AuditLog;
+use audit::Peer;
 
 /// A client has this long to say hello, and to finish a frame it started.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -43,13 +47,14 @@ pub struct Shared {
     pub requests: mpsc::Sender<ControlRequest>,
     pub events: broadcast::Sender<Event>,
     pub acl: watch::Receiver<Acl>,
+    pub audit: AuditLog,
 }
 
 /// Connections open at once, in all and from one uid: a client that opens thousands (idle,
 /// or never reading) is refused past its share and costs the daemon a bounded amount of
 /// memory, while other users (statusd, hookd) still get in.
 const MAX_CONNECTIONS: usize = 512;
-const MAX_PER_UID: usize = 64;
+const MAX_PER_UID: usize = 128;
 /// A reply or event that cannot be written for this long (the client does not read) ends the
 /// connection.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -115,7 +120,7 @@ pub async fn serve(listener: UnixListener, shared: Shared) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                let Ok(uid) = stream.peer_cred().map(|c| c.uid()) else {
+                let Ok((uid, pid)) = stream.peer_cred().map(|c| (c.uid(), c.pid())) else {
                     continue;
                 };
                 let slot = Slots::take(&slots, uid);
@@ -131,7 +136,8 @@ pub async fn serve(listener: UnixListener, shared: Shared) {
                             return;
                         }
                     };
-                    if let Err(e) = connection(stream, uid, shared).await {
+                    let peer = Peer::new(uid, pid);
+                    if let Err(e) = connection(stream, peer, shared).await {
                         tracing::debug!(error = %e, "control connection ended");
                     }
                     drop(slot);
@@ -185,7 +191,8 @@ fn frame_error(e: &FrameError) -> Option<ServerFrame> {
     }
 }
 
-async fn connection(stream: UnixStream, uid: u32, shared: Shared) -> Result<(), FrameError> {
+async fn connection(stream: UnixStream, peer: Peer, shared: Shared) -> Result<(), FrameError> {
+    let uid = peer.uid;
     let (r, mut w) = stream.into_split();
     let mut reader = BufReader::new(r);
     let mut buf = Vec::new();
@@ -278,11 +285,11 @@ async fn connection(stream: UnixStream, uid: u32, shared: Shared) -> Result<(), 
                     "uid {uid} may not use \"{verb}\" (grant it with [control.allow] {verb} = [...] in supervisor.toml)"
                 ),
             };
-            send(
-                &mut w,
-                &error_frame(frame.id, ErrorKind::Forbidden, message),
-            )
-            .await?;
+            let refusal = error_frame(frame.id, ErrorKind::Forbidden, message);
+            shared
+                .audit
+                .record(&peer, frame.by.as_deref(), &frame.request, &refusal.body);
+            send(&mut w, &refusal).await?;
             continue;
         }
         if frame.request == Request::Events {
@@ -299,7 +306,23 @@ async fn connection(stream: UnixStream, uid: u32, shared: Shared) -> Result<(), 
             .await?;
             return stream_events(frame.id, events, reader, w).await;
         }
+        if let Request::Audit { limit } = frame.request {
+            // A bounded read of a file, off the actor's thread.
+            let path = shared.audit.path().to_owned();
+            let read =
+                tokio::task::spawn_blocking(move || crate::jsonl::newest(&path, limit as usize));
+            let body = match read.await {
+                Ok(records) => Body::Ok(Reply::Audit { records }),
+                Err(e) => Body::Error(ErrorBody {
+                    kind: ErrorKind::Internal,
+                    message: format!("cannot read the audit trail: {e}"),
+                }),
+            };
+            send(&mut w, &ServerFrame { id: frame.id, body }).await?;
+            continue;
+        }
         let (tx, rx) = oneshot::channel();
+        let audited = frame.request.changes_state().then(|| frame.request.clone());
         let request = ControlRequest {
             uid,
             request: frame.request,
@@ -320,6 +343,11 @@ async fn connection(stream: UnixStream, uid: u32, shared: Shared) -> Result<(), 
                 }),
             }
         };
+        if let Some(request) = &audited {
+            shared
+                .audit
+                .record(&peer, frame.by.as_deref(), request, &body);
+        }
         send(&mut w, &ServerFrame { id: frame.id, body }).await?;
     }
 }

@@ -1033,27 +1033,12 @@ fn point_current(releases: &Path, target: &Path) -> std::io::Result<()> {
     std::fs::rename(&tmp, releases.join("current"))
 }
 
-/// A program's history file is rotated (to `.jsonl.1`, replacing the older one) past this size,
-/// so that the history on disk and every read of it stay bounded.
-const HISTORY_ROTATE_BYTES: u64 = 1 << 20;
 /// Per-deploy logs kept for each program (the oldest are removed as new deploys start).
 const KEEP_DEPLOY_LOGS: usize = 50;
 
 fn append_history(deploydir: &Path, record: &DeployRecord) {
     let path = history(deploydir, &record.program);
-    let line = match serde_json::to_string(record) {
-        Ok(l) => l,
-        Err(_) => return,
-    };
-    let written = std::fs::create_dir_all(deploydir).and_then(|()| {
-        let mut f = OpenOptions::new().create(true).append(true).open(&path)?;
-        writeln!(f, "{line}")?;
-        if f.metadata()?.len() > HISTORY_ROTATE_BYTES {
-            std::fs::rename(&path, path.with_extension("jsonl.1"))?;
-        }
-        Ok(())
-    });
-    if let Err(e) = written {
+    if let Err(e) = crate::jsonl::append(&path, record) {
         tracing::error!(path = %path.display(), error = %e, "cannot record the deploy");
     }
 }
@@ -1078,111 +1063,14 @@ fn prune_deploy_logs(dir: &Path) {
     }
 }
 
-/// The records in the last [`HISTORY_ROTATE_BYTES`] of a history file, oldest first: a bounded
-/// read however large the file grew (one written before rotation existed, say).
-fn read_history_tail(path: &Path) -> Vec<DeployRecord> {
-    use std::io::{Read as _, Seek as _, SeekFrom};
-    let Ok(mut file) = File::open(path) else {
-        return Vec::new();
-    };
-    let len = file.metadata().map_or(0, |m| m.len());
-    let start = len.saturating_sub(HISTORY_ROTATE_BYTES);
-    if file.seek(SeekFrom::Start(start)).is_err() {
-        return Vec::new();
-    }
-    let mut bytes = Vec::new();
-    if file
-        .take(HISTORY_ROTATE_BYTES)
-        .read_to_end(&mut bytes)
-        .is_err()
-    {
-        return Vec::new();
-    }
-    let text = String::from_utf8_lossy(&bytes);
-    let mut lines = text.lines();
-    if start > 0 {
-        lines.next(); // the cut first line
-    }
-    lines.filter_map(|l| serde_json::from_str(l).ok()).collect()
-}
-
 /// The last `limit` records of a program's history, newest first; unreadable lines are skipped.
 fn read_history(deploydir: &Path, program: &str, limit: u32) -> Vec<DeployRecord> {
-    let path = history(deploydir, program);
-    let mut records = read_history_tail(&path);
-    if records.len() < limit as usize {
-        let mut older = read_history_tail(&path.with_extension("jsonl.1"));
-        older.append(&mut records);
-        records = older;
-    }
-    records.reverse();
-    records.truncate(limit as usize);
-    records
+    crate::jsonl::newest(&history(deploydir, program), limit as usize)
 }
 
 #[cfg(test)]
 mod history_tests {
     use super::*;
-
-    fn record(n: usize) -> DeployRecord {
-        DeployRecord {
-            id: format!("{n:06}"),
-            program: "bot".into(),
-            kind: "deploy".into(),
-            trigger: "test".into(),
-            started_ms: n as u64,
-            duration_ms: 0,
-            old_commit: None,
-            new_commit: None,
-            old_subject: None,
-            new_subject: None,
-            result: "succeeded".into(),
-            message: "x".repeat(500),
-            steps: Vec::new(),
-            log: String::new(),
-        }
-    }
-
-    #[test]
-    fn history_is_rotated_and_read_from_the_end() {
-        let dir = tempfile::tempdir().unwrap();
-        for n in 0..5000 {
-            append_history(dir.path(), &record(n));
-        }
-        let size = |p: PathBuf| std::fs::metadata(p).map_or(0, |m| m.len());
-        assert!(size(history(dir.path(), "bot")) <= HISTORY_ROTATE_BYTES + 1024);
-        assert!(size(history(dir.path(), "bot").with_extension("jsonl.1")) > 0);
-        let newest = read_history(dir.path(), "bot", 3);
-        let ids: Vec<_> = newest.iter().map(|r| r.id.as_str()).collect();
-        assert_eq!(ids, ["004999", "004998", "004997"]);
-        // More than the current file holds: the rotated one continues it, in order.
-        let many = read_history(dir.path(), "bot", 2500);
-        assert!(many.len() > 1500, "{}", many.len());
-        assert!(
-            many.windows(2)
-                .all(|w| w[0].started_ms == w[1].started_ms + 1)
-        );
-    }
-
-    #[test]
-    fn a_huge_history_is_read_in_bounded_time() {
-        let dir = tempfile::tempdir().unwrap();
-        // 150 MB written before rotation existed.
-        let line = serde_json::to_string(&record(1)).unwrap() + "\n";
-        let mut f = File::create(history(dir.path(), "bot")).unwrap();
-        let block = line.repeat(2000);
-        for _ in 0..(150 << 20) / block.len() {
-            f.write_all(block.as_bytes()).unwrap();
-        }
-        let started = Instant::now();
-        let records = read_history(dir.path(), "bot", 20);
-        assert_eq!(records.len(), 20);
-        assert!(
-            started.elapsed() < std::time::Duration::from_millis(500),
-            "{:?}",
-            started.elapsed()
-        );
-    }
 
     #[test]
     fn old_deploy_logs_are_pruned() {

@@ -71,12 +71,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let (requests_tx, mut requests) = mpsc::channel(64);
     let (events, _) = broadcast::channel(1024);
     let acl = watch::channel(Acl::new(nix::unistd::geteuid().as_raw(), &config.control)).0;
+    let audit = control::AuditLog::start(sup.logdir.join("audit.jsonl"))
+        .context("starting the audit trail's writer")?;
     let server = tokio::spawn(control::serve(
         listener,
         control::Shared {
             requests: requests_tx,
             events: events.clone(),
             acl: acl.subscribe(),
+            audit,
         },
     ));
     let socket = config.supervisor.socket.clone();

@@ -61,9 +61,9 @@ impl Daemon {
             } => self.tail(&name, stream, lines),
             Request::Reread => self.reread(),
             Request::Update => self.update(),
-            Request::Events => Err(error(
+            Request::Events | Request::Audit { .. } => Err(error(
                 ErrorKind::Internal,
-                "events are served by the connection, not the daemon",
+                "events and the audit trail are served by the connection, not the daemon",
             )),
             Request::Shutdown => {
                 self.begin_shutdown(format!("shutdown requested by uid {uid}"), 0);
