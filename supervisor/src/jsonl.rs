@@ -99,8 +99,8 @@ mod tests {
         let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
         assert!(size(&path) <= ROTATE_BYTES + 1024);
         assert!(size(&rotated(&path)) > 0);
-        let newest: Vec<Line> = newest(&path, 3);
-        let ns: Vec<u64> = newest.iter().map(|l| l.n).collect();
+        let last: Vec<Line> = newest(&path, 3);
+        let ns: Vec<u64> = last.iter().map(|l| l.n).collect();
         assert_eq!(ns, [4999, 4998, 4997]);
         // More than the current file holds: the rotated one continues it, in order.
         let many: Vec<Line> = newest(&path, 2500);
