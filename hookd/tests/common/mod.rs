@@ -37,8 +37,28 @@ pub struct Stack {
 
 impl Stack {
     pub fn start(steps: &str) -> Self {
+        Self::start_as(steps, None)
+    }
+
+    /// The stack with hookd and statusd running as `user` (root only), as in the container:
+    /// their own uid, granted only their verbs.
+    pub fn start_as(steps: &str, user: Option<&str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
+        let (run_as, grants) = match user {
+            Some(u) => {
+                // The other user must reach the socket and the binaries' folder.
+                use std::os::unix::fs::PermissionsExt as _;
+                std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).unwrap();
+                (
+                    format!("user = \"{u}\"\n"),
+                    format!(
+                        "[supervisor]\nsocket_mode = \"0666\"\n[control.allow]\nstatus = [\"{u}\"]\nevents = [\"{u}\"]\ndeploys = [\"{u}\"]\ndeploy = [\"{u}\"]\n"
+                    ),
+                )
+            }
+            None => (String::new(), String::new()),
+        };
         git(root, &["init", "-q", "--bare", "-b", "main", "remote.git"]);
         git(root, &["clone", "-q", "remote.git", "work"]);
         std::fs::write(
@@ -53,7 +73,7 @@ impl Stack {
         let statusd = testkit::sibling(env!("CARGO_BIN_EXE_hookd"), "statusd");
         let hookd = env!("CARGO_BIN_EXE_hookd");
         let config = format!(
-            r#"
+            r#"{grants}
 [program.app]
 command = ["/bin/sh", "{root}/app/run.sh"]
 startsecs = "200ms"
@@ -64,7 +84,7 @@ healthy_after = "300ms"
 
 [program.hookd]
 command = ["{hookd}"]
-startsecs = "300ms"
+{run_as}startsecs = "300ms"
 fatal_exitcodes = [78]
 environment = {{ HOOKD_LISTEN = "127.0.0.1:{port}", HOOKD_SECRET = "{SECRET}", HOOKD_PROGRAM = "app", SUPERVISOR_SOCKET = "{root}/data/supervisor.sock", HOOKD_BODY_LIMIT = "65536" }}
 
@@ -75,7 +95,7 @@ environment = {{ HOOKD_LISTEN = "127.0.0.1:{port_master}", HOOKD_SECRET = "{SECR
 
 [program.statusd]
 command = ["{statusd}"]
-startsecs = "300ms"
+{run_as}startsecs = "300ms"
 environment = {{ STATUSD_LISTEN = "127.0.0.1:{statusd_port}", SUPERVISOR_SOCKET = "{root}/data/supervisor.sock" }}
 "#,
             statusd = statusd.display(),
@@ -106,6 +126,17 @@ environment = {{ STATUSD_LISTEN = "127.0.0.1:{statusd_port}", SUPERVISOR_SOCKET 
 
     pub fn root(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The supervisor's resident memory, from /proc.
+    pub fn supervisor_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.sup.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap()
     }
 
     pub fn app_log(&self) -> String {
