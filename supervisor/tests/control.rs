@@ -713,3 +713,69 @@ backoff = { initial = "1ms", max = "1ms" }
         Some("flappy")
     );
 }
+
+/// Two supervisors started at once on a stale socket: the lock beside the socket lets exactly
+/// one take it over; the other says another supervisor runs.
+#[test]
+fn two_supervisors_racing_for_a_stale_socket_leave_one() {
+    for _ in 0..5 {
+        let dir =
+            Supervisor::dir_with("[program.app]\ncommand = [\"sleep\", \"60\"]\nstartsecs = 0\n");
+        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        drop(
+            std::os::unix::net::UnixListener::bind(dir.path().join("data/supervisor.sock"))
+                .unwrap(),
+        );
+        let config = dir.path().join("supervisor.toml");
+        let mut children: Vec<_> = (0..2)
+            .map(|_| {
+                Command::new(BIN)
+                    .args(["run", "-c"])
+                    .arg(&config)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        // One of them fails quickly; the other runs until stopped.
+        let deadline = Instant::now() + PATIENCE;
+        let failed = loop {
+            let exited: Vec<usize> = (0..2)
+                .filter(|&i| children[i].try_wait().unwrap().is_some())
+                .collect();
+            if exited.len() == 1 {
+                break exited[0];
+            }
+            assert!(exited.len() < 2, "both supervisors exited");
+            assert!(
+                Instant::now() < deadline,
+                "neither supervisor refused the other"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let mut err = String::new();
+        children[failed]
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        assert!(
+            err.contains("another supervisor is already running"),
+            "{err}"
+        );
+        let winner = &mut children[1 - failed];
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            winner.try_wait().unwrap().is_none(),
+            "the winner keeps running"
+        );
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(winner.id() as i32),
+            Signal::SIGTERM,
+        )
+        .unwrap();
+        winner.wait().unwrap();
+    }
+}

@@ -91,6 +91,10 @@ environment = { OWN = "x" }
         .iter()
         .filter_map(|l| l.split_once('=').map(|(k, _)| k))
         .collect();
+    // What the supervisor writes is not for everyone: logs 0640 in a 0750 folder.
+    let mode = |p: &str| std::fs::metadata(sup.path(p)).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode("data/logs"), 0o750);
+    assert_eq!(mode("data/logs/plain.log"), 0o640);
     for name in &names {
         let expected = [
             "PATH", "LANG", "LANGUAGE", "TZ", "HOME", "USER", "LOGNAME", "OWN", "PWD", "SHLVL",
