@@ -43,33 +43,9 @@ fn value() -> impl Strategy<Value = String> {
 
 /// A key of `[program.p]`: every real one, and a few that are not.
 fn program_key() -> impl Strategy<Value = &'static str> {
-    prop::sample::select(vec![
-        "autostart",
-        "autorestart",
-        "exitcodes",
-        "fatal_exitcodes",
-        "startsecs",
-        "startretries",
-        "stopsignal",
-        "stopwaitsecs",
-        "priority",
-        "redirect_stderr",
-        "stdout_logfile_maxbytes",
-        "stdout_logfile_backups",
-        "backoff",
-        "echo_output",
-        "critical",
-        "environment",
-        "pass_env",
-        "on_fatal",
-        "group",
-        "depends_on",
-        "user",
-        "directory",
-        "deploy",
-        "startsec",
-        "command",
-    ])
+    let mut keys = supervisor::config::parse::PROGRAM_KEYS.to_vec();
+    keys.extend(["startsec", "nokey", "Command"]);
+    prop::sample::select(keys)
 }
 
 fn document(keys: Vec<(&'static str, String)>, sup: Vec<(&'static str, String)>) -> String {

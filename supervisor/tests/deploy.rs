@@ -51,20 +51,6 @@ fn setup(config: &str) -> (tempfile::TempDir, String) {
     (dir, v1)
 }
 
-fn ctl(sup: &Supervisor, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN)
-        .args(args)
-        .arg("-s")
-        .arg(sup.path("data/supervisor.sock"))
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn history(sup: &Supervisor) -> Vec<Value> {
     let (_, out, _) = ctl(sup, &["deploys", "--json"]);
     serde_json::from_str(&out).unwrap()

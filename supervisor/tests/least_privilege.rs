@@ -7,25 +7,10 @@
 mod common;
 
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
 use testkit::git;
-
-fn ctl(sup: &Supervisor, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN)
-        .args(args)
-        .arg("-s")
-        .arg(sup.path("data/supervisor.sock"))
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn is_root() -> bool {
     nix::unistd::geteuid().is_root()

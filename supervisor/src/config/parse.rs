@@ -33,7 +33,8 @@ const SUPERVISOR_KEYS: &[&str] = &[
     "deploydir",
 ];
 const SECTIONS: &[&str] = &["supervisor", "program", "control"];
-const PROGRAM_KEYS: &[&str] = &[
+/// Every key of `[program.NAME]`.
+pub const PROGRAM_KEYS: &[&str] = &[
     "command",
     "directory",
     "environment",

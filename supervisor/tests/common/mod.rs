@@ -315,3 +315,36 @@ pub fn alive(pid: i32) -> bool {
         })
         .is_some_and(|zombie| !zombie)
 }
+
+/// Runs `supervisor ARGS -s SOCKET`; returns (exit code, stdout, stderr).
+pub fn ctl(sup: &Supervisor, args: &[&str]) -> (i32, String, String) {
+    ctl_as(sup, args, None)
+}
+
+/// As [`ctl`], as another `uid` (through setpriv; root only).
+pub fn ctl_as(sup: &Supervisor, args: &[&str], uid: Option<u32>) -> (i32, String, String) {
+    let socket = sup.path("data/supervisor.sock");
+    let mut cmd = match uid {
+        Some(uid) => {
+            let mut c = Command::new("setpriv");
+            c.arg(format!("--reuid={uid}"))
+                .arg(format!("--regid={uid}"))
+                .arg("--clear-groups")
+                .arg(BIN);
+            c
+        }
+        None => Command::new(BIN),
+    };
+    let out = cmd
+        .args(args)
+        .arg("-s")
+        .arg(&socket)
+        .env_remove("SUPERVISOR_CONFIG")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
