@@ -31,7 +31,7 @@ pub async fn follow(http: Arc<serenity::Http>, shared: Arc<Shared>) {
                 post_news(&http, &shared).await;
                 loop {
                     match events.next().await {
-                        Ok(Some(Event::Deploy { stage, .. })) if logic::is_result(&stage) => {
+                        Ok(Some(Event::Deploy { stage, .. })) if stage.result().is_some() => {
                             post_news(&http, &shared).await;
                         }
                         Ok(Some(_)) => {}

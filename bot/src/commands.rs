@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use poise::CreateReply;
 use poise::serenity_prelude as serenity;
-use supervisor_proto::{Event, Stream};
+use supervisor_proto::{DeployStage, Event, Stream};
 
 use crate::Shared;
 use crate::logic;
@@ -169,7 +169,7 @@ pub async fn deploy(
         press.create_response(ctx, update(text)).await?;
         return Ok(());
     }
-    let mut text = logic::deploy_progress(&program, "started", None, "");
+    let mut text = logic::deploy_progress(&program, DeployStage::Started, None, "");
     if shared.settings.own_program.as_deref() == Some(program.as_str()) {
         text.push_str(
             "\n(This bot restarts during the deploy; the result goes to the announce channel.)",
@@ -203,19 +203,19 @@ pub async fn deploy(
         if event_id != id {
             continue;
         }
-        let text = if logic::is_result(&stage) {
+        let text = if stage.result().is_some() {
             let records = shared.control.deploys(&[&program], 20).await?;
             match records.iter().find(|r| r.id == id) {
                 Some(r) => logic::deploy_result(r),
                 None => format!("Deploy of `{program}` {stage}: {message}"),
             }
         } else {
-            logic::deploy_progress(&program, &stage, commit.as_deref(), &message)
+            logic::deploy_progress(&program, stage, commit.as_deref(), &message)
         };
         handle
             .edit(ctx, CreateReply::default().content(text))
             .await?;
-        if logic::is_result(&stage) {
+        if stage.result().is_some() {
             return Ok(());
         }
     }

@@ -3,7 +3,9 @@
 
 use std::fmt::Write as _;
 
-use supervisor_proto::{DeployRecord, ProgramInfo, SupervisorInfo};
+use supervisor_proto::{
+    DeployKind, DeployRecord, DeployResult, DeployStage, ProgramInfo, SupervisorInfo,
+};
 
 /// Discord's limit on a message's content, in characters.
 pub const MESSAGE_LIMIT: usize = 2000;
@@ -155,20 +157,22 @@ pub fn version_text(
     out
 }
 
-/// Whether a deploy event's stage ends the deploy.
-pub fn is_result(stage: &str) -> bool {
-    matches!(stage, "succeeded" | "unchanged" | "failed" | "rolled_back")
-}
-
 /// A deploy in progress, for the message that follows it.
-pub fn deploy_progress(program: &str, stage: &str, commit: Option<&str>, message: &str) -> String {
+pub fn deploy_progress(
+    program: &str,
+    stage: DeployStage,
+    commit: Option<&str>,
+    message: &str,
+) -> String {
     let what = match stage {
-        "started" => "fetching".to_owned(),
-        "fetched" => format!("fetched `{}`, building", commit.map(short).unwrap_or("?")),
-        "built" => "built".to_owned(),
-        "switched" => "switched to the new version".to_owned(),
-        "restarting" => "restarting, waiting for the health gate".to_owned(),
-        other => other.to_owned(),
+        DeployStage::Started => "fetching".to_owned(),
+        DeployStage::Fetched => {
+            format!("fetched `{}`, building", commit.map(short).unwrap_or("?"))
+        }
+        DeployStage::Switched => "switched to the new version".to_owned(),
+        DeployStage::Restarting => "restarting, waiting for the health gate".to_owned(),
+        DeployStage::RollingBack => "rolling back".to_owned(),
+        other => other.to_string(),
     };
     let mut out = format!("Deploying `{program}`: {what}");
     if !message.is_empty() {
@@ -185,23 +189,23 @@ pub fn deploy_result(r: &DeployRecord) -> String {
         (Some(c), None) => format!("`{}`", short(c)),
         (None, _) => "an unknown commit".to_owned(),
     };
-    let text = match (r.result.as_str(), r.kind.as_str()) {
-        ("succeeded", "rollback") => format!(
+    let text = match (r.result, r.kind) {
+        (DeployResult::Succeeded, DeployKind::Rollback) => format!(
             "↩️ `{}` rolled back to {} in {took}.",
             r.program,
             commit(&r.new_commit, &r.new_subject)
         ),
-        ("succeeded", _) => format!(
+        (DeployResult::Succeeded, _) => format!(
             "✅ `{}` deployed {} in {took}.",
             r.program,
             commit(&r.new_commit, &r.new_subject)
         ),
-        ("unchanged", _) => format!(
+        (DeployResult::Unchanged, _) => format!(
             "✅ `{}` already runs {}; nothing to deploy.",
             r.program,
             commit(&r.new_commit, &r.new_subject)
         ),
-        ("rolled_back", _) => format!(
+        (DeployResult::RolledBack, _) => format!(
             "⚠️ `{}`: {} failed ({}), rolled back to {} in {took}.",
             r.program,
             commit(&r.new_commit, &r.new_subject),
@@ -270,7 +274,7 @@ mod tests {
         DeployRecord {
             id: "d-1".into(),
             program: "bot".into(),
-            kind: "deploy".into(),
+            kind: DeployKind::Deploy,
             trigger: "discord".into(),
             started_ms: 0,
             duration_ms: 2140,
@@ -278,7 +282,7 @@ mod tests {
             new_commit: Some("2222222222bbbb".into()),
             old_subject: Some("old one".into()),
             new_subject: Some("Fix /ping".into()),
-            result: result.into(),
+            result: result.parse().unwrap(),
             message: "the new version exited within healthy_after".into(),
             steps: vec![],
             log: String::new(),
@@ -297,7 +301,7 @@ mod tests {
         );
         assert!(deploy_result(&record("failed")).starts_with("❌ Deploy of `bot` failed: "));
         let mut r = record("succeeded");
-        r.kind = "rollback".into();
+        r.kind = DeployKind::Rollback;
         assert!(deploy_result(&r).starts_with("↩️ `bot` rolled back to `2222222222`"));
         r.new_subject = Some("x".repeat(5000));
         assert_eq!(deploy_result(&r).chars().count(), MESSAGE_LIMIT);

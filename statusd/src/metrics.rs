@@ -8,14 +8,12 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use supervisor_proto::ProgramState;
+
 use crate::view::Snapshot;
 
 type Labels = Vec<(String, String)>;
 type FloatGauge = Gauge<f64, AtomicU64>;
-
-const STATES: [&str; 7] = [
-    "STOPPED", "STARTING", "RUNNING", "BACKOFF", "STOPPING", "EXITED", "FATAL",
-];
 
 fn family(registry: &mut Registry, name: &str, help: &str) -> Family<Labels, FloatGauge> {
     let f = Family::<Labels, FloatGauge>::default();
@@ -102,16 +100,20 @@ pub fn render(s: &Snapshot) -> String {
         "When the program's last deploy started",
     );
     for p in &s.programs {
-        for st in STATES {
+        for &st in ProgramState::ALL {
             let mut labels = program(&p.name);
-            labels.push(("state".into(), st.into()));
+            labels.push(("state".into(), st.to_string()));
             state
                 .get_or_create(&labels)
                 .set(if p.state == st { 1.0 } else { 0.0 });
         }
         running
             .get_or_create(&program(&p.name))
-            .set(if p.state == "RUNNING" { 1.0 } else { 0.0 });
+            .set(if p.state == ProgramState::Running {
+                1.0
+            } else {
+                0.0
+            });
         spawns.get_or_create(&program(&p.name)).set(p.spawns as f64);
         if let Some(u) = s.uptime(p) {
             uptime.get_or_create(&program(&p.name)).set(u as f64);
@@ -127,7 +129,7 @@ pub fn render(s: &Snapshot) -> String {
     for d in &s.deploys {
         let labels = vec![
             ("program".into(), d.program.clone()),
-            ("result".into(), d.result.clone()),
+            ("result".into(), d.result.to_string()),
         ];
         deploys.get_or_create(&labels).inc();
     }

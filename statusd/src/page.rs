@@ -60,7 +60,7 @@ th,td{{text-align:left;padding:.35rem .5rem;border-bottom:1px solid #ddd}}
             escape(&p.name),
             escape(&p.description),
             p.spawns,
-            state = escape(&p.state),
+            state = p.state,
         );
     }
     h.push_str("</table>\n<h2>Running commits</h2>\n<table id=commits><tr><th>Program</th><th>Commit</th><th>Deployed</th></tr>\n");
@@ -91,7 +91,7 @@ th,td{{text-align:left;padding:.35rem .5rem;border-bottom:1px solid #ddd}}
             h,
             "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td class=wide>{}</td></tr>",
             escape(&d.program),
-            escape(&d.result),
+            d.result,
             short(d.new_commit.as_deref()),
             escape(&d.message)
         );

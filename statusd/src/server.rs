@@ -114,7 +114,7 @@ pub struct Running {
     pub commit: Option<String>,
     /// The commit's subject line.
     pub subject: Option<String>,
-    pub result: String,
+    pub result: supervisor_proto::DeployResult,
     /// When the deploy that put it there ended (Unix ms).
     pub at_ms: u64,
     pub deploy_id: String,
@@ -127,7 +127,7 @@ pub fn running_commit(s: &Snapshot, program: &str) -> Option<Running> {
     Some(Running {
         commit: commit.map(str::to_owned),
         subject: subject.map(str::to_owned),
-        result: d.result.clone(),
+        result: d.result,
         at_ms: d.started_ms + d.duration_ms,
         deploy_id: d.id.clone(),
     })

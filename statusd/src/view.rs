@@ -6,7 +6,8 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use supervisor_proto::{
-    Client, ClientError, DeployRecord, Event, ProgramInfo, Reply, Request, SupervisorInfo,
+    Client, ClientError, DeployRecord, Event, ProgramInfo, ProgramState, Reply, Request,
+    SupervisorInfo,
 };
 
 const CLIENT: &str = concat!("statusd/", env!("CARGO_PKG_VERSION"));
@@ -73,7 +74,7 @@ impl Snapshot {
         let down: Vec<String> = self
             .programs
             .iter()
-            .filter(|p| p.critical && p.state != "RUNNING")
+            .filter(|p| p.critical && p.state != ProgramState::Running)
             .map(|p| format!("{} is {}", p.name, p.state))
             .collect();
         (!down.is_empty()).then(|| down.join("; "))
@@ -169,10 +170,7 @@ async fn session(socket: &Path, view: &View) -> Result<(), ClientError> {
         let Some(event) = event else { break };
         match event {
             Event::Deploy { stage, .. } => {
-                if matches!(
-                    stage.as_str(),
-                    "succeeded" | "unchanged" | "failed" | "rolled_back" | "interrupted"
-                ) {
+                if stage.result().is_some() {
                     refresh_deploys(&mut client, view).await?;
                 }
             }

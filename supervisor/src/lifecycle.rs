@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::time::{Duration, Instant};
+use supervisor_proto::ProgramState;
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
@@ -154,15 +155,15 @@ impl State {
     }
 
     /// supervisord's name for the state.
-    pub fn name(&self) -> &'static str {
+    pub fn name(&self) -> ProgramState {
         match self {
-            State::Stopped { .. } => "STOPPED",
-            State::Spawning { .. } | State::Starting { .. } => "STARTING",
-            State::Running { .. } => "RUNNING",
-            State::Backoff { .. } => "BACKOFF",
-            State::Stopping { .. } => "STOPPING",
-            State::Exited { .. } => "EXITED",
-            State::Fatal { .. } => "FATAL",
+            State::Stopped { .. } => ProgramState::Stopped,
+            State::Spawning { .. } | State::Starting { .. } => ProgramState::Starting,
+            State::Running { .. } => ProgramState::Running,
+            State::Backoff { .. } => ProgramState::Backoff,
+            State::Stopping { .. } => ProgramState::Stopping,
+            State::Exited { .. } => ProgramState::Exited,
+            State::Fatal { .. } => ProgramState::Fatal,
         }
     }
 

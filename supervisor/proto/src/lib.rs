@@ -7,12 +7,16 @@
 //!
 //! # Layout
 //! - [`message`]: every request, reply, error and event.
+//! - [`vocabulary`]: program states, deploy stages, results and kinds, verbs: enums with their
+//!   wire spelling and `ALL`.
 //! - [`frame`]: one JSON document per line, with a size limit.
 //! - [`client`]: connect, handshake, call, subscribe.
 
 pub mod client;
 pub mod frame;
 pub mod message;
+pub mod vocabulary;
 
 pub use client::{Client, ClientError, EventStream};
 pub use message::*;
+pub use vocabulary::{DeployKind, DeployResult, DeployStage, ProgramState, Verb};

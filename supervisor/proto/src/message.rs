@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::vocabulary::{DeployKind, DeployResult, DeployStage, ProgramState, Verb};
+
 /// The version spoken by this crate. A server answers a hello of another version with an
 /// `unsupported_version` error and closes the connection.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -156,33 +158,27 @@ impl Request {
     }
 
     /// The verb's name, as `[control.allow]` and messages spell it.
-    pub fn verb(&self) -> &'static str {
+    pub fn verb(&self) -> Verb {
         match self {
-            Request::Status { .. } => "status",
-            Request::Start { .. } => "start",
-            Request::Stop { .. } => "stop",
-            Request::Restart { .. } => "restart",
-            Request::Signal { .. } => "signal",
-            Request::Pid { .. } => "pid",
-            Request::Tail { .. } => "tail",
-            Request::Reread => "reread",
-            Request::Update => "update",
-            Request::Events => "events",
-            Request::Shutdown => "shutdown",
-            Request::Version => "version",
-            Request::Check => "check",
-            Request::Deploy { .. } => "deploy",
-            Request::Rollback { .. } => "rollback",
-            Request::Deploys { .. } => "deploys",
-            Request::Audit { .. } => "audit",
+            Request::Status { .. } => Verb::Status,
+            Request::Start { .. } => Verb::Start,
+            Request::Stop { .. } => Verb::Stop,
+            Request::Restart { .. } => Verb::Restart,
+            Request::Signal { .. } => Verb::Signal,
+            Request::Pid { .. } => Verb::Pid,
+            Request::Tail { .. } => Verb::Tail,
+            Request::Reread => Verb::Reread,
+            Request::Update => Verb::Update,
+            Request::Events => Verb::Events,
+            Request::Shutdown => Verb::Shutdown,
+            Request::Version => Verb::Version,
+            Request::Check => Verb::Check,
+            Request::Deploy { .. } => Verb::Deploy,
+            Request::Rollback { .. } => Verb::Rollback,
+            Request::Deploys { .. } => Verb::Deploys,
+            Request::Audit { .. } => Verb::Audit,
         }
     }
-
-    /// Every verb, for validating `[control.allow]`.
-    pub const VERBS: &'static [&'static str] = &[
-        "status", "start", "stop", "restart", "signal", "pid", "tail", "reread", "update",
-        "events", "shutdown", "version", "check", "deploy", "rollback", "deploys", "audit",
-    ];
 
     /// Whether the request changes the running system (and so is kept in the audit trail).
     pub fn changes_state(&self) -> bool {
@@ -330,8 +326,7 @@ pub struct AuditRecord {
 pub struct DeployRecord {
     pub id: String,
     pub program: String,
-    /// `deploy` or `rollback`.
-    pub kind: String,
+    pub kind: DeployKind,
     pub trigger: String,
     pub started_ms: u64,
     pub duration_ms: u64,
@@ -342,8 +337,7 @@ pub struct DeployRecord {
     pub old_subject: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new_subject: Option<String>,
-    /// `succeeded`, `unchanged`, `failed`, `rolled_back` or `interrupted`.
-    pub result: String,
+    pub result: DeployResult,
     pub message: String,
     pub steps: Vec<StepRecord>,
     /// The full output of git and the build steps.
@@ -353,16 +347,13 @@ pub struct DeployRecord {
 impl DeployRecord {
     /// Whether this deploy decided what runs: it succeeded, found nothing new, or rolled back.
     pub fn is_conclusive(&self) -> bool {
-        matches!(
-            self.result.as_str(),
-            "succeeded" | "unchanged" | "rolled_back"
-        )
+        self.result.is_conclusive()
     }
 
     /// The commit running after this deploy, and its subject: the new one, or the old one when
     /// the deploy was rolled back.
     pub fn running_commit(&self) -> (Option<&str>, Option<&str>) {
-        if self.result == "rolled_back" {
+        if self.result == DeployResult::RolledBack {
             (self.old_commit.as_deref(), self.old_subject.as_deref())
         } else {
             (self.new_commit.as_deref(), self.new_subject.as_deref())
@@ -413,8 +404,7 @@ pub struct ProgramInfo {
     pub name: String,
     /// Its group (`group = "web"`), if any: `status web:*` shows the group.
     pub group: Option<String>,
-    /// STOPPED, STARTING, RUNNING, BACKOFF, STOPPING, EXITED or FATAL.
-    pub state: String,
+    pub state: ProgramState,
     /// What supervisorctl shows in its third column: `pid 123, uptime 0:01:02`, the FATAL
     /// reason, `Not started`, or the time it stopped.
     pub description: String,
@@ -473,8 +463,8 @@ pub enum Event {
     /// A program changed state.
     State {
         program: String,
-        from: String,
-        to: String,
+        from: ProgramState,
+        to: ProgramState,
         pid: Option<u32>,
         description: String,
         /// Unix time in milliseconds.
@@ -487,12 +477,12 @@ pub enum Event {
         removed: Vec<String>,
         at_ms: u64,
     },
-    /// A deploy's progress: `started`, `fetched`, `built`, `switched`, `restarting`, then one
-    /// of the results `succeeded`, `unchanged`, `failed`, `rolled_back`.
+    /// A deploy's progress: `started`, `fetched`, `switched`, `restarting` (`rolling_back`),
+    /// then its result (see [`DeployStage`]).
     Deploy {
         program: String,
         id: String,
-        stage: String,
+        stage: DeployStage,
         message: String,
         commit: Option<String>,
         at_ms: u64,

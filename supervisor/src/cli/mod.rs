@@ -14,7 +14,8 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 use supervisor_proto::{
-    ActionResult, Client, ClientError, ErrorKind, Outcome, ProgramInfo, Reply, Request, Stream,
+    ActionResult, Client, ClientError, DeployStage, ErrorKind, Outcome, ProgramInfo, Reply,
+    Request, Stream,
 };
 
 use args::{Cli, Command, LogFormat, SocketArg, StreamArg};
@@ -508,7 +509,7 @@ async fn deploy(
         if program != name {
             continue;
         }
-        if target.is_none() && stage == "started" && event_id != id {
+        if target.is_none() && stage == DeployStage::Started && event_id != id {
             target = Some(event_id.clone());
         }
         if target.as_deref() != Some(event_id.as_str()) {

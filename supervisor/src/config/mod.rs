@@ -96,7 +96,7 @@ pub struct SupervisorSection {
 pub struct ControlSection {
     /// Verb → who is granted it (`[control.allow] status = ["statusd", "hookd"]`,
     /// `deploy = ["hookd:bot"]`).
-    pub allow: std::collections::BTreeMap<String, Vec<Grant>>,
+    pub allow: std::collections::BTreeMap<supervisor_proto::Verb, Vec<Grant>>,
 }
 
 /// One entry of `[control.allow]`: a uid, and the programs it may name (None: any).

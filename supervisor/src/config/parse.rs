@@ -583,11 +583,15 @@ impl<'a> Walker<'a> {
             for (verb, users) in allow.iter() {
                 let verb_name = verb.get_ref().as_ref();
                 let vpath = format!("control.allow.{verb_name}");
-                if !supervisor_proto::Request::VERBS.contains(&verb_name) {
-                    let hint = suggest(verb_name, supervisor_proto::Request::VERBS);
+                let Ok(parsed) = verb_name.parse::<supervisor_proto::Verb>() else {
+                    let verbs: Vec<&str> = supervisor_proto::Verb::ALL
+                        .iter()
+                        .map(|v| v.as_str())
+                        .collect();
+                    let hint = suggest(verb_name, &verbs);
                     self.error(verb.span(), &vpath, format!("unknown verb{hint}"));
                     continue;
-                }
+                };
                 let Some(list) = self.string_list(users, &vpath, env) else {
                     continue;
                 };
@@ -620,7 +624,7 @@ impl<'a> Walker<'a> {
                         Err(message) => self.error(users.span(), &vpath, message),
                     }
                 }
-                c.allow.insert(verb_name.to_owned(), grants);
+                c.allow.insert(parsed, grants);
             }
         }
         c

@@ -4,14 +4,14 @@
 
 use std::collections::BTreeMap;
 
-use supervisor_proto::Request;
+use supervisor_proto::{Request, Verb};
 
 use crate::config::{ControlSection, Grant};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Acl {
     own_uid: u32,
-    allow: BTreeMap<String, Vec<Grant>>,
+    allow: BTreeMap<Verb, Vec<Grant>>,
 }
 
 impl Acl {
@@ -26,10 +26,10 @@ impl Acl {
     /// when it names programs, all of them in the grant (not `all`, not a group, not none).
     pub fn allows(&self, uid: u32, request: &Request) -> bool {
         let verb = request.verb();
-        if uid == 0 || uid == self.own_uid || verb == "version" {
+        if uid == 0 || uid == self.own_uid || verb == Verb::Version {
             return true;
         }
-        let Some(grants) = self.allow.get(verb) else {
+        let Some(grants) = self.allow.get(&verb) else {
             return false;
         };
         grants
@@ -71,8 +71,8 @@ mod tests {
         let mut control = ControlSection::default();
         control
             .allow
-            .insert("status".into(), vec![all(1001), all(1002)]);
-        control.allow.insert("deploy".into(), vec![all(1001)]);
+            .insert(Verb::Status, vec![all(1001), all(1002)]);
+        control.allow.insert(Verb::Deploy, vec![all(1001)]);
         let acl = Acl::new(500, &control);
         assert!(acl.allows(0, &Request::Shutdown), "root may do everything");
         assert!(
@@ -93,10 +93,8 @@ mod tests {
             uid: 1001,
             programs: Some(vec!["bot".into(), "web".into()]),
         };
-        control
-            .allow
-            .insert("deploy".into(), vec![narrowed.clone()]);
-        control.allow.insert("restart".into(), vec![narrowed]);
+        control.allow.insert(Verb::Deploy, vec![narrowed.clone()]);
+        control.allow.insert(Verb::Restart, vec![narrowed]);
         let acl = Acl::new(500, &control);
         assert!(acl.allows(1001, &deploy("bot")));
         assert!(!acl.allows(1001, &deploy("hookd")));

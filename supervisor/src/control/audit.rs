@@ -53,7 +53,7 @@ impl AuditLog {
             uid: peer.uid,
             process: peer.process.clone(),
             by: by.map(str::to_owned),
-            verb: request.verb().to_owned(),
+            verb: request.verb().to_string(),
             targets: request
                 .targets()
                 .unwrap_or_default()

@@ -275,7 +275,7 @@ async fn connection(stream: UnixStream, peer: Peer, shared: Shared) -> Result<()
         };
         let verb = frame.request.verb();
         if !shared.acl.borrow().allows(uid, &frame.request) {
-            tracing::warn!(uid, verb, "control request refused");
+            tracing::warn!(uid, verb = %verb, "control request refused");
             let message = match frame.request.targets() {
                 Some(names) if !names.is_empty() => format!(
                     "uid {uid} may not use \"{verb}\" on {} (grant it with [control.allow] {verb} = [...] in supervisor.toml)",

@@ -17,7 +17,10 @@ use std::time::{Instant, SystemTime};
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use supervisor_proto::{DeployRecord, ErrorBody, ErrorKind, Event, Reply, StepRecord};
+use supervisor_proto::{
+    DeployKind, DeployRecord, DeployResult, DeployStage, ErrorBody, ErrorKind, Event, Reply,
+    StepRecord,
+};
 use tokio::sync::broadcast;
 
 use super::Daemon;
@@ -26,12 +29,6 @@ use crate::dirs::{self, Existing};
 use crate::lifecycle::{Event as LifeEvent, ExitReason, State};
 use crate::process::{self, Spec};
 use crate::status::unix_ms;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Kind {
-    Deploy,
-    Rollback,
-}
 
 #[derive(Debug)]
 enum Phase {
@@ -77,7 +74,7 @@ struct Step {
 #[derive(Debug)]
 pub(super) struct DeployRun {
     pub id: String,
-    kind: Kind,
+    kind: DeployKind,
     trigger: String,
     started: (Instant, SystemTime),
     cfg: DeployConfig,
@@ -171,14 +168,11 @@ impl DeployRun {
         self.cfg.releases.join("current")
     }
 
-    fn record(&self, result: &str, message: &str) -> DeployRecord {
+    fn record(&self, result: DeployResult, message: &str) -> DeployRecord {
         DeployRecord {
             id: self.id.clone(),
             program: self.program.clone(),
-            kind: match self.kind {
-                Kind::Deploy => "deploy".into(),
-                Kind::Rollback => "rollback".into(),
-            },
+            kind: self.kind,
             trigger: self.trigger.clone(),
             started_ms: unix_ms(self.started.1),
             duration_ms: self.started.0.elapsed().as_millis() as u64,
@@ -186,7 +180,7 @@ impl DeployRun {
             new_commit: self.new.clone(),
             old_subject: self.old_subject.clone(),
             new_subject: self.new_subject.clone(),
-            result: result.to_owned(),
+            result,
             message: message.to_owned(),
             steps: self.steps.clone(),
             log: self.log_path.display().to_string(),
@@ -206,7 +200,7 @@ impl Daemon {
     pub(super) fn request_deploy(
         &mut self,
         name: &str,
-        kind: Kind,
+        kind: DeployKind,
         trigger: String,
     ) -> Result<Reply, ErrorBody> {
         let idx = self.index(name).ok_or_else(|| {
@@ -229,7 +223,7 @@ impl Daemon {
             ));
         };
         if let Some(run) = p.deploy.as_mut() {
-            if kind == Kind::Rollback {
+            if kind == DeployKind::Rollback {
                 return Err(Self::deploy_error(
                     ErrorKind::BadRequest,
                     format!(
@@ -265,7 +259,8 @@ impl Daemon {
                 return Err(Self::deploy_error(ErrorKind::Internal, message));
             }
         }
-        let init = kind == Kind::Deploy && cfg.url.is_some() && !cfg.repo.join(".git").exists();
+        let init =
+            kind == DeployKind::Deploy && cfg.url.is_some() && !cfg.repo.join(".git").exists();
         let mut run = DeployRun {
             id: id.clone(),
             kind,
@@ -278,9 +273,9 @@ impl Daemon {
             old_subject: None,
             new_subject: None,
             phase: match kind {
-                Kind::Deploy if init => Phase::Init,
-                Kind::Deploy => Phase::Fetch,
-                Kind::Rollback => Phase::ResolveOld,
+                DeployKind::Deploy if init => Phase::Init,
+                DeployKind::Deploy => Phase::Fetch,
+                DeployKind::Rollback => Phase::ResolveOld,
             },
             step: None,
             steps: Vec::new(),
@@ -289,15 +284,7 @@ impl Daemon {
             previous_release: None,
             followup: None,
         };
-        run.say(&format!(
-            "{} {id} of {name}, asked by {}",
-            if kind == Kind::Deploy {
-                "deploy"
-            } else {
-                "rollback"
-            },
-            run.trigger
-        ));
+        run.say(&format!("{kind} {id} of {name}, asked by {}", run.trigger));
         let marker_text = serde_json::json!({ "id": id, "trigger": run.trigger, "started_ms": unix_ms(run.started.1) });
         let _ = std::fs::write(
             marker(&self.config.supervisor.deploydir, name),
@@ -305,7 +292,7 @@ impl Daemon {
         );
         tracing::info!(program = name, id = %id, trigger = %run.trigger, kind = ?kind, "deploy started");
         self.programs[idx].deploy = Some(run);
-        self.emit_deploy(idx, "started", "", None);
+        self.emit_deploy(idx, DeployStage::Started, "", None);
         self.advance_deploy(idx);
         Ok(Reply::Deploy {
             program: name.to_owned(),
@@ -314,7 +301,7 @@ impl Daemon {
         })
     }
 
-    fn emit_deploy(&self, idx: usize, stage: &str, message: &str, commit: Option<String>) {
+    fn emit_deploy(&self, idx: usize, stage: DeployStage, message: &str, commit: Option<String>) {
         if let Some(run) = self.programs[idx].deploy.as_ref() {
             emit(&self.events, run, stage, message, commit);
         }
@@ -373,7 +360,7 @@ impl Daemon {
             }
             Phase::Checkout => match run.new.clone() {
                 Some(new) => self.spawn_step(idx, "git checkout", checkout(&new), None),
-                None => self.finish_deploy(idx, "failed", "no commit to check out"),
+                None => self.finish_deploy(idx, DeployResult::Failed, "no commit to check out"),
             },
             Phase::Build(i) if i < cfg.steps.len() => {
                 let argv = cfg.steps[i].clone();
@@ -403,13 +390,17 @@ impl Daemon {
                 Some(old) => self.spawn_step(idx, "git checkout (restore)", checkout(&old), None),
                 None => self.finish_deploy(
                     idx,
-                    "failed",
+                    DeployResult::Failed,
                     "a step failed; no previous commit to restore",
                 ),
             },
             Phase::RollbackCheckout => match run.old.clone() {
                 Some(old) => self.spawn_step(idx, "git checkout (rollback)", checkout(&old), None),
-                None => self.finish_deploy(idx, "failed", "no previous commit to roll back to"),
+                None => self.finish_deploy(
+                    idx,
+                    DeployResult::Failed,
+                    "no previous commit to roll back to",
+                ),
             },
             Phase::Restart { .. } | Phase::Gate { .. } => {}
         }
@@ -515,8 +506,8 @@ impl Daemon {
                 run.old = old;
                 run.old_subject = subject;
                 run.phase = match run.kind {
-                    Kind::Deploy => Phase::ResolveNew,
-                    Kind::Rollback => return self.begin_rollback_on_request(idx),
+                    DeployKind::Deploy => Phase::ResolveNew,
+                    DeployKind::Rollback => return self.begin_rollback_on_request(idx),
                 };
             }
             Phase::ResolveNew if ok => {
@@ -525,7 +516,7 @@ impl Daemon {
                 let Some(new) = new else {
                     return self.finish_deploy(
                         idx,
-                        "failed",
+                        DeployResult::Failed,
                         "the fetched branch did not resolve to a commit",
                     );
                 };
@@ -537,10 +528,14 @@ impl Daemon {
                     None => run.old.clone(),
                 };
                 if current.as_deref() == Some(new.as_str()) {
-                    return self.finish_deploy(idx, "unchanged", "already running the branch tip");
+                    return self.finish_deploy(
+                        idx,
+                        DeployResult::Unchanged,
+                        "already running the branch tip",
+                    );
                 }
                 run.phase = Phase::Checkout;
-                self.emit_deploy(idx, "fetched", "", Some(new));
+                self.emit_deploy(idx, DeployStage::Fetched, "", Some(new));
             }
             Phase::Checkout if ok => run.phase = Phase::Build(0),
             Phase::Release if ok => return self.switched(idx),
@@ -551,7 +546,7 @@ impl Daemon {
                 } else {
                     "a step failed, and restoring the working tree failed too"
                 };
-                return self.finish_deploy(idx, "failed", message);
+                return self.finish_deploy(idx, DeployResult::Failed, message);
             }
             Phase::RollbackCheckout if ok => {
                 self.restart_for_deploy(idx, true);
@@ -576,10 +571,12 @@ impl Daemon {
                 run.phase = Phase::Restore;
                 self.advance_deploy(idx);
             }
-            Phase::RollbackCheckout => {
-                self.finish_deploy(idx, "failed", &format!("rollback failed: {message}"))
-            }
-            _ => self.finish_deploy(idx, "failed", message),
+            Phase::RollbackCheckout => self.finish_deploy(
+                idx,
+                DeployResult::Failed,
+                &format!("rollback failed: {message}"),
+            ),
+            _ => self.finish_deploy(idx, DeployResult::Failed, message),
         }
     }
 
@@ -594,11 +591,11 @@ impl Daemon {
             run.previous_release = std::fs::read_link(run.current_link()).ok();
             if let Err(e) = point_current(&run.cfg.releases, Path::new(new)) {
                 let message = format!("cannot switch releases: {e}");
-                return self.finish_deploy(idx, "failed", &message);
+                return self.finish_deploy(idx, DeployResult::Failed, &message);
             }
             run.say(&format!("releases/current -> {new}"));
         }
-        self.emit_deploy(idx, "switched", "", new);
+        self.emit_deploy(idx, DeployStage::Switched, "", new);
         self.restart_for_deploy(idx, false);
     }
 
@@ -610,9 +607,13 @@ impl Daemon {
         };
         let last = read_history(&deploydir, &run.program, 100)
             .into_iter()
-            .find(|r| r.result == "succeeded" && r.old_commit.is_some());
+            .find(|r| r.result == DeployResult::Succeeded && r.old_commit.is_some());
         let Some(last) = last else {
-            return self.finish_deploy(idx, "failed", "no earlier release to go back to");
+            return self.finish_deploy(
+                idx,
+                DeployResult::Failed,
+                "no earlier release to go back to",
+            );
         };
         let target = last.old_commit.clone();
         run.new = target.clone();
@@ -622,12 +623,12 @@ impl Daemon {
                 let Some(target) = target else { return };
                 if !run.cfg.releases.join(&target).exists() {
                     let message = format!("release {target} is no longer kept");
-                    return self.finish_deploy(idx, "failed", &message);
+                    return self.finish_deploy(idx, DeployResult::Failed, &message);
                 }
                 run.previous_release = std::fs::read_link(run.current_link()).ok();
                 if let Err(e) = point_current(&run.cfg.releases, Path::new(&target)) {
                     let message = format!("cannot switch releases: {e}");
-                    return self.finish_deploy(idx, "failed", &message);
+                    return self.finish_deploy(idx, DeployResult::Failed, &message);
                 }
                 self.restart_for_deploy(idx, false);
             }
@@ -654,7 +655,7 @@ impl Daemon {
                 "restarting the program"
             });
         }
-        self.emit_deploy(idx, "restarting", "", None);
+        self.emit_deploy(idx, DeployStage::Restarting, "", None);
         self.programs[idx].pending_start = false;
         if stopping {
             self.feed(idx, LifeEvent::Stop);
@@ -696,11 +697,11 @@ impl Daemon {
                         State::Fatal { reason } => reason.clone(),
                         State::Backoff { last, .. } => last.to_string(),
                         State::Exited { reason, .. } => reason.to_string(),
-                        _ => other.name().to_owned(),
+                        _ => other.name().to_string(),
                     };
                     if rollback {
                         let message = format!("the previous version did not stay up either: {why}");
-                        self.finish_deploy(idx, "failed", &message);
+                        self.finish_deploy(idx, DeployResult::Failed, &message);
                     } else {
                         run.say(&format!(
                             "the new version did not stay up: {why}; rolling back"
@@ -726,14 +727,14 @@ impl Daemon {
                 Some(previous) => {
                     if let Err(e) = point_current(&run.cfg.releases, &previous) {
                         let message = format!("cannot roll back: {e}");
-                        return self.finish_deploy(idx, "failed", &message);
+                        return self.finish_deploy(idx, DeployResult::Failed, &message);
                     }
-                    self.emit_deploy(idx, "rolling_back", &message, None);
+                    self.emit_deploy(idx, DeployStage::RollingBack, &message, None);
                     self.restart_for_deploy(idx, true);
                 }
                 None => self.finish_deploy(
                     idx,
-                    "failed",
+                    DeployResult::Failed,
                     &format!("{why}; no previous release to go back to"),
                 ),
             },
@@ -741,12 +742,12 @@ impl Daemon {
                 if run.old.is_none() {
                     return self.finish_deploy(
                         idx,
-                        "failed",
+                        DeployResult::Failed,
                         &format!("{why}; no previous commit to go back to"),
                     );
                 }
                 run.phase = Phase::RollbackCheckout;
-                self.emit_deploy(idx, "rolling_back", &message, None);
+                self.emit_deploy(idx, DeployStage::RollingBack, &message, None);
                 self.advance_deploy(idx);
             }
         }
@@ -788,38 +789,45 @@ impl Daemon {
             {
                 let (result, message) = if *rollback {
                     (
-                        "rolled_back",
+                        DeployResult::RolledBack,
                         "the new version failed; the previous one runs again",
                     )
                 } else {
-                    ("succeeded", "the new version passed its health gate")
+                    (
+                        DeployResult::Succeeded,
+                        "the new version passed its health gate",
+                    )
                 };
                 self.finish_deploy(idx, result, message);
             }
         }
     }
 
-    fn finish_deploy(&mut self, idx: usize, result: &str, message: &str) {
+    fn finish_deploy(&mut self, idx: usize, result: DeployResult, message: &str) {
         let deploydir = self.config.supervisor.deploydir.clone();
         let Some(mut run) = self.programs[idx].deploy.take() else {
             return;
         };
         run.say(&format!("{result}: {message}"));
         let record = run.record(result, message);
-        emit(&self.events, &run, result, message, run.new.clone());
+        emit(&self.events, &run, result.into(), message, run.new.clone());
         let followup = run.followup.take();
         let program = run.program.clone();
-        tracing::info!(program = %program, id = %record.id, result, message, "deploy finished");
+        tracing::info!(program = %program, id = %record.id, result = %result, message, "deploy finished");
         append_history(&deploydir, &record);
         let _ = std::fs::remove_file(marker(&deploydir, &program));
         // A deploy leaves the program as wanted: running.
-        if !self.programs[idx].state.is_live() && result != "unchanged" && self.shutdown.is_none() {
+        if !self.programs[idx].state.is_live()
+            && result != DeployResult::Unchanged
+            && self.shutdown.is_none()
+        {
             self.programs[idx].pending_start = true;
         }
         if let Some(trigger) = followup
             && self.shutdown.is_none()
         {
-            let _ = self.request_deploy(&program, Kind::Deploy, format!("{trigger} (queued)"));
+            let _ =
+                self.request_deploy(&program, DeployKind::Deploy, format!("{trigger} (queued)"));
         }
     }
 
@@ -868,14 +876,8 @@ impl Daemon {
             // The commit the last good deploy left running.
             let good = read_history(&deploydir, &name, 100)
                 .into_iter()
-                .find(|r| matches!(r.result.as_str(), "succeeded" | "rolled_back" | "unchanged"))
-                .and_then(|r| {
-                    if r.result == "rolled_back" {
-                        r.old_commit
-                    } else {
-                        r.new_commit
-                    }
-                });
+                .find(DeployRecord::is_conclusive)
+                .and_then(|r| r.running_commit().0.map(str::to_owned));
             if cfg.artifact.is_none()
                 && let Some(good) = good.filter(|c: &String| is_commit(c))
             {
@@ -918,7 +920,7 @@ impl Daemon {
             let record = DeployRecord {
                 id: field("id"),
                 program: name.clone(),
-                kind: "deploy".into(),
+                kind: DeployKind::Deploy,
                 trigger: field("trigger"),
                 started_ms: info.get("started_ms").and_then(|v| v.as_u64()).unwrap_or(0),
                 duration_ms: 0,
@@ -926,7 +928,7 @@ impl Daemon {
                 new_commit: None,
                 old_subject: None,
                 new_subject: None,
-                result: "interrupted".into(),
+                result: DeployResult::Interrupted,
                 message,
                 steps: Vec::new(),
                 log: deploydir
@@ -956,7 +958,11 @@ impl Daemon {
                 let _ = process::signal_group(step.pid, Signal::SIGKILL);
             }
             run.step = None;
-            self.finish_deploy(idx, "interrupted", "the supervisor is shutting down");
+            self.finish_deploy(
+                idx,
+                DeployResult::Interrupted,
+                "the supervisor is shutting down",
+            );
         }
     }
 }
@@ -1011,14 +1017,14 @@ fn is_local_path(url: &str) -> bool {
 fn emit(
     events: &broadcast::Sender<Event>,
     run: &DeployRun,
-    stage: &str,
+    stage: DeployStage,
     message: &str,
     commit: Option<String>,
 ) {
     let _ = events.send(Event::Deploy {
         program: run.program.clone(),
         id: run.id.clone(),
-        stage: stage.to_owned(),
+        stage,
         message: message.to_owned(),
         commit,
         at_ms: unix_ms(SystemTime::now()),

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context as _;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use supervisor_proto::{ActionResult, Event};
+use supervisor_proto::{ActionResult, Event, ProgramState};
 use tokio::signal::unix::{Signal as SignalStream, SignalKind, signal};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -486,13 +486,13 @@ impl Daemon {
         }
     }
 
-    fn emit_state(&self, idx: usize, from: &str, now: Instant) {
+    fn emit_state(&self, idx: usize, from: ProgramState, now: Instant) {
         let p = &self.programs[idx];
         // No subscriber is fine: the send result only says whether anyone listened.
         let _ = self.events.send(Event::State {
             program: p.cfg.name.to_string(),
-            from: from.to_owned(),
-            to: p.state.name().to_owned(),
+            from,
+            to: p.state.name(),
             pid: p.state.pid().map(|pid| pid.as_raw() as u32),
             description: describe(&p.state, p.changed_at, p.spawns > 0, now),
             at_ms: unix_ms(p.changed_at),
@@ -661,7 +661,8 @@ fn depth(programs: &[Program], i: usize, guard: u32) -> u32 {
 }
 
 fn log_change(cfg: &ProgramConfig, from: &State, to: &State, now: Instant) {
-    let (name, from, to_name) = (&cfg.name, from.name(), to.name());
+    // The states as their wire names: the log shows `from="STOPPED"`, as always.
+    let (name, from, to_name) = (&cfg.name, from.name().as_str(), to.name().as_str());
     match to {
         State::Backoff { until, last, .. } => tracing::info!(
             program = %name, from, to = to_name, reason = %last,

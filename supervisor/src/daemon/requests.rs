@@ -46,7 +46,7 @@ impl Daemon {
             request,
             reply,
         } = request;
-        tracing::debug!(uid, verb = request.verb(), "control request");
+        tracing::debug!(uid, verb = %request.verb(), "control request");
         let answer = match request {
             Request::Status { names } => self.select(&names, true).map(|ids| self.status(&ids)),
             Request::Start { names } => return self.act(&names, Action::Start, reply),
@@ -76,11 +76,11 @@ impl Daemon {
             Request::Check => Ok(self.check()),
             Request::Deploy { name, trigger } => {
                 let trigger = trigger.unwrap_or_else(|| format!("uid {uid}"));
-                self.request_deploy(&name, super::deploy::Kind::Deploy, trigger)
+                self.request_deploy(&name, supervisor_proto::DeployKind::Deploy, trigger)
             }
             Request::Rollback { name } => self.request_deploy(
                 &name,
-                super::deploy::Kind::Rollback,
+                supervisor_proto::DeployKind::Rollback,
                 format!("rollback by uid {uid}"),
             ),
             Request::Deploys { names, limit } => self.deploys_reply(&names, limit),
@@ -475,7 +475,7 @@ fn info(p: &Program, now: Instant) -> ProgramInfo {
     ProgramInfo {
         name: p.cfg.name.to_string(),
         group: p.cfg.group.clone(),
-        state: p.state.name().to_owned(),
+        state: p.state.name(),
         description: describe(&p.state, p.changed_at, p.spawns > 0, now),
         pid: p.state.pid().map(|pid| pid.as_raw() as u32),
         uptime_secs,

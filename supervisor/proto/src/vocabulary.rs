@@ -1,0 +1,207 @@
+//! The shared vocabulary: program states, deploy stages, results and kinds, and the verbs, as
+//! types. On the wire they are the same strings as ever (`"RUNNING"`, `"rolled_back"`,
+//! `"deploy"`); in code a typo or a missing case is a compile error, and every list of them
+//! is derived from the type (`ALL`).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Declares a string-valued enum: its variants with their wire spelling, `ALL`, `as_str`,
+/// `Display` and `FromStr`.
+macro_rules! vocabulary {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal,)+ }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        pub enum $name {
+            $($(#[$vdoc])* #[serde(rename = $text)] $variant,)+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The wire spelling.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                // `pad`, so that widths and alignment (`{:<10}`) apply as to a string.
+                f.pad(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+
+            fn from_str(s: &str) -> Result<Self, String> {
+                Self::ALL
+                    .iter()
+                    .copied()
+                    .find(|v| v.as_str() == s)
+                    .ok_or_else(|| format!("{s:?} is not a {}", stringify!($name)))
+            }
+        }
+    };
+}
+
+vocabulary! {
+    /// A program's state, as supervisord names them.
+    ProgramState {
+        Stopped = "STOPPED",
+        Starting = "STARTING",
+        Running = "RUNNING",
+        Backoff = "BACKOFF",
+        Stopping = "STOPPING",
+        Exited = "EXITED",
+        Fatal = "FATAL",
+    }
+}
+
+vocabulary! {
+    /// How a deploy (or rollback) ended.
+    DeployResult {
+        /// The new version passed its health gate.
+        Succeeded = "succeeded",
+        /// The branch tip already ran.
+        Unchanged = "unchanged",
+        /// Nothing changed (a step failed), or a rollback failed too.
+        Failed = "failed",
+        /// The new version failed its gate; the previous one runs again.
+        RolledBack = "rolled_back",
+        /// The supervisor stopped during the deploy.
+        Interrupted = "interrupted",
+    }
+}
+
+vocabulary! {
+    /// A deploy's progress as `deploy` events report it: the stages, then its result.
+    DeployStage {
+        Started = "started",
+        Fetched = "fetched",
+        Switched = "switched",
+        Restarting = "restarting",
+        RollingBack = "rolling_back",
+        Succeeded = "succeeded",
+        Unchanged = "unchanged",
+        Failed = "failed",
+        RolledBack = "rolled_back",
+        Interrupted = "interrupted",
+    }
+}
+
+vocabulary! {
+    /// What a deploy record is.
+    DeployKind {
+        Deploy = "deploy",
+        Rollback = "rollback",
+    }
+}
+
+vocabulary! {
+    /// The verbs of the protocol, as `[control.allow]` and messages spell them.
+    Verb {
+        Status = "status",
+        Start = "start",
+        Stop = "stop",
+        Restart = "restart",
+        Signal = "signal",
+        Pid = "pid",
+        Tail = "tail",
+        Reread = "reread",
+        Update = "update",
+        Events = "events",
+        Shutdown = "shutdown",
+        Version = "version",
+        Check = "check",
+        Deploy = "deploy",
+        Rollback = "rollback",
+        Deploys = "deploys",
+        Audit = "audit",
+    }
+}
+
+impl DeployResult {
+    /// Whether a deploy with this result decided what runs: it succeeded, found nothing new,
+    /// or rolled back.
+    pub fn is_conclusive(self) -> bool {
+        matches!(
+            self,
+            DeployResult::Succeeded | DeployResult::Unchanged | DeployResult::RolledBack
+        )
+    }
+}
+
+impl DeployStage {
+    /// The result, when this stage ends the deploy.
+    pub fn result(self) -> Option<DeployResult> {
+        match self {
+            DeployStage::Succeeded => Some(DeployResult::Succeeded),
+            DeployStage::Unchanged => Some(DeployResult::Unchanged),
+            DeployStage::Failed => Some(DeployResult::Failed),
+            DeployStage::RolledBack => Some(DeployResult::RolledBack),
+            DeployStage::Interrupted => Some(DeployResult::Interrupted),
+            DeployStage::Started
+            | DeployStage::Fetched
+            | DeployStage::Switched
+            | DeployStage::Restarting
+            | DeployStage::RollingBack => None,
+        }
+    }
+}
+
+impl From<DeployResult> for DeployStage {
+    fn from(result: DeployResult) -> Self {
+        match result {
+            DeployResult::Succeeded => DeployStage::Succeeded,
+            DeployResult::Unchanged => DeployStage::Unchanged,
+            DeployResult::Failed => DeployStage::Failed,
+            DeployResult::RolledBack => DeployStage::RolledBack,
+            DeployResult::Interrupted => DeployStage::Interrupted,
+        }
+    }
+}
+
+impl PartialEq<&str> for ProgramState {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wire_spelling_is_kept_and_read_back() {
+        for state in ProgramState::ALL {
+            let json = serde_json::to_string(state).unwrap();
+            assert_eq!(json, format!("\"{}\"", state.as_str()));
+            assert_eq!(state.as_str().parse::<ProgramState>(), Ok(*state));
+        }
+        assert_eq!(
+            serde_json::to_string(&DeployResult::RolledBack).unwrap(),
+            "\"rolled_back\""
+        );
+        assert!(serde_json::from_str::<DeployStage>("\"built\"").is_err());
+        assert_eq!(format!("{:<9}|", ProgramState::Fatal), "FATAL    |");
+    }
+
+    #[test]
+    fn every_result_is_a_stage_and_back() {
+        for result in DeployResult::ALL {
+            assert_eq!(DeployStage::from(*result).result(), Some(*result));
+            assert_eq!(DeployStage::from(*result).as_str(), result.as_str());
+        }
+        let progress = DeployStage::ALL
+            .iter()
+            .filter(|s| s.result().is_none())
+            .count();
+        assert_eq!(progress + DeployResult::ALL.len(), DeployStage::ALL.len());
+    }
+}
