@@ -147,6 +147,14 @@ pub struct Context {
     pub jitter: f64,
 }
 
+/// `at + d`, or a moment as far ahead as the clock allows: a deadline never overflows (the
+/// configuration bounds durations too; this holds whatever a caller passes).
+pub fn later(at: Instant, d: Duration) -> Instant {
+    at.checked_add(d)
+        .or_else(|| at.checked_add(Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(at)
+}
+
 pub const TOO_QUICK: &str = "Exited too quickly (process log may have details)";
 
 impl State {
@@ -192,7 +200,7 @@ impl State {
     /// When this state wants a [`Event::Tick`].
     pub fn deadline(&self, policy: &Policy) -> Option<Instant> {
         match self {
-            State::Starting { since, .. } => Some(*since + policy.startsecs),
+            State::Starting { since, .. } => Some(later(*since, policy.startsecs)),
             State::Backoff { until, .. } => Some(*until),
             State::Stopping { deadline, .. } => *deadline,
             _ => None,
@@ -265,7 +273,7 @@ pub fn transition(
                 pid, since, streak, ..
             },
             E::Tick,
-        ) if now >= *since + policy.startsecs => (
+        ) if now >= later(*since, policy.startsecs) => (
             S::Running {
                 pid: *pid,
                 since: *since,
@@ -327,7 +335,7 @@ pub fn transition(
         (S::Starting { pid, .. } | S::Running { pid, .. }, E::Stop) => (
             S::Stopping {
                 pid: *pid,
-                deadline: Some(now + policy.stopwaitsecs),
+                deadline: Some(later(now, policy.stopwaitsecs)),
                 last: None,
             },
             Some(Effect::SignalGroup(*pid, policy.stopsignal)),
@@ -440,7 +448,7 @@ fn respawn(
     } else {
         (
             State::Backoff {
-                until: cx.now + wait,
+                until: later(cx.now, wait),
                 failed_starts,
                 streak,
                 last,

@@ -26,7 +26,7 @@ use tokio::sync::broadcast;
 use super::Daemon;
 use crate::config::DeployConfig;
 use crate::dirs::{self, Existing};
-use crate::lifecycle::{Event as LifeEvent, ExitReason, State};
+use crate::lifecycle::{Event as LifeEvent, ExitReason, State, later};
 use crate::process::{self, Spec};
 use crate::status::unix_ms;
 
@@ -447,7 +447,7 @@ impl Daemon {
                     name: name.to_owned(),
                     pid,
                     started: now,
-                    deadline: now + run.cfg.step_timeout,
+                    deadline: later(now, run.cfg.step_timeout),
                     output,
                     timed_out: false,
                 });
@@ -761,7 +761,7 @@ impl Daemon {
                 (Some(step), _, _) if !step.timed_out => Some(step.deadline),
                 (Some(_), _, _) => None,
                 (None, Phase::Gate { .. }, State::Running { since, .. }) => {
-                    Some(*since + run.cfg.healthy_after)
+                    Some(later(*since, run.cfg.healthy_after))
                 }
                 _ => None,
             }
@@ -785,7 +785,7 @@ impl Daemon {
                 continue;
             }
             if let (Phase::Gate { rollback }, State::Running { since, .. }) = (&run.phase, &state)
-                && now >= *since + run.cfg.healthy_after
+                && now >= later(*since, run.cfg.healthy_after)
             {
                 let (result, message) = if *rollback {
                     (

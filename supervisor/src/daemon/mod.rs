@@ -584,7 +584,10 @@ impl Daemon {
         tracing::info!(%reason, "shutting down");
         self.exit_code = exit_code;
         self.shutdown = Some(Shutdown {
-            deadline: Instant::now() + self.config.supervisor.shutdown_timeout,
+            deadline: crate::lifecycle::later(
+                Instant::now(),
+                self.config.supervisor.shutdown_timeout,
+            ),
             forced: false,
         });
         for p in &mut self.programs {

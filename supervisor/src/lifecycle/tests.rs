@@ -473,3 +473,13 @@ fn startsecs_zero_is_running_at_once_and_stale_pids_are_ignored() {
     };
     assert_eq!(transition(&s, &stale, &p, cx(t0)), (s.clone(), None));
 }
+
+#[test]
+fn deadlines_saturate_instead_of_overflowing() {
+    let now = Instant::now();
+    assert_eq!(
+        later(now, Duration::from_secs(5)),
+        now + Duration::from_secs(5)
+    );
+    assert!(later(now, Duration::MAX) > now + Duration::from_secs(86_400));
+}
