@@ -12,11 +12,7 @@ fn main() -> ExitCode {
             return ExitCode::from(bot::EXIT_CONFIG);
         }
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .init();
+    supervised::logging::init(std::env::var("RUST_LOG").ok().as_deref());
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -90,3 +90,34 @@ fn a_bad_network_is_a_configuration_error() {
         "{err}"
     );
 }
+
+/// RUST_LOG sets what hookd logs (the `supervised` logging shared with statusd and the bot).
+#[test]
+fn rust_log_is_honoured() {
+    let run = |rust_log: Option<&str>| -> String {
+        let port = free_port();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookd"));
+        cmd.env("HOOKD_LISTEN", format!("127.0.0.1:{port}"))
+            .env("HOOKD_SECRET", SECRET)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(v) = rust_log {
+            cmd.env("RUST_LOG", v);
+        }
+        let child = cmd.spawn().unwrap();
+        wait_until("hookd to listen", || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        common::nix_kill(child.id(), "TERM").unwrap();
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(run(None).contains("hookd listening"));
+    assert!(!run(Some("warn")).contains("hookd listening"));
+    let garbled = run(Some("hookd=loud"));
+    assert!(
+        garbled.contains("RUST_LOG is not a usable filter"),
+        "{garbled}"
+    );
+}

@@ -1,5 +1,7 @@
-//! The process layer: spawning children, signalling their groups, reaping. The only module of
-//! the daemon that touches nix, libc and `unsafe`.
+//! The process layer: spawning children, signalling them and their groups, reaping, and the
+//! process attributes (umask, open-files limit, subreaper). The only module of the daemon with
+//! `unsafe` and the only one that acts on processes; elsewhere nix appears for its types
+//! (`Signal`, `Pid`), user lookups and the socket's lock.
 //!
 //! Spawning uses `std::process::Command` with a `pre_exec` hook, and never `tokio::process`: std
 //! waits on its own child when `exec` fails, so reaping (`waitpid(-1)`) must happen on the same
@@ -196,6 +198,12 @@ fn describe_spawn_error(spec: &Spec<'_>, e: io::Error) -> io::Error {
         _ => format!("{}: {e}", what.to_string_lossy()),
     };
     io::Error::new(e.kind(), text)
+}
+
+/// Sends `signal` to one process (`signal` on request: supervisorctl signals the process, not
+/// its group).
+pub fn signal_process(pid: Pid, signal: Signal) -> nix::Result<()> {
+    nix::sys::signal::kill(pid, signal)
 }
 
 /// Sends `signal` to the process group led by `leader`. A group that is already gone is fine.

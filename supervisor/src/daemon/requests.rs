@@ -13,7 +13,9 @@ use super::{Daemon, Program, WaitKind, Waiter};
 use crate::config::units::parse_signal;
 use crate::control::ControlRequest;
 use crate::lifecycle::{Event as LifeEvent, ExitReason, State};
+use crate::process;
 use crate::status::{describe, unix_ms};
+use nix::unistd::Pid;
 
 const TAIL_MAX_LINES: u32 = 1000;
 
@@ -171,7 +173,7 @@ impl Daemon {
                 let p = &self.programs[i];
                 let name = p.cfg.name.as_str();
                 match running_pid(&p.state) {
-                    Some(pid) => match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig) {
+                    Some(pid) => match process::signal_process(Pid::from_raw(pid as i32), sig) {
                         Ok(()) => {
                             tracing::info!(program = name, pid, signal = %sig, "signalled on request");
                             result(name, Outcome::Signalled, "signalled")
