@@ -8,20 +8,26 @@ fn main() {
     println!("cargo:rerun-if-env-changed=BOT_BUILD_COMMIT");
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     // Rebuild when HEAD moves: a deploy's detached checkout rewrites HEAD; a commit on a branch
-    // rewrites the branch's ref.
+    // rewrites the branch's ref, loose or packed. Only paths that exist are named: Cargo treats
+    // a missing one as always changed, and would rerun this (and relink the bot) every build.
     let git_dir = repo.join(".git");
-    let head = git_dir.join("HEAD");
-    if head.exists() {
-        println!("cargo:rerun-if-changed={}", head.display());
-        if let Ok(text) = std::fs::read_to_string(&head) {
-            if let Some(branch) = text.trim().strip_prefix("ref: ") {
-                println!("cargo:rerun-if-changed={}", git_dir.join(branch).display());
-            }
+    let watch = |path: &Path| {
+        if path.exists() {
+            println!("cargo:rerun-if-changed={}", path.display());
         }
-        println!(
-            "cargo:rerun-if-changed={}",
-            git_dir.join("packed-refs").display()
-        );
+    };
+    watch(&git_dir.join("HEAD"));
+    watch(&git_dir.join("packed-refs"));
+    if let Ok(text) = std::fs::read_to_string(git_dir.join("HEAD"))
+        && let Some(branch) = text.trim().strip_prefix("ref: ")
+    {
+        let loose = git_dir.join(branch);
+        if loose.exists() {
+            watch(&loose);
+        } else if let Some(folder) = loose.parent() {
+            // Packed now; a commit writes it loose again, into this folder.
+            watch(folder);
+        }
     }
     let commit = std::env::var("BOT_BUILD_COMMIT")
         .ok()
