@@ -747,3 +747,44 @@ fn two_supervisors_racing_for_a_stale_socket_leave_one() {
         winner.wait().unwrap();
     }
 }
+
+/// The client verbs read only the socket's path from the configuration: an error elsewhere in
+/// the file does not send them to the wrong socket, and a file they cannot read is named.
+#[test]
+fn the_cli_finds_the_socket_despite_errors_elsewhere() {
+    let dir = Supervisor::dir_with(
+        "[supervisor]\nsocket = \"${SOCK_DIR:-run}/ctl.sock\"\n[program.app]\ncommand = [\"sleep\", \"60\"]\nstartsecs = 0\n",
+    );
+    let sup = Supervisor::start(dir, Mode::Plain);
+    sup.wait_state("app", "RUNNING");
+    // The same file, with a mistake the daemon would refuse.
+    let broken = sup.path("broken.toml");
+    let text = std::fs::read_to_string(sup.path("supervisor.toml")).unwrap();
+    std::fs::write(&broken, format!("{text}startsec = 5\n")).unwrap();
+    let out = Command::new(BIN)
+        .args(["status", "-c"])
+        .arg(&broken)
+        .env_remove("SUPERVISOR_SOCKET")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("app "));
+    // No file: said, and the default tried.
+    let out = Command::new(BIN)
+        .args(["status", "-c"])
+        .arg(sup.path("missing.toml"))
+        .env_remove("SUPERVISOR_SOCKET")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot read") && err.contains("missing.toml") && err.contains("trying"),
+        "{err}"
+    );
+}

@@ -163,11 +163,17 @@ fn socket_path(arg: &SocketArg) -> PathBuf {
     if let Some(s) = &arg.socket {
         return s.clone();
     }
-    match crate::config::load(&arg.config) {
-        Ok(c) => c.supervisor.socket,
-        Err(_) => {
+    // Only the socket's path is read: an error elsewhere in the file is the daemon's business.
+    match crate::config::parse::socket_path(&arg.config) {
+        Ok(path) => path,
+        Err(why) => {
             let base = arg.config.parent().unwrap_or(Path::new("."));
-            base.join("data/supervisor.sock")
+            let guess = base.join("data/supervisor.sock");
+            eprintln!(
+                "supervisor: {why}; trying {} (name the socket with -s PATH or SUPERVISOR_SOCKET)",
+                guess.display()
+            );
+            guess
         }
     }
 }

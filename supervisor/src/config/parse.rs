@@ -1365,3 +1365,51 @@ fn resolve_user(spec: &str) -> Result<UserSpec, String> {
 
 #[cfg(test)]
 mod tests;
+
+/// Just the control socket's path from the configuration at `path`, for the client verbs:
+/// `[supervisor] socket` (expanded as the daemon does, from the environment and the
+/// `[supervisor] env_file`) or its default, whatever else the file holds. An error says why
+/// it could not be read.
+pub fn socket_path(path: &Path) -> Result<PathBuf, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let (doc, errors) = DeTable::parse_recoverable(&text);
+    if let Some(e) = errors.first() {
+        return Err(format!(
+            "{} is not valid TOML: {}",
+            path.display(),
+            e.message().trim_end()
+        ));
+    }
+    let base = path.parent().unwrap_or(Path::new("."));
+    let supervisor = get(doc.get_ref(), "supervisor").map(|(_, v)| v.get_ref());
+    let text_of = |key: &str| match supervisor {
+        Some(DeValue::Table(t)) => match get(t, key).map(|(_, v)| v.get_ref()) {
+            Some(DeValue::String(s)) => Some(s.to_string()),
+            _ => None,
+        },
+        _ => None,
+    };
+    let real = |name: &str| std::env::var(name).ok();
+    let file_env = match text_of("env_file") {
+        Some(f) => {
+            let f = expand(&f, &real).map_err(|e| format!("supervisor.env_file: {e}"))?;
+            read_env_file(&base.join(f)).unwrap_or_default()
+        }
+        None => Vec::new(),
+    };
+    let lookup = |name: &str| {
+        real(name).or_else(|| {
+            file_env
+                .iter()
+                .rev()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        })
+    };
+    let socket = match text_of("socket") {
+        Some(s) => expand(&s, &lookup).map_err(|e| format!("supervisor.socket: {e}"))?,
+        None => "data/supervisor.sock".to_owned(),
+    };
+    Ok(base.join(socket))
+}
