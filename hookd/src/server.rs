@@ -14,7 +14,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
-use supervisor_proto::{Client, Reply, Request};
+use supervisor_proto::Client;
 use tokio::net::TcpListener;
 
 use crate::forge::{self, Decision};
@@ -274,21 +274,20 @@ fn forget(app: &App, digest: &str, commit: &str) {
     }
 }
 
-async fn connect(settings: &Settings) -> Result<Client, String> {
-    let connecting = Client::connect(
-        &settings.socket,
-        concat!("hookd/", env!("CARGO_PKG_VERSION")),
-    );
-    match tokio::time::timeout(SUPERVISOR_TIMEOUT, connecting).await {
-        Ok(Ok(c)) => Ok(c),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("the supervisor did not answer in time".into()),
-    }
-}
-
-async fn call(settings: &Settings, request: Request) -> Result<Reply, String> {
-    let mut client = connect(settings).await?;
-    match tokio::time::timeout(SUPERVISOR_TIMEOUT, client.call(request)).await {
+/// One call to the supervisor on a new connection, all within [`SUPERVISOR_TIMEOUT`].
+async fn with_client<T, F>(settings: &Settings, call: F) -> Result<T, String>
+where
+    F: AsyncFnOnce(&mut Client) -> Result<T, supervisor_proto::ClientError>,
+{
+    let asked = async {
+        let mut client = Client::connect(
+            &settings.socket,
+            concat!("hookd/", env!("CARGO_PKG_VERSION")),
+        )
+        .await?;
+        call(&mut client).await
+    };
+    match tokio::time::timeout(SUPERVISOR_TIMEOUT, asked).await {
         Ok(r) => r.map_err(|e| e.to_string()),
         Err(_) => Err("the supervisor did not answer in time".into()),
     }
@@ -298,12 +297,9 @@ async fn call(settings: &Settings, request: Request) -> Result<Reply, String> {
 /// 503 when the supervisor cannot say.
 async fn deploy_branch(settings: &Settings, program: &str) -> Result<String, (StatusCode, String)> {
     let unavailable = |m: String| (StatusCode::SERVICE_UNAVAILABLE, m);
-    let reply = call(settings, Request::Status { names: Vec::new() })
+    let (_, programs) = with_client(settings, async |c| c.status().await)
         .await
         .map_err(unavailable)?;
-    let Reply::Status { programs, .. } = reply else {
-        return Err(unavailable("unexpected answer from the supervisor".into()));
-    };
     let not_found = || {
         (
             StatusCode::NOT_FOUND,
@@ -323,16 +319,5 @@ async fn ask_deploy(
     program: &str,
     trigger: String,
 ) -> Result<(String, bool), String> {
-    let reply = call(
-        settings,
-        Request::Deploy {
-            name: program.to_owned(),
-            trigger: Some(trigger),
-        },
-    )
-    .await?;
-    match reply {
-        Reply::Deploy { id, queued, .. } => Ok((id, queued)),
-        _ => Err("unexpected answer from the supervisor".into()),
-    }
+    with_client(settings, async |c| c.deploy(program, Some(trigger)).await).await
 }

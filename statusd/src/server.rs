@@ -240,18 +240,10 @@ async fn audit(State(app): State<App>) -> Response {
             concat!("statusd/", env!("CARGO_PKG_VERSION")),
         )
         .await?;
-        client
-            .call(supervisor_proto::Request::Audit { limit: LIMIT })
-            .await
+        client.audit(LIMIT).await
     };
     match tokio::time::timeout(std::time::Duration::from_secs(2), asked).await {
-        Ok(Ok(supervisor_proto::Reply::Audit { records })) => {
-            json_reply(StatusCode::OK, json!({"records": records}))
-        }
-        Ok(Ok(other)) => json_reply(
-            StatusCode::BAD_GATEWAY,
-            json!({"error": format!("unexpected answer: {other:?}")}),
-        ),
+        Ok(Ok(records)) => json_reply(StatusCode::OK, json!({"records": records})),
         Ok(Err(e)) => json_reply(
             StatusCode::SERVICE_UNAVAILABLE,
             json!({"error": e.to_string()}),

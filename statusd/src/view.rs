@@ -6,8 +6,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use supervisor_proto::{
-    Client, ClientError, DeployRecord, Event, ProgramInfo, ProgramState, Reply, Request,
-    SupervisorInfo,
+    Client, ClientError, DeployRecord, Event, ProgramInfo, ProgramState, Request, SupervisorInfo,
 };
 
 const CLIENT: &str = concat!("statusd/", env!("CARGO_PKG_VERSION"));
@@ -184,28 +183,18 @@ async fn session(socket: &Path, view: &View) -> Result<(), ClientError> {
 }
 
 async fn refresh_status(client: &mut Client, view: &View) -> Result<(), ClientError> {
-    if let Reply::Status {
-        supervisor,
-        programs,
-    } = client.call(Request::Status { names: Vec::new() }).await?
-    {
-        write(view, |s| {
-            s.supervisor = Some(supervisor);
-            s.programs = programs;
-            s.read_at = Some(Instant::now());
-            s.answered_at = s.read_at;
-        });
-    }
+    let (supervisor, programs) = client.status().await?;
+    write(view, |s| {
+        s.supervisor = Some(supervisor);
+        s.programs = programs;
+        s.read_at = Some(Instant::now());
+        s.answered_at = s.read_at;
+    });
     Ok(())
 }
 
 async fn refresh_deploys(client: &mut Client, view: &View) -> Result<(), ClientError> {
-    let request = Request::Deploys {
-        names: Vec::new(),
-        limit: DEPLOYS,
-    };
-    if let Reply::Deploys { records } = client.call(request).await? {
-        write(view, |s| s.deploys = records);
-    }
+    let records = client.deploys(Vec::new(), DEPLOYS).await?;
+    write(view, |s| s.deploys = records);
     Ok(())
 }

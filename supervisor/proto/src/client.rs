@@ -8,8 +8,9 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::frame::{self, FrameError};
 use crate::message::{
-    Body, ClientHello, ErrorBody, ErrorKind, Event, HelloBody, PROTOCOL_VERSION, Reply, Request,
-    RequestFrame, ServerFrame, ServerHello,
+    ActionResult, AuditRecord, Body, ClientHello, DeployRecord, ErrorBody, ErrorKind, Event,
+    HelloBody, PROTOCOL_VERSION, ProgramInfo, Reply, Request, RequestFrame, ServerFrame,
+    ServerHello, Stream, SupervisorInfo,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +41,13 @@ impl ClientError {
             _ => None,
         }
     }
+}
+
+/// An answer of the wrong kind: a bug on one side, reported rather than unwrapped.
+fn unexpected(verb: &str, reply: &Reply) -> ClientError {
+    ClientError::Protocol(format!(
+        "the supervisor answered {verb} unexpectedly: {reply:?}"
+    ))
 }
 
 /// One connection to the supervisor, after a successful handshake.
@@ -109,6 +117,80 @@ impl Client {
                 Body::Error(e) => Err(ClientError::Server(e)),
                 Body::Event(_) => Err(ClientError::Protocol("an event answered a request".into())),
             };
+        }
+    }
+
+    /// `status`: the supervisor and every program.
+    pub async fn status(&mut self) -> Result<(SupervisorInfo, Vec<ProgramInfo>), ClientError> {
+        match self.call(Request::Status { names: Vec::new() }).await? {
+            Reply::Status {
+                supervisor,
+                programs,
+            } => Ok((supervisor, programs)),
+            other => Err(unexpected("status", &other)),
+        }
+    }
+
+    /// `start`, `stop`, `restart` or `signal`: one result per program.
+    pub async fn act(&mut self, request: Request) -> Result<Vec<ActionResult>, ClientError> {
+        let verb = request.verb();
+        match self.call(request).await? {
+            Reply::Actions { results } => Ok(results),
+            other => Err(unexpected(verb.as_str(), &other)),
+        }
+    }
+
+    /// `tail`: the last `lines` lines of a program's stream.
+    pub async fn tail(
+        &mut self,
+        name: &str,
+        stream: Stream,
+        lines: u32,
+    ) -> Result<String, ClientError> {
+        let request = Request::Tail {
+            name: name.to_owned(),
+            stream,
+            lines,
+        };
+        match self.call(request).await? {
+            Reply::Tail { text, .. } => Ok(text),
+            other => Err(unexpected("tail", &other)),
+        }
+    }
+
+    /// `deploy`: the deploy's id, and whether it was queued behind a running one.
+    pub async fn deploy(
+        &mut self,
+        name: &str,
+        trigger: Option<String>,
+    ) -> Result<(String, bool), ClientError> {
+        let request = Request::Deploy {
+            name: name.to_owned(),
+            trigger,
+        };
+        match self.call(request).await? {
+            Reply::Deploy { id, queued, .. } => Ok((id, queued)),
+            other => Err(unexpected("deploy", &other)),
+        }
+    }
+
+    /// `deploys`: the history of `names` (every program's when empty), newest first.
+    pub async fn deploys(
+        &mut self,
+        names: Vec<String>,
+        limit: u32,
+    ) -> Result<Vec<DeployRecord>, ClientError> {
+        match self.call(Request::Deploys { names, limit }).await? {
+            Reply::Deploys { records } => Ok(records),
+            other => Err(unexpected("deploys", &other)),
+        }
+    }
+
+    /// `audit`: the newest `limit` records of the audit trail.
+    pub async fn audit(&mut self, limit: u32) -> Result<Vec<AuditRecord>, ClientError> {
+        match self.call(Request::Audit { limit }).await? {
+            Reply::Audit { records } => Ok(records),
+            other => Err(unexpected("audit", &other)),
         }
     }
 

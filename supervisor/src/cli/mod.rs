@@ -224,15 +224,7 @@ async fn run_verb(verb: Command) -> Result<u8, ClientError> {
             json,
             socket,
         } => {
-            let mut client = connect(&socket).await?;
-            let reply = client.call(Request::Status { names: Vec::new() }).await?;
-            let Reply::Status {
-                supervisor,
-                programs,
-            } = reply
-            else {
-                return Err(unexpected(&reply));
-            };
+            let (supervisor, programs) = connect(&socket).await?.status().await?;
             let (shown, unknown) = pick(programs, &names);
             if json {
                 let value = serde_json::json!({ "supervisor": supervisor, "programs": shown });
@@ -378,11 +370,7 @@ async fn run_verb(verb: Command) -> Result<u8, ClientError> {
             json,
             socket,
         } => {
-            let mut client = connect(&socket).await?;
-            let reply = client.call(Request::Deploys { names, limit }).await?;
-            let Reply::Deploys { records } = reply else {
-                return Err(unexpected(&reply));
-            };
+            let records = connect(&socket).await?.deploys(names, limit).await?;
             if json {
                 let _ = writeln!(
                     out,
@@ -422,11 +410,7 @@ async fn run_verb(verb: Command) -> Result<u8, ClientError> {
             json,
             socket,
         } => {
-            let mut client = connect(&socket).await?;
-            let reply = client.call(Request::Audit { limit }).await?;
-            let Reply::Audit { records } = reply else {
-                return Err(unexpected(&reply));
-            };
+            let records = connect(&socket).await?.audit(limit).await?;
             if json {
                 let _ = writeln!(
                     out,
@@ -542,11 +526,7 @@ async fn deploy(
 
 /// start, stop, restart, signal: a line per result, exit 1 if any failed.
 async fn act(socket: &SocketArg, request: Request) -> Result<u8, ClientError> {
-    let mut client = connect(socket).await?;
-    let reply = client.call(request).await?;
-    let Reply::Actions { results } = reply else {
-        return Err(unexpected(&reply));
-    };
+    let results = connect(socket).await?.act(request).await?;
     let mut out = std::io::stdout().lock();
     for ActionResult { name, message, .. } in &results {
         let _ = writeln!(out, "{name}: {message}");
