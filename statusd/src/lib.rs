@@ -1,7 +1,7 @@
 //! `statusd`: the stack's HTTP status API. It follows the supervisor's `events` stream and keeps
-//! a view of every program and the recent deploys, so that a request never waits on the
-//! supervisor; when the supervisor is unreachable it says so (`/health` is 503) and answers the
-//! rest from what it last knew, marked stale. It serves JSON endpoints, Prometheus metrics and a
+//! a view of every program and the recent deploys, so that no request but `/audit` waits on
+//! the supervisor; when the supervisor is unreachable, or has not answered its heartbeat for
+//! 5 s, it says so (`/health` is 503) and answers the rest from what it last knew, marked stale. It serves JSON endpoints, Prometheus metrics and a
 //! small status page, and nothing of the programs' environment, secrets or logs.
 //!
 //! # Layout

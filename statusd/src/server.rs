@@ -1,4 +1,5 @@
-//! The endpoints. Every one answers from the view; none waits on the supervisor.
+//! The endpoints. Every one answers from the view, without waiting on the supervisor, but
+//! `/audit`, which asks it (within 2 s).
 
 use std::future::Future;
 use std::sync::{Arc, RwLock};
