@@ -25,13 +25,9 @@ pub struct Settings {
     pub sources: Sources,
 }
 
-/// A program name as the supervisor accepts it.
+/// A program name as the supervisor accepts it (supervisor-proto's one rule).
 pub fn valid_program(name: &str) -> bool {
-    !name.is_empty()
-        && !name.starts_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    supervisor_proto::ProgramName::new(name).is_ok()
 }
 
 impl Settings {

@@ -7,8 +7,8 @@
 //!
 //! # Layout
 //! - [`message`]: every request, reply, error and event.
-//! - [`vocabulary`]: program states, deploy stages, results and kinds, verbs: enums with their
-//!   wire spelling and `ALL`.
+//! - [`vocabulary`]: program names, states, deploy stages, results and kinds, verbs: types
+//!   with their wire spelling (and `ALL`).
 //! - [`frame`]: one JSON document per line, with a size limit.
 //! - [`client`]: connect, handshake, call, subscribe.
 
@@ -19,4 +19,4 @@ pub mod vocabulary;
 
 pub use client::{Client, ClientError, EventStream};
 pub use message::*;
-pub use vocabulary::{DeployKind, DeployResult, DeployStage, ProgramState, Verb};
+pub use vocabulary::{DeployKind, DeployResult, DeployStage, ProgramName, ProgramState, Verb};

@@ -126,6 +126,56 @@ vocabulary! {
     }
 }
 
+/// A program's name: `[A-Za-z0-9_.-]+`, because it names log files and appears in CLI verbs.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ProgramName(String);
+
+impl ProgramName {
+    /// Accepts a name made only of letters, digits, `_`, `.` and `-` (not starting with `.`).
+    pub fn new(name: &str) -> Result<Self, String> {
+        if name.is_empty() {
+            return Err("a program name cannot be empty".into());
+        }
+        if name.starts_with('.') {
+            return Err(format!("program name {name:?} cannot start with '.'"));
+        }
+        if let Some(bad) = name
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+        {
+            return Err(format!(
+                "program name {name:?} contains {bad:?}; use only letters, digits, '_', '-' and '.'"
+            ));
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ProgramName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for ProgramName {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, String> {
+        Self::new(&name)
+    }
+}
+
+impl From<ProgramName> for String {
+    fn from(name: ProgramName) -> Self {
+        name.0
+    }
+}
+
 impl DeployResult {
     /// Whether a deploy with this result decided what runs: it succeeded, found nothing new,
     /// or rolled back.
@@ -190,6 +240,15 @@ mod tests {
         );
         assert!(serde_json::from_str::<DeployStage>("\"built\"").is_err());
         assert_eq!(format!("{:<9}|", ProgramState::Fatal), "FATAL    |");
+    }
+
+    #[test]
+    fn program_names_are_checked_once_where_they_enter() {
+        assert_eq!(ProgramName::new("bot-2.x_y").unwrap().as_str(), "bot-2.x_y");
+        for bad in ["", ".hidden", "a/b", "a b", "a:b"] {
+            assert!(ProgramName::new(bad).is_err(), "{bad:?}");
+        }
+        assert!(serde_json::from_str::<ProgramName>("\"../etc\"").is_err());
     }
 
     #[test]

@@ -21,40 +21,7 @@ use nix::sys::signal::Signal;
 
 pub use parse::{parse, parse_with_env};
 
-/// A program's name: `[A-Za-z0-9_.-]+`, because it names log files and appears in CLI verbs.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ProgramName(String);
-
-impl ProgramName {
-    /// Accepts a name made only of letters, digits, `_`, `.` and `-` (not starting with `.`).
-    pub fn new(name: &str) -> Result<Self, String> {
-        if name.is_empty() {
-            return Err("a program name cannot be empty".into());
-        }
-        if name.starts_with('.') {
-            return Err(format!("program name {name:?} cannot start with '.'"));
-        }
-        if let Some(bad) = name
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
-        {
-            return Err(format!(
-                "program name {name:?} contains {bad:?}; use only letters, digits, '_', '-' and '.'"
-            ));
-        }
-        Ok(Self(name.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for ProgramName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub use supervisor_proto::ProgramName;
 
 /// The whole configuration, validated.
 #[derive(Clone, Debug)]
