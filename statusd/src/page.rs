@@ -58,7 +58,7 @@ th,td{{text-align:left;padding:.35rem .5rem;border-bottom:1px solid #ddd}}
             h,
             "<tr><td>{}</td><td class={state}>{state}</td><td class=wide>{}</td><td>{uptime}</td><td class=wide>{}</td></tr>",
             escape(&p.name),
-            escape(&p.description),
+            escape(&s.description(p)),
             p.spawns,
             state = p.state,
         );

@@ -171,7 +171,7 @@ async fn status(State(app): State<App>) -> Response {
                 "name": p.name,
                 "group": p.group,
                 "state": p.state,
-                "description": p.description,
+                "description": s.description(p),
                 "pid": p.pid,
                 "uptime_secs": s.uptime(p),
                 "spawns": p.spawns,

@@ -44,6 +44,17 @@ impl Snapshot {
             .map(|u| if self.connected { u + since } else { u })
     }
 
+    /// supervisorctl's description of a program, as of now: a RUNNING program's uptime moves
+    /// on from when it was read (`pid 42, uptime 0:05:00`), the rest is as the supervisor said.
+    pub fn description(&self, p: &ProgramInfo) -> String {
+        match (p.state, p.pid, self.uptime(p)) {
+            (ProgramState::Running, Some(pid), Some(up)) => {
+                format!("pid {pid}, uptime {}", supervisor_proto::format_uptime(up))
+            }
+            _ => p.description.clone(),
+        }
+    }
+
     pub fn supervisor_uptime(&self) -> Option<u64> {
         let since = self.read_at.map_or(0, |t| t.elapsed().as_secs());
         self.supervisor.as_ref().map(|s| s.uptime_secs + since)
@@ -197,4 +208,39 @@ async fn refresh_deploys(client: &mut Client, view: &View) -> Result<(), ClientE
     let records = client.deploys(Vec::new(), DEPLOYS).await?;
     write(view, |s| s.deploys = records);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn program(state: ProgramState, description: &str) -> ProgramInfo {
+        ProgramInfo {
+            name: "bot".into(),
+            group: None,
+            state,
+            description: description.into(),
+            pid: Some(42),
+            uptime_secs: Some(1),
+            since_ms: 0,
+            spawns: 1,
+            last_exit: None,
+            last_exit_code: None,
+            deploy_branch: None,
+            critical: true,
+        }
+    }
+
+    #[test]
+    fn a_running_programs_description_moves_on_with_its_uptime() {
+        let s = Snapshot {
+            connected: true,
+            read_at: Instant::now().checked_sub(Duration::from_secs(65)),
+            ..Snapshot::default()
+        };
+        let running = program(ProgramState::Running, "pid 42, uptime 0:00:01");
+        assert_eq!(s.description(&running), "pid 42, uptime 0:01:06");
+        let fatal = program(ProgramState::Fatal, "Exited too quickly");
+        assert_eq!(s.description(&fatal), "Exited too quickly");
+    }
 }
