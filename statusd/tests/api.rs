@@ -457,9 +457,11 @@ fn health_fails_when_the_supervisor_stops_answering() {
         body.contains("the supervisor has not answered for"),
         "{body}"
     );
+    // 5 s without an answer, noticed at the next 2 s heartbeat; the rest is slack for a busy
+    // machine (CI builds images beside this).
     assert!(
-        stopped.elapsed() < std::time::Duration::from_secs(10),
-        "{:?}",
+        stopped.elapsed() < std::time::Duration::from_secs(20),
+        "noticed after {:?}",
         stopped.elapsed()
     );
     wait_until("healthy again", || get(port, "/health", None).0 == 200);
