@@ -17,21 +17,36 @@ use crate::status::unix_ms;
 /// Where records go; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct AuditLog {
-    tx: mpsc::Sender<AuditRecord>,
+    tx: mpsc::Sender<Message>,
     path: PathBuf,
+}
+
+/// What the writer thread is told, in order.
+#[derive(Debug)]
+enum Message {
+    Record(AuditRecord),
+    /// Answer once everything sent before is written (a reader then sees it).
+    Flush(mpsc::Sender<()>),
 }
 
 impl AuditLog {
     /// Starts the writer thread for `path`.
     pub fn start(path: PathBuf) -> std::io::Result<Self> {
-        let (tx, rx) = mpsc::channel::<AuditRecord>();
+        let (tx, rx) = mpsc::channel::<Message>();
         let file = path.clone();
         std::thread::Builder::new()
             .name("audit".into())
             .spawn(move || {
-                for record in rx {
-                    if let Err(e) = crate::jsonl::append(&file, &record) {
-                        tracing::error!(path = %file.display(), error = %e, "cannot write the audit trail");
+                for message in rx {
+                    match message {
+                        Message::Record(record) => {
+                            if let Err(e) = crate::jsonl::append(&file, &record) {
+                                tracing::error!(path = %file.display(), error = %e, "cannot write the audit trail");
+                            }
+                        }
+                        Message::Flush(done) => {
+                            let _ = done.send(());
+                        }
                     }
                 }
             })?;
@@ -40,6 +55,16 @@ impl AuditLog {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The newest `limit` records, including every one recorded before this call (it waits
+    /// for the writer, at most a second). Blocking: call it off the actor's thread.
+    pub fn read(&self, limit: usize) -> Vec<AuditRecord> {
+        let (done, written) = mpsc::channel();
+        if self.tx.send(Message::Flush(done)).is_ok() {
+            let _ = written.recv_timeout(std::time::Duration::from_secs(1));
+        }
+        crate::jsonl::newest(&self.path, limit)
     }
 
     /// Records `request` and its answer, if it changes state.
@@ -63,7 +88,7 @@ impl AuditLog {
             ok,
             message,
         };
-        let _ = self.tx.send(record);
+        let _ = self.tx.send(Message::Record(record));
     }
 }
 
@@ -108,5 +133,37 @@ fn outcome(answer: &Body) -> (bool, String) {
         Body::Ok(Reply::ShuttingDown) => (true, "shutting down".into()),
         Body::Ok(other) => (true, format!("{other:?}").chars().take(200).collect()),
         Body::Event(_) => (true, String::new()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use supervisor_proto::{ErrorBody, ErrorKind};
+
+    #[test]
+    fn a_read_sees_every_record_sent_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::start(dir.path().join("audit.jsonl")).unwrap();
+        let peer = Peer {
+            uid: 0,
+            process: None,
+        };
+        let refused = Body::Error(ErrorBody {
+            kind: ErrorKind::Forbidden,
+            message: "no".into(),
+        });
+        for n in 0..500 {
+            let request = Request::Restart {
+                names: vec![format!("p{n}")],
+            };
+            log.record(&peer, None, &request, &refused);
+            // Not state-changing: not recorded.
+            log.record(&peer, None, &Request::Version, &refused);
+        }
+        let records = log.read(1000);
+        assert_eq!(records.len(), 500);
+        assert_eq!(records[0].targets, ["p499"]);
+        assert!(records.iter().all(|r| !r.ok && r.verb == "restart"));
     }
 }

@@ -307,10 +307,9 @@ async fn connection(stream: UnixStream, peer: Peer, shared: Shared) -> Result<()
             return stream_events(frame.id, events, reader, w).await;
         }
         if let Request::Audit { limit } = frame.request {
-            // A bounded read of a file, off the actor's thread.
-            let path = shared.audit.path().to_owned();
-            let read =
-                tokio::task::spawn_blocking(move || crate::jsonl::newest(&path, limit as usize));
+            // A bounded read of a file (after the writer caught up), off the actor's thread.
+            let audit = shared.audit.clone();
+            let read = tokio::task::spawn_blocking(move || audit.read(limit as usize));
             let body = match read.await {
                 Ok(records) => Body::Ok(Reply::Audit { records }),
                 Err(e) => Body::Error(ErrorBody {
