@@ -57,11 +57,7 @@ pub async fn follow(path: &Path, lines: u32, out: &mut impl Write) -> io::Result
 
 /// The backups `path.N-1` … `path.1` that are newer than the one holding `old`, oldest first.
 fn rotated_after(path: &Path, old: &std::fs::Metadata) -> Vec<File> {
-    let numbered = |n: u32| {
-        let mut p = path.as_os_str().to_owned();
-        p.push(format!(".{n}"));
-        std::path::PathBuf::from(p)
-    };
+    let numbered = |n: u32| crate::logs::rotation::backup(path, n);
     let mut n = 1;
     loop {
         match std::fs::metadata(numbered(n)) {

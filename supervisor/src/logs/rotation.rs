@@ -4,6 +4,14 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+/// The name of backup `n` of a log file: `bot.log` → `bot.log.1` (the newest), `bot.log.2`, …
+/// The rotation here and `tail -f`'s catching up after a rotation both go by it.
+pub fn backup(path: &Path, n: u32) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(format!(".{n}"));
+    PathBuf::from(p)
+}
+
 /// An append-only log file with `name.log.1` … `name.log.N` backups.
 #[derive(Debug)]
 pub struct LogFile {
@@ -101,11 +109,7 @@ impl LogFile {
         if self.backups == 0 {
             File::create(&self.path)?;
         } else {
-            let numbered = |n: u32| {
-                let mut p = self.path.clone().into_os_string();
-                p.push(format!(".{n}"));
-                PathBuf::from(p)
-            };
+            let numbered = |n: u32| backup(&self.path, n);
             for n in (1..self.backups).rev() {
                 let from = numbered(n);
                 if from.exists() {
