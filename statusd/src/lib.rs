@@ -18,5 +18,5 @@ pub mod server;
 pub mod settings;
 pub mod view;
 
-pub use server::serve;
+pub use server::{app, serve};
 pub use settings::Settings;

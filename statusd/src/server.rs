@@ -26,6 +26,34 @@ struct App {
     socket: Arc<std::path::Path>,
 }
 
+/// The endpoints over `view` (kept current by [`view::follow`]), guarded by `token`; `/audit`
+/// asks the supervisor at `socket`. The seam for in-process tests: requests sent to the
+/// router, no socket.
+pub fn app(view: View, token: Option<&str>, socket: &std::path::Path) -> Router {
+    let app = App {
+        view,
+        token: token.map(Arc::from),
+        socket: Arc::from(socket),
+    };
+    let protected = Router::new()
+        .route("/", get(page))
+        .route("/uptime", get(uptime))
+        .route("/status", get(status))
+        .route("/commit", get(commit))
+        .route("/deploys", get(deploys))
+        .route("/audit", get(audit))
+        .route("/metrics", get(metrics))
+        .layer(middleware::from_fn_with_state(app.clone(), bearer));
+    Router::new()
+        .route(
+            "/ping",
+            get(|| async { json_reply(StatusCode::OK, json!({"status": "ok"})) }),
+        )
+        .route("/health", get(health))
+        .merge(protected)
+        .with_state(app)
+}
+
 /// Follows the supervisor and serves until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
@@ -38,28 +66,7 @@ pub async fn serve(
         let socket = settings.socket.clone();
         tokio::spawn(async move { view::follow(&socket, view).await })
     };
-    let app = App {
-        view,
-        token: settings.token.map(Arc::from),
-        socket: Arc::from(settings.socket.as_path()),
-    };
-    let protected = Router::new()
-        .route("/", get(page))
-        .route("/uptime", get(uptime))
-        .route("/status", get(status))
-        .route("/commit", get(commit))
-        .route("/deploys", get(deploys))
-        .route("/audit", get(audit))
-        .route("/metrics", get(metrics))
-        .layer(middleware::from_fn_with_state(app.clone(), bearer));
-    let router = Router::new()
-        .route(
-            "/ping",
-            get(|| async { json_reply(StatusCode::OK, json!({"status": "ok"})) }),
-        )
-        .route("/health", get(health))
-        .merge(protected)
-        .with_state(app);
+    let router = app(view, settings.token.as_deref(), &settings.socket);
     // Bounded (timeouts, a connection cap; small answers go out at once, without Nagle).
     let limits = supervised::http::Limits {
         body_limit: Some(BODY_LIMIT),
@@ -277,4 +284,105 @@ async fn page(State(app): State<App>) -> Response {
         body,
     )
         .into_response()
+}
+
+/// The endpoints in process: requests sent to the router over a snapshot made here.
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // in a test, an unwrap is an assertion
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use std::time::{Duration, Instant};
+    use supervisor_proto::{ProgramInfo, ProgramState};
+    use tower::ServiceExt as _;
+
+    fn program(name: &str, state: ProgramState, critical: bool) -> ProgramInfo {
+        ProgramInfo {
+            name: name.into(),
+            group: None,
+            state,
+            description: "pid 7, uptime 0:00:01".into(),
+            pid: Some(7),
+            uptime_secs: Some(1),
+            since_ms: 0,
+            spawns: 1,
+            last_exit: None,
+            last_exit_code: None,
+            deploy_branch: None,
+            critical,
+        }
+    }
+
+    fn router(state: ProgramState) -> Router {
+        let snapshot = Snapshot {
+            connected: true,
+            programs: vec![
+                program("bot", state, true),
+                program("web", ProgramState::Running, false),
+            ],
+            read_at: Instant::now().checked_sub(Duration::from_secs(60)),
+            answered_at: Some(Instant::now()),
+            ..Snapshot::default()
+        };
+        let view: View = Arc::new(RwLock::new(snapshot));
+        app(
+            view,
+            Some("t0ken"),
+            std::path::Path::new("/nonexistent.sock"),
+        )
+    }
+
+    async fn get(router: Router, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        let mut request = Request::get(path);
+        if let Some(t) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let response = router
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    #[tokio::test]
+    async fn health_follows_the_critical_programs() {
+        let (code, body) = get(router(ProgramState::Running), "/health", None).await;
+        assert_eq!((code, body), (StatusCode::OK, json!({"healthy": true})));
+        let (code, body) = get(router(ProgramState::Fatal), "/health", None).await;
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["reason"], "bot is FATAL");
+    }
+
+    #[tokio::test]
+    async fn status_needs_the_token_and_shows_uptimes_as_of_now() {
+        let (code, _) = get(router(ProgramState::Running), "/status", None).await;
+        assert_eq!(code, StatusCode::UNAUTHORIZED);
+        let (code, body) = get(router(ProgramState::Running), "/status", Some("t0ken")).await;
+        assert_eq!(code, StatusCode::OK);
+        assert_eq!(body["programs"][0]["state"], "RUNNING");
+        assert_eq!(body["programs"][0]["description"], "pid 7, uptime 0:01:01");
+        let (code, _) = get(router(ProgramState::Running), "/ping", None).await;
+        assert_eq!(code, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn audit_says_when_the_supervisor_cannot_be_asked() {
+        let (code, body) = get(router(ProgramState::Running), "/audit", Some("t0ken")).await;
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("/nonexistent.sock"),
+            "{body}"
+        );
+    }
 }
