@@ -378,9 +378,11 @@ pub async fn on_error(error: poise::FrameworkError<'_, Arc<Shared>, Error>) {
             tracing::warn!(command = %ctx.command().qualified_name, "command failed: {error}");
             tell_privately(ctx, &format!("That failed: {error}")).await;
         }
-        poise::FrameworkError::Setup { error, .. } => {
+        poise::FrameworkError::Setup { error, ctx, .. } => {
             tracing::error!("cannot start: {error}");
-            crate::request_exit(1);
+            if let Some(exit) = ctx.data.read().await.get::<crate::Exit>() {
+                exit.request(1);
+            }
         }
         other => {
             if let Err(e) = poise::builtins::on_error(other).await {

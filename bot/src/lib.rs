@@ -9,7 +9,8 @@
 //! - `control`: the supervisor calls the commands make.
 //! - `commands`: the poise commands, thin adapters over `logic` and `control`.
 //! - `announce`: follows the supervisor's events and posts finished deploys.
-//! - `run` (here): REST and gateway clients, the framework, SIGTERM handling.
+//! - `run` (here): REST and gateway clients, the framework, and stopping: on the shutdown
+//!   future it is given (main: SIGTERM or SIGINT), or an [`Exit`] request.
 
 pub mod announce;
 pub mod commands;
@@ -18,12 +19,11 @@ pub mod logic;
 pub mod settings;
 pub mod store;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use poise::serenity_prelude as serenity;
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::Notify;
 
 pub use settings::Settings;
@@ -48,21 +48,30 @@ pub struct Shared {
     pub started: Instant,
 }
 
-static EXIT_CODE: AtomicU8 = AtomicU8::new(0);
-
-fn exit_requested() -> &'static Notify {
-    static NOTIFY: OnceLock<Notify> = OnceLock::new();
-    NOTIFY.get_or_init(Notify::new)
+/// A request to close the gateway and exit with a code, from wherever the bot notices it cannot
+/// go on (a failed setup). Kept in serenity's per-client data, so that handlers without the
+/// framework's data reach it; one per [`run`], nothing process-wide.
+#[derive(Clone, Debug, Default)]
+pub struct Exit {
+    code: Arc<AtomicU8>,
+    asked: Arc<Notify>,
 }
 
-/// Asks the bot to close its gateway connection and exit with `code`.
-pub fn request_exit(code: u8) {
-    EXIT_CODE.store(code, Ordering::SeqCst);
-    exit_requested().notify_one();
+impl Exit {
+    pub fn request(&self, code: u8) {
+        self.code.store(code, Ordering::SeqCst);
+        self.asked.notify_one();
+    }
 }
 
-/// Runs the bot until SIGTERM or SIGINT (exit 0) or a fatal error; returns the exit code.
-pub async fn run(settings: Settings) -> u8 {
+impl serenity::prelude::TypeMapKey for Exit {
+    type Value = Exit;
+}
+
+/// Runs the bot until `shutdown` resolves (exit 0), an [`Exit`] request or a fatal error;
+/// returns the exit code.
+pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output = ()>) -> u8 {
+    let exit = Exit::default();
     let store = match store::Store::open(&settings.data_dir) {
         Ok(s) => s,
         Err(e) => {
@@ -139,23 +148,13 @@ pub async fn run(settings: Settings) -> u8 {
     if let Some(url) = gateway_url {
         *client.ws_url.lock().await = url;
     }
+    client.data.write().await.insert::<Exit>(exit.clone());
 
     let shards = client.shard_manager.clone();
-    let (mut term, mut int) = match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(t), Ok(i)) => (t, i),
-        (Err(e), _) | (_, Err(e)) => {
-            tracing::error!("cannot handle signals: {e}");
-            return 1;
-        }
-    };
-    let stop = async move {
+    let stop = async {
         tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: closing the gateway"),
-            _ = int.recv() => tracing::info!("SIGINT: closing the gateway"),
-            () = exit_requested().notified() => {}
+            () = shutdown => tracing::info!("asked to stop: closing the gateway"),
+            () = exit.asked.notified() => {}
         }
     };
     let start = async {
@@ -176,7 +175,7 @@ pub async fn run(settings: Settings) -> u8 {
         }
     };
     match ended {
-        Ok(()) => EXIT_CODE.load(Ordering::SeqCst),
+        Ok(()) => exit.code.load(Ordering::SeqCst),
         Err(e) => {
             tracing::error!("the Discord connection ended: {e}");
             match e {

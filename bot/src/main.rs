@@ -1,4 +1,4 @@
-//! The `bot` binary: settings from the environment, logging, run until SIGTERM.
+//! The `bot` binary: settings from the environment, logging, run until SIGTERM or SIGINT.
 
 use std::process::ExitCode;
 
@@ -23,5 +23,5 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    ExitCode::from(runtime.block_on(bot::run(settings)))
+    ExitCode::from(runtime.block_on(bot::run(settings, supervised::shutdown::signal())))
 }
