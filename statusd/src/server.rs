@@ -291,35 +291,19 @@ async fn page(State(app): State<App>) -> Response {
 mod tests {
     #![allow(clippy::unwrap_used)] // in a test, an unwrap is an assertion
     use super::*;
+    use crate::view::test_program;
     use axum::body::Body;
     use axum::http::Request;
     use std::time::{Duration, Instant};
-    use supervisor_proto::{ProgramInfo, ProgramState};
+    use supervisor_proto::ProgramState;
     use tower::ServiceExt as _;
-
-    fn program(name: &str, state: ProgramState, critical: bool) -> ProgramInfo {
-        ProgramInfo {
-            name: name.into(),
-            group: None,
-            state,
-            description: "pid 7, uptime 0:00:01".into(),
-            pid: Some(7),
-            uptime_secs: Some(1),
-            since_ms: 0,
-            spawns: 1,
-            last_exit: None,
-            last_exit_code: None,
-            deploy_branch: None,
-            critical,
-        }
-    }
 
     fn router(state: ProgramState) -> Router {
         let snapshot = Snapshot {
             connected: true,
             programs: vec![
-                program("bot", state, true),
-                program("web", ProgramState::Running, false),
+                test_program("bot", state, true),
+                test_program("web", ProgramState::Running, false),
             ],
             read_at: Instant::now().checked_sub(Duration::from_secs(60)),
             answered_at: Some(Instant::now()),
@@ -368,7 +352,7 @@ mod tests {
         let (code, body) = get(router(ProgramState::Running), "/status", Some("t0ken")).await;
         assert_eq!(code, StatusCode::OK);
         assert_eq!(body["programs"][0]["state"], "RUNNING");
-        assert_eq!(body["programs"][0]["description"], "pid 7, uptime 0:01:01");
+        assert_eq!(body["programs"][0]["description"], "pid 42, uptime 0:01:01");
         let (code, _) = get(router(ProgramState::Running), "/ping", None).await;
         assert_eq!(code, StatusCode::OK);
     }

@@ -210,26 +210,28 @@ async fn refresh_deploys(client: &mut Client, view: &View) -> Result<(), ClientE
     Ok(())
 }
 
+/// A program as the supervisor would describe it, for the tests of this crate.
+#[cfg(test)]
+pub(crate) fn test_program(name: &str, state: ProgramState, critical: bool) -> ProgramInfo {
+    ProgramInfo {
+        name: name.into(),
+        group: None,
+        state,
+        description: "pid 42, uptime 0:00:01".into(),
+        pid: Some(42),
+        uptime_secs: Some(1),
+        since_ms: 0,
+        spawns: 1,
+        last_exit: None,
+        last_exit_code: None,
+        deploy_branch: None,
+        critical,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn program(state: ProgramState, description: &str) -> ProgramInfo {
-        ProgramInfo {
-            name: "bot".into(),
-            group: None,
-            state,
-            description: description.into(),
-            pid: Some(42),
-            uptime_secs: Some(1),
-            since_ms: 0,
-            spawns: 1,
-            last_exit: None,
-            last_exit_code: None,
-            deploy_branch: None,
-            critical: true,
-        }
-    }
 
     #[test]
     fn a_running_programs_description_moves_on_with_its_uptime() {
@@ -238,9 +240,10 @@ mod tests {
             read_at: Instant::now().checked_sub(Duration::from_secs(65)),
             ..Snapshot::default()
         };
-        let running = program(ProgramState::Running, "pid 42, uptime 0:00:01");
+        let running = test_program("bot", ProgramState::Running, true);
         assert_eq!(s.description(&running), "pid 42, uptime 0:01:06");
-        let fatal = program(ProgramState::Fatal, "Exited too quickly");
+        let mut fatal = test_program("bot", ProgramState::Fatal, true);
+        fatal.description = "Exited too quickly".into();
         assert_eq!(s.description(&fatal), "Exited too quickly");
     }
 }

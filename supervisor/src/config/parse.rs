@@ -2,6 +2,10 @@
 //!
 //! The document is parsed into toml's spanned tree and walked by hand rather than through
 //! `#[derive(Deserialize)]`: serde stops at the first error, and we promise all of them at once.
+//!
+//! Why this file is long: one walker holds every section's reader and the value readers they
+//! share. The next step is a file per section (document, program, deploy, control) over the
+//! value readers, with each section's keys in one table.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;

@@ -4,6 +4,10 @@
 //! the programs, spawned and reaped on the same thread, each in its own process group, killed
 //! with it on timeout.
 //!
+//! Why this file is long: phase changes and their I/O are still methods of the actor here. The
+//! next step is a pure deploy machine (phase + event + now → phase + effects, table-tested, as
+//! `lifecycle` is) with `release` and history as plain I/O beside it.
+//!
 //! Two ways to release: with `artifact`, the build output is copied into
 //! `releases/<commit>/` and the `releases/current` symlink is switched atomically (the running
 //! version is never touched by a build); without it, the working tree itself is what the program

@@ -8,6 +8,10 @@
 //! - [`requests`]: control requests (status, start, stop, ...) and the clients waiting on them.
 //! - [`update`]: `reread` and `update` (also SIGHUP): applying a changed configuration.
 //! - [`deploy`]: the deploy engine: git, build steps, release switch, health gate, rollback.
+//!
+//! Why this file is past 600 lines: the event loop, the lifecycle's effects, reaping and
+//! shutdown share the actor's state; its setup (signals, socket, audit, programs) is the part
+//! to move out next.
 
 mod deploy;
 mod requests;
