@@ -104,36 +104,6 @@ fn new_id(program: &str, n: u64) -> String {
     format!("{}-{program}-{n}", now.format("%Y%m%dT%H%M%SZ"))
 }
 
-#[cfg(test)]
-#[test]
-fn credentials_in_urls_are_not_shown() {
-    assert_eq!(
-        redact_url("https://bot:t0ken@gitea.example/me/bot.git"),
-        "https://***@gitea.example/me/bot.git"
-    );
-    assert_eq!(
-        redact_url("https://gitea.example/a@b"),
-        "https://gitea.example/a@b"
-    );
-    assert_eq!(redact_url("--no-tags"), "--no-tags");
-}
-
-#[cfg(test)]
-#[test]
-fn local_paths_are_told_from_urls() {
-    for local in ["/srv/bot.git", "../bot.git", "bot.git", "/a:b/c"] {
-        assert!(is_local_path(local), "{local}");
-    }
-    for remote in [
-        "https://gitea/x.git",
-        "git@host:x.git",
-        "ssh://h/x",
-        "file:///x",
-    ] {
-        assert!(!is_local_path(remote), "{remote}");
-    }
-}
-
 fn is_commit(s: &str) -> bool {
     (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
@@ -1079,8 +1049,36 @@ fn read_history(deploydir: &Path, program: &str, limit: u32) -> Vec<DeployRecord
 }
 
 #[cfg(test)]
-mod history_tests {
+mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_in_urls_are_not_shown() {
+        assert_eq!(
+            redact_url("https://bot:t0ken@gitea.example/me/bot.git"),
+            "https://***@gitea.example/me/bot.git"
+        );
+        assert_eq!(
+            redact_url("https://gitea.example/a@b"),
+            "https://gitea.example/a@b"
+        );
+        assert_eq!(redact_url("--no-tags"), "--no-tags");
+    }
+
+    #[test]
+    fn local_paths_are_told_from_urls() {
+        for local in ["/srv/bot.git", "../bot.git", "bot.git", "/a:b/c"] {
+            assert!(is_local_path(local), "{local}");
+        }
+        for remote in [
+            "https://gitea/x.git",
+            "git@host:x.git",
+            "ssh://h/x",
+            "file:///x",
+        ] {
+            assert!(!is_local_path(remote), "{remote}");
+        }
+    }
 
     #[test]
     fn old_deploy_logs_are_pruned() {
