@@ -178,6 +178,9 @@ pub fn spawn_spec(spec: &Spec<'_>, nofile: Option<libc::rlimit>) -> io::Result<P
     };
     // SAFETY: the hook is async-signal-safe, see above.
     unsafe { cmd.pre_exec(hook) };
+    // The one spawn of the daemon (supervisor/clippy.toml forbids the others); the `Child` is
+    // dropped without a wait: the actor reaps it with waitpid(-1).
+    #[allow(clippy::disallowed_methods)]
     let child = cmd.spawn().map_err(|e| describe_spawn_error(spec, e))?;
     Ok(Pid::from_raw(child.id() as i32))
 }

@@ -1,6 +1,7 @@
 //! `supervisor check` and `supervisor run` on good and bad configurations: output and exit codes.
 
 #![allow(clippy::unwrap_used)] // in a test, an unwrap is an assertion
+#![allow(clippy::disallowed_methods)] // tests run the real binary and tools: std spawns them
 
 mod common;
 

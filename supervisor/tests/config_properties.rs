@@ -2,6 +2,7 @@
 //! every configuration it accepts runs and stops cleanly (durations at their limits included).
 
 #![allow(clippy::unwrap_used)] // in a test, an unwrap is an assertion
+#![allow(clippy::disallowed_methods)] // tests run the real binary and tools: std spawns them
 
 use std::io::Read as _;
 use std::path::Path;

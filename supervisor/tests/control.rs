@@ -1,6 +1,7 @@
 //! The control socket and the CLI verbs, end to end against a real daemon.
 
 #![allow(clippy::unwrap_used)] // in a test, an unwrap is an assertion
+#![allow(clippy::disallowed_methods)] // tests run the real binary and tools: std spawns them
 
 mod common;
 

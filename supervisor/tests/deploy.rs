@@ -2,6 +2,7 @@
 //! tree, real programs, the real CLI.
 
 #![allow(clippy::unwrap_used)] // in a test, an unwrap is an assertion
+#![allow(clippy::disallowed_methods)] // tests run the real binary and tools: std spawns them
 
 mod common;
 

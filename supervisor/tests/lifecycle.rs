@@ -1,6 +1,7 @@
 //! Restarts, backoff, FATAL, dependencies and shutdown order, with real child processes.
 
 #![allow(clippy::unwrap_used)] // in a test, an unwrap is an assertion
+#![allow(clippy::disallowed_methods)] // tests run the real binary and tools: std spawns them
 
 mod common;
 

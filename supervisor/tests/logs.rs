@@ -2,6 +2,7 @@
 //! exit and shutdown; and the prefixed copy reaches the supervisor's stdout.
 
 #![allow(clippy::unwrap_used)] // in a test, an unwrap is an assertion
+#![allow(clippy::disallowed_methods)] // tests run the real binary and tools: std spawns them
 
 mod common;
 

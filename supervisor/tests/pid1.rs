@@ -3,6 +3,7 @@
 //! child subreaper in `lifecycle.rs`.
 
 #![allow(clippy::unwrap_used)] // in a test, an unwrap is an assertion
+#![allow(clippy::disallowed_methods)] // tests run the real binary and tools: std spawns them
 
 mod common;
 
