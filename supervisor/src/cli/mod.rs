@@ -376,11 +376,7 @@ async fn run_verb(verb: Command) -> Result<u8, ClientError> {
         } => {
             let records = connect(&socket).await?.deploys(names, limit).await?;
             if json {
-                let _ = writeln!(
-                    out,
-                    "{}",
-                    serde_json::to_string_pretty(&records).unwrap_or_default()
-                );
+                print_json(&mut out, &records);
             } else {
                 for r in &records {
                     let started: chrono::DateTime<chrono::Local> = (std::time::UNIX_EPOCH
@@ -416,11 +412,7 @@ async fn run_verb(verb: Command) -> Result<u8, ClientError> {
         } => {
             let records = connect(&socket).await?.audit(limit).await?;
             if json {
-                let _ = writeln!(
-                    out,
-                    "{}",
-                    serde_json::to_string_pretty(&records).unwrap_or_default()
-                );
+                print_json(&mut out, &records);
             } else {
                 for r in &records {
                     let at: chrono::DateTime<chrono::Local> =
@@ -577,6 +569,15 @@ async fn changes(socket: &SocketArg, request: Request) -> Result<u8, ClientError
         }
     }
     Ok(exit::OK)
+}
+
+/// `--json`: pretty JSON on stdout, for scripts.
+fn print_json(out: &mut impl Write, value: &impl serde::Serialize) {
+    let _ = writeln!(
+        out,
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
 }
 
 fn unexpected(reply: &Reply) -> ClientError {

@@ -85,6 +85,15 @@ fn expand_nested(
     Ok(out)
 }
 
+/// The value of `name` in `vars` (an env file's lines in order): the last one wins, as when
+/// the file is sourced by a shell.
+pub fn last_value(vars: &[(String, String)], name: &str) -> Option<String> {
+    vars.iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
+}
+
 /// Reads a `.env` file: `KEY=VALUE` lines, `#` comments, optional quotes and `export`.
 pub fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, String> {
     let iter = dotenvy::from_path_iter(path).map_err(|e| describe(path, e))?;

@@ -17,7 +17,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::environ;
-use super::expand::{expand, read_env_file};
+use super::expand::{expand, last_value, read_env_file};
 use super::units::{parse_bytes, parse_duration, parse_signal};
 use super::{
     AutoRestart, Backoff, Config, ConfigError, ConfigErrors, ControlSection, DeployConfig, Grant,
@@ -212,15 +212,7 @@ impl<'a> Walker<'a> {
             },
             None => Vec::new(),
         };
-        let global_lookup = |name: &str| {
-            env(name).or_else(|| {
-                global_env
-                    .iter()
-                    .rev()
-                    .find(|(k, _)| k == name)
-                    .map(|(_, v)| v.clone())
-            })
-        };
+        let global_lookup = |name: &str| env(name).or_else(|| last_value(&global_env, name));
 
         let mut programs = Vec::new();
         let mut spans = HashMap::new();
@@ -370,14 +362,7 @@ impl<'a> Walker<'a> {
                 Err(message) => self.error(v.span(), &key("env_file"), message),
             }
         }
-        let lookup = |n: &str| {
-            file_env
-                .iter()
-                .rev()
-                .find(|(k, _)| k == n)
-                .map(|(_, v)| v.clone())
-                .or_else(|| global_lookup(n))
-        };
+        let lookup = |n: &str| last_value(&file_env, n).or_else(|| global_lookup(n));
         let env: &Env<'_> = &lookup;
 
         let mut p = ProgramConfig {
@@ -1402,15 +1387,7 @@ pub fn socket_path(path: &Path) -> Result<PathBuf, String> {
         }
         None => Vec::new(),
     };
-    let lookup = |name: &str| {
-        real(name).or_else(|| {
-            file_env
-                .iter()
-                .rev()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-        })
-    };
+    let lookup = |name: &str| real(name).or_else(|| last_value(&file_env, name));
     let socket = match text_of("socket") {
         Some(s) => expand(&s, &lookup).map_err(|e| format!("supervisor.socket: {e}"))?,
         None => "data/supervisor.sock".to_owned(),
