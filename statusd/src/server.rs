@@ -185,6 +185,9 @@ async fn status(State(app): State<App>) -> Response {
                 "last_exit": p.last_exit,
                 "last_exit_code": p.last_exit_code,
                 "critical": p.critical,
+                "status_text": p.status_text,
+                "healthy": p.healthy,
+                "check_failures": p.check_failures,
             })
         })
         .collect();

@@ -81,11 +81,16 @@ impl Snapshot {
             }
             None => return Some("the supervisor has not answered yet".to_owned()),
         }
+        // Ready (RUNNING means ready) and live (no failing check) for every critical program.
         let down: Vec<String> = self
             .programs
             .iter()
-            .filter(|p| p.critical && p.state != ProgramState::Running)
-            .map(|p| format!("{} is {}", p.name, p.state))
+            .filter(|p| p.critical)
+            .filter_map(|p| match (p.state, p.healthy) {
+                (ProgramState::Running, Some(false)) => Some(format!("{} is unhealthy", p.name)),
+                (ProgramState::Running, _) => None,
+                (state, _) => Some(format!("{} is {state}", p.name)),
+            })
             .collect();
         (!down.is_empty()).then(|| down.join("; "))
     }
@@ -185,7 +190,10 @@ async fn session(socket: &Path, view: &View) -> Result<(), ClientError> {
                 }
             }
             Event::ShuttingDown { .. } => {}
-            Event::State { .. } | Event::Config { .. } | Event::Lagged { .. } => {
+            Event::State { .. }
+            | Event::Config { .. }
+            | Event::Health { .. }
+            | Event::Lagged { .. } => {
                 refresh_status(&mut client, view).await?;
             }
         }
@@ -226,6 +234,9 @@ pub(crate) fn test_program(name: &str, state: ProgramState, critical: bool) -> P
         last_exit_code: None,
         deploy_branch: None,
         critical,
+        status_text: None,
+        healthy: None,
+        check_failures: 0,
     }
 }
 

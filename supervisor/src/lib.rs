@@ -15,6 +15,7 @@
 //! - [`release`]: an artifact copied into `releases/<commit>/` and old releases pruned; run as
 //!   a deploy step process (`supervisor release-copy`), never inside the daemon.
 //! - [`dirs`]: folders made for the user that writes them (`state_dirs`, a deploy's tree).
+//! - [`health`]: readiness, liveness and the start budget of a program.
 //! - [`daemon`]: the actor that owns all state and performs the lifecycle's effects.
 //! - [`control`]: the control socket: connections, peer credentials, framing.
 //! - [`status`]: how states read in `status` (supervisorctl's descriptions).
@@ -28,6 +29,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod dirs;
+pub mod health;
 pub mod import;
 pub mod jsonl;
 pub mod lifecycle;

@@ -12,6 +12,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use crate::backoff::delay;
+use crate::config::health::StartLimit;
 use crate::config::units::signal_name;
 use crate::config::{AutoRestart, Backoff, ProgramConfig};
 
@@ -22,6 +23,10 @@ pub enum ExitReason {
     Killed(Signal),
     /// It never ran: fork, credentials, directory or exec failed; the OS error as text.
     SpawnFailed(String),
+    /// It was stopped because it did not become ready within `ready_timeout`.
+    NotReady(Duration),
+    /// It was stopped because a liveness check or its watchdog failed; what failed.
+    Unhealthy(String),
 }
 
 impl fmt::Display for ExitReason {
@@ -30,6 +35,14 @@ impl fmt::Display for ExitReason {
             ExitReason::Exited(code) => write!(f, "exit status {code}"),
             ExitReason::Killed(sig) => write!(f, "terminated by SIG{}", signal_name(*sig)),
             ExitReason::SpawnFailed(e) => write!(f, "spawn error: {e}"),
+            ExitReason::NotReady(after) => {
+                write!(
+                    f,
+                    "not ready after {}",
+                    crate::config::units::format_duration(*after)
+                )
+            }
+            ExitReason::Unhealthy(what) => write!(f, "unhealthy: {what}"),
         }
     }
 }
@@ -45,6 +58,9 @@ pub struct Policy {
     pub stopsignal: Signal,
     pub stopwaitsecs: Duration,
     pub backoff: Backoff,
+    /// `Some(ready_timeout)` when RUNNING waits for an [`Event::Ready`] rather than `startsecs`.
+    pub ready_timeout: Option<Duration>,
+    pub start_limit: Option<StartLimit>,
 }
 
 impl From<&ProgramConfig> for Policy {
@@ -58,6 +74,8 @@ impl From<&ProgramConfig> for Policy {
             stopsignal: p.stopsignal,
             stopwaitsecs: p.stopwaitsecs,
             backoff: p.backoff,
+            ready_timeout: p.ready.waits().then_some(p.ready_timeout),
+            start_limit: p.start_limit,
         }
     }
 }
@@ -71,12 +89,14 @@ pub enum State {
     Stopped { last: Option<ExitReason> },
     /// A spawn was asked for and its result is not yet known (never seen outside the daemon).
     Spawning { failed_starts: u32, streak: u32 },
-    /// Up, but not yet for `startsecs`.
+    /// Up, but not yet for `startsecs`, or not yet ready. `extended` is a later readiness
+    /// deadline the program asked for (`EXTEND_TIMEOUT_USEC=`).
     Starting {
         pid: Pid,
         since: Instant,
         failed_starts: u32,
         streak: u32,
+        extended: Option<Instant>,
     },
     Running {
         pid: Pid,
@@ -91,11 +111,13 @@ pub enum State {
         last: ExitReason,
     },
     /// Stop signal sent to the process group; waiting for the group to be empty. The leader's
-    /// exit is `last` once reaped; `deadline` is when SIGKILL follows (`None` once sent).
+    /// exit is `last` once reaped; `deadline` is when SIGKILL follows (`None` once sent);
+    /// `then` is what follows once the group is gone.
     Stopping {
         pid: Pid,
         deadline: Option<Instant>,
         last: Option<ExitReason>,
+        then: Then,
     },
     /// Ended on its own and is not restarted (`expected`: the exit code was in `exitcodes`).
     Exited {
@@ -107,11 +129,28 @@ pub enum State {
     Fatal { reason: String },
 }
 
+/// What a stopping program does once its process group is gone.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Then {
+    /// Stays stopped (a request, or shutdown).
+    Stop,
+    /// It did not become ready: a failed start, counted against `startretries`.
+    Retry {
+        failed_starts: u32,
+        streak: u32,
+        reason: ExitReason,
+    },
+    /// It was unhealthy while RUNNING: restarted like a crash (backoff applies).
+    Restart { streak: u32, reason: ExitReason },
+}
+
 /// Something that happened to a program.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
-    /// Start requested (autostart or a client).
+    /// Start requested by a client or a deploy: not bound by `start_limit`.
     Start,
+    /// Started because of `autostart` (or `depends_on` catching up): bound by `start_limit`.
+    AutoStart,
     /// Stop requested (a client or shutdown).
     Stop,
     Spawned(Pid),
@@ -125,6 +164,12 @@ pub enum Event {
     GroupGone,
     /// A timer fired; acts only on a deadline that `now` has reached.
     Tick,
+    /// The program is ready (`READY=1`, its log line, its probe passed).
+    Ready,
+    /// A liveness check or the watchdog failed; what failed.
+    Unhealthy(String),
+    /// The program asks for more time to become ready or to stop (`EXTEND_TIMEOUT_USEC=`).
+    ExtendTimeout(Duration),
 }
 
 /// What the daemon must do after a transition.
@@ -145,6 +190,8 @@ pub struct Context {
     pub shutting_down: bool,
     /// A random sample in -1.0..=1.0 that scales the backoff jitter.
     pub jitter: f64,
+    /// `start_limit` allows no further spawn now (automatic spawns become FATAL).
+    pub start_budget_spent: bool,
 }
 
 /// `at + d`, or a moment as far ahead as the clock allows: a deadline never overflows (the
@@ -156,6 +203,15 @@ pub fn later(at: Instant, d: Duration) -> Instant {
 }
 
 pub const TOO_QUICK: &str = "Exited too quickly (process log may have details)";
+
+/// The FATAL reason when `start_limit` stops a program.
+pub fn budget_reason(limit: &StartLimit) -> String {
+    format!(
+        "started {} times in {}: start_limit reached; `supervisor start` tries again",
+        limit.burst,
+        crate::config::units::format_duration(limit.interval)
+    )
+}
 
 impl State {
     pub fn initial() -> Self {
@@ -200,7 +256,13 @@ impl State {
     /// When this state wants a [`Event::Tick`].
     pub fn deadline(&self, policy: &Policy) -> Option<Instant> {
         match self {
-            State::Starting { since, .. } => Some(later(*since, policy.startsecs)),
+            State::Starting {
+                since, extended, ..
+            } => Some(match (policy.ready_timeout, extended) {
+                (None, _) => later(*since, policy.startsecs),
+                (Some(t), None) => later(*since, t),
+                (Some(t), Some(e)) => later(*since, t).max(*e),
+            }),
             State::Backoff { until, .. } => Some(*until),
             State::Stopping { deadline, .. } => *deadline,
             _ => None,
@@ -232,14 +294,24 @@ pub fn transition(
                 Some(Effect::Spawn),
             )
         }
-        (S::Spawning { streak, .. }, E::Spawned(pid)) if policy.startsecs.is_zero() => (
-            S::Running {
-                pid: *pid,
-                since: now,
-                streak: *streak,
-            },
-            None,
-        ),
+        (S::Stopped { .. } | S::Exited { .. }, E::AutoStart) => {
+            if cx.shutting_down {
+                return stay();
+            }
+            spawn(0, 0, policy, cx)
+        }
+        (S::Spawning { streak, .. }, E::Spawned(pid))
+            if policy.startsecs.is_zero() && policy.ready_timeout.is_none() =>
+        {
+            (
+                S::Running {
+                    pid: *pid,
+                    since: now,
+                    streak: *streak,
+                },
+                None,
+            )
+        }
         (
             S::Spawning {
                 failed_starts,
@@ -252,6 +324,7 @@ pub fn transition(
                 since: now,
                 failed_starts: *failed_starts,
                 streak: *streak,
+                extended: None,
             },
             None,
         ),
@@ -268,18 +341,82 @@ pub fn transition(
             policy,
             cx,
         ),
-        (
-            S::Starting {
-                pid, since, streak, ..
-            },
-            E::Tick,
-        ) if now >= later(*since, policy.startsecs) => (
+        (S::Starting { .. }, E::Tick) if state.deadline(policy).is_some_and(|d| now >= d) => {
+            let S::Starting {
+                pid,
+                since,
+                failed_starts,
+                streak,
+                ..
+            } = state
+            else {
+                return stay();
+            };
+            match policy.ready_timeout {
+                None => (
+                    S::Running {
+                        pid: *pid,
+                        since: *since,
+                        streak: *streak,
+                    },
+                    None,
+                ),
+                Some(timeout) => stop(
+                    *pid,
+                    Then::Retry {
+                        failed_starts: *failed_starts,
+                        streak: *streak,
+                        reason: ExitReason::NotReady(timeout),
+                    },
+                    policy,
+                    now,
+                ),
+            }
+        }
+        (S::Starting { pid, streak, .. }, E::Ready) if policy.ready_timeout.is_some() => (
             S::Running {
                 pid: *pid,
-                since: *since,
+                since: now,
                 streak: *streak,
             },
             None,
+        ),
+        (
+            S::Starting {
+                pid,
+                since,
+                failed_starts,
+                streak,
+                ..
+            },
+            E::ExtendTimeout(more),
+        ) if policy.ready_timeout.is_some() => (
+            S::Starting {
+                pid: *pid,
+                since: *since,
+                failed_starts: *failed_starts,
+                streak: *streak,
+                extended: Some(later(now, *more)),
+            },
+            None,
+        ),
+        (
+            S::Starting {
+                pid,
+                failed_starts,
+                streak,
+                ..
+            },
+            E::Unhealthy(what),
+        ) => stop(
+            *pid,
+            Then::Retry {
+                failed_starts: *failed_starts,
+                streak: *streak,
+                reason: ExitReason::Unhealthy(what.clone()),
+            },
+            policy,
+            now,
         ),
         (
             S::Starting {
@@ -313,10 +450,23 @@ pub fn transition(
                     None,
                 );
             }
-            let stable = now.saturating_duration_since(*since) >= policy.backoff.reset;
-            let streak = if stable { 0 } else { streak + 1 };
-            respawn(0, streak, reason.clone(), policy, cx)
+            respawn(
+                0,
+                next_streak(*since, *streak, policy, now),
+                reason.clone(),
+                policy,
+                cx,
+            )
         }
+        (S::Running { pid, since, streak }, E::Unhealthy(what)) => stop(
+            *pid,
+            Then::Restart {
+                streak: next_streak(*since, *streak, policy, now),
+                reason: ExitReason::Unhealthy(what.clone()),
+            },
+            policy,
+            now,
+        ),
         (
             S::Backoff {
                 until,
@@ -325,50 +475,31 @@ pub fn transition(
                 ..
             },
             E::Tick,
-        ) if now >= *until && !cx.shutting_down => (
-            S::Spawning {
-                failed_starts: *failed_starts,
-                streak: *streak,
-            },
-            Some(Effect::Spawn),
-        ),
-        (S::Starting { pid, .. } | S::Running { pid, .. }, E::Stop) => (
-            S::Stopping {
-                pid: *pid,
-                deadline: Some(later(now, policy.stopwaitsecs)),
-                last: None,
-            },
-            Some(Effect::SignalGroup(*pid, policy.stopsignal)),
-        ),
+        ) if now >= *until && !cx.shutting_down => spawn(*failed_starts, *streak, policy, cx),
+        (S::Starting { pid, .. } | S::Running { pid, .. }, E::Stop) => {
+            stop(*pid, Then::Stop, policy, now)
+        }
         (S::Backoff { last, .. }, E::Stop) => (
             S::Stopped {
                 last: Some(last.clone()),
             },
             None,
         ),
+        // A stop request while stopping for a restart: it stays stopped.
         (
             S::Stopping {
                 pid,
                 deadline,
-                last: None,
+                last,
+                then,
             },
-            E::Exited { pid: p, reason },
-        ) if p == pid => (
+            E::Stop,
+        ) if *then != Then::Stop => (
             S::Stopping {
                 pid: *pid,
                 deadline: *deadline,
-                last: Some(reason.clone()),
-            },
-            Some(Effect::ProbeGroup(*pid)),
-        ),
-        (
-            S::Stopping {
-                last: Some(last), ..
-            },
-            E::GroupGone,
-        ) => (
-            S::Stopped {
-                last: Some(last.clone()),
+                last: last.clone(),
+                then: Then::Stop,
             },
             None,
         ),
@@ -377,6 +508,74 @@ pub fn transition(
                 pid,
                 deadline: Some(deadline),
                 last,
+                then,
+            },
+            E::ExtendTimeout(more),
+        ) => (
+            S::Stopping {
+                pid: *pid,
+                deadline: Some((*deadline).max(later(now, *more))),
+                last: last.clone(),
+                then: then.clone(),
+            },
+            None,
+        ),
+        (
+            S::Stopping {
+                pid,
+                deadline,
+                last: None,
+                then,
+            },
+            E::Exited { pid: p, reason },
+        ) if p == pid => (
+            S::Stopping {
+                pid: *pid,
+                deadline: *deadline,
+                last: Some(reason.clone()),
+                then: then.clone(),
+            },
+            Some(Effect::ProbeGroup(*pid)),
+        ),
+        (
+            S::Stopping {
+                last: Some(last),
+                then,
+                ..
+            },
+            E::GroupGone,
+        ) => match then {
+            Then::Stop => (
+                S::Stopped {
+                    last: Some(last.clone()),
+                },
+                None,
+            ),
+            Then::Retry {
+                failed_starts,
+                streak,
+                reason,
+            } => failed_start(*failed_starts, *streak, reason.clone(), policy, cx),
+            Then::Restart { reason, .. }
+                if cx.shutting_down || policy.autorestart == AutoRestart::Never =>
+            {
+                (
+                    S::Exited {
+                        at: now,
+                        reason: reason.clone(),
+                        expected: false,
+                    },
+                    None,
+                )
+            }
+            Then::Restart { streak, reason } => respawn(0, *streak, reason.clone(), policy, cx),
+        },
+        (
+            S::Stopping {
+                pid,
+                deadline: Some(deadline),
+                last,
+                then,
             },
             E::Tick,
         ) if now >= *deadline => (
@@ -384,10 +583,49 @@ pub fn transition(
                 pid: *pid,
                 deadline: None,
                 last: last.clone(),
+                then: then.clone(),
             },
             Some(Effect::SignalGroup(*pid, Signal::SIGKILL)),
         ),
         _ => stay(),
+    }
+}
+
+/// Sends the stop signal to the group; SIGKILL follows after `stopwaitsecs`.
+fn stop(pid: Pid, then: Then, policy: &Policy, now: Instant) -> (State, Option<Effect>) {
+    (
+        State::Stopping {
+            pid,
+            deadline: Some(later(now, policy.stopwaitsecs)),
+            last: None,
+            then,
+        },
+        Some(Effect::SignalGroup(pid, policy.stopsignal)),
+    )
+}
+
+/// The restart streak after a run that began at `since`: reset by a stable run.
+fn next_streak(since: Instant, streak: u32, policy: &Policy, now: Instant) -> u32 {
+    let stable = now.saturating_duration_since(since) >= policy.backoff.reset;
+    if stable { 0 } else { streak + 1 }
+}
+
+/// An automatic spawn, unless `start_limit` is spent.
+fn spawn(failed_starts: u32, streak: u32, policy: &Policy, cx: Context) -> (State, Option<Effect>) {
+    match &policy.start_limit {
+        Some(limit) if cx.start_budget_spent => (
+            State::Fatal {
+                reason: budget_reason(limit),
+            },
+            None,
+        ),
+        _ => (
+            State::Spawning {
+                failed_starts,
+                streak,
+            },
+            Some(Effect::Spawn),
+        ),
     }
 }
 
@@ -400,7 +638,8 @@ fn fatal_code(reason: &ExitReason, policy: &Policy) -> Option<String> {
     }
 }
 
-/// An exit (or spawn failure) before `startsecs`: retry with backoff, or give up.
+/// An exit (or spawn failure, or not becoming ready) before RUNNING: retry with backoff, or
+/// give up.
 fn failed_start(
     failed_starts: u32,
     streak: u32,
@@ -411,8 +650,8 @@ fn failed_start(
     let failed_starts = failed_starts + 1;
     if failed_starts > policy.startretries {
         let reason = match reason {
-            ExitReason::SpawnFailed(e) => format!("spawn error: {e}"),
-            _ => TOO_QUICK.to_owned(),
+            ExitReason::Exited(_) | ExitReason::Killed(_) => TOO_QUICK.to_owned(),
+            other => other.to_string(),
         };
         return (State::Fatal { reason }, None);
     }
@@ -438,13 +677,7 @@ fn respawn(
 ) -> (State, Option<Effect>) {
     let wait = delay(&policy.backoff, streak, cx.jitter);
     if wait.is_zero() {
-        (
-            State::Spawning {
-                failed_starts,
-                streak,
-            },
-            Some(Effect::Spawn),
-        )
+        spawn(failed_starts, streak, policy, cx)
     } else {
         (
             State::Backoff {

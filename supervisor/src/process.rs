@@ -44,11 +44,12 @@ pub struct Spec<'a> {
     pub stderr: &'a OwnedFd,
 }
 
-/// Spawns `program` in its own process group with its user, directory and environment, stdin
+/// Spawns `program` (with `extra` variables) in its own process group with its user, directory and environment, stdin
 /// on /dev/null, default signal dispositions, an empty signal mask and no inherited descriptor
 /// beyond 0, 1 and 2. Returns once `exec` succeeded, or the reason it did not.
 pub fn spawn(
     program: &ProgramConfig,
+    extra: &[(String, String)],
     outputs: Outputs<'_>,
     nofile: Option<libc::rlimit>,
 ) -> io::Result<Pid> {
@@ -60,6 +61,9 @@ pub fn spawn(
         ),
     ];
     environment.extend(program.environment.iter().cloned());
+    // The supervisor's own (NOTIFY_SOCKET, WATCHDOG_USEC) last: the configuration cannot
+    // point a program at another socket.
+    environment.extend(extra.iter().cloned());
     spawn_spec(
         &Spec {
             argv: &program.command,

@@ -422,6 +422,20 @@ pub struct ProgramInfo {
     pub deploy_branch: Option<String>,
     /// Marked `critical`: health checks fail while it is not RUNNING.
     pub critical: bool,
+    /// What the program says it is doing (`STATUS=` on its `NOTIFY_SOCKET`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_text: Option<String>,
+    /// Its liveness while RUNNING, when it has a `healthcheck` or `watchdog`: false from the
+    /// first failed check until one passes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy: Option<bool>,
+    /// Readiness and liveness checks that failed since the supervisor started.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub check_failures: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -485,6 +499,15 @@ pub enum Event {
         stage: DeployStage,
         message: String,
         commit: Option<String>,
+        at_ms: u64,
+    },
+    /// A program's liveness changed: a check failed, it was found unhealthy (and is being
+    /// restarted), or it passed again.
+    Health {
+        program: String,
+        healthy: bool,
+        /// What failed, or what passed.
+        message: String,
         at_ms: u64,
     },
     /// The subscriber was too slow and missed this many events; re-read `status`.

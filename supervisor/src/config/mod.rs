@@ -10,6 +10,7 @@
 
 pub mod environ;
 pub mod expand;
+pub mod health;
 pub mod parse;
 pub mod units;
 
@@ -56,6 +57,9 @@ pub struct SupervisorSection {
     pub socket_group: Option<(String, u32)>,
     /// Deploy history and logs (`NAME.jsonl`, `NAME/<id>.log`).
     pub deploydir: PathBuf,
+    /// What must outlive the supervisor besides deploys: each program's recent start times
+    /// (`starts/NAME`), so that `start_limit` holds across restarts of the container.
+    pub statedir: PathBuf,
 }
 
 /// `[control]`: who may use the control socket beyond root and the supervisor's own user.
@@ -170,8 +174,16 @@ pub struct ProgramConfig {
     pub group: Option<String>,
     /// `[program.NAME.deploy]`: how `deploy NAME` updates it from git.
     pub deploy: Option<DeployConfig>,
-    /// statusd's `/health` fails while a critical program is not RUNNING.
+    /// statusd's `/health` fails while a critical program is not RUNNING and healthy.
     pub critical: bool,
+    /// When it counts as RUNNING (`startsecs`, `READY=1`, a log line, a probe).
+    pub ready: health::Ready,
+    /// Not ready by then is a failed start (only when `ready` waits for something).
+    pub ready_timeout: Duration,
+    pub healthcheck: Option<health::HealthCheck>,
+    /// `ready = "notify"` programs: no `WATCHDOG=1` within this is unhealthy.
+    pub watchdog: Option<Duration>,
+    pub start_limit: Option<health::StartLimit>,
 }
 
 /// `[program.NAME.deploy]`.

@@ -16,8 +16,11 @@ use nix::sys::signal::Signal;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
+mod health;
+
 use super::environ;
 use super::expand::{expand, last_value, read_env_file};
+use super::health::{Ready, defaults};
 use super::units::{parse_bytes, parse_duration, parse_signal};
 use super::{
     AutoRestart, Backoff, Config, ConfigError, ConfigErrors, ControlSection, DeployConfig, Grant,
@@ -35,6 +38,7 @@ const SUPERVISOR_KEYS: &[&str] = &[
     "shutdown_timeout",
     "env_file",
     "deploydir",
+    "statedir",
 ];
 const SECTIONS: &[&str] = &["supervisor", "program", "control"];
 /// Every key of `[program.NAME]`.
@@ -69,6 +73,11 @@ pub const PROGRAM_KEYS: &[&str] = &[
     "group",
     "deploy",
     "critical",
+    "ready",
+    "ready_timeout",
+    "healthcheck",
+    "watchdog",
+    "start_limit",
 ];
 const DEPLOY_KEYS: &[&str] = &[
     "repo",
@@ -286,6 +295,7 @@ impl<'a> Walker<'a> {
             socket_mode: 0o600,
             socket_group: None,
             deploydir: self.base.join("data/deploys"),
+            statedir: self.base.join("data/state"),
         };
         let Some(table) = table else {
             return s;
@@ -312,6 +322,11 @@ impl<'a> Walker<'a> {
                 "deploydir" => {
                     if let Some(v) = self.string(value, &path, env) {
                         s.deploydir = self.resolve(&v);
+                    }
+                }
+                "statedir" => {
+                    if let Some(v) = self.string(value, &path, env) {
+                        s.statedir = self.resolve(&v);
                     }
                 }
                 "socket_mode" => {
@@ -400,6 +415,11 @@ impl<'a> Walker<'a> {
             group: None,
             deploy: None,
             critical: false,
+            ready: Ready::Started,
+            ready_timeout: defaults::READY_TIMEOUT,
+            healthcheck: None,
+            watchdog: None,
+            start_limit: None,
         };
         let mut environment = Vec::new();
         let mut have_command = false;
@@ -493,6 +513,11 @@ impl<'a> Walker<'a> {
                 "echo_output" => set(&mut p.echo_output, self.boolean(v, &path)),
                 "deploy" => {} // read below, once startsecs is known
                 "critical" => set(&mut p.critical, self.boolean(v, &path)),
+                "ready" => set(&mut p.ready, self.ready(v, &path, env)),
+                "ready_timeout" => set(&mut p.ready_timeout, self.positive(v, &path)),
+                "healthcheck" => p.healthcheck = self.healthcheck(v, &path, env),
+                "watchdog" => p.watchdog = self.positive(v, &path),
+                "start_limit" => p.start_limit = self.start_limit(v, &path),
                 "group" => {
                     if let Some(g) = self.string(v, &path, env) {
                         match ProgramName::new(&g) {
@@ -531,6 +556,24 @@ impl<'a> Walker<'a> {
                     ),
                 );
             }
+        }
+        if let Some((_, v)) = get(t, "ready_timeout")
+            && !p.ready.waits()
+        {
+            self.error(
+                v.span(),
+                &key("ready_timeout"),
+                "applies only when `ready` is \"notify\", a log pattern or a probe (with ready = \"started\", startsecs decides)",
+            );
+        }
+        if let Some((_, v)) = get(t, "watchdog")
+            && p.ready != Ready::Notify
+        {
+            self.error(
+                v.span(),
+                &key("watchdog"),
+                "needs ready = \"notify\" (the program pings the watchdog with WATCHDOG=1 on its NOTIFY_SOCKET)",
+            );
         }
         if let Some((_, v)) = get(t, "deploy") {
             p.deploy = self.deploy(v, &key("deploy"), env, &name, p.startsecs);

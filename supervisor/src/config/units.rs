@@ -19,6 +19,19 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// A size in bytes: an integer, or a string with supervisord's suffixes `KB`, `MB`, `GB`
 /// (powers of 1024).
+/// A duration as the file would write it: `24h`, `90m`, `5s`, `250ms` (the largest whole
+/// unit), so that messages quote what the owner wrote.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    match ms {
+        0 => "0s".to_owned(),
+        _ if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+        _ if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        _ if ms % 1000 == 0 => format!("{}s", ms / 1000),
+        _ => format!("{ms}ms"),
+    }
+}
+
 pub fn parse_bytes(text: &str) -> Result<u64, String> {
     let t = text.trim();
     let upper = t.to_ascii_uppercase();

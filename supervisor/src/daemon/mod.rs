@@ -8,12 +8,14 @@
 //! - [`requests`]: control requests (status, start, stop, ...) and the clients waiting on them.
 //! - [`update`]: `reread` and `update` (also SIGHUP): applying a changed configuration.
 //! - [`deploy`]: the deploy engine: git, build steps, release switch, health gate, rollback.
+//! - [`health`]: readiness and liveness: notify sockets, probes, watchdogs.
 //!
 //! Why this file is past 600 lines: the event loop, the lifecycle's effects, reaping and
 //! shutdown share the actor's state; its setup (signals, socket, audit, programs) is the part
 //! to move out next.
 
 mod deploy;
+mod health;
 mod requests;
 mod update;
 
@@ -31,19 +33,27 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::backoff::Jitter;
+use crate::config::health::Ready;
 use crate::config::{Config, OnFatal, ProgramConfig};
 use crate::control::{self, Acl};
-use crate::dirs::{self, Existing};
+use crate::dirs;
+use crate::health::Report;
+use crate::health::budget::{self, Starts};
+use crate::health::notify::{self, NotifySocket};
 use crate::lifecycle::{
     Context, Effect, Event as LifeEvent, ExitReason, Policy, State, transition,
 };
-use crate::logs::capture::{Capture, EchoSender, start_echo};
+use crate::logs::capture::{Capture, EchoSender, LogWatch, start_echo};
 use crate::logs::rotation::LogFile;
 use crate::process::{self, Outputs};
 use crate::status::{describe, unix_ms};
 
 /// How long, after the last program stopped, output still in the pipes may take to drain.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Health reports (notifications, probe results) waiting for the actor before their senders
+/// wait; a program flooding its notify socket then waits on its own socket.
+const REPORT_QUEUE: usize = 256;
 
 /// Exit code after a program with `on_fatal = "shutdown"` went FATAL.
 pub const EXIT_FATAL: i32 = 1;
@@ -87,7 +97,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         },
     ));
     let socket = config.supervisor.socket.clone();
-    let mut daemon = Daemon::new(config, nofile, echo_tx, events, acl)?;
+    let (reports_tx, mut reports) = mpsc::channel(REPORT_QUEUE);
+    let mut daemon = Daemon::new(config, nofile, echo_tx, events, acl, reports_tx)?;
     tracing::info!(
         pid = std::process::id(),
         programs = daemon.programs.len(),
@@ -113,6 +124,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             _ = signals.usr2.recv() => daemon.reopen_logs(),
             _ = signals.usr1.recv() => tracing::info!("SIGUSR1 has no meaning here; ignored"),
             Some(request) = requests.recv() => daemon.handle(request),
+            Some(report) = reports.recv() => daemon.health_report(report),
             _ = sleep, if deadline.is_some() => daemon.tick(),
             _ = &mut shutdown, if !asked => {
                 asked = true;
@@ -194,6 +206,17 @@ struct Program {
     waiters: Vec<Waiter>,
     retiring: Option<Retire>,
     deploy: Option<deploy::DeployRun>,
+    health: health::ProgramHealth,
+    /// Recent spawns, for `start_limit`.
+    starts: Starts,
+}
+
+/// What a program's health needs from the daemon when it is set up.
+struct HealthSetup<'a> {
+    notify_dir: &'a std::path::Path,
+    statedir: &'a std::path::Path,
+    reports: &'a mpsc::Sender<Report>,
+    writer: &'a budget::Writer,
 }
 
 impl Program {
@@ -202,7 +225,39 @@ impl Program {
         cfg: ProgramConfig,
         echo: &EchoSender,
         reopen: &watch::Sender<u64>,
+        setup: &HealthSetup<'_>,
     ) -> anyhow::Result<(Self, Vec<JoinHandle<()>>)> {
+        let mut health = health::ProgramHealth::default();
+        if cfg.ready == Ready::Notify {
+            let socket = NotifySocket::bind(
+                setup.notify_dir,
+                &cfg.name,
+                cfg.user.as_ref(),
+                setup.reports.clone(),
+            )
+            .with_context(|| {
+                format!(
+                    "creating the notify socket of {} in {}",
+                    cfg.name,
+                    setup.notify_dir.display()
+                )
+            })?;
+            health.notify = Some(socket);
+        }
+        let log_watch = match &cfg.ready {
+            Ready::Log(pattern) => {
+                let armed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+                health.log_armed = Some(armed.clone());
+                Some(LogWatch {
+                    pattern: pattern.0.clone(),
+                    armed,
+                    program: cfg.name.clone(),
+                    reports: setup.reports.clone(),
+                })
+            }
+            _ => None,
+        };
+        let mut log_watch = log_watch;
         let (out_r, out_w) = process::pipe().context("creating an output pipe")?;
         let mut streams = vec![(out_r, &cfg.stdout)];
         let err_w = if cfg.redirect_stderr {
@@ -222,12 +277,16 @@ impl Program {
                     })
                     .ok()
             });
-            let capture = Capture::new(
+            let mut capture = Capture::new(
                 format!("{} | ", cfg.name),
                 file,
                 cfg.echo_output.then(|| echo.clone()),
                 reopen.subscribe(),
             );
+            // The readiness line is looked for in stdout (with stderr when redirected).
+            if let Some(watch) = log_watch.take() {
+                capture = capture.watch_ready(watch);
+            }
             captures.push(capture.spawn(reader).context("watching an output pipe")?);
         }
         let program = Program {
@@ -243,6 +302,13 @@ impl Program {
             waiters: Vec::new(),
             retiring: None,
             deploy: None,
+            health,
+            starts: Starts::new(
+                cfg.start_limit,
+                setup.statedir,
+                cfg.name.as_str(),
+                setup.writer,
+            ),
             cfg,
         };
         Ok((program, captures))
@@ -274,6 +340,13 @@ struct Daemon {
     /// Running deploy steps (git, builds): pid → program.
     step_pids: HashMap<Pid, String>,
     deploys_started: u64,
+    /// Health reports come back through this (probes, notify sockets, log lines).
+    reports: mpsc::Sender<Report>,
+    /// Command probes running: pid → what they check.
+    probe_pids: HashMap<Pid, health::CommandProbe>,
+    /// Main processes declared with `MAINPID=` that are not their group's leader.
+    main_pids: HashMap<Pid, String>,
+    starts_writer: budget::Writer,
 }
 
 impl Daemon {
@@ -283,8 +356,10 @@ impl Daemon {
         echo: EchoSender,
         events: broadcast::Sender<Event>,
         acl: watch::Sender<Acl>,
+        reports: mpsc::Sender<Report>,
     ) -> anyhow::Result<Self> {
         let (reopen, _) = watch::channel(0u64);
+        let starts_writer = budget::Writer::start().context("starting the start-times writer")?;
         let mut daemon = Self {
             programs: Vec::with_capacity(config.programs.len()),
             config,
@@ -303,6 +378,10 @@ impl Daemon {
             restarts: Vec::new(),
             step_pids: HashMap::new(),
             deploys_started: 0,
+            reports,
+            probe_pids: HashMap::new(),
+            main_pids: HashMap::new(),
+            starts_writer,
         };
         for cfg in daemon.config.programs.clone() {
             daemon.add_program(cfg)?;
@@ -313,7 +392,14 @@ impl Daemon {
     }
 
     fn add_program(&mut self, cfg: ProgramConfig) -> anyhow::Result<()> {
-        let (program, captures) = Program::new(cfg, &self.echo, &self.reopen)?;
+        let notify_dir = notify::folder(&self.config.supervisor.socket);
+        let setup = HealthSetup {
+            notify_dir: &notify_dir,
+            statedir: &self.config.supervisor.statedir,
+            reports: &self.reports,
+            writer: &self.starts_writer,
+        };
+        let (program, captures) = Program::new(cfg, &self.echo, &self.reopen, &setup)?;
         self.programs.push(program);
         self.captures.extend(captures);
         Ok(())
@@ -378,7 +464,7 @@ impl Daemon {
             }
             for i in ready {
                 self.programs[i].pending_start = false;
-                self.feed(i, LifeEvent::Start);
+                self.feed(i, LifeEvent::AutoStart);
             }
         }
     }
@@ -415,12 +501,17 @@ impl Daemon {
         let mut changed = Vec::new();
         let mut queue = VecDeque::from([(idx, event)]);
         while let Some((idx, event)) = queue.pop_front() {
+            let p = &mut self.programs[idx];
+            if event == LifeEvent::Start {
+                // A start by hand (or a deploy) gives the start budget back.
+                p.starts.reset();
+            }
             let cx = Context {
                 now: Instant::now(),
                 shutting_down: self.shutdown.is_some(),
                 jitter: self.jitter.sample(),
+                start_budget_spent: p.starts.spent(SystemTime::now()),
             };
-            let p = &mut self.programs[idx];
             let (next, effect) = transition(&p.state, &event, &p.policy, cx);
             let became_fatal =
                 matches!(next, State::Fatal { .. }) && !matches!(p.state, State::Fatal { .. });
@@ -434,6 +525,11 @@ impl Daemon {
                     changed.push(idx);
                 }
             }
+            self.sync_health(idx);
+            let extra_env = match effect {
+                Some(Effect::Spawn) => self.health_env(idx),
+                _ => Vec::new(),
+            };
             let p = &mut self.programs[idx];
             match effect {
                 None => {}
@@ -442,18 +538,12 @@ impl Daemon {
                         stdout: &p.stdout,
                         stderr: &p.stderr,
                     };
-                    let spawned = p
-                        .cfg
-                        .state_dirs
-                        .iter()
-                        .try_for_each(|d| {
-                            dirs::prepare(d, 0o750, p.cfg.user.as_ref(), Existing::Adopt)
-                        })
-                        .map_err(std::io::Error::other)
-                        .and_then(|()| process::spawn(&p.cfg, outputs, self.nofile));
+                    let spawned = Self::prepare_dirs(&p.cfg)
+                        .and_then(|()| process::spawn(&p.cfg, &extra_env, outputs, self.nofile));
                     match spawned {
                         Ok(pid) => {
                             p.spawns += 1;
+                            p.starts.record(SystemTime::now());
                             tracing::info!(program = %p.cfg.name, pid = pid.as_raw(), spawns = p.spawns, "spawned");
                             self.pids.insert(pid, idx);
                             queue.push_back((idx, LifeEvent::Spawned(pid)));
@@ -505,7 +595,39 @@ impl Daemon {
 
     fn reap(&mut self) {
         while let Some((pid, reason)) = process::reap_one() {
+            if self.probe_pids.contains_key(&pid) {
+                self.probe_exited(pid, reason);
+                continue;
+            }
+            if let Some(program) = self.main_pids.remove(&pid) {
+                // The declared main process ended: that is the program's exit.
+                if let Some(idx) = self.index(&program)
+                    && self.programs[idx].health.main_pid == Some(pid)
+                    && let Some(leader) = self.programs[idx].state.pid()
+                {
+                    tracing::info!(program = %program, pid = pid.as_raw(), reason = %reason, "main process exited");
+                    self.programs[idx].health.main_pid = None;
+                    self.programs[idx].last_exit = Some(reason.clone());
+                    self.feed(
+                        idx,
+                        LifeEvent::Exited {
+                            pid: leader,
+                            reason,
+                        },
+                    );
+                }
+                continue;
+            }
             match self.pids.remove(&pid) {
+                Some(idx)
+                    if self.programs[idx]
+                        .health
+                        .main_pid
+                        .is_some_and(|m| self.main_pids.contains_key(&m)) =>
+                {
+                    tracing::info!(program = %self.programs[idx].cfg.name, pid = pid.as_raw(), reason = %reason,
+                        "the group leader exited; its declared main process carries on");
+                }
                 Some(idx) => {
                     tracing::info!(program = %self.programs[idx].cfg.name, pid = pid.as_raw(), reason = %reason, "exited");
                     self.programs[idx].last_exit = Some(reason.clone());
@@ -548,6 +670,7 @@ impl Daemon {
         programs
             .chain(shutdown)
             .chain(self.deploy_deadlines())
+            .chain(self.health_deadlines())
             .min()
     }
 
@@ -560,6 +683,7 @@ impl Daemon {
             }
         }
         self.deploy_tick(now);
+        self.health_tick(now);
         if self
             .shutdown
             .as_ref()

@@ -467,6 +467,16 @@ fn running_pid(state: &State) -> Option<u32> {
     }
 }
 
+/// supervisorctl's description, then what the program says of itself (`STATUS=`), as
+/// systemctl shows a unit's "Status:" line.
+fn with_status(description: String, status: Option<String>) -> String {
+    match (description.is_empty(), status) {
+        (_, None) => description,
+        (true, Some(s)) => s,
+        (false, Some(s)) => format!("{description}; {s}"),
+    }
+}
+
 fn info(p: &Program, now: Instant) -> ProgramInfo {
     let uptime_secs = match &p.state {
         State::Running { since, .. } | State::Starting { since, .. } => {
@@ -478,7 +488,10 @@ fn info(p: &Program, now: Instant) -> ProgramInfo {
         name: p.cfg.name.to_string(),
         group: p.cfg.group.clone(),
         state: p.state.name(),
-        description: describe(&p.state, p.changed_at, p.spawns > 0, now),
+        description: with_status(
+            describe(&p.state, p.changed_at, p.spawns > 0, now),
+            p.health.describe(),
+        ),
         pid: p.state.pid().map(|pid| pid.as_raw() as u32),
         uptime_secs,
         since_ms: unix_ms(p.changed_at),
@@ -490,5 +503,8 @@ fn info(p: &Program, now: Instant) -> ProgramInfo {
         },
         deploy_branch: p.cfg.deploy.as_ref().map(|d| d.branch.clone()),
         critical: p.cfg.critical,
+        status_text: p.health.describe(),
+        healthy: p.health.healthy,
+        check_failures: p.health.failures,
     }
 }

@@ -4,6 +4,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use super::*;
+use crate::config::health::StartLimit;
 use crate::config::{AutoRestart, Backoff};
 
 const P: Pid = Pid::from_raw(100);
@@ -25,6 +26,17 @@ fn policy() -> Policy {
             jitter: 0.0,
             reset: Duration::from_secs(60),
         },
+        ready_timeout: None,
+        start_limit: None,
+    }
+}
+
+/// A `ready = "notify"` (or log, or probe) program: RUNNING on [`Event::Ready`], a failed start
+/// after 5 s without it.
+fn waiting() -> Policy {
+    Policy {
+        ready_timeout: Some(secs(5)),
+        ..policy()
     }
 }
 
@@ -35,6 +47,7 @@ fn cx(now: Instant) -> Context {
         now,
         shutting_down: false,
         jitter: 0.0,
+        start_budget_spent: false,
     }
 }
 
@@ -58,6 +71,7 @@ fn every_state_and_event() {
         since: t0,
         failed_starts: 0,
         streak: 0,
+        extended: None,
     };
     let running = State::Running {
         pid: P,
@@ -74,6 +88,7 @@ fn every_state_and_event() {
         pid: P,
         deadline: Some(t0 + secs(10)),
         last: None,
+        then: Then::Stop,
     };
     let exited = State::Exited {
         at: t0,
@@ -94,6 +109,22 @@ fn every_state_and_event() {
     };
     let gone = Event::GroupGone;
     let tick = Event::Tick;
+    let auto = Event::AutoStart;
+    let ready = Event::Ready;
+    let sick = Event::Unhealthy("GET /ping failed".into());
+    let extend = Event::ExtendTimeout(secs(20));
+    let unhealthy = ExitReason::Unhealthy("GET /ping failed".into());
+    let stop_for = |then: Then| {
+        (
+            State::Stopping {
+                pid: P,
+                deadline: Some(now + secs(10)),
+                last: None,
+                then,
+            },
+            Some(Effect::SignalGroup(P, Signal::SIGTERM)),
+        )
+    };
 
     let fresh = (spawning.clone(), Some(Effect::Spawn));
     let stop_now = (
@@ -101,6 +132,7 @@ fn every_state_and_event() {
             pid: P,
             deadline: Some(now + secs(10)),
             last: None,
+            then: Then::Stop,
         },
         Some(Effect::SignalGroup(P, Signal::SIGTERM)),
     );
@@ -115,15 +147,23 @@ fn every_state_and_event() {
         (&stopped, &exit, same(&stopped)),
         (&stopped, &gone, same(&stopped)),
         (&stopped, &tick, same(&stopped)),
+        (&stopped, &auto, fresh.clone()),
+        (&stopped, &ready, same(&stopped)),
+        (&stopped, &sick, same(&stopped)),
+        (&stopped, &extend, same(&stopped)),
 
         (&spawning, &start, same(&spawning)),
         (&spawning, &stop, same(&spawning)),
-        (&spawning, &spawned, (State::Starting { pid: P2, since: now, failed_starts: 0, streak: 0 }, None)),
+        (&spawning, &spawned, (State::Starting { pid: P2, since: now, failed_starts: 0, streak: 0, extended: None }, None)),
         (&spawning, &spawn_failed, (State::Backoff { until: now + secs(1), failed_starts: 1, streak: 1,
             last: ExitReason::SpawnFailed("no such file".into()) }, None)),
         (&spawning, &exit, same(&spawning)),
         (&spawning, &gone, same(&spawning)),
         (&spawning, &tick, same(&spawning)),
+        (&spawning, &auto, same(&spawning)),
+        (&spawning, &ready, same(&spawning)),
+        (&spawning, &sick, same(&spawning)),
+        (&spawning, &extend, same(&spawning)),
 
         (&starting, &start, same(&starting)),
         (&starting, &stop, stop_now.clone()),
@@ -133,6 +173,11 @@ fn every_state_and_event() {
             last: ExitReason::Exited(1) }, None)),
         (&starting, &gone, same(&starting)),
         (&starting, &tick, (State::Running { pid: P, since: t0, streak: 0 }, None)),
+        (&starting, &auto, same(&starting)),
+        // With ready = "started", only startsecs makes it RUNNING.
+        (&starting, &ready, same(&starting)),
+        (&starting, &sick, stop_for(Then::Retry { failed_starts: 0, streak: 0, reason: unhealthy.clone() })),
+        (&starting, &extend, same(&starting)),
 
         (&running, &start, same(&running)),
         (&running, &stop, stop_now.clone()),
@@ -142,6 +187,10 @@ fn every_state_and_event() {
             last: ExitReason::Exited(1) }, None)),
         (&running, &gone, same(&running)),
         (&running, &tick, same(&running)),
+        (&running, &auto, same(&running)),
+        (&running, &ready, same(&running)),
+        (&running, &sick, stop_for(Then::Restart { streak: 1, reason: unhealthy.clone() })),
+        (&running, &extend, same(&running)),
 
         (&backoff, &start, fresh.clone()),
         (&backoff, &stop, (State::Stopped { last: Some(ExitReason::Exited(1)) }, None)),
@@ -150,15 +199,24 @@ fn every_state_and_event() {
         (&backoff, &exit, same(&backoff)),
         (&backoff, &gone, same(&backoff)),
         (&backoff, &tick, (State::Spawning { failed_starts: 1, streak: 1 }, Some(Effect::Spawn))),
+        (&backoff, &auto, same(&backoff)),
+        (&backoff, &ready, same(&backoff)),
+        (&backoff, &sick, same(&backoff)),
+        (&backoff, &extend, same(&backoff)),
 
         (&stopping, &start, same(&stopping)),
         (&stopping, &stop, same(&stopping)),
         (&stopping, &spawned, same(&stopping)),
         (&stopping, &spawn_failed, same(&stopping)),
         (&stopping, &exit, (State::Stopping { pid: P, deadline: Some(t0 + secs(10)),
-            last: Some(ExitReason::Exited(1)) }, Some(Effect::ProbeGroup(P)))),
+            last: Some(ExitReason::Exited(1)), then: Then::Stop }, Some(Effect::ProbeGroup(P)))),
         (&stopping, &gone, same(&stopping)),
         (&stopping, &tick, same(&stopping)),
+        (&stopping, &auto, same(&stopping)),
+        (&stopping, &ready, same(&stopping)),
+        (&stopping, &sick, same(&stopping)),
+        (&stopping, &extend, (State::Stopping { pid: P, deadline: Some(now + secs(20)), last: None,
+            then: Then::Stop }, None)),
 
         (&exited, &start, fresh.clone()),
         (&exited, &stop, same(&exited)),
@@ -167,6 +225,10 @@ fn every_state_and_event() {
         (&exited, &exit, same(&exited)),
         (&exited, &gone, same(&exited)),
         (&exited, &tick, same(&exited)),
+        (&exited, &auto, fresh.clone()),
+        (&exited, &ready, same(&exited)),
+        (&exited, &sick, same(&exited)),
+        (&exited, &extend, same(&exited)),
 
         (&fatal, &start, fresh.clone()),
         (&fatal, &stop, same(&fatal)),
@@ -175,8 +237,13 @@ fn every_state_and_event() {
         (&fatal, &exit, same(&fatal)),
         (&fatal, &gone, same(&fatal)),
         (&fatal, &tick, same(&fatal)),
+        // FATAL waits for a start by hand.
+        (&fatal, &auto, same(&fatal)),
+        (&fatal, &ready, same(&fatal)),
+        (&fatal, &sick, same(&fatal)),
+        (&fatal, &extend, same(&fatal)),
     ];
-    assert_eq!(table.len(), 8 * 7, "every pair is in the table");
+    assert_eq!(table.len(), 8 * 11, "every pair is in the table");
     for (state, event, expected) in table {
         let got = transition(state, event, &policy(), cx(now));
         assert_eq!(got, expected, "{} + {event:?}", state.name());
@@ -376,6 +443,7 @@ fn autorestart_follows_supervisord() {
 fn nothing_restarts_during_shutdown() {
     let t0 = Instant::now();
     let shutting = Context {
+        start_budget_spent: false,
         now: t0 + secs(2),
         shutting_down: true,
         jitter: 0.0,
@@ -482,4 +550,106 @@ fn deadlines_saturate_instead_of_overflowing() {
         now + Duration::from_secs(5)
     );
     assert!(later(now, Duration::MAX) > now + Duration::from_secs(86_400));
+}
+
+/// The pairs that differ when RUNNING waits for readiness (`ready = "notify"`, a log line or a
+/// probe), and what follows a stop made for a restart.
+#[test]
+fn readiness_pairs() {
+    let t0 = Instant::now();
+    let w = waiting();
+    let starting = State::Starting {
+        pid: P,
+        since: t0,
+        failed_starts: 0,
+        streak: 0,
+        extended: None,
+    };
+    let spawning = State::Spawning {
+        failed_starts: 0,
+        streak: 0,
+    };
+    let not_ready = ExitReason::NotReady(secs(5));
+    let unhealthy = ExitReason::Unhealthy("no WATCHDOG=1 within 30s".into());
+    let retry = Then::Retry {
+        failed_starts: 0,
+        streak: 0,
+        reason: not_ready.clone(),
+    };
+    let restart = Then::Restart {
+        streak: 1,
+        reason: unhealthy.clone(),
+    };
+    let stopped_for = |then: Then| State::Stopping {
+        pid: P,
+        deadline: Some(t0 + secs(20)),
+        last: Some(ExitReason::Killed(Signal::SIGTERM)),
+        then,
+    };
+    let at = |n: u64| cx(t0 + secs(n));
+
+    #[rustfmt::skip]
+    let table: Vec<(&str, State, Event, Context, Outcome)> = vec![
+        ("startsecs does not apply", spawning.clone(), Event::Spawned(P), at(0),
+            (starting.clone(), None)),
+        ("READY=1 makes it RUNNING", starting.clone(), Event::Ready, at(2),
+            (State::Running { pid: P, since: t0 + secs(2), streak: 0 }, None)),
+        ("startsecs passing is not ready", starting.clone(), Event::Tick, at(2),
+            (starting.clone(), None)),
+        ("not ready after ready_timeout", starting.clone(), Event::Tick, at(5),
+            (State::Stopping { pid: P, deadline: Some(t0 + secs(15)), last: None, then: retry.clone() },
+             Some(Effect::SignalGroup(P, Signal::SIGTERM)))),
+        ("EXTEND_TIMEOUT_USEC moves the deadline", starting.clone(), Event::ExtendTimeout(secs(20)), at(2),
+            (State::Starting { pid: P, since: t0, failed_starts: 0, streak: 0, extended: Some(t0 + secs(22)) }, None)),
+        ("the old deadline no longer acts",
+            State::Starting { pid: P, since: t0, failed_starts: 0, streak: 0, extended: Some(t0 + secs(22)) },
+            Event::Tick, at(6),
+            (State::Starting { pid: P, since: t0, failed_starts: 0, streak: 0, extended: Some(t0 + secs(22)) }, None)),
+        ("a stop request wins over a pending retry", stopped_for(retry.clone()), Event::Stop, at(6),
+            (stopped_for(Then::Stop), None)),
+        ("not ready is a failed start", stopped_for(retry.clone()), Event::GroupGone, at(6),
+            (State::Backoff { until: t0 + secs(7), failed_starts: 1, streak: 1, last: not_ready.clone() }, None)),
+        ("not ready too often is FATAL, with why",
+            stopped_for(Then::Retry { failed_starts: 3, streak: 3, reason: not_ready.clone() }),
+            Event::GroupGone, at(6),
+            (State::Fatal { reason: "not ready after 5s".into() }, None)),
+        ("unhealthy restarts like a crash", stopped_for(restart.clone()), Event::GroupGone, at(6),
+            (State::Backoff { until: t0 + secs(7), failed_starts: 0, streak: 1, last: unhealthy.clone() }, None)),
+        ("nothing restarts during shutdown", stopped_for(restart.clone()), Event::GroupGone,
+            Context { shutting_down: true, ..at(6) },
+            (State::Exited { at: t0 + secs(6), reason: unhealthy.clone(), expected: false }, None)),
+        ("the start budget stops automatic starts", State::Stopped { last: None }, Event::AutoStart,
+            Context { start_budget_spent: true, ..at(0) },
+            (State::Fatal { reason: "started 10 times in 24h: start_limit reached; `supervisor start` tries again".into() }, None)),
+        ("and respawns after a backoff",
+            State::Backoff { until: t0, failed_starts: 0, streak: 1, last: ExitReason::Exited(1) },
+            Event::Tick, Context { start_budget_spent: true, ..at(0) },
+            (State::Fatal { reason: "started 10 times in 24h: start_limit reached; `supervisor start` tries again".into() }, None)),
+        ("but not a start by hand", State::Fatal { reason: "x".into() }, Event::Start,
+            Context { start_budget_spent: true, ..at(0) },
+            (spawning.clone(), Some(Effect::Spawn))),
+    ];
+    let budget = Policy {
+        start_limit: Some(StartLimit {
+            burst: 10,
+            interval: secs(86_400),
+        }),
+        ..w.clone()
+    };
+    for (what, state, event, cx, expected) in table {
+        assert_eq!(transition(&state, &event, &budget, cx), expected, "{what}");
+    }
+    // With autorestart = "never", an unhealthy program is stopped, not restarted.
+    let never = Policy {
+        autorestart: AutoRestart::Never,
+        ..w
+    };
+    assert_eq!(
+        transition(&stopped_for(restart), &Event::GroupGone, &never, at(6)).0,
+        State::Exited {
+            at: t0 + secs(6),
+            reason: unhealthy,
+            expected: false
+        }
+    );
 }

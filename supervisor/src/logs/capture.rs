@@ -12,12 +12,16 @@
 use std::cell::RefCell;
 use std::io::{self, Write};
 use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::net::unix::pipe;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::rotation::LogFile;
+use crate::config::ProgramName;
+use crate::health::Report;
 
 /// Bytes read from a pipe at once.
 const CHUNK: usize = 128 * 1024;
@@ -66,6 +70,19 @@ pub struct Capture {
     pub reopen: watch::Receiver<u64>,
     carry: Vec<u8>,
     failing: bool,
+    ready: Option<LogWatch>,
+    /// The spawn whose readiness line was just written, to report after the write.
+    ready_seen: Option<u64>,
+}
+
+/// `ready = { log = "..." }`: the pattern a line must match while a spawn waits for it.
+#[derive(Debug)]
+pub struct LogWatch {
+    pub pattern: regex::bytes::Regex,
+    /// The spawn waiting for its line (0: none); cleared here on the first match.
+    pub armed: Arc<AtomicU64>,
+    pub program: ProgramName,
+    pub reports: mpsc::Sender<Report>,
 }
 
 impl Capture {
@@ -82,7 +99,15 @@ impl Capture {
             reopen,
             carry: Vec::new(),
             failing: false,
+            ready: None,
+            ready_seen: None,
         }
+    }
+
+    /// Also looks for the readiness line in what it writes.
+    pub fn watch_ready(mut self, watch: LogWatch) -> Self {
+        self.ready = Some(watch);
+        self
     }
 
     /// Reads `reader` until every writer has closed it, then flushes a last partial line.
@@ -117,10 +142,17 @@ impl Capture {
         }))
     }
 
-    async fn echo(&self, chunk: Option<Vec<u8>>) {
+    async fn echo(&mut self, chunk: Option<Vec<u8>>) {
         if let (Some(tx), Some(chunk)) = (&self.echo, chunk) {
             // A closed queue means the supervisor is exiting; the file already has the bytes.
             let _ = tx.send(chunk).await;
+        }
+        if let (Some(run), Some(watch)) = (self.ready_seen.take(), &self.ready) {
+            let report = Report::LogReady {
+                program: watch.program.clone(),
+                run,
+            };
+            let _ = watch.reports.send(report).await;
         }
     }
 
@@ -148,6 +180,17 @@ impl Capture {
 
     /// Writes whole lines to the file and returns their prefixed copy for the echo.
     fn emit(&mut self, lines: &[u8]) -> Option<Vec<u8>> {
+        if let Some(watch) = &self.ready
+            && watch.armed.load(Ordering::Acquire) != 0
+            && lines
+                .split(|&b| b == b'\n')
+                .any(|line| watch.pattern.is_match(line))
+        {
+            let run = watch.armed.swap(0, Ordering::AcqRel);
+            if run != 0 {
+                self.ready_seen = Some(run);
+            }
+        }
         if let Some(file) = self.file.as_mut() {
             if self.reopen.has_changed().unwrap_or(false) {
                 self.reopen.borrow_and_update();

@@ -1,0 +1,472 @@
+//! Readiness and liveness in the actor: what the `health` module's parts mean for a program's
+//! lifecycle. Nothing here waits: probes run as tasks (HTTP, TCP) or as children reaped by the
+//! actor (commands), and report back; timers are deadlines in the actor's one sleep. A program
+//! without health keys has no timer and no task.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+use supervisor_proto::Event;
+
+use super::Daemon;
+use crate::config::ProgramConfig;
+use crate::config::health::{Probe, Ready};
+use crate::dirs;
+use crate::health::check::{Liveness, Schedule, Verdict, Watchdog};
+use crate::health::notify::{Message, NotifySocket};
+use crate::health::{ProbeKind, Report, probe};
+use crate::lifecycle::{Event as LifeEvent, ExitReason, State, later};
+use crate::process::{self, Spec};
+use crate::status::unix_ms;
+
+/// A program's health as the actor tracks it.
+#[derive(Debug, Default)]
+pub(super) struct ProgramHealth {
+    pub notify: Option<NotifySocket>,
+    /// The spawn (`run`) a `ready = { log = ... }` program's capture looks for its line for;
+    /// 0 when not looking. The capture clears it on a match.
+    pub log_armed: Option<Arc<AtomicU64>>,
+    /// `STATUS=`, with `RELOADING=1` / `STOPPING=1` / `ERRNO=` noted.
+    pub status_text: Option<String>,
+    pub errno: Option<i32>,
+    /// `MAINPID=` when it is not the leader.
+    pub main_pid: Option<Pid>,
+    /// Which spawn the checks below belong to: results of older ones are dropped.
+    pub run: u64,
+    /// The pid the checks were set up for, and whether for RUNNING (liveness) or STARTING.
+    armed_for: Option<(Pid, bool)>,
+    ready_poll: Option<Schedule>,
+    liveness: Option<Liveness>,
+    watchdog: Option<Watchdog>,
+    /// A `WATCHDOG_USEC=` the program set; replaces `watchdog` until its next spawn.
+    watchdog_override: Option<Duration>,
+    pub healthy: Option<bool>,
+    pub failures: u64,
+}
+
+/// A command probe in flight: the child the actor reaps.
+#[derive(Debug)]
+pub(super) struct CommandProbe {
+    pub program: String,
+    pub run: u64,
+    pub kind: ProbeKind,
+    pub deadline: Instant,
+    pub timeout: Duration,
+    pub timed_out: bool,
+}
+
+impl ProgramHealth {
+    pub fn describe(&self) -> Option<String> {
+        let mut text = self.status_text.clone();
+        if let Some(e) = self.errno.filter(|&e| e != 0) {
+            let errno = nix::errno::Errno::from_raw(e);
+            let note = format!("errno {e} ({})", errno.desc());
+            text = Some(match text {
+                Some(t) => format!("{t}; {note}"),
+                None => note,
+            });
+        }
+        text
+    }
+}
+
+impl Daemon {
+    /// After a transition of program `idx`: arm, re-arm or drop its checks for its new state.
+    pub(super) fn sync_health(&mut self, idx: usize) {
+        let now = Instant::now();
+        let p = &mut self.programs[idx];
+        let target = match p.state {
+            State::Starting { pid, .. } => Some((pid, false)),
+            State::Running { pid, .. } => Some((pid, true)),
+            _ => None,
+        };
+        let h = &mut p.health;
+        if target == h.armed_for {
+            return;
+        }
+        let new_spawn = target.map(|(pid, _)| pid) != h.armed_for.map(|(pid, _)| pid);
+        h.armed_for = target;
+        h.ready_poll = None;
+        h.liveness = None;
+        h.watchdog = None;
+        if let Some(armed) = &h.log_armed {
+            armed.store(0, Ordering::Release);
+        }
+        if let Some(socket) = &h.notify {
+            let group = match p.state {
+                State::Starting { pid, .. }
+                | State::Running { pid, .. }
+                | State::Stopping { pid, .. } => Some((pid, h.main_pid)),
+                _ => None,
+            };
+            socket.group.send_replace(group);
+        }
+        let Some((_, running)) = target else {
+            h.healthy = None;
+            if !matches!(p.state, State::Stopping { .. }) {
+                h.main_pid = None;
+            }
+            return;
+        };
+        if new_spawn {
+            h.run += 1;
+            h.status_text = None;
+            h.errno = None;
+            h.main_pid = None;
+            h.watchdog_override = None;
+            if let Some(socket) = &h.notify {
+                socket
+                    .group
+                    .send_replace(target.map(|(pid, _)| (pid, None)));
+            }
+        }
+        if !running {
+            match &p.cfg.ready {
+                Ready::Log(_) => {
+                    if let Some(armed) = &h.log_armed {
+                        armed.store(h.run, Ordering::Release);
+                    }
+                }
+                Ready::Probe(spec) => h.ready_poll = Some(Schedule::new(spec.interval, now)),
+                Ready::Started | Ready::Notify => {}
+            }
+            return;
+        }
+        if let Some(check) = &p.cfg.healthcheck {
+            h.liveness = Some(Liveness::new(check, now));
+        }
+        if let Some(timeout) = h.watchdog_override.or(p.cfg.watchdog) {
+            h.watchdog = Some(Watchdog::new(timeout, now));
+        }
+        h.healthy = (h.liveness.is_some() || h.watchdog.is_some()).then_some(true);
+    }
+
+    /// The health timers: probes due, watchdogs, command probes past their timeout.
+    pub(super) fn health_deadlines(&self) -> impl Iterator<Item = Instant> + '_ {
+        let programs = self.programs.iter().flat_map(|p| {
+            let h = &p.health;
+            [
+                h.ready_poll.as_ref().and_then(Schedule::deadline),
+                h.liveness.as_ref().and_then(|l| l.schedule.deadline()),
+                h.watchdog.as_ref().map(Watchdog::deadline),
+            ]
+            .into_iter()
+            .flatten()
+        });
+        let commands = self
+            .probe_pids
+            .values()
+            .filter(|c| !c.timed_out)
+            .map(|c| c.deadline);
+        programs.chain(commands)
+    }
+
+    pub(super) fn health_tick(&mut self, now: Instant) {
+        for idx in 0..self.programs.len() {
+            let h = &mut self.programs[idx].health;
+            if let Some(reason) = h.watchdog.as_ref().and_then(|w| w.expired(now)) {
+                h.watchdog = None;
+                self.unhealthy(idx, reason);
+                continue;
+            }
+            let h = &mut self.programs[idx].health;
+            if h.ready_poll.as_mut().is_some_and(|s| s.start_if_due(now))
+                && let Ready::Probe(spec) = &self.programs[idx].cfg.ready
+            {
+                let (probe, timeout) = (spec.probe.clone(), spec.timeout);
+                self.start_probe(idx, ProbeKind::Ready, probe, timeout);
+            }
+            let h = &mut self.programs[idx].health;
+            if h.liveness
+                .as_mut()
+                .is_some_and(|l| l.schedule.start_if_due(now))
+                && let Some(check) = &self.programs[idx].cfg.healthcheck
+            {
+                let (probe, timeout) = (check.probe.clone(), check.timeout);
+                self.start_probe(idx, ProbeKind::Live, probe, timeout);
+            }
+        }
+        for (pid, c) in self.probe_pids.iter_mut() {
+            if !c.timed_out && now >= c.deadline {
+                c.timed_out = true;
+                let _ = process::signal_group(*pid, Signal::SIGKILL);
+            }
+        }
+    }
+
+    fn start_probe(&mut self, idx: usize, kind: ProbeKind, probe: Probe, timeout: Duration) {
+        let p = &self.programs[idx];
+        let (program, run) = (p.cfg.name.clone(), p.health.run);
+        let reports = self.reports.clone();
+        let task = move |result: Result<(), String>| Report::Probe {
+            program,
+            run,
+            kind,
+            result,
+        };
+        match probe {
+            Probe::Http { addr, host, path } => {
+                tokio::spawn(async move {
+                    let result = probe::http(addr, &host, &path, timeout).await;
+                    let _ = reports.send(task(result)).await;
+                });
+            }
+            Probe::Tcp(addr) => {
+                tokio::spawn(async move {
+                    let result = probe::tcp(addr, timeout).await;
+                    let _ = reports.send(task(result)).await;
+                });
+            }
+            Probe::Command(argv) => match self.spawn_probe(&p.cfg, &argv) {
+                Ok(pid) => {
+                    let now = Instant::now();
+                    self.probe_pids.insert(
+                        pid,
+                        CommandProbe {
+                            program: p.cfg.name.to_string(),
+                            run,
+                            kind,
+                            deadline: later(now, timeout),
+                            timeout,
+                            timed_out: false,
+                        },
+                    );
+                }
+                Err(e) => {
+                    let name = p.cfg.name.to_string();
+                    self.probe_result(&name, run, kind, Err(format!("cannot run it: {e}")));
+                }
+            },
+        }
+    }
+
+    /// A command probe runs as its program does: user, folder, environment; its output is
+    /// dropped.
+    fn spawn_probe(&self, cfg: &ProgramConfig, argv: &[String]) -> std::io::Result<Pid> {
+        let devnull = std::fs::OpenOptions::new().write(true).open("/dev/null")?;
+        let devnull = std::os::fd::OwnedFd::from(devnull);
+        process::spawn_spec(
+            &Spec {
+                argv,
+                directory: cfg.directory.as_deref(),
+                environment: &cfg.environment,
+                pass_env: &cfg.pass_env,
+                user: cfg.user.as_ref(),
+                stdout: &devnull,
+                stderr: &devnull,
+            },
+            self.nofile,
+        )
+    }
+
+    /// A command probe was reaped.
+    pub(super) fn probe_exited(&mut self, pid: Pid, reason: ExitReason) {
+        let Some(c) = self.probe_pids.remove(&pid) else {
+            return;
+        };
+        let result = match reason {
+            _ if c.timed_out => Err(format!(
+                "timed out after {}",
+                crate::config::units::format_duration(c.timeout)
+            )),
+            ExitReason::Exited(0) => Ok(()),
+            other => Err(other.to_string()),
+        };
+        self.probe_result(&c.program, c.run, c.kind, result);
+    }
+
+    pub(super) fn health_report(&mut self, report: Report) {
+        match report {
+            Report::Notify {
+                program,
+                sender,
+                messages,
+            } => {
+                if let Some(idx) = self.index(program.as_str()) {
+                    for m in messages {
+                        self.notified(idx, sender, m);
+                    }
+                }
+            }
+            Report::LogReady { program, run } => {
+                if let Some(idx) = self.index(program.as_str())
+                    && self.programs[idx].health.run == run
+                    && matches!(self.programs[idx].state, State::Starting { .. })
+                {
+                    tracing::info!(program = %program, "ready: its log line appeared");
+                    self.feed(idx, LifeEvent::Ready);
+                }
+            }
+            Report::Probe {
+                program,
+                run,
+                kind,
+                result,
+            } => self.probe_result(program.as_str(), run, kind, result),
+        }
+    }
+
+    fn probe_result(
+        &mut self,
+        program: &str,
+        run: u64,
+        kind: ProbeKind,
+        result: Result<(), String>,
+    ) {
+        let Some(idx) = self.index(program) else {
+            return;
+        };
+        let now = Instant::now();
+        let p = &mut self.programs[idx];
+        if p.health.run != run {
+            return;
+        }
+        if result.is_err() {
+            p.health.failures += 1;
+        }
+        match kind {
+            ProbeKind::Ready => {
+                let Some(schedule) = p.health.ready_poll.as_mut() else {
+                    return;
+                };
+                schedule.finished(now);
+                match result {
+                    Ok(()) => {
+                        tracing::info!(program = %program, "ready: its probe passed");
+                        self.feed(idx, LifeEvent::Ready);
+                    }
+                    Err(e) => tracing::debug!(program = %program, error = %e, "not ready yet"),
+                }
+            }
+            ProbeKind::Live => {
+                let what = match &p.cfg.healthcheck {
+                    Some(check) => check.probe.to_string(),
+                    None => return,
+                };
+                let Some(liveness) = p.health.liveness.as_mut() else {
+                    return;
+                };
+                match liveness.finish(&result, &what, now) {
+                    Verdict::Healthy => {
+                        if p.health.healthy == Some(false) {
+                            p.health.healthy = Some(true);
+                            tracing::info!(program = %program, "healthy again");
+                            self.emit_health(idx, true, format!("{what} passed"));
+                        }
+                    }
+                    Verdict::Failing { count } => {
+                        let error = result.err().unwrap_or_default();
+                        tracing::warn!(program = %program, failures = count, error = %error, "health check failed");
+                        if p.health.healthy != Some(false) {
+                            p.health.healthy = Some(false);
+                            self.emit_health(idx, false, error);
+                        }
+                    }
+                    Verdict::Unhealthy(reason) => self.unhealthy(idx, reason),
+                }
+            }
+        }
+    }
+
+    fn unhealthy(&mut self, idx: usize, reason: String) {
+        let p = &mut self.programs[idx];
+        p.health.healthy = Some(false);
+        tracing::warn!(program = %p.cfg.name, reason = %reason, "unhealthy; restarting it");
+        self.emit_health(idx, false, format!("unhealthy: {reason}"));
+        self.feed(idx, LifeEvent::Unhealthy(reason));
+    }
+
+    fn notified(&mut self, idx: usize, sender: i32, message: Message) {
+        let now = Instant::now();
+        let p = &mut self.programs[idx];
+        let name = p.cfg.name.clone();
+        match message {
+            Message::Ready => {
+                if matches!(p.state, State::Starting { .. }) {
+                    tracing::info!(program = %name, sender, "ready: READY=1");
+                }
+                if p.health.status_text.as_deref() == Some("reloading") {
+                    p.health.status_text = None;
+                }
+                self.feed(idx, LifeEvent::Ready);
+            }
+            Message::Reloading => p.health.status_text = Some("reloading".into()),
+            Message::Stopping => p.health.status_text = Some("stopping".into()),
+            Message::Status(text) => p.health.status_text = Some(text),
+            Message::Errno(e) => p.health.errno = Some(e),
+            Message::Watchdog => {
+                if let Some(w) = p.health.watchdog.as_mut() {
+                    w.ping(now);
+                }
+            }
+            Message::WatchdogTrigger => {
+                if matches!(p.state, State::Starting { .. } | State::Running { .. }) {
+                    self.unhealthy(idx, "the program triggered its watchdog".into());
+                }
+            }
+            Message::WatchdogUsec(timeout) => {
+                p.health.watchdog_override = Some(timeout);
+                if let Some(w) = p.health.watchdog.as_mut() {
+                    *w = Watchdog::new(timeout, now);
+                } else if matches!(p.state, State::Running { .. }) {
+                    p.health.watchdog = Some(Watchdog::new(timeout, now));
+                    p.health.healthy.get_or_insert(true);
+                }
+            }
+            Message::ExtendTimeout(more) => self.feed(idx, LifeEvent::ExtendTimeout(more)),
+            Message::MainPid(pid) => {
+                let pid = Pid::from_raw(pid);
+                let leader = p.state.pid();
+                let in_group = leader.is_some_and(|l| {
+                    pid == l || nix::unistd::getpgid(Some(pid)).is_ok_and(|g| g == l)
+                });
+                if in_group && Some(pid) != leader {
+                    tracing::info!(program = %name, main_pid = pid.as_raw(), "MAINPID: its main process");
+                    p.health.main_pid = Some(pid);
+                    if let Some(socket) = &p.health.notify {
+                        socket.group.send_replace(leader.map(|l| (l, Some(pid))));
+                    }
+                    self.main_pids.insert(pid, name.to_string());
+                } else if !in_group {
+                    tracing::warn!(program = %name, main_pid = pid.as_raw(), "MAINPID outside the program's process group; ignored");
+                }
+            }
+        }
+    }
+
+    pub(super) fn emit_health(&self, idx: usize, healthy: bool, message: String) {
+        let _ = self.events.send(Event::Health {
+            program: self.programs[idx].cfg.name.to_string(),
+            healthy,
+            message,
+            at_ms: unix_ms(SystemTime::now()),
+        });
+    }
+
+    /// The environment a spawn of `cfg` gets for its notify socket and watchdog.
+    pub(super) fn health_env(&self, idx: usize) -> Vec<(String, String)> {
+        let p = &self.programs[idx];
+        let mut env = Vec::new();
+        if let Some(socket) = &p.health.notify {
+            env.push((
+                "NOTIFY_SOCKET".to_owned(),
+                socket.path.to_string_lossy().into_owned(),
+            ));
+            if let Some(w) = p.cfg.watchdog {
+                env.push(("WATCHDOG_USEC".to_owned(), w.as_micros().to_string()));
+            }
+        }
+        env
+    }
+
+    /// Folders for a spawn (`state_dirs`), made for the program's user.
+    pub(super) fn prepare_dirs(cfg: &ProgramConfig) -> std::io::Result<()> {
+        cfg.state_dirs
+            .iter()
+            .try_for_each(|d| dirs::prepare(d, 0o750, cfg.user.as_ref(), dirs::Existing::Adopt))
+            .map_err(std::io::Error::other)
+    }
+}
