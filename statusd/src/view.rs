@@ -237,6 +237,7 @@ pub(crate) fn test_program(name: &str, state: ProgramState, critical: bool) -> P
         status_text: None,
         healthy: None,
         check_failures: 0,
+        notify_rejected: 0,
     }
 }
 

@@ -432,6 +432,10 @@ pub struct ProgramInfo {
     /// Readiness and liveness checks that failed since the supervisor started.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub check_failures: u64,
+    /// Datagrams its notify socket dropped: from outside its process group, oversized, or not
+    /// `KEY=VALUE` text.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub notify_rejected: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
