@@ -64,7 +64,10 @@ pub fn spawn(
     // The supervisor's own (NOTIFY_SOCKET, WATCHDOG_USEC) last: the configuration cannot
     // point a program at another socket.
     environment.extend(extra.iter().cloned());
-    spawn_spec(
+    // A watchdog is for the program's own process: WATCHDOG_PID names it (sd_watchdog_enabled
+    // checks it), so that its children do not take the variable as theirs.
+    let watchdog_pid = extra.iter().any(|(k, _)| k == "WATCHDOG_USEC");
+    spawn_with(
         &Spec {
             argv: &program.command,
             directory: program.directory.as_deref(),
@@ -75,11 +78,20 @@ pub fn spawn(
             stderr: outputs.stderr,
         },
         nofile,
+        watchdog_pid,
     )
 }
 
 /// Spawns what `spec` describes, as [`spawn`] does for a program.
 pub fn spawn_spec(spec: &Spec<'_>, nofile: Option<libc::rlimit>) -> io::Result<Pid> {
+    spawn_with(spec, nofile, false)
+}
+
+fn spawn_with(
+    spec: &Spec<'_>,
+    nofile: Option<libc::rlimit>,
+    watchdog_pid: bool,
+) -> io::Result<Pid> {
     let Some((program, args)) = spec.argv.split_first() else {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty command"));
     };
@@ -89,13 +101,19 @@ pub fn spawn_spec(spec: &Spec<'_>, nofile: Option<libc::rlimit>) -> io::Result<P
         name: &u.name,
         home: &u.home,
     });
-    cmd.env_clear();
-    cmd.envs(environ::child(
+    let env = environ::child(
         std::env::vars_os(),
         spec.pass_env,
         account,
         spec.environment,
-    ));
+    );
+    let mut direct = if watchdog_pid {
+        Some(DirectExec::new(spec.argv, &env)?)
+    } else {
+        None
+    };
+    cmd.env_clear();
+    cmd.envs(env);
     if let Some(dir) = spec.directory {
         cmd.current_dir(dir);
     }
@@ -178,7 +196,10 @@ pub fn spawn_spec(spec: &Spec<'_>, nofile: Option<libc::rlimit>) -> io::Result<P
         // the usual one.
         // SAFETY: umask only sets a process attribute.
         unsafe { libc::umask(CHILD_UMASK) };
-        Ok(())
+        match direct.as_mut() {
+            Some(exec) => Err(exec.exec()),
+            None => Ok(()),
+        }
     };
     // SAFETY: the hook is async-signal-safe, see above.
     unsafe { cmd.pre_exec(hook) };
@@ -205,6 +226,145 @@ fn describe_spawn_error(spec: &Spec<'_>, e: io::Error) -> io::Error {
         _ => format!("{}: {e}", what.to_string_lossy()),
     };
     io::Error::new(e.kind(), text)
+}
+
+/// An `execve` prepared before fork, for a child that must know its own pid in its
+/// environment (`WATCHDOG_PID`): std's `Command` builds the environment before fork, so the
+/// hook runs the program itself, writing the pid into a slot reserved for it. Like `execvp`,
+/// a name without a slash is looked up in the child's `PATH`.
+struct DirectExec {
+    /// Full paths to try, in `PATH` order.
+    candidates: Vec<std::ffi::CString>,
+    /// Kept alive for the pointers below.
+    _argv: Vec<std::ffi::CString>,
+    _envp: Vec<std::ffi::CString>,
+    argv_ptrs: Vec<*const libc::c_char>,
+    envp_ptrs: Vec<*const libc::c_char>,
+    /// `WATCHDOG_PID=` followed by room for the digits and their NUL (a `CString` of ours,
+    /// given back in `drop`).
+    pid_slot: *mut u8,
+}
+
+impl Drop for DirectExec {
+    fn drop(&mut self) {
+        // SAFETY: made by CString::into_raw in new, and given back once, here.
+        drop(unsafe { std::ffi::CString::from_raw(self.pid_slot.cast()) });
+    }
+}
+
+const PID_SLOT_PREFIX: &[u8] = b"WATCHDOG_PID=";
+
+// SAFETY: the raw pointers point into the CStrings owned by the same value; it moves into the
+// pre_exec hook whole and is only used in the child, single-threaded after fork.
+unsafe impl Send for DirectExec {}
+// SAFETY: as above: nothing shares it across threads while it is used.
+unsafe impl Sync for DirectExec {}
+
+impl DirectExec {
+    fn new(argv: &[String], env: &[(OsString, OsString)]) -> io::Result<Self> {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        let invalid = |_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in the command");
+        let argv: Vec<CString> = argv
+            .iter()
+            .map(|a| CString::new(a.as_bytes()).map_err(invalid))
+            .collect::<io::Result<_>>()?;
+        let program = argv
+            .first()
+            .map(|a| a.as_bytes().to_vec())
+            .unwrap_or_default();
+        let path_var = env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.as_bytes().to_vec())
+            .unwrap_or_else(|| b"/usr/local/bin:/usr/bin:/bin".to_vec());
+        let candidates: Vec<CString> = if program.contains(&b'/') {
+            vec![CString::new(program).map_err(invalid)?]
+        } else {
+            path_var
+                .split(|&b| b == b':')
+                .map(|dir| if dir.is_empty() { &b"."[..] } else { dir })
+                .filter_map(|dir| {
+                    let mut full = dir.to_vec();
+                    full.push(b'/');
+                    full.extend_from_slice(&program);
+                    CString::new(full).ok()
+                })
+                .collect()
+        };
+        let envp: Vec<CString> = env
+            .iter()
+            .filter(|(k, _)| k != "WATCHDOG_PID")
+            .filter_map(|(k, v)| {
+                let mut entry = k.as_bytes().to_vec();
+                entry.push(b'=');
+                entry.extend_from_slice(v.as_bytes());
+                CString::new(entry).ok()
+            })
+            .collect();
+        // Room for 20 digits (any pid has at most 10) and the NUL after them; the child
+        // writes its own.
+        let mut slot = PID_SLOT_PREFIX.to_vec();
+        slot.extend_from_slice(b"00000000000000000000");
+        let pid_slot = CString::new(slot).map_err(invalid)?.into_raw().cast::<u8>();
+        let mut argv_ptrs: Vec<_> = argv.iter().map(|a| a.as_ptr()).collect();
+        argv_ptrs.push(std::ptr::null());
+        let mut envp_ptrs: Vec<_> = envp.iter().map(|e| e.as_ptr()).collect();
+        envp_ptrs.push(pid_slot.cast_const().cast());
+        envp_ptrs.push(std::ptr::null());
+        Ok(Self {
+            candidates,
+            _argv: argv,
+            _envp: envp,
+            argv_ptrs,
+            envp_ptrs,
+            pid_slot,
+        })
+    }
+
+    /// In the child: writes its pid into the slot and execs; returns only the error.
+    fn exec(&mut self) -> io::Error {
+        // SAFETY: getpid has no preconditions.
+        let mut pid = unsafe { libc::getpid() } as u32;
+        let mut digits = [0u8; 20];
+        let mut n = 0;
+        loop {
+            digits[n] = b'0' + (pid % 10) as u8;
+            n += 1;
+            pid /= 10;
+            if pid == 0 {
+                break;
+            }
+        }
+        for i in 0..n {
+            // SAFETY: the slot has 20 bytes after the prefix (see new), and a pid has at most
+            // 10 digits; the NUL written after them stays within the slot too.
+            unsafe { *self.pid_slot.add(PID_SLOT_PREFIX.len() + i) = digits[n - 1 - i] };
+        }
+        // SAFETY: as above; index n ≤ 10 < 20.
+        unsafe { *self.pid_slot.add(PID_SLOT_PREFIX.len() + n) = 0 };
+        let mut error = io::Error::from_raw_os_error(libc::ENOENT);
+        for path in &self.candidates {
+            // SAFETY: every pointer is a NUL-terminated string owned by self, and both arrays
+            // end with a null pointer.
+            unsafe {
+                libc::execve(
+                    path.as_ptr(),
+                    self.argv_ptrs.as_ptr(),
+                    self.envp_ptrs.as_ptr(),
+                )
+            };
+            let e = io::Error::last_os_error();
+            // As execvp: a missing or unusable entry of PATH is skipped; permission denied is
+            // remembered and reported if nothing else runs.
+            match e.raw_os_error() {
+                Some(libc::ENOENT | libc::ENOTDIR | libc::ESTALE) => {}
+                Some(libc::EACCES) => error = e,
+                _ => return e,
+            }
+        }
+        error
+    }
 }
 
 /// Sends `signal` to one process (`signal` on request: supervisorctl signals the process, not

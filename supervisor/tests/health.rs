@@ -40,7 +40,10 @@ fn has_systemd_notify() -> bool {
 
 #[test]
 fn systemd_notify_makes_it_running_with_its_status() {
-    assert!(has_systemd_notify(), "scripts/test installs systemd-notify (package systemd)");
+    assert!(
+        has_systemd_notify(),
+        "scripts/test installs systemd-notify (package systemd)"
+    );
     let dir = Supervisor::dir_with(
         r#"
 [program.n]
@@ -65,7 +68,10 @@ ready_timeout = "20s"
     let (_, table, _) = ctl(&sup, &["status", "n"]);
     assert!(table.contains("; connected to 3 guilds"), "{table}");
     let socket = std::fs::read_to_string(sup.path("socket")).unwrap();
-    assert_eq!(socket.trim(), sup.path("data/notify/n.sock").to_str().unwrap());
+    assert_eq!(
+        socket.trim(),
+        sup.path("data/notify/n.sock").to_str().unwrap()
+    );
 }
 
 #[test]
@@ -111,7 +117,8 @@ fn raw_sender() {
             // Larger than any notification; the send itself may be refused by the kernel.
             let _ = tx.send_to(&vec![b'A'; 64 * 1024], &socket);
         } else {
-            tx.send_to(step.replace("\\n", "\n").as_bytes(), &socket).unwrap();
+            tx.send_to(step.replace("\\n", "\n").as_bytes(), &socket)
+                .unwrap();
         }
     }
     std::thread::sleep(Duration::from_secs(60));
@@ -190,14 +197,21 @@ fn strangers_garbage_and_floods_change_nothing() {
     let mut sent = 0;
     tx.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
     for i in 0..10_000 {
-        let m = if i % 2 == 0 { "READY=1" } else { "STATUS=pwned" };
+        let m = if i % 2 == 0 {
+            "READY=1"
+        } else {
+            "STATUS=pwned"
+        };
         if tx.send_to(m.as_bytes(), &socket).is_ok() {
             sent += 1;
         }
     }
     assert!(sent >= 10_000 - 10, "sent {sent}");
     wait_until("the daemon to count the flood", || {
-        status_of(&sup, "raw")["notify_rejected"].as_u64().unwrap_or(0) >= 10_000
+        status_of(&sup, "raw")["notify_rejected"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 10_000
     });
     let raw = status_of(&sup, "raw");
     assert_eq!(raw["state"], "STARTING", "{raw}");
@@ -270,7 +284,10 @@ backoff = {{ initial = "10s", max = "10s" }}
     let h = sup.wait_log("hang to be unhealthy", |e| {
         msg(e) == "unhealthy; restarting it" && field(e, "program") == "hang"
     });
-    assert!(field(&h, "reason").ends_with("(last: GET /ping timed out after 200ms)"), "{h}");
+    assert!(
+        field(&h, "reason").ends_with("(last: GET /ping timed out after 200ms)"),
+        "{h}"
+    );
     // Restarted through the normal path: STOPPING, then BACKOFF with the reason.
     let b = sup.wait_log("error to back off", |e| {
         msg(e) == "state changed" && field(e, "program") == "error" && field(e, "to") == "BACKOFF"
@@ -303,7 +320,11 @@ ready = {{ log = "^listening on :[0-9]+$" }}
 "#
     ));
     // Passes while the file exists.
-    script(dir.path(), "check.sh", "test -e \"$(dirname \"$0\")/alive\"");
+    script(
+        dir.path(),
+        "check.sh",
+        "test -e \"$(dirname \"$0\")/alive\"",
+    );
     script(
         dir.path(),
         "slow.sh",
@@ -316,7 +337,9 @@ ready = {{ log = "^listening on :[0-9]+$" }}
     let ready = sup.wait_state("logline", "RUNNING");
     let _ = (started, ready);
     assert!(
-        sup.log_events(|e| msg(e) == "ready: its log line appeared").len() == 1,
+        sup.log_events(|e| msg(e) == "ready: its log line appeared")
+            .len()
+            == 1,
         "one readiness line"
     );
     // The command probe passes, then fails once the file is gone.
@@ -326,7 +349,10 @@ ready = {{ log = "^listening on :[0-9]+$" }}
     let u = sup.wait_log("cmd to be unhealthy", |e| {
         msg(e) == "unhealthy; restarting it" && field(e, "program") == "cmd"
     });
-    assert!(field(&u, "reason").contains("failed once (last: exit status 1)"), "{u}");
+    assert!(
+        field(&u, "reason").contains("failed once (last: exit status 1)"),
+        "{u}"
+    );
     drop(listener);
 }
 
@@ -361,13 +387,62 @@ start_limit = { burst = 3, interval = "1h" }
     let sup = Supervisor::start(dir, Mode::Plain);
     let fatal = sup.wait_state("loop", "FATAL");
     assert!(field(&fatal, "reason").starts_with("started 3 times in 1h"));
-    assert_eq!(lines(&sup.path("spawns")).len(), 3, "no spawn after the restart");
+    assert_eq!(
+        lines(&sup.path("spawns")).len(),
+        3,
+        "no spawn after the restart"
+    );
     // A start by hand gives the budget back.
     let _ = ctl(&sup, &["start", "loop"]);
-    wait_until("three more spawns", || lines(&sup.path("spawns")).len() == 6);
+    wait_until("three more spawns", || {
+        lines(&sup.path("spawns")).len() == 6
+    });
     sup.wait_log("FATAL again", |e| {
         msg(e) == "state changed" && field(e, "to") == "FATAL" && {
             lines(&sup.path("spawns")).len() == 6
         }
     });
+}
+
+#[test]
+fn a_watchdog_that_stops_being_pinged_restarts_the_program() {
+    let dir = Supervisor::dir_with(
+        r#"
+[program.dog]
+command = ["sh", "@DIR@/dog.sh"]
+ready = "notify"
+watchdog = "400ms"
+backoff = { initial = "10s", max = "10s" }
+"#,
+    );
+    // Ready, pings a few times, then hangs without pinging: what a stalled gateway looks like.
+    std::fs::write(
+        dir.path().join("dog.sh"),
+        "echo \"$$ $WATCHDOG_PID $WATCHDOG_USEC\" > \"$(dirname \"$0\")/env\"\nsystemd-notify --ready\nfor i in 1 2 3 4 5 6; do systemd-notify WATCHDOG=1; sleep 0.1; done\nexec sleep 60\n",
+    )
+    .unwrap();
+    let sup = Supervisor::start(dir, Mode::Plain);
+    let running = sup.wait_state("dog", "RUNNING");
+    let t = Instant::now();
+    let _ = running;
+    let u = sup.wait_log("the watchdog to expire", |e| {
+        msg(e) == "unhealthy; restarting it" && field(e, "program") == "dog"
+    });
+    assert_eq!(field(&u, "reason"), "no WATCHDOG=1 within 400ms");
+    assert!(
+        t.elapsed() >= Duration::from_millis(600),
+        "the pings kept it alive first"
+    );
+    let env = std::fs::read_to_string(sup.path("env")).unwrap();
+    let words: Vec<&str> = env.split_whitespace().collect();
+    assert_eq!(words.len(), 3, "{env}");
+    assert_eq!(
+        words[0], words[1],
+        "WATCHDOG_PID is the program's own pid: {env}"
+    );
+    assert_eq!(words[2], "400000");
+    let b = sup.wait_log("BACKOFF with the reason", |e| {
+        msg(e) == "state changed" && field(e, "program") == "dog" && field(e, "to") == "BACKOFF"
+    });
+    assert_eq!(field(&b, "reason"), "unhealthy: no WATCHDOG=1 within 400ms");
 }

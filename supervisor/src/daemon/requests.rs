@@ -506,8 +506,10 @@ fn info(p: &Program, now: Instant) -> ProgramInfo {
         status_text: p.health.describe(),
         healthy: p.health.healthy,
         check_failures: p.health.failures,
-        notify_rejected: p.health.notify.as_ref().map_or(0, |n| {
-            n.rejected.load(std::sync::atomic::Ordering::Relaxed)
-        }),
+        notify_rejected: p
+            .health
+            .notify
+            .as_ref()
+            .map_or(0, |n| n.rejected.load(std::sync::atomic::Ordering::Relaxed)),
     }
 }
