@@ -9,12 +9,14 @@
 //! - `control`: the supervisor calls the commands make.
 //! - `commands`: the poise commands, thin adapters over `logic` and `control`.
 //! - `announce`: follows the supervisor's events and posts finished deploys.
+//! - `health`: `READY=1`, `STATUS=` and watchdog pings to the supervisor.
 //! - `run` (here): REST and gateway clients, the framework, and stopping: on the shutdown
 //!   future it is given (main: SIGTERM or SIGINT), or an [`Exit`] request.
 
 pub mod announce;
 pub mod commands;
 pub mod control;
+pub mod health;
 pub mod logic;
 pub mod settings;
 pub mod store;
@@ -110,6 +112,9 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
         },
         ..Default::default()
     };
+    let notifier = Arc::new(supervised::notify::Notifier::from_env());
+    let (identity, identity_rx) = tokio::sync::watch::channel(None);
+    let ready_notifier = notifier.clone();
     let gateway_url = settings.gateway_url.clone();
     let shard = settings.shard;
     let shared = Arc::new(Shared {
@@ -131,6 +136,9 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
                 );
                 poise::builtins::register_globally(ctx, &framework.options().commands).await?;
                 tokio::spawn(announce::follow(ctx.http.clone(), shared.clone()));
+                // Connected and its commands registered: ready (`ready = "notify"`).
+                identity.send_replace(Some(health::describe(ready)));
+                ready_notifier.ready();
                 Ok(shared)
             })
         })
@@ -149,6 +157,11 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
         *client.ws_url.lock().await = url;
     }
     client.data.write().await.insert::<Exit>(exit.clone());
+    let health_task = tokio::spawn(health::follow(
+        client.shard_manager.clone(),
+        notifier.clone(),
+        identity_rx,
+    ));
 
     let shards = client.shard_manager.clone();
     let stop = async {
@@ -166,6 +179,7 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
     let ended = tokio::select! {
         ended = start => ended,
         () = stop => {
+            notifier.stopping();
             // Close frames to Discord, but never wait long: a shard that never connected (Discord
             // unreachable) keeps retrying and would hold the process until SIGKILL.
             if tokio::time::timeout(CLOSE_WITHIN, shards.shutdown_all()).await.is_err() {
@@ -174,6 +188,7 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
             Ok(())
         }
     };
+    health_task.abort();
     match ended {
         Ok(()) => exit.code.load(Ordering::SeqCst),
         Err(e) => {

@@ -390,8 +390,13 @@ fn sigterm_while_discord_is_unreachable_still_exits_zero_quickly() {
         unreachable_gateway: true,
         ..Default::default()
     });
-    wait_until("the bot to run", || {
-        stack.program("bot")["state"] == "RUNNING"
+    // Not ready while Discord is unreachable: it says so, and waits.
+    wait_until("the bot to say it is connecting", || {
+        let bot = stack.program("bot");
+        bot["state"] == "STARTING"
+            && bot["status_text"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("connecting to Discord"))
     });
     wait_until("the bot to ask for the gateway", || {
         stack
@@ -546,4 +551,69 @@ fn a_shard_is_chosen_by_the_environment() {
     stack.wait_ready(1);
     let identify = stack.discord.gateway(|g| g.identifies[0].clone());
     assert_eq!(identify["shard"], json!([1, 2]));
+}
+
+#[test]
+fn ready_means_discord_ready_and_commands_registered() {
+    let stack = Stack::start(BotEnv::default());
+    stack.wait_ready(1);
+    wait_until("the bot to be RUNNING with its status", || {
+        let bot = stack.program("bot");
+        bot["state"] == "RUNNING"
+            && bot["status_text"] == "connected as testbot to 1 guild, shard 0/1"
+    });
+    let bot = stack.program("bot");
+    assert_eq!(bot["healthy"], true, "{bot}");
+    assert!(
+        bot["description"]
+            .as_str()
+            .unwrap()
+            .ends_with("; connected as testbot to 1 guild, shard 0/1"),
+        "{bot}"
+    );
+}
+
+#[test]
+fn a_gateway_that_never_sends_ready_is_fatal_after_ready_timeout() {
+    let stack = Stack::start(BotEnv {
+        withhold_ready: true,
+        ready_timeout: "1s",
+        ..Default::default()
+    });
+    wait_until("the bot to identify", || {
+        stack.discord.gateway(|g| g.identifies.len()) >= 1
+    });
+    assert_eq!(stack.program("bot")["state"], "STARTING");
+    wait_until("the bot to be FATAL", || {
+        stack.program("bot")["state"] == "FATAL"
+    });
+    let bot = stack.program("bot");
+    assert_eq!(bot["description"], "not ready after 1s", "{bot}");
+    assert_eq!(bot["spawns"], 2, "one retry (startretries = 1): {bot}");
+}
+
+#[test]
+fn unacknowledged_heartbeats_make_it_unhealthy_and_restarted() {
+    let stack = Stack::start(BotEnv::default());
+    stack.wait_ready(1);
+    wait_until("the bot to be RUNNING", || {
+        stack.program("bot")["state"] == "RUNNING"
+    });
+    // Healthy for longer than the watchdog while heartbeats are acknowledged.
+    std::thread::sleep(Duration::from_secs(3));
+    let bot = stack.program("bot");
+    assert_eq!(
+        (bot["spawns"].as_u64(), bot["healthy"].as_bool()),
+        (Some(1), Some(true)),
+        "{bot}"
+    );
+    stack.discord.stop_acks();
+    wait_until("the supervisor to find the bot unhealthy", || {
+        stack.supervisor_output().lines().any(|l| {
+            l.contains("unhealthy; restarting it") && l.contains("no WATCHDOG=1 within 2s")
+        })
+    });
+    wait_until("a second bot process", || {
+        stack.program("bot")["spawns"].as_u64() >= Some(2)
+    });
 }

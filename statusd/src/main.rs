@@ -58,6 +58,11 @@ fn main() -> ExitCode {
             }
         };
         tracing::info!(listen = %settings.listen, socket = %settings.socket.display(), "statusd listening");
+        // Listening: ready for the supervisor (`ready = "notify"`), and alive for as long as
+        // the runtime turns (`watchdog`).
+        let notifier = std::sync::Arc::new(supervised::notify::Notifier::from_env());
+        notifier.ready();
+        let _watchdog = notifier.spawn_watchdog();
         match statusd::serve(listener, settings, supervised::shutdown::signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

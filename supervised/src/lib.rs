@@ -9,10 +9,12 @@
 //! - [`logging`]: tracing to stderr, with `RUST_LOG` honoured.
 //! - [`secret`]: [`Secret`], a string whose `Debug` and `Display` never show it.
 //! - [`limits`]: the open-files limit raised to what the connection cap needs.
+//! - [`notify`]: `READY=1`, `STATUS=` and watchdog pings to the supervisor (`NOTIFY_SOCKET`).
 
 pub mod http;
 pub mod limits;
 pub mod logging;
+pub mod notify;
 pub mod secret;
 pub mod shutdown;
 

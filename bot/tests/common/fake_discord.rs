@@ -7,7 +7,7 @@
 //! It runs on its own Tokio runtime; the tests talk to it from plain threads.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -68,6 +68,10 @@ struct Shared {
     ws_port: u16,
     /// What `GET /gateway` answers instead of this fake's gateway.
     gateway_answer: Mutex<Option<String>>,
+    /// Accept IDENTIFY but never send READY (a gateway that hangs the handshake).
+    withhold_ready: AtomicBool,
+    /// Stop acknowledging heartbeats (a stalled gateway).
+    no_acks: AtomicBool,
 }
 
 impl Shared {
@@ -165,6 +169,16 @@ impl FakeDiscord {
     /// Makes `GET /gateway` name `url` instead of this fake's gateway.
     pub fn answer_gateway_with(&self, url: &str) {
         *self.shared.gateway_answer.lock().unwrap() = Some(url.to_owned());
+    }
+
+    /// From now on, IDENTIFY gets no READY.
+    pub fn withhold_ready(&self) {
+        self.shared.withhold_ready.store(true, Ordering::SeqCst);
+    }
+
+    /// From now on, heartbeats get no acknowledgement.
+    pub fn stop_acks(&self) {
+        self.shared.no_acks.store(true, Ordering::SeqCst);
     }
 
     pub fn api_base(&self) -> String {
@@ -415,6 +429,9 @@ async fn gateway_connection(tcp: tokio::net::TcpStream, _peer: SocketAddr, share
                     })));
                     continue;
                 }
+                if shared.withhold_ready.load(Ordering::SeqCst) {
+                    continue;
+                }
                 let s = seq.fetch_add(1, Ordering::SeqCst) + 1;
                 let ready = json!({
                     "v": 10, "user": user(BOT_ID, "testbot", true),
@@ -429,7 +446,9 @@ async fn gateway_connection(tcp: tokio::net::TcpStream, _peer: SocketAddr, share
             }
             Some(1) => {
                 shared.gateway.lock().unwrap().heartbeats += 1;
-                send(json!({"op": 11, "s": null, "t": null, "d": null}));
+                if !shared.no_acks.load(Ordering::SeqCst) {
+                    send(json!({"op": 11, "s": null, "t": null, "d": null}));
+                }
             }
             // RESUME: this fake keeps no sessions; make the bot identify again.
             Some(6) => send(json!({"op": 9, "s": null, "t": null, "d": false})),

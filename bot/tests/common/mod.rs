@@ -36,6 +36,10 @@ pub struct BotEnv<'a> {
     pub unreachable_gateway: bool,
     /// `DISCORD_SHARD`.
     pub shard: Option<&'a str>,
+    /// The gateway never sends READY.
+    pub withhold_ready: bool,
+    /// The bot's `ready_timeout` (it runs with `ready = "notify"` and a watchdog, as shipped).
+    pub ready_timeout: &'a str,
 }
 
 impl Default for BotEnv<'_> {
@@ -47,6 +51,8 @@ impl Default for BotEnv<'_> {
             self_deploy: false,
             unreachable_gateway: false,
             shard: None,
+            withhold_ready: false,
+            ready_timeout: "20s",
         }
     }
 }
@@ -60,6 +66,9 @@ pub struct Stack {
 impl Stack {
     pub fn start(bot: BotEnv) -> Self {
         let discord = FakeDiscord::start();
+        if bot.withhold_ready {
+            discord.withhold_ready();
+        }
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         git(root, &["init", "-q", "--bare", "-b", "main", "remote.git"]);
@@ -102,7 +111,11 @@ healthy_after = "300ms"
 
 [program.bot]
 command = ["{bot}"]
-startsecs = "500ms"
+ready = "notify"
+ready_timeout = "{ready_timeout}"
+startretries = 1
+# The fake acknowledges heartbeats every 400 ms.
+watchdog = "2s"
 stopwaitsecs = 10
 fatal_exitcodes = [78]
 backoff = {{ initial = "200ms", max = "1s" }}
@@ -114,6 +127,7 @@ environment = {{ {token}{gateway}{shard}DISCORD_API_BASE = "{api}", DISCORD_RATE
             api = discord.api_base(),
             second = SECOND_OWNER_ID,
             ratelimiter = bot.ratelimiter,
+            ready_timeout = bot.ready_timeout,
         );
         std::fs::write(root.join("work/run.sh"), "").unwrap();
         git(&root.join("work"), &["add", "run.sh"]);
@@ -125,7 +139,7 @@ environment = {{ {token}{gateway}{shard}DISCORD_API_BASE = "{api}", DISCORD_RATE
             .args(["run", "-c"])
             .arg(root.join("supervisor.toml"))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(root.join("supervisor.out")).unwrap())
             .spawn()
             .unwrap();
         let stack = Self { dir, sup, discord };
@@ -140,6 +154,11 @@ environment = {{ {token}{gateway}{shard}DISCORD_API_BASE = "{api}", DISCORD_RATE
     /// Commits a new version of `app` and pushes it.
     pub fn push(&self, version: &str) -> String {
         push(self.root(), version)
+    }
+
+    /// The supervisor's own log (its stderr).
+    pub fn supervisor_output(&self) -> String {
+        std::fs::read_to_string(self.root().join("supervisor.out")).unwrap_or_default()
     }
 
     pub fn log(&self, program: &str) -> String {

@@ -181,7 +181,7 @@ pub struct ProgramConfig {
     /// Not ready by then is a failed start (only when `ready` waits for something).
     pub ready_timeout: Duration,
     pub healthcheck: Option<health::HealthCheck>,
-    /// `ready = "notify"` programs: no `WATCHDOG=1` within this is unhealthy.
+    /// Once RUNNING, no `WATCHDOG=1` on its notify socket within this is unhealthy.
     pub watchdog: Option<Duration>,
     pub start_limit: Option<health::StartLimit>,
 }

@@ -516,7 +516,7 @@ impl<'a> Walker<'a> {
                 "ready" => set(&mut p.ready, self.ready(v, &path, env)),
                 "ready_timeout" => set(&mut p.ready_timeout, self.positive(v, &path)),
                 "healthcheck" => p.healthcheck = self.healthcheck(v, &path, env),
-                "watchdog" => p.watchdog = self.positive(v, &path),
+                "watchdog" => set(&mut p.watchdog, self.watchdog(v, &path, env)),
                 "start_limit" => p.start_limit = self.start_limit(v, &path),
                 "group" => {
                     if let Some(g) = self.string(v, &path, env) {
@@ -557,22 +557,15 @@ impl<'a> Walker<'a> {
                 );
             }
         }
+        // Without `ready`, a timeout for readiness is a mistake worth naming; with an explicit
+        // ready = "started" (perhaps from `${VAR}`) it simply does not apply.
         if let Some((_, v)) = get(t, "ready_timeout")
-            && !p.ready.waits()
+            && get(t, "ready").is_none()
         {
             self.error(
                 v.span(),
                 &key("ready_timeout"),
-                "applies only when `ready` is \"notify\", a log pattern or a probe (with ready = \"started\", startsecs decides)",
-            );
-        }
-        if let Some((_, v)) = get(t, "watchdog")
-            && p.ready != Ready::Notify
-        {
-            self.error(
-                v.span(),
-                &key("watchdog"),
-                "needs ready = \"notify\" (the program pings the watchdog with WATCHDOG=1 on its NOTIFY_SOCKET)",
+                "applies only when `ready` is \"notify\", a log pattern or a probe (with the default, ready = \"started\", startsecs decides)",
             );
         }
         if let Some((_, v)) = get(t, "deploy") {

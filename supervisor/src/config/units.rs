@@ -17,8 +17,6 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|_| format!("{text:?} is not a duration (write seconds as a number, or a string such as \"250ms\", \"2s\", \"1m 30s\")"))
 }
 
-/// A size in bytes: an integer, or a string with supervisord's suffixes `KB`, `MB`, `GB`
-/// (powers of 1024).
 /// A duration as the file would write it: `24h`, `90m`, `5s`, `250ms` (the largest whole
 /// unit), so that messages quote what the owner wrote.
 pub fn format_duration(d: Duration) -> String {
@@ -32,6 +30,8 @@ pub fn format_duration(d: Duration) -> String {
     }
 }
 
+/// A size in bytes: an integer, or a string with supervisord's suffixes `KB`, `MB`, `GB`
+/// (powers of 1024).
 pub fn parse_bytes(text: &str) -> Result<u64, String> {
     let t = text.trim();
     let upper = t.to_ascii_uppercase();

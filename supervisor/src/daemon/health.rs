@@ -84,6 +84,15 @@ impl Daemon {
             _ => None,
         };
         let h = &mut p.health;
+        // What a process said of itself ends with it (kept while it stops).
+        if !matches!(
+            p.state,
+            State::Starting { .. } | State::Running { .. } | State::Stopping { .. }
+        ) {
+            h.main_pid = None;
+            h.status_text = None;
+            h.errno = None;
+        }
         if target == h.armed_for {
             return;
         }
@@ -106,9 +115,6 @@ impl Daemon {
         }
         let Some((_, running)) = target else {
             h.healthy = None;
-            if !matches!(p.state, State::Stopping { .. }) {
-                h.main_pid = None;
-            }
             return;
         };
         if new_spawn {

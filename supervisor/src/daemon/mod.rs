@@ -228,7 +228,9 @@ impl Program {
         setup: &HealthSetup<'_>,
     ) -> anyhow::Result<(Self, Vec<JoinHandle<()>>)> {
         let mut health = health::ProgramHealth::default();
-        if cfg.ready == Ready::Notify {
+        // A watchdog needs the socket too, whatever decides readiness (systemd's
+        // `WatchdogSec=` works with any `Type=`).
+        if cfg.ready == Ready::Notify || cfg.watchdog.is_some() {
             let socket = NotifySocket::bind(
                 setup.notify_dir,
                 &cfg.name,

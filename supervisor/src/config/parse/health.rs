@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use toml::de::DeValue;
 
-use super::{Env, Value, Walker, get};
+use super::{Env, MAX_DURATION, Value, Walker, get};
 use crate::config::health::{
     HealthCheck, LogPattern, Probe, ProbeSpec, Ready, StartLimit, defaults,
 };
+use crate::config::units::parse_duration;
 
 const PROBE_KINDS: &[&str] = &["http", "tcp", "command"];
 const READY_PROBE_KEYS: &[&str] = &["http", "tcp", "command", "log", "interval", "timeout"];
@@ -31,7 +32,9 @@ impl Walker<'_> {
     /// `ready = "started" | "notify" | { log = "RE" } | { http | tcp | command, interval, timeout }`.
     pub(super) fn ready(&mut self, v: &Value<'_>, path: &str, env: &Env<'_>) -> Option<Ready> {
         match v.get_ref() {
-            DeValue::String(s) => match s.as_ref() {
+            // `${VAR}` expands, so that one file serves where the program cannot be ready
+            // (the container tests have no Discord: BOT_READY=started).
+            DeValue::String(_) => match self.string(v, path, env)?.as_str() {
                 "started" => Some(Ready::Started),
                 "notify" => Some(Ready::Notify),
                 other => {
@@ -161,6 +164,39 @@ impl Walker<'_> {
             return None;
         };
         Some(StartLimit { burst, interval })
+    }
+
+    /// `watchdog`: a duration, with `${VAR}` expanded; 0 turns it off (systemd's
+    /// `WatchdogSec=0`).
+    pub(super) fn watchdog(
+        &mut self,
+        v: &Value<'_>,
+        path: &str,
+        env: &Env<'_>,
+    ) -> Option<Option<Duration>> {
+        let d = match v.get_ref() {
+            DeValue::String(_) => {
+                let text = self.string(v, path, env)?;
+                match parse_duration(&text) {
+                    Ok(d) if d > MAX_DURATION => Err(format!(
+                        "{} s is longer than the longest duration accepted (7 days)",
+                        d.as_secs()
+                    )),
+                    other => other,
+                }
+                .map_err(|m| self.error(v.span(), path, m))
+                .ok()?
+            }
+            _ => self.duration(v, path)?,
+        };
+        if d.is_zero() {
+            return Some(None);
+        }
+        if d < Duration::from_millis(10) {
+            self.error(v.span(), path, "must be at least 10ms (or 0: no watchdog)");
+            return None;
+        }
+        Some(Some(d))
     }
 
     /// A duration above zero (an interval or timeout of zero would spin).
