@@ -64,6 +64,28 @@ pub fn render(s: &Snapshot) -> String {
         "supervisor_program_up",
         "Whether the program is RUNNING",
     );
+    let ready = family(
+        &mut registry,
+        "supervisor_program_ready",
+        "Whether the program is ready (RUNNING: its `ready` rule passed)",
+    );
+    let healthy = family(
+        &mut registry,
+        "supervisor_program_healthy",
+        "Whether the program is ready and no liveness check or watchdog fails",
+    );
+    // Counts as gauges, as `supervisor_deploys` is: promtool reads the OpenMetrics `_total`
+    // samples of a counter family as metrics without help text.
+    let check_failures = family(
+        &mut registry,
+        "supervisor_program_check_failures",
+        "Failed readiness and liveness checks since the supervisor started",
+    );
+    let notify_rejected = family(
+        &mut registry,
+        "supervisor_program_notify_rejected",
+        "Datagrams the program's notify socket dropped (other senders, oversized, garbage)",
+    );
     let spawns = family(
         &mut registry,
         "supervisor_program_spawns",
@@ -114,6 +136,23 @@ pub fn render(s: &Snapshot) -> String {
             } else {
                 0.0
             });
+        let is_ready = p.state == ProgramState::Running;
+        ready
+            .get_or_create(&program(&p.name))
+            .set(if is_ready { 1.0 } else { 0.0 });
+        healthy
+            .get_or_create(&program(&p.name))
+            .set(if is_ready && p.healthy != Some(false) {
+                1.0
+            } else {
+                0.0
+            });
+        check_failures
+            .get_or_create(&program(&p.name))
+            .set(p.check_failures as f64);
+        notify_rejected
+            .get_or_create(&program(&p.name))
+            .set(p.notify_rejected as f64);
         spawns.get_or_create(&program(&p.name)).set(p.spawns as f64);
         if let Some(u) = s.uptime(p) {
             uptime.get_or_create(&program(&p.name)).set(u as f64);

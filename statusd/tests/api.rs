@@ -188,7 +188,10 @@ fn endpoints_follow_the_supervisor_through_changes_and_restarts() {
     });
     stack.ctl(&["start", "web", "idle"]);
     wait_until("healthy again", || get(port, "/health", None).0 == 200);
-    assert_eq!(state(&json(port, "/status"), "idle"), "RUNNING");
+    // Each state event refreshes the view; idle's may come after web's made /health pass.
+    wait_until("idle in /status", || {
+        state(&json(port, "/status"), "idle") == "RUNNING"
+    });
     // Both requests are in the supervisor's audit trail, newest first.
     let audit = json(port, "/audit");
     let verbs: Vec<String> = audit["records"]
@@ -208,6 +211,10 @@ fn endpoints_follow_the_supervisor_through_changes_and_restarts() {
     for line in [
         "supervisor_up 1",
         "supervisor_program_up{program=\"web\"} 1",
+        "supervisor_program_ready{program=\"web\"} 1",
+        "supervisor_program_healthy{program=\"web\"} 1",
+        "supervisor_program_check_failures{program=\"web\"} 0",
+        "supervisor_program_notify_rejected{program=\"web\"} 0",
         "supervisor_program_state{program=\"worker\",state=\"RUNNING\"} 1",
         "supervisor_program_state{program=\"worker\",state=\"FATAL\"} 0",
     ] {
