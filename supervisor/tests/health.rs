@@ -446,3 +446,35 @@ backoff = { initial = "10s", max = "10s" }
     });
     assert_eq!(field(&b, "reason"), "unhealthy: no WATCHDOG=1 within 400ms");
 }
+
+#[test]
+fn depends_on_waits_until_the_dependency_is_ready() {
+    let dir = Supervisor::dir_with(
+        r#"
+[program.db]
+command = ["sh", "@DIR@/db.sh"]
+ready = { log = "accepting connections" }
+
+[program.app]
+command = ["sleep", "60"]
+depends_on = ["db"]
+startsecs = 0
+"#,
+    );
+    // Up at once, ready only after a while: what a database does.
+    std::fs::write(
+        dir.path().join("db.sh"),
+        "sleep 1.5\necho 'ready: accepting connections'\nexec sleep 60\n",
+    )
+    .unwrap();
+    let sup = Supervisor::start(dir, Mode::Plain);
+    let db_running = sup.wait_state("db", "RUNNING");
+    let app_starting = sup.wait_log("app to start", |e| {
+        msg(e) == "state changed" && field(e, "program") == "app" && field(e, "from") == "STOPPED"
+    });
+    // The app's start comes after the database became ready, not after it was spawned.
+    let at = |e: &Value| e["timestamp"].as_str().unwrap().to_owned();
+    assert!(at(&app_starting) >= at(&db_running), "{app_starting} before {db_running}");
+    let spawned = sup.log_events(|e| msg(e) == "spawned" && field(e, "program") == "db");
+    assert!(at(&spawned[0]) < at(&db_running));
+}
