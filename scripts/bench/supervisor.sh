@@ -5,10 +5,5 @@
 #   scripts/bench/supervisor.sh [--quick]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-if ! command -v supervisord >/dev/null; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq supervisor >/dev/null
-fi
-host=$(rustc -vV | sed -n 's/^host: //p')
-RUSTFLAGS="-C target-feature=+crt-static" cargo build --quiet --release --locked -p supervisor --target "$host"
-echo "# supervisord $(supervisord --version), ours $(git rev-parse --short HEAD), $(nproc) cores, $(uname -r)"
-exec python3 scripts/bench/supervisor_vs_supervisord.py "target/$host/release/supervisor" "$@"
+. scripts/bench/build-supervisor
+exec python3 scripts/bench/supervisor_vs_supervisord.py "$ours" "$@"

@@ -49,7 +49,12 @@ impl Snapshot {
     pub fn description(&self, p: &ProgramInfo) -> String {
         match (p.state, p.pid, self.uptime(p)) {
             (ProgramState::Running, Some(pid), Some(up)) => {
-                format!("pid {pid}, uptime {}", supervisor_proto::format_uptime(up))
+                let base = format!("pid {pid}, uptime {}", supervisor_proto::format_uptime(up));
+                // What the program says of itself (`STATUS=`) follows, as the supervisor's does.
+                match &p.status_text {
+                    Some(status) => format!("{base}; {status}"),
+                    None => base,
+                }
             }
             _ => p.description.clone(),
         }
@@ -244,6 +249,21 @@ pub(crate) fn test_program(name: &str, state: ProgramState, critical: bool) -> P
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_programs_own_status_follows_its_description() {
+        let s = Snapshot {
+            connected: true,
+            read_at: Some(Instant::now()),
+            ..Snapshot::default()
+        };
+        let mut p = test_program("bot", ProgramState::Running, true);
+        p.status_text = Some("connected as Ops to 3 guilds".into());
+        assert_eq!(
+            s.description(&p),
+            "pid 42, uptime 0:00:01; connected as Ops to 3 guilds"
+        );
+    }
 
     #[test]
     fn a_running_programs_description_moves_on_with_its_uptime() {

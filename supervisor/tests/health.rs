@@ -474,7 +474,10 @@ startsecs = 0
     });
     // The app's start comes after the database became ready, not after it was spawned.
     let at = |e: &Value| e["timestamp"].as_str().unwrap().to_owned();
-    assert!(at(&app_starting) >= at(&db_running), "{app_starting} before {db_running}");
+    assert!(
+        at(&app_starting) >= at(&db_running),
+        "{app_starting} before {db_running}"
+    );
     let spawned = sup.log_events(|e| msg(e) == "spawned" && field(e, "program") == "db");
     assert!(at(&spawned[0]) < at(&db_running));
 }
