@@ -295,3 +295,37 @@ fn the_supervisor_answers_while_a_large_release_is_copied() {
     let copied = sup.path("releases/current/out/big");
     assert_eq!(std::fs::metadata(copied).unwrap().len(), 300 << 20);
 }
+
+/// A program running as another user reaches its own notify socket (owned by it, mode 0600)
+/// and nothing else in the folder (which it may traverse but not list).
+#[test]
+fn a_notify_socket_belongs_to_its_programs_user() {
+    if !is_root() {
+        eprintln!("skipped: needs root (the program runs as nobody)");
+        return;
+    }
+    let dir = Supervisor::dir_with(
+        r#"
+[program.n]
+command = ["/bin/sh", "-c", "ls \"$(dirname \"$NOTIFY_SOCKET\")\" || echo cannot list; systemd-notify --ready --status=as-nobody; exec sleep 60"]
+user = "nobody"
+ready = "notify"
+ready_timeout = "20s"
+"#,
+    );
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let sup = Supervisor::start(dir, Mode::Plain);
+    sup.wait_state("n", "RUNNING");
+    let socket = std::fs::metadata(sup.path("data/notify/n.sock")).unwrap();
+    assert_eq!(socket.mode() & 0o777, 0o600);
+    assert_eq!(socket.uid(), 65534, "owned by nobody");
+    let folder = std::fs::metadata(sup.path("data/notify")).unwrap();
+    assert_eq!(folder.mode() & 0o777, 0o711);
+    assert!(
+        printed(&sup, "n").iter().any(|l| l == "cannot list"),
+        "{:?}",
+        printed(&sup, "n")
+    );
+    let (_, out, _) = ctl(&sup, &["status", "n"]);
+    assert!(out.contains("; as-nobody"), "{out}");
+}
