@@ -169,8 +169,10 @@ pub fn deploy_progress(
         DeployStage::Fetched => {
             format!("fetched `{}`, building", commit.map(short).unwrap_or("?"))
         }
+        DeployStage::Step => "building".to_owned(),
         DeployStage::Switched => "switched to the new version".to_owned(),
-        DeployStage::Restarting => "restarting, waiting for the health gate".to_owned(),
+        DeployStage::Restarting => "restarting, waiting for it to be ready".to_owned(),
+        DeployStage::Ready => "ready, holding the health gate".to_owned(),
         DeployStage::RollingBack => "rolling back".to_owned(),
         other => other.to_string(),
     };
@@ -210,6 +212,12 @@ pub fn deploy_result(r: &DeployRecord) -> String {
             r.program,
             commit(&r.new_commit, &r.new_subject),
             r.message,
+            commit(&r.old_commit, &r.old_subject)
+        ),
+        (DeployResult::Quarantined, _) => format!(
+            "⛔ `{}`: {} failed its health gate before; not deployed again until a new push (or `deploy --force`). Still running {}.",
+            r.program,
+            commit(&r.new_commit, &r.new_subject),
             commit(&r.old_commit, &r.old_subject)
         ),
         (result, _) => format!(

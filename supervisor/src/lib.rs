@@ -12,8 +12,7 @@
 //! - [`backoff`]: the restart delay formula.
 //! - [`process`]: spawning, signalling and reaping; the only place with `unsafe`.
 //! - [`logs`]: output capture, rotation and the echo to stdout.
-//! - [`release`]: an artifact copied into `releases/<commit>/` and old releases pruned; run as
-//!   a deploy step process (`supervisor release-copy`), never inside the daemon.
+//! - [`deploy`]: the deploy machine, its git commands, releases and history on disk.
 //! - [`dirs`]: folders made for the user that writes them (`state_dirs`, a deploy's tree).
 //! - [`health`]: readiness, liveness and the start budget of a program.
 //! - [`daemon`]: the actor that owns all state and performs the lifecycle's effects.
@@ -28,6 +27,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod deploy;
 pub mod dirs;
 pub mod health;
 pub mod import;
@@ -35,7 +35,6 @@ pub mod jsonl;
 pub mod lifecycle;
 pub mod logs;
 pub mod process;
-pub mod release;
 pub mod status;
 
 use std::future::Future;

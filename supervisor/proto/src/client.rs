@@ -167,6 +167,7 @@ impl Client {
         let request = Request::Deploy {
             name: name.to_owned(),
             trigger,
+            force: false,
         };
         match self.call(request).await? {
             Reply::Deploy { id, queued, .. } => Ok((id, queued)),

@@ -104,6 +104,10 @@ pub enum Request {
         /// Who asked, for the history (`cli`, `hookd: gitea delivery 4f1c...`).
         #[serde(default)]
         trigger: Option<String>,
+        /// Deploy the branch tip even when it is quarantined (it failed its health gate
+        /// before).
+        #[serde(default, skip_serializing_if = "is_false")]
+        force: bool,
     },
     /// Put the previous release back and restart the program.
     Rollback {
@@ -436,6 +440,10 @@ pub struct ProgramInfo {
     /// `KEY=VALUE` text.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub notify_rejected: u64,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -76,6 +76,9 @@ vocabulary! {
         RolledBack = "rolled_back",
         /// The supervisor stopped during the deploy.
         Interrupted = "interrupted",
+        /// The branch tip failed its health gate before; nothing was done (`deploy --force`
+        /// deploys it anyway).
+        Quarantined = "quarantined",
     }
 }
 
@@ -84,14 +87,20 @@ vocabulary! {
     DeployStage {
         Started = "started",
         Fetched = "fetched",
+        /// A build step (or the release copy) ended: its name, outcome and duration.
+        Step = "step",
         Switched = "switched",
         Restarting = "restarting",
+        /// The new version is RUNNING (ready, with a `ready` rule); the gate holds it
+        /// `healthy_after`.
+        Ready = "ready",
         RollingBack = "rolling_back",
         Succeeded = "succeeded",
         Unchanged = "unchanged",
         Failed = "failed",
         RolledBack = "rolled_back",
         Interrupted = "interrupted",
+        Quarantined = "quarantined",
     }
 }
 
@@ -196,10 +205,13 @@ impl DeployStage {
             DeployStage::Failed => Some(DeployResult::Failed),
             DeployStage::RolledBack => Some(DeployResult::RolledBack),
             DeployStage::Interrupted => Some(DeployResult::Interrupted),
+            DeployStage::Quarantined => Some(DeployResult::Quarantined),
             DeployStage::Started
             | DeployStage::Fetched
+            | DeployStage::Step
             | DeployStage::Switched
             | DeployStage::Restarting
+            | DeployStage::Ready
             | DeployStage::RollingBack => None,
         }
     }
@@ -213,6 +225,7 @@ impl From<DeployResult> for DeployStage {
             DeployResult::Failed => DeployStage::Failed,
             DeployResult::RolledBack => DeployStage::RolledBack,
             DeployResult::Interrupted => DeployStage::Interrupted,
+            DeployResult::Quarantined => DeployStage::Quarantined,
         }
     }
 }

@@ -119,9 +119,17 @@ pub enum Command {
     /// Deploy a program from its git branch (see [program.NAME.deploy]).
     Deploy {
         name: String,
-        /// Follow the deploy and exit 0 only when the new version passed its health gate.
+        /// Follow the deploy, a line per stage as it happens (each step with its duration),
+        /// and exit 0 only when the new version passed its health gate (or was already
+        /// running).
         #[arg(long)]
         wait: bool,
+        /// With --wait: the deploy's events as JSON lines instead.
+        #[arg(long, requires = "wait")]
+        json: bool,
+        /// Deploy the branch tip even if it is quarantined (it failed its health gate before).
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         socket: SocketArg,
     },
@@ -131,6 +139,9 @@ pub enum Command {
         /// Follow it and exit 0 only when the previous version is up again.
         #[arg(long)]
         wait: bool,
+        /// With --wait: the events as JSON lines instead.
+        #[arg(long, requires = "wait")]
+        json: bool,
         #[command(flatten)]
         socket: SocketArg,
     },

@@ -18,8 +18,8 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 use supervisor_proto::{
-    ActionResult, Client, ClientError, DeployStage, ErrorKind, Outcome, ProgramInfo, Reply,
-    Request, Stream,
+    ActionResult, Client, ClientError, DeployResult, DeployStage, ErrorKind, Outcome, ProgramInfo,
+    Reply, Request, Stream,
 };
 
 use args::{Cli, Command, LogFormat, SocketArg, StreamArg};
@@ -73,7 +73,7 @@ pub fn main() -> ExitCode {
             releases,
             name,
             keep,
-        } => match crate::release::make(&src, &releases, &name, keep) {
+        } => match crate::deploy::release::make(&src, &releases, &name, keep) {
             Ok(dest) => {
                 println!("release {} made", dest.display());
                 exit::OK
@@ -350,23 +350,30 @@ async fn run_verb(verb: Command) -> Result<u8, ClientError> {
             let _ = writeln!(out, "{version}");
             Ok(exit::OK)
         }
-        Command::Deploy { name, wait, socket } => {
+        Command::Deploy {
+            name,
+            wait,
+            json,
+            force,
+            socket,
+        } => {
             drop(out);
             let request = Request::Deploy {
                 name: name.clone(),
                 trigger: Some(format!("cli ({})", whoami())),
+                force,
             };
-            deploy(&socket, &name, request, wait).await
+            deploy(&socket, &name, request, Follow { wait, json }).await
         }
-        Command::Rollback { name, wait, socket } => {
+        Command::Rollback {
+            name,
+            wait,
+            json,
+            socket,
+        } => {
             drop(out);
-            deploy(
-                &socket,
-                &name,
-                Request::Rollback { name: name.clone() },
-                wait,
-            )
-            .await
+            let request = Request::Rollback { name: name.clone() };
+            deploy(&socket, &name, request, Follow { wait, json }).await
         }
         Command::Deploys {
             names,
@@ -452,29 +459,41 @@ fn whoami() -> String {
         .map_or_else(|| format!("uid {uid}"), |u| u.name)
 }
 
-/// deploy and rollback: start it, and with `wait` follow its events to the end.
+/// How `deploy --wait` follows a deploy.
+#[derive(Clone, Copy, Debug)]
+struct Follow {
+    wait: bool,
+    json: bool,
+}
+
+/// deploy and rollback: start it, and with `wait` follow its events to the end: a line per
+/// stage with the time since the request (each build step with its own duration), or with
+/// `json` each event as it came.
 async fn deploy(
     socket: &SocketArg,
     name: &str,
     request: Request,
-    wait: bool,
+    follow: Follow,
 ) -> Result<u8, ClientError> {
     use supervisor_proto::Event;
     // Subscribe first, so that no event of this deploy can be missed.
-    let mut events = if wait {
+    let mut events = if follow.wait {
         Some(connect(socket).await?.subscribe().await?)
     } else {
         None
     };
+    let asked = std::time::Instant::now();
     let mut client = connect(socket).await?;
     let reply = client.call(request).await?;
     let Reply::Deploy { id, queued, .. } = reply else {
         return Err(unexpected(&reply));
     };
-    println!(
-        "{name}: {} {id}",
-        if queued { "queued after" } else { "deploy" }
-    );
+    if !follow.json {
+        println!(
+            "{name}: {} {id}",
+            if queued { "queued after" } else { "deploy" }
+        );
+    }
     let Some(events) = events.as_mut() else {
         return Ok(exit::OK);
     };
@@ -488,32 +507,44 @@ async fn deploy(
             message,
             commit,
             ..
-        } = event
+        } = &event
         else {
             continue;
         };
         if program != name {
             continue;
         }
-        if target.is_none() && stage == DeployStage::Started && event_id != id {
+        if target.is_none() && *stage == DeployStage::Started && *event_id != id {
             target = Some(event_id.clone());
         }
         if target.as_deref() != Some(event_id.as_str()) {
             continue;
         }
-        let commit = commit
-            .map(|c| format!(" {}", &c[..c.len().min(12)]))
-            .unwrap_or_default();
-        let message = if message.is_empty() {
-            String::new()
+        if follow.json {
+            print_json(&mut std::io::stdout().lock(), &event);
         } else {
-            format!(": {message}")
-        };
-        println!("{name}: {stage}{commit}{message}");
-        match stage.as_str() {
-            "succeeded" | "unchanged" => return Ok(exit::OK),
-            "failed" | "rolled_back" | "interrupted" => return Ok(exit::FAILED),
-            _ => {}
+            let commit = commit
+                .as_ref()
+                .map(|c| format!(" {}", &c[..c.len().min(12)]))
+                .unwrap_or_default();
+            let message = match (stage, message.is_empty()) {
+                (DeployStage::Restarting, true) => {
+                    ": waiting for the new version to be ready".to_owned()
+                }
+                (_, true) => String::new(),
+                (_, false) => format!(": {message}"),
+            };
+            let at = asked.elapsed().as_secs_f64();
+            println!("[{at:>6.1}s] {name}: {stage}{commit}{message}");
+        }
+        if let Some(result) = stage.result() {
+            return Ok(match result {
+                DeployResult::Succeeded | DeployResult::Unchanged => exit::OK,
+                DeployResult::Failed
+                | DeployResult::RolledBack
+                | DeployResult::Interrupted
+                | DeployResult::Quarantined => exit::FAILED,
+            });
         }
     }
     eprintln!("the supervisor went away before the deploy ended");

@@ -63,6 +63,7 @@ mod tests {
         Request::Deploy {
             name: name.into(),
             trigger: None,
+            force: false,
         }
     }
 

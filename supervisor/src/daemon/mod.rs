@@ -7,7 +7,7 @@
 //! - this file: the event loop, lifecycle effects, reaping, shutdown.
 //! - [`requests`]: control requests (status, start, stop, ...) and the clients waiting on them.
 //! - [`update`]: `reread` and `update` (also SIGHUP): applying a changed configuration.
-//! - [`deploy`]: the deploy engine: git, build steps, release switch, health gate, rollback.
+//! - [`deploy`]: the deploy machine's effects: steps, the release switch, restarts, history.
 //! - [`health`]: readiness and liveness: notify sockets, probes, watchdogs.
 //!
 //! Why this file is past 600 lines: the event loop, the lifecycle's effects, reaping and
@@ -341,6 +341,9 @@ struct Daemon {
     restarts: Vec<(String, Waiter)>,
     /// Running deploy steps (git, builds): pid → program.
     step_pids: HashMap<Pid, String>,
+    /// Inputs for deploy machines, handled by `drain_deploys` (never from inside `feed`);
+    /// `None`: tell it the program's state as it is then.
+    deploy_inputs: VecDeque<(String, Option<crate::deploy::machine::Input>)>,
     deploys_started: u64,
     /// Health reports come back through this (probes, notify sockets, log lines).
     reports: mpsc::Sender<Report>,
@@ -379,6 +382,7 @@ impl Daemon {
             orphans: 0,
             restarts: Vec::new(),
             step_pids: HashMap::new(),
+            deploy_inputs: VecDeque::new(),
             deploys_started: 0,
             reports,
             probe_pids: HashMap::new(),
@@ -442,6 +446,13 @@ impl Daemon {
     /// Starts what may start, retires what `update` removed or changed, and during shutdown
     /// stops the next level.
     fn drive(&mut self) {
+        self.drain_deploys();
+        self.drive_programs();
+        // Starting programs may have changed what a deploy watches.
+        self.drain_deploys();
+    }
+
+    fn drive_programs(&mut self) {
         self.retire();
         self.run_restarts();
         if self.shutdown.is_some() {

@@ -76,14 +76,19 @@ impl Daemon {
                 protocol: PROTOCOL_VERSION,
             }),
             Request::Check => Ok(self.check()),
-            Request::Deploy { name, trigger } => {
+            Request::Deploy {
+                name,
+                trigger,
+                force,
+            } => {
                 let trigger = trigger.unwrap_or_else(|| format!("uid {uid}"));
-                self.request_deploy(&name, supervisor_proto::DeployKind::Deploy, trigger)
+                self.request_deploy(&name, supervisor_proto::DeployKind::Deploy, trigger, force)
             }
             Request::Rollback { name } => self.request_deploy(
                 &name,
                 supervisor_proto::DeployKind::Rollback,
                 format!("rollback by uid {uid}"),
+                false,
             ),
             Request::Deploys { names, limit } => self.deploys_reply(&names, limit),
         };

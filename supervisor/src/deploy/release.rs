@@ -35,6 +35,24 @@ pub enum ReleaseError {
     },
 }
 
+/// Points `releases/current` at `target` with one rename, so that it is never missing or half
+/// made; returns where it pointed before. (A symlink and a rename: quick enough for the actor.)
+pub fn point_current(releases: &Path, target: &Path) -> io::Result<Option<PathBuf>> {
+    let previous = fs::read_link(releases.join("current")).ok();
+    let tmp = releases.join(format!(".current-{}", std::process::id()));
+    let _ = fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(target, &tmp)?;
+    fs::rename(&tmp, releases.join("current"))?;
+    Ok(previous)
+}
+
+/// The name of the release `current` points at.
+pub fn current(releases: &Path) -> Option<String> {
+    fs::read_link(releases.join("current"))
+        .ok()
+        .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
+}
+
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> ReleaseError + '_ {
     move |source| ReleaseError::Io {
         path: path.to_owned(),

@@ -1,0 +1,200 @@
+//! The commands a deploy runs and how their output reads: git's argument lists (never through a
+//! shell), the release step, the steps' environment, and what the deploy log may show of them.
+
+use std::path::Path;
+
+use super::machine::Commit;
+use crate::config::DeployConfig;
+
+fn git(args: &[&str]) -> Vec<String> {
+    std::iter::once("git")
+        .chain(args.iter().copied())
+        .map(str::to_owned)
+        .collect()
+}
+
+pub fn init() -> Vec<String> {
+    git(&["init", "-q"])
+}
+
+/// `git fetch` of the branch into `refs/remotes/REMOTE/BRANCH`, from `url` when set.
+pub fn fetch(cfg: &DeployConfig) -> Vec<String> {
+    let refspec = format!(
+        "+refs/heads/{0}:refs/remotes/{1}/{0}",
+        cfg.branch, cfg.remote
+    );
+    let from = cfg.url.as_deref().unwrap_or(&cfg.remote);
+    // A repository on this machine is usually another user's (root's, or a mounted forge's),
+    // which git refuses to read as the deploy's user ("dubious ownership"). Its reader is
+    // trusted for this one fetch; git clears `-c` and GIT_CONFIG_* for local transports, so it
+    // goes on the upload-pack command.
+    if cfg.url.as_deref().is_some_and(is_local) {
+        let pack = "--upload-pack=git -c 'safe.directory=*' upload-pack";
+        git(&["fetch", "--no-tags", pack, "--", from, &refspec])
+    } else {
+        git(&["fetch", "--no-tags", "--", from, &refspec])
+    }
+}
+
+/// `git ls-remote` of the branch: what a poll asks, without fetching anything.
+pub fn ls_remote(cfg: &DeployConfig) -> Vec<String> {
+    let from = cfg.url.as_deref().unwrap_or(&cfg.remote);
+    let head = format!("refs/heads/{}", cfg.branch);
+    if cfg.url.as_deref().is_some_and(is_local) {
+        let pack = "--upload-pack=git -c 'safe.directory=*' upload-pack";
+        git(&["ls-remote", pack, "--", from, &head])
+    } else {
+        git(&["ls-remote", "--", from, &head])
+    }
+}
+
+/// The commit id in `git ls-remote` output for one ref.
+pub fn ls_remote_commit(output: &str) -> Option<String> {
+    output
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .find(|c| is_commit(c))
+        .map(str::to_owned)
+}
+
+fn is_local(url: &str) -> bool {
+    is_local_path(url) || url.starts_with("file://")
+}
+
+/// The fetched tip, as a revision.
+pub fn tip(cfg: &DeployConfig) -> String {
+    format!("refs/remotes/{}/{}^{{commit}}", cfg.remote, cfg.branch)
+}
+
+/// The commit id, then its subject line: what the history and the announcements show.
+pub fn describe(rev: &str) -> Vec<String> {
+    git(&["log", "-1", "--format=%H%n%s", rev, "--"])
+}
+
+pub fn checkout(commit: &str) -> Vec<String> {
+    git(&["checkout", "--force", "--detach", commit])
+}
+
+/// The supervisor's own binary, for the release step: the running image even when the file
+/// was replaced since (an upgrade), resolved in the child, after it took the deploy's user.
+const SELF_EXE: &str = "/proc/self/exe";
+
+/// `supervisor release-copy ARTIFACT RELEASES COMMIT KEEP` (see [`super::release`]).
+pub fn release_copy(artifact: &Path, releases: &Path, commit: &str, keep: u32) -> Vec<String> {
+    vec![
+        SELF_EXE.to_owned(),
+        "release-copy".to_owned(),
+        artifact.display().to_string(),
+        releases.display().to_string(),
+        commit.to_owned(),
+        keep.to_string(),
+    ]
+}
+
+pub fn is_commit(s: &str) -> bool {
+    (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// `git log -1 --format=%H%n%s` output: the commit (when it is one) and its subject.
+pub fn split_commit(output: Option<&str>) -> Option<Commit> {
+    let mut lines = output?.lines();
+    let id = lines.next().map(str::trim).filter(|c| is_commit(c))?;
+    let subject = lines.next().map(str::trim).filter(|s| !s.is_empty());
+    Some(Commit {
+        id: id.to_owned(),
+        subject: subject.map(str::to_owned),
+    })
+}
+
+/// The environment of every git command and build step (beyond config::environ's base and the
+/// deploy's `pass_env`; no secrets). No terminal, no password prompt, no agent: a git that
+/// needs credentials fails fast. No system-wide git configuration, and only transports that
+/// fetch (never `ext::`, which runs a command). Then what the deploy table sets.
+pub fn step_environment(cfg: &DeployConfig) -> Vec<(String, String)> {
+    let mut environment: Vec<(String, String)> = [
+        ("GIT_TERMINAL_PROMPT", "0"),
+        ("GIT_ASKPASS", "true"),
+        ("SSH_ASKPASS", "true"),
+        ("GIT_SSH_COMMAND", "ssh -o BatchMode=yes"),
+        ("GIT_CONFIG_NOSYSTEM", "1"),
+        ("GIT_ALLOW_PROTOCOL", "file:git:http:https:ssh"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    environment.extend(cfg.environment.iter().cloned());
+    environment
+}
+
+/// An argument as the deploy log shows it: a URL's user information (`https://user:token@`)
+/// replaced, so a credential in `url` is never written down.
+pub fn redact_url(arg: &str) -> std::borrow::Cow<'_, str> {
+    let Some((scheme, rest)) = arg.split_once("://") else {
+        return arg.into();
+    };
+    let host_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..host_end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]).into(),
+        None => arg.into(),
+    }
+}
+
+/// Whether a git URL is a local path (`/srv/bot.git`, `../bot.git`), not `scheme://...` or
+/// scp-like `host:path`.
+pub fn is_local_path(url: &str) -> bool {
+    !url.contains("://")
+        && url
+            .split_once(':')
+            .is_none_or(|(before, _)| before.contains('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_in_urls_are_not_shown() {
+        assert_eq!(
+            redact_url("https://bot:t0ken@gitea.example/me/bot.git"),
+            "https://***@gitea.example/me/bot.git"
+        );
+        assert_eq!(
+            redact_url("https://gitea.example/a@b"),
+            "https://gitea.example/a@b"
+        );
+        assert_eq!(redact_url("--no-tags"), "--no-tags");
+    }
+
+    #[test]
+    fn local_paths_are_told_from_urls() {
+        for local in ["/srv/bot.git", "../bot.git", "bot.git", "/a:b/c"] {
+            assert!(is_local_path(local), "{local}");
+        }
+        for remote in [
+            "https://gitea/x.git",
+            "git@host:x.git",
+            "ssh://h/x",
+            "file:///x",
+        ] {
+            assert!(!is_local_path(remote), "{remote}");
+        }
+    }
+
+    #[test]
+    fn outputs_read_as_commits() {
+        let id = "6d167a2f612a25ad2c0a456ad65cf3387fbca6c1";
+        assert_eq!(
+            split_commit(Some(&format!("{id}\nFix the thing\n"))),
+            Some(Commit {
+                id: id.into(),
+                subject: Some("Fix the thing".into())
+            })
+        );
+        assert_eq!(split_commit(Some("fatal: bad revision")), None);
+        assert_eq!(
+            ls_remote_commit(&format!("{id}\trefs/heads/main\n")).as_deref(),
+            Some(id)
+        );
+        assert_eq!(ls_remote_commit(""), None);
+    }
+}
