@@ -215,6 +215,9 @@ pub struct DeployConfig {
     /// build runs code pushed by the forge, and gets no secret unless named here).
     pub pass_env: Vec<String>,
     pub environment: Vec<(String, String)>,
+    /// Ask the remote for the branch tip this often (`git ls-remote`) and deploy when it moved:
+    /// for a machine no forge's webhook can reach.
+    pub poll: Option<Duration>,
 }
 
 /// One problem in a configuration file.

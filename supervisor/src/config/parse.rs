@@ -93,6 +93,7 @@ const DEPLOY_KEYS: &[&str] = &[
     "user",
     "pass_env",
     "environment",
+    "poll",
 ];
 /// The longest duration any key accepts (a week: longer than any sensible timeout, and far
 /// from the limits of the clock's arithmetic).
@@ -679,6 +680,7 @@ impl<'a> Walker<'a> {
             user: None,
             pass_env: Vec::new(),
             environment: Vec::new(),
+            poll: None,
         };
         let mut have_repo = false;
         for (k, value) in t.iter() {
@@ -742,6 +744,16 @@ impl<'a> Walker<'a> {
                     self.integer(value, &kpath, 1, 1000).map(|n| n as u32),
                 ),
                 "healthy_after" => set(&mut d.healthy_after, self.duration(value, &kpath)),
+                "poll" => match self.duration(value, &kpath) {
+                    Some(p) if p.is_zero() => d.poll = None,
+                    Some(p) if p < Duration::from_secs(1) => self.error(
+                        value.span(),
+                        &kpath,
+                        "must be at least 1s (or 0: no polling)",
+                    ),
+                    Some(p) => d.poll = Some(p),
+                    None => {}
+                },
                 "user" => {
                     if let Some(u) = self.string(value, &kpath, env) {
                         match resolve_user(&u) {

@@ -9,6 +9,7 @@
 //! - [`update`]: `reread` and `update` (also SIGHUP): applying a changed configuration.
 //! - [`deploy`]: the deploy machine's effects: steps, the release switch, restarts, history.
 //! - [`health`]: readiness and liveness: notify sockets, probes, watchdogs.
+//! - [`poll`]: the deploy poll trigger (`git ls-remote` on a timer).
 //!
 //! Why this file is past 600 lines: the event loop, the lifecycle's effects, reaping and
 //! shutdown share the actor's state; its setup (signals, socket, audit, programs) is the part
@@ -16,6 +17,7 @@
 
 mod deploy;
 mod health;
+mod poll;
 mod requests;
 mod update;
 
@@ -209,6 +211,8 @@ struct Program {
     health: health::ProgramHealth,
     /// Recent spawns, for `start_limit`.
     starts: Starts,
+    /// `[program.NAME.deploy] poll`.
+    poll: Option<poll::Poll>,
 }
 
 /// What a program's health needs from the daemon when it is set up.
@@ -311,6 +315,7 @@ impl Program {
                 cfg.name.as_str(),
                 setup.writer,
             ),
+            poll: None,
             cfg,
         };
         Ok((program, captures))
@@ -351,6 +356,8 @@ struct Daemon {
     probe_pids: HashMap<Pid, health::CommandProbe>,
     /// Main processes declared with `MAINPID=` that are not their group's leader.
     main_pids: HashMap<Pid, String>,
+    /// Deploy polls running (`git ls-remote`): pid → program.
+    poll_pids: HashMap<Pid, String>,
     starts_writer: budget::Writer,
 }
 
@@ -387,6 +394,7 @@ impl Daemon {
             reports,
             probe_pids: HashMap::new(),
             main_pids: HashMap::new(),
+            poll_pids: HashMap::new(),
             starts_writer,
         };
         for cfg in daemon.config.programs.clone() {
@@ -405,7 +413,14 @@ impl Daemon {
             reports: &self.reports,
             writer: &self.starts_writer,
         };
-        let (program, captures) = Program::new(cfg, &self.echo, &self.reopen, &setup)?;
+        let (mut program, captures) = Program::new(cfg, &self.echo, &self.reopen, &setup)?;
+        if let Some(interval) = program.cfg.deploy.as_ref().and_then(|d| d.poll) {
+            program.poll = Some(poll::Poll::new(
+                interval,
+                Instant::now(),
+                self.jitter.sample(),
+            ));
+        }
         self.programs.push(program);
         self.captures.extend(captures);
         Ok(())
@@ -612,6 +627,10 @@ impl Daemon {
                 self.probe_exited(pid, reason);
                 continue;
             }
+            if let Some(program) = self.poll_pids.remove(&pid) {
+                self.poll_exited(&program, pid, reason);
+                continue;
+            }
             if let Some(program) = self.main_pids.remove(&pid) {
                 // The declared main process ended: that is the program's exit.
                 if let Some(idx) = self.index(&program)
@@ -684,6 +703,7 @@ impl Daemon {
             .chain(shutdown)
             .chain(self.deploy_deadlines())
             .chain(self.health_deadlines())
+            .chain(self.poll_deadlines())
             .min()
     }
 
@@ -697,6 +717,7 @@ impl Daemon {
         }
         self.deploy_tick(now);
         self.health_tick(now);
+        self.poll_tick(now);
         if self
             .shutdown
             .as_ref()
@@ -735,6 +756,7 @@ impl Daemon {
             p.pending_start = false;
         }
         self.abort_deploys();
+        self.abort_polls();
         let _ = self.events.send(Event::ShuttingDown {
             at_ms: unix_ms(SystemTime::now()),
         });

@@ -483,6 +483,7 @@ fn with_status(description: String, status: Option<String>) -> String {
 }
 
 fn info(p: &Program, now: Instant) -> ProgramInfo {
+    let poll_error = p.poll.as_ref().and_then(|poll| poll.describe(now));
     let uptime_secs = match &p.state {
         State::Running { since, .. } | State::Starting { since, .. } => {
             Some(now.saturating_duration_since(*since).as_secs())
@@ -494,8 +495,11 @@ fn info(p: &Program, now: Instant) -> ProgramInfo {
         group: p.cfg.group.clone(),
         state: p.state.name(),
         description: with_status(
-            describe(&p.state, p.changed_at, p.spawns > 0, now),
-            p.health.describe(),
+            with_status(
+                describe(&p.state, p.changed_at, p.spawns > 0, now),
+                p.health.describe(),
+            ),
+            poll_error.clone(),
         ),
         pid: p.state.pid().map(|pid| pid.as_raw() as u32),
         uptime_secs,
@@ -516,5 +520,6 @@ fn info(p: &Program, now: Instant) -> ProgramInfo {
             .notify
             .as_ref()
             .map_or(0, |n| n.rejected.load(std::sync::atomic::Ordering::Relaxed)),
+        poll_error,
     }
 }

@@ -27,6 +27,7 @@ fn cfg(artifact: bool) -> DeployConfig {
         user: None,
         pass_env: Vec::new(),
         environment: Vec::new(),
+        poll: None,
     }
 }
 
