@@ -62,12 +62,13 @@ pub async fn version(ctx: Context<'_>) -> Result<(), Error> {
     let shared = ctx.data();
     let program = &shared.settings.deploy_program;
     let records = shared.control.deploys(&[program], 20).await?;
-    let text = logic::version_text(
+    let mut text = logic::version_text(
         env!("CARGO_PKG_VERSION"),
         crate::BUILT_FROM,
         program,
         logic::running_commit(&records, program),
     );
+    text.push_str(&logic::quarantine_note(&records, program));
     ctx.say(text).await?;
     Ok(())
 }

@@ -157,6 +157,19 @@ pub fn version_text(
     out
 }
 
+/// The commits not deployed again (they failed their health gate), for `/version`.
+pub fn quarantine_note(records: &[DeployRecord], program: &str) -> String {
+    let commits = supervisor_proto::quarantined(records, program);
+    if commits.is_empty() {
+        return String::new();
+    }
+    let list: Vec<String> = commits.iter().map(|c| format!("`{}`", short(c))).collect();
+    format!(
+        "\nquarantined (failed the health gate; a new push or `deploy --force` is needed): {}",
+        list.join(", ")
+    )
+}
+
 /// A deploy in progress, for the message that follows it.
 pub fn deploy_progress(
     program: &str,
@@ -313,6 +326,27 @@ mod tests {
         assert!(deploy_result(&r).starts_with("↩️ `bot` rolled back to `2222222222`"));
         r.new_subject = Some("x".repeat(5000));
         assert_eq!(deploy_result(&r).chars().count(), MESSAGE_LIMIT);
+    }
+
+    #[test]
+    fn quarantined_commits_are_named_until_they_run() {
+        // Newest first: a rolled-back deploy, then the refused retry of the same commit.
+        let records = vec![record("quarantined"), record("rolled_back")];
+        assert_eq!(
+            quarantine_note(&records, "bot"),
+            "\nquarantined (failed the health gate; a new push or `deploy --force` is needed): `2222222222`"
+        );
+        assert_eq!(quarantine_note(&records, "web"), "");
+        // Forced and passing since: no longer quarantined.
+        let records = vec![record("succeeded"), record("rolled_back")];
+        assert_eq!(quarantine_note(&records, "bot"), "");
+        let q = record("quarantined");
+        assert!(
+            deploy_result(&q)
+                .starts_with("⛔ `bot`: `2222222222` Fix /ping failed its health gate before"),
+            "{}",
+            deploy_result(&q)
+        );
     }
 
     #[test]

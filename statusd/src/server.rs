@@ -206,13 +206,16 @@ async fn commit(State(app): State<App>) -> Response {
         .programs
         .iter()
         .filter(|p| p.deploy_branch.is_some())
-        .map(|p| match running_commit(&s, &p.name) {
-            Some(r) => json!({
-                "name": p.name, "branch": p.deploy_branch, "commit": r.commit,
-                "message": r.subject, "deployed_ms": r.at_ms, "deploy_id": r.deploy_id,
-                "deploy_result": r.result,
-            }),
-            None => json!({"name": p.name, "branch": p.deploy_branch, "commit": null}),
+        .map(|p| {
+            let quarantined = supervisor_proto::quarantined(&s.deploys, &p.name);
+            match running_commit(&s, &p.name) {
+                Some(r) => json!({
+                    "name": p.name, "branch": p.deploy_branch, "commit": r.commit,
+                    "message": r.subject, "deployed_ms": r.at_ms, "deploy_id": r.deploy_id,
+                    "deploy_result": r.result, "quarantined": quarantined,
+                }),
+                None => json!({"name": p.name, "branch": p.deploy_branch, "commit": null, "quarantined": quarantined}),
+            }
         })
         .collect();
     json_reply(

@@ -373,6 +373,31 @@ pub fn last_conclusive<'a>(records: &'a [DeployRecord], program: &str) -> Option
         .find(|d| d.program == program && d.is_conclusive())
 }
 
+/// The commits of `program` that failed their health gate (rolled-back deploys) and have not
+/// run successfully since, newest first: the supervisor will not deploy them again unless
+/// forced. `records` newest first, as `deploys` answers.
+pub fn quarantined<'a>(records: &'a [DeployRecord], program: &str) -> Vec<&'a str> {
+    let mut out: Vec<&str> = Vec::new();
+    let mut succeeded: Vec<&str> = Vec::new();
+    for r in records.iter().filter(|r| r.program == program) {
+        let Some(commit) = r.new_commit.as_deref() else {
+            continue;
+        };
+        match r.result {
+            DeployResult::Succeeded | DeployResult::Unchanged => succeeded.push(commit),
+            DeployResult::RolledBack
+                if r.kind == DeployKind::Deploy
+                    && !succeeded.contains(&commit)
+                    && !out.contains(&commit) =>
+            {
+                out.push(commit)
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 /// `0:01:02`, `1 day, 2:03:04`, `3 days, 0:00:05`: an uptime as supervisorctl prints it (Python's
 /// `timedelta`).
 pub fn format_uptime(secs: u64) -> String {
