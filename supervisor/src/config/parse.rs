@@ -744,7 +744,7 @@ impl<'a> Walker<'a> {
                     self.integer(value, &kpath, 1, 1000).map(|n| n as u32),
                 ),
                 "healthy_after" => set(&mut d.healthy_after, self.duration(value, &kpath)),
-                "poll" => match self.duration(value, &kpath) {
+                "poll" => match self.expanded_duration(value, &kpath, env) {
                     Some(p) if p.is_zero() => d.poll = None,
                     Some(p) if p < Duration::from_secs(1) => self.error(
                         value.span(),

@@ -174,7 +174,26 @@ impl Walker<'_> {
         path: &str,
         env: &Env<'_>,
     ) -> Option<Option<Duration>> {
-        let d = match v.get_ref() {
+        let d = self.expanded_duration(v, path, env)?;
+        if d.is_zero() {
+            return Some(None);
+        }
+        if d < Duration::from_millis(10) {
+            self.error(v.span(), path, "must be at least 10ms (or 0: no watchdog)");
+            return None;
+        }
+        Some(Some(d))
+    }
+
+    /// A duration whose string form may use `${VAR}`, for keys one file sets differently per
+    /// place (`watchdog`, a deploy's `poll`).
+    pub(super) fn expanded_duration(
+        &mut self,
+        v: &Value<'_>,
+        path: &str,
+        env: &Env<'_>,
+    ) -> Option<Duration> {
+        match v.get_ref() {
             DeValue::String(_) => {
                 let text = self.string(v, path, env)?;
                 match parse_duration(&text) {
@@ -185,18 +204,10 @@ impl Walker<'_> {
                     other => other,
                 }
                 .map_err(|m| self.error(v.span(), path, m))
-                .ok()?
+                .ok()
             }
-            _ => self.duration(v, path)?,
-        };
-        if d.is_zero() {
-            return Some(None);
+            _ => self.duration(v, path),
         }
-        if d < Duration::from_millis(10) {
-            self.error(v.span(), path, "must be at least 10ms (or 0: no watchdog)");
-            return None;
-        }
-        Some(Some(d))
     }
 
     /// A duration above zero (an interval or timeout of zero would spin).
