@@ -617,3 +617,72 @@ fn unacknowledged_heartbeats_make_it_unhealthy_and_restarted() {
         stack.program("bot")["spawns"].as_u64() >= Some(2)
     });
 }
+
+#[test]
+fn a_version_that_fails_its_gate_is_announced_then_refused_until_a_fix() {
+    let stack = Stack::start(BotEnv::default());
+    stack.wait_ready(1);
+    let option = json!([{"name": "announce-channel", "type": 1, "options": [
+        {"name": "channel", "type": 7, "value": ANNOUNCE_CHANNEL_ID.to_string()}
+    ]}]);
+    let resolved = json!({"channels": {ANNOUNCE_CHANNEL_ID.to_string(): {
+        "id": ANNOUNCE_CHANNEL_ID.to_string(), "name": "deploys", "type": 0,
+        "permissions": "2147483647"
+    }}});
+    let id = stack.discord.slash(OWNER_ID, "settings", option, resolved);
+    callback(&stack, id);
+    let announcements = || -> Vec<String> {
+        let path = format!("/api/v10/channels/{ANNOUNCE_CHANNEL_ID}/messages");
+        stack
+            .discord
+            .calls()
+            .into_iter()
+            .filter(|c| c.method == "POST" && c.path == path)
+            .map(|c| c.body["content"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // A version that dies at once: rolled back, announced, quarantined.
+    let work = stack.root().join("work");
+    std::fs::write(work.join("run.sh"), "echo broken\nexit 1\n").unwrap();
+    git(&work, &["commit", "-q", "-am", "Break it"]);
+    git(&work, &["push", "-q", "origin", "HEAD:refs/heads/main"]);
+    let bad = git(&work, &["rev-parse", "HEAD"]);
+    assert_eq!(stack.ctl(&["deploy", "app"]).0, 0);
+    wait_until("the rollback announcement", || !announcements().is_empty());
+    assert!(
+        announcements()[0].starts_with(&format!("⚠️ `app`: `{}` Break it failed", &bad[..10])),
+        "{:?}",
+        announcements()
+    );
+    // The same commit again (a second webhook): refused, and said so.
+    assert_eq!(stack.ctl(&["deploy", "app"]).0, 0);
+    wait_until("the refusal", || announcements().len() >= 2);
+    assert!(
+        announcements()[1].starts_with(&format!(
+            "⛔ `app`: `{}` Break it failed its health gate before",
+            &bad[..10]
+        )),
+        "{:?}",
+        announcements()
+    );
+    let id = stack
+        .discord
+        .slash(OWNER_ID, "version", json!([]), json!({}));
+    let text = content(&callback(&stack, id)).to_owned();
+    assert!(
+        text.contains(&format!(
+            "quarantined (failed the health gate; a new push or `deploy --force` is needed): `{}`",
+            &bad[..10]
+        )),
+        "{text}"
+    );
+    // A fix pushed after it deploys.
+    let fix = stack.push("4");
+    assert_eq!(stack.ctl(&["deploy", "app"]).0, 0);
+    wait_until("the fix's announcement", || announcements().len() >= 3);
+    assert!(
+        announcements()[2].starts_with(&format!("✅ `app` deployed `{}`", &fix[..10])),
+        "{:?}",
+        announcements()
+    );
+}

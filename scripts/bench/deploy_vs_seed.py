@@ -7,6 +7,12 @@ Each round pushes a commit to a local bare repository, posts the webhook, and me
 until the program's log shows the new version (the new process runs). No build step: the seed's
 case of an interpreted bot restarted after a pull. Both use startsecs = 1.
 
+Then, ours only (the seed has neither): push -> the new version *ready* for a program with
+`ready = "notify"` that sends READY=1 as soon as it runs (the `ready` stage of the deploy, read
+from the event stream; the seed's equivalent is its `startsecs`, 1 s); and the cost of
+`poll` with an unchanged remote: the supervisor's CPU and wake-ups per poll, and per hour at
+`poll = "1m"`.
+
 Usage: scripts/bench/deploy_vs_seed.py SUPERVISOR HOOKD PYTHON_WITH_FASTAPI [--rounds N]
 (scripts/bench/deploy.sh installs what is needed and builds the binaries.)
 """
@@ -24,7 +30,16 @@ import tempfile
 import time
 import urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from health_checks import Events, cpu_ns  # noqa: E402  (the event stream client, schedstat CPU)
+from supervisor_vs_supervisord import context_switches  # noqa: E402
+
 SECRET = b"bench-secret"
+
+READY_AT_ONCE = (
+    "python3 -c \"import os, socket; s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); "
+    "s.sendto(b'READY=1', os.environ['NOTIFY_SOCKET'])\"\nexec sleep 100000\n"
+)
 
 
 def git(cwd, *args):
@@ -75,10 +90,10 @@ def setup(root):
     git(root, "clone", "-q", "remote.git", "seed")
 
 
-def push(root, version):
+def push(root, version, rest="exec sleep 100000\n"):
     work = os.path.join(root, "work")
     with open(os.path.join(work, "run.sh"), "w") as f:
-        f.write(f'echo "version {version}"\nexec sleep 100000\n')
+        f.write(f'echo "version {version}"\n{rest}')
     git(work, "commit", "-q", "-a", "-m", version)
     git(work, "push", "-q", "origin", "HEAD:refs/heads/main")
     return git(work, "rev-parse", "HEAD")
@@ -171,6 +186,81 @@ def stop(proc):
         proc.wait()
 
 
+def ours_push_to_ready(root, supervisor, hookd, rounds):
+    """Push -> the `ready` stage of our deploy, for a program that sends READY=1 at once."""
+    port = free_port()
+    config = f"""
+[program.bot]
+command = ["/bin/sh", "{root}/ours/run.sh"]
+echo_output = false
+ready = "notify"
+[program.bot.deploy]
+repo = "{root}/ours"
+healthy_after = "100ms"
+
+[program.hookd]
+command = ["{hookd}"]
+echo_output = false
+environment = {{ HOOKD_LISTEN = "127.0.0.1:{port}", HOOKD_SECRET = "{SECRET.decode()}", SUPERVISOR_SOCKET = "{root}/data/supervisor.sock" }}
+"""
+    path = os.path.join(root, "supervisor.toml")
+    with open(path, "w") as f:
+        f.write(config)
+    proc = subprocess.Popen([supervisor, "run", "-c", path], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    times = []
+    try:
+        wait_for("hookd", lambda: _listening(port))
+        events = Events(os.path.join(root, "data", "supervisor.sock"))
+        for i in range(1, rounds + 1):
+            sha = push(root, f"ready {i}", READY_AT_ONCE)
+            body = json.dumps({"ref": "refs/heads/main", "after": sha}).encode()
+            sig = hmac.new(SECRET, body, hashlib.sha256).hexdigest()
+            t0 = time.monotonic()
+            post(f"http://127.0.0.1:{port}/webhook", body, {
+                "Content-Type": "application/json", "X-Gitea-Event": "push",
+                "X-Gitea-Delivery": f"ready-{i}", "X-Gitea-Signature": sig})
+            while True:
+                e = json.loads(events.frame()).get("event", {})
+                if e.get("type") == "deploy" and e.get("stage") == "ready":
+                    times.append(time.monotonic() - t0)
+                    break
+            while True:  # the gate's end, before the next push
+                e = json.loads(events.frame()).get("event", {})
+                if e.get("type") == "deploy" and e.get("stage") in ("succeeded", "rolled_back", "failed"):
+                    break
+    finally:
+        stop(proc)
+    return times
+
+
+def ours_poll_cost(root, supervisor, seconds):
+    """CPU and wake-ups of the supervisor per poll of an unchanged remote (`poll = "2s"`)."""
+    config = f"""
+[program.bot]
+command = ["/bin/sleep", "100000"]
+echo_output = false
+startsecs = 0
+[program.bot.deploy]
+repo = "{root}/ours"
+poll = "2s"
+"""
+    path = os.path.join(root, "supervisor-poll.toml")
+    with open(path, "w") as f:
+        f.write(config)
+    proc = subprocess.Popen([supervisor, "run", "-c", path], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(3)
+        c0, s0 = cpu_ns(proc.pid), context_switches(proc.pid)
+        time.sleep(seconds)
+        c1, s1 = cpu_ns(proc.pid), context_switches(proc.pid)
+    finally:
+        stop(proc)
+    polls = seconds / 2
+    return (c1 - c0) / 1e6 / polls, (s1 - s0) / polls
+
+
 def main():
     if len(sys.argv) < 4:
         sys.exit(__doc__)
@@ -202,10 +292,20 @@ def main():
         finally:
             stop(ours)
             stop(seed)
+        print("# ours: push -> ready (READY=1 at once)", flush=True)
+        ready = ours_push_to_ready(root, supervisor, hookd, rounds)
+        print("# ours: poll = 2s, unchanged remote, 60 s", flush=True)
+        poll_cpu_ms, poll_wakeups = ours_poll_cost(root, supervisor, 60)
     a, b = statistics.median(ours_times) * 1000, statistics.median(seed_times) * 1000
     print()
     print(f"{'measure':<40} {'ours':>10} {'seed':>10} {'ours/seed':>10}")
     print(f"{'push -> new commit running (median ms)':<40} {a:>10.1f} {b:>10.1f} {a / b:>10.3f}")
+    r = statistics.median(ready) * 1000
+    print(f"{'push -> new commit ready (median ms)':<40} {r:>10.1f} {'(1 s+)':>10}")
+    print()
+    print(f"poll, unchanged remote: {poll_cpu_ms:.2f} ms supervisor CPU and {poll_wakeups:.1f} wake-ups "
+          f"per poll; at poll = 1m: {poll_cpu_ms * 60:.0f} ms CPU and {poll_wakeups * 60:.0f} wake-ups an hour "
+          "(git's own work is its own process's)")
 
 
 if __name__ == "__main__":
