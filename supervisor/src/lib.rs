@@ -50,12 +50,17 @@ pub enum Error {
     Config(#[from] config::ConfigErrors),
     #[error(transparent)]
     Runtime(#[from] anyhow::Error),
+    /// `--strict` and a supervisord configuration with behaviour that would be lost.
+    #[error(
+        "--strict: {0} supervisord option(s) would lose behaviour (listed above); nothing started"
+    )]
+    Strict(usize),
 }
 
 impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Config(_) => EXIT_CONFIG,
+            Error::Config(_) | Error::Strict(_) => EXIT_CONFIG,
             Error::Runtime(_) => 1,
         }
     }
@@ -63,8 +68,23 @@ impl Error {
 
 /// Runs the daemon on the configuration at `path` until a shutdown signal, a fatal program with
 /// `on_fatal = "shutdown"`, or `shutdown` resolving. Returns the exit code.
-pub fn run(path: &Path, shutdown: impl Future<Output = ()>) -> Result<i32, Error> {
-    let config = config::load(path)?;
+///
+/// A supervisord configuration runs as `supervisor import` would convert it; what it cannot
+/// carry over is logged once, here, with its file and line, and with `strict` anything that
+/// would lose behaviour refuses the start.
+pub fn run(path: &Path, strict: bool, shutdown: impl Future<Output = ()>) -> Result<i32, Error> {
+    let (config, findings) = config::load_reporting(path)?;
+    for f in &findings {
+        tracing::warn!(file = %f.file.display(), line = f.line, what = %f.what,
+            severity = ?f.severity, advice = %f.advice, "supervisord option not carried over");
+    }
+    let lost = findings
+        .iter()
+        .filter(|f| f.severity == import::Severity::Unsupported)
+        .count();
+    if strict && lost > 0 {
+        return Err(Error::Strict(lost));
+    }
     // One thread: the daemon is an actor, spawning and reaping must share a thread, and a
     // small footprint matters on a Raspberry Pi.
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -74,7 +94,8 @@ pub fn run(path: &Path, shutdown: impl Future<Output = ()>) -> Result<i32, Error
     Ok(runtime.block_on(daemon::run(config, shutdown))?)
 }
 
-/// Validates the configuration at `path`.
-pub fn check(path: &Path) -> Result<config::Config, Error> {
-    Ok(config::load(path)?)
+/// Validates the configuration at `path`; for a supervisord file, also what it cannot carry
+/// over.
+pub fn check(path: &Path) -> Result<(config::Config, Vec<import::Finding>), Error> {
+    Ok(config::load_reporting(path)?)
 }

@@ -438,6 +438,23 @@ pub fn restrict_umask() {
     unsafe { libc::umask(0o027) };
 }
 
+/// Switches the whole supervisor to `user` (a name or uid) and its groups, for supervisord's
+/// `-u`: once, at start, before any thread or child exists.
+pub fn become_user(user: &str) -> io::Result<()> {
+    let spec = crate::config::parse::resolve_user(user).map_err(io::Error::other)?;
+    let groups: Vec<nix::unistd::Gid> = spec
+        .groups
+        .iter()
+        .map(|&g| nix::unistd::Gid::from_raw(g))
+        .collect();
+    if nix::unistd::geteuid().is_root() {
+        nix::unistd::setgroups(&groups)?;
+    }
+    nix::unistd::setgid(nix::unistd::Gid::from_raw(spec.gid))?;
+    nix::unistd::setuid(nix::unistd::Uid::from_raw(spec.uid))?;
+    Ok(())
+}
+
 /// When not PID 1, become the reaper of our orphaned descendants, as PID 1 is.
 pub fn become_subreaper() -> io::Result<()> {
     // SAFETY: prctl with an integer argument has no memory effects.

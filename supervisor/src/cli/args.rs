@@ -25,6 +25,16 @@ pub enum Command {
         /// Format of the supervisor's own log on stderr (RUST_LOG sets the level).
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+        /// With a supervisord configuration: refuse to start if any of its options would lose
+        /// behaviour (they are always listed at start).
+        #[arg(long)]
+        strict: bool,
+        /// Switch to this user first (supervisord's -u); the supervisor must be root.
+        #[arg(long, hide = true)]
+        user: Option<String>,
+        /// The log level when RUST_LOG is unset (supervisord's -e).
+        #[arg(long, hide = true)]
+        log_level: Option<tracing::Level>,
     },
     /// Validate a configuration: exit 0 when valid, 2 with every problem listed when not.
     Check {

@@ -11,6 +11,7 @@
 
 pub mod args;
 pub mod follow;
+pub mod personas;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -39,11 +40,31 @@ pub mod exit {
 
 /// The whole binary: parse, dispatch, exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Called as `supervisord` or `supervisorctl` (a symlink): their command lines, as ours.
+    let args = match personas::translate(std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    let cli = Cli::parse_from(args);
     ExitCode::from(match cli.command {
-        Command::Run { config, log_format } => {
-            init_tracing(log_format);
-            match crate::run(&config.config, std::future::pending()) {
+        Command::Run {
+            config,
+            log_format,
+            strict,
+            user,
+            log_level,
+        } => {
+            init_tracing(log_format, log_level.unwrap_or(tracing::Level::INFO));
+            if let Some(user) = user
+                && let Err(e) = crate::process::become_user(&user)
+            {
+                eprintln!("supervisor: cannot switch to user {user}: {e}");
+                return ExitCode::from(exit::USAGE);
+            }
+            match crate::run(&config.config, strict, std::future::pending()) {
                 Ok(code) => u8::try_from(code).unwrap_or(exit::FAILED),
                 Err(e) => {
                     eprintln!("supervisor: {e}");
@@ -52,7 +73,10 @@ pub fn main() -> ExitCode {
             }
         }
         Command::Check { config } => match crate::check(&config.config) {
-            Ok(c) => {
+            Ok((c, findings)) => {
+                for f in &findings {
+                    eprintln!("{f}");
+                }
                 let n = c.programs.len();
                 let noun = if n == 1 { "program" } else { "programs" };
                 println!("{}: ok ({n} {noun})", config.config.display());
@@ -96,7 +120,7 @@ pub fn main() -> ExitCode {
     })
 }
 
-fn init_tracing(format: LogFormat) {
+fn init_tracing(format: LogFormat, level: tracing::Level) {
     use std::io::IsTerminal;
     use tracing_subscriber::filter::Targets;
     use tracing_subscriber::layer::SubscriberExt;
@@ -106,7 +130,7 @@ fn init_tracing(format: LogFormat) {
     let filter = std::env::var("RUST_LOG")
         .ok()
         .and_then(|v| v.parse::<Targets>().ok())
-        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
+        .unwrap_or_else(|| Targets::new().with_default(level));
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());

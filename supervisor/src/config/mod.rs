@@ -259,8 +259,16 @@ impl fmt::Display for ConfigErrors {
     }
 }
 
-/// Reads and validates the file at `path` against the real environment.
+/// Reads and validates the file at `path` against the real environment: a `supervisor.toml`,
+/// or a supervisord configuration (recognised by its content), converted in memory as
+/// `supervisor import` converts it.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    Ok(load_reporting(path)?.0)
+}
+
+/// As [`load`], with what a converted supervisord configuration could not carry over (empty
+/// for `supervisor.toml`).
+pub fn load_reporting(path: &Path) -> Result<(Config, Vec<crate::import::Finding>), ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors(vec![ConfigError {
             file: path.to_owned(),
@@ -269,5 +277,37 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             message: format!("cannot read the configuration: {e}"),
         }])
     })?;
-    parse(path, &text)
+    if !crate::import::is_supervisord(&text) {
+        return Ok((parse(path, &text)?, Vec::new()));
+    }
+    let imported = crate::import::import(path).map_err(|e| {
+        let (file, line, key, message) = match e {
+            crate::import::ImportError::Ini(e) => (e.file, e.line, String::new(), e.message),
+            crate::import::ImportError::Invalid {
+                file,
+                line,
+                what,
+                message,
+            } => (file, line, what, message),
+        };
+        ConfigErrors(vec![ConfigError {
+            file,
+            line,
+            key,
+            message,
+        }])
+    })?;
+    // Problems found in the converted text: its line numbers are those of
+    // `supervisor import FILE`'s output, which says so.
+    let config = parse(path, &imported.toml).map_err(|mut errors| {
+        for e in &mut errors.0 {
+            e.message = format!(
+                "{} (in the conversion of this supervisord file; `supervisor import {}` shows it)",
+                e.message,
+                path.display()
+            );
+        }
+        errors
+    })?;
+    Ok((config, imported.findings))
 }

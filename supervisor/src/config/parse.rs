@@ -1378,7 +1378,7 @@ fn check_git_url(url: &str) -> Result<(), String> {
     }
 }
 
-fn resolve_user(spec: &str) -> Result<UserSpec, String> {
+pub(crate) fn resolve_user(spec: &str) -> Result<UserSpec, String> {
     use nix::unistd::{Uid, User, getgrouplist};
     let user = match spec.parse::<u32>() {
         Ok(uid) => User::from_uid(Uid::from_raw(uid)),
@@ -1410,15 +1410,23 @@ mod tests;
 pub fn socket_path(path: &Path) -> Result<PathBuf, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let (doc, errors) = DeTable::parse_recoverable(&text);
-    if let Some(e) = errors.first() {
-        return Err(format!(
-            "{} is not valid TOML: {}",
-            path.display(),
-            e.message().trim_end()
-        ));
+    // A supervisord file: its `[unix_http_server] file`, as the conversion reads it.
+    if crate::import::is_supervisord(&text) {
+        let imported = crate::import::import(path).map_err(|e| e.to_string())?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        return socket_from_toml(&imported.toml, base)
+            .map_err(|e| format!("{} (converted){e}", path.display()));
     }
     let base = path.parent().unwrap_or(Path::new("."));
+    socket_from_toml(&text, base).map_err(|e| format!("{}{e}", path.display()))
+}
+
+/// The socket named by a `supervisor.toml` text whose relative paths start at `base`.
+fn socket_from_toml(text: &str, base: &Path) -> Result<PathBuf, String> {
+    let (doc, errors) = DeTable::parse_recoverable(text);
+    if let Some(e) = errors.first() {
+        return Err(format!(" is not valid TOML: {}", e.message().trim_end()));
+    }
     let supervisor = get(doc.get_ref(), "supervisor").map(|(_, v)| v.get_ref());
     let text_of = |key: &str| match supervisor {
         Some(DeValue::Table(t)) => match get(t, key).map(|(_, v)| v.get_ref()) {

@@ -150,6 +150,37 @@ fn unsupported_program_option(key: &str) -> Option<&'static str> {
     })
 }
 
+/// Whether `text` is a supervisord configuration rather than `supervisor.toml`: a section header
+/// only supervisord has (`[supervisord]`, `[program:x]`, `[include]`, ...). TOML's tables are
+/// `[supervisor]` and `[program.x]`; a colon cannot appear in a bare TOML key.
+pub fn is_supervisord(text: &str) -> bool {
+    const SECTIONS: &[&str] = &[
+        "supervisord",
+        "supervisorctl",
+        "unix_http_server",
+        "inet_http_server",
+        "include",
+    ];
+    const PREFIXES: &[&str] = &[
+        "program:",
+        "group:",
+        "eventlistener:",
+        "fcgi-program:",
+        "rpcinterface:",
+    ];
+    text.lines().any(|line| {
+        let Some(name) = line
+            .trim()
+            .strip_prefix('[')
+            .and_then(|l| l.strip_suffix(']'))
+            .map(str::trim)
+        else {
+            return false;
+        };
+        SECTIONS.contains(&name) || PREFIXES.iter().any(|p| name.starts_with(p))
+    })
+}
+
 /// Reads the supervisord configuration at `path` (and its includes) and converts it.
 pub fn import(path: &Path) -> Result<Imported, ImportError> {
     // `%(here)s` is the folder of each file, absolute as supervisord makes it.
