@@ -58,6 +58,9 @@ RUN apt-get update \
     && useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin builder \
     && mkdir -p /app/data
 COPY --from=build /out/ /usr/local/bin/
+# Called by these names, the supervisor takes supervisord's and supervisorctl's command lines:
+# an image that ran supervisord switches by changing its base, not its CMD or health check.
+RUN ln -s supervisor /usr/local/bin/supervisord && ln -s supervisor /usr/local/bin/supervisorctl
 COPY deploy/container/bot-current /usr/local/bin/bot-current
 COPY deploy/container/build-release /usr/local/lib/bot/build-release
 COPY deploy/container/supervisor.toml /app/supervisor.toml

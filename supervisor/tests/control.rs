@@ -63,13 +63,14 @@ startretries = 0
         lines[0],
         "broken                           FATAL     Exited too quickly (process log may have details)"
     );
+    // Programs of a group are `group:name`, as supervisorctl shows them.
     assert_eq!(
         lines[1],
-        "idle                             STOPPED   Not started"
+        "front:idle                       STOPPED   Not started"
     );
     assert!(
         lines[2].starts_with(&format!(
-            "web                              RUNNING   pid {pid}, uptime 0:00:0"
+            "front:web                        RUNNING   pid {pid}, uptime 0:00:0"
         )),
         "{out}"
     );
@@ -84,7 +85,7 @@ startretries = 0
         out.lines()
             .map(|l| l.split(' ').next().unwrap())
             .collect::<Vec<_>>(),
-        ["idle", "web"]
+        ["front:idle", "front:web"]
     );
     assert_eq!(ctl(&sup, &["status", "front:web"]).0, 0);
     assert_eq!(

@@ -154,9 +154,18 @@ fn same_processes(dir: tempfile::TempDir, n: usize) {
         String::from_utf8_lossy(&check.stderr)
     );
 
-    let sup = Supervisor::start(dir, Mode::Plain);
+    let mut sup = Supervisor::start(dir, Mode::Plain);
     let ours = processes(sup.pid, n);
-    assert_eq!(ours, expected);
+    assert_eq!(ours, expected, "imported");
+    // The same supervisord.conf run as it is, without the import step: the same processes.
+    sup.signal(Signal::SIGTERM);
+    assert!(sup.wait_exit(PATIENCE).success());
+    let dir = std::mem::replace(&mut sup.dir, tempfile::tempdir().unwrap());
+    drop(sup);
+    std::fs::remove_file(dir.path().join("supervisor.toml")).unwrap();
+    let sup = Supervisor::start_with(dir, Mode::Plain, "supervisord.conf");
+    let direct = processes(sup.pid, n);
+    assert_eq!(direct, expected, "run directly");
 }
 
 #[test]

@@ -663,8 +663,13 @@ fn pick(programs: Vec<ProgramInfo>, names: &[String]) -> (Vec<ProgramInfo>, Vec<
 }
 
 /// supervisorctl's status line: `%(name)-32s %(state)-10s%(desc)s`.
+/// supervisorctl's line: a program of a group is named `group:name`, as supervisorctl names it.
 pub fn status_line(p: &ProgramInfo) -> String {
-    format!("{:<32} {:<10}{}", p.name, p.state, p.description)
+    let name = match &p.group {
+        Some(group) => format!("{group}:{}", p.name),
+        None => p.name.clone(),
+    };
+    format!("{name:<32} {:<10}{}", p.state, p.description)
         .trim_end()
         .to_owned()
 }

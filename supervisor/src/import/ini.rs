@@ -93,6 +93,16 @@ fn read_into(path: &Path, sections: &mut Vec<Section>, depth: u32) -> Result<(),
                 })?
                 .filter_map(Result::ok)
                 .collect();
+            // A pattern without wildcards names one file: missing is a mistake worth stopping
+            // for (supervisord only warns, and then runs without it). A glob may match nothing.
+            let wildcard = pattern.contains(['*', '?', '[']);
+            if matches.is_empty() && !wildcard {
+                return Err(IniError {
+                    file: path.to_owned(),
+                    line: files.line,
+                    message: format!("included file {} does not exist", full.display()),
+                });
+            }
             matches.sort();
             for m in matches {
                 read_into(&m, sections, depth + 1)?;

@@ -277,11 +277,25 @@ pub fn import(path: &Path) -> Result<Imported, ImportError> {
                 Severity::Ignored,
                 "clients find the socket in supervisor.toml, or take -s / $SUPERVISOR_SOCKET",
             ),
+            // Every supervisord.conf carries the standard one, only for supervisorctl: ours
+            // works without it. Another factory is a plugin, which would be lost.
+            "rpcinterface"
+                if s.get("supervisor.rpcinterface_factory").is_some_and(|o| {
+                    o.value.trim() == "supervisor.rpcinterface:make_main_rpcinterface"
+                }) =>
+            {
+                finding(
+                    s,
+                    None,
+                    Severity::Ignored,
+                    "supervisorctl (this binary, called so) uses the control socket; no XML-RPC needed",
+                )
+            }
             "rpcinterface" => finding(
                 s,
                 None,
                 Severity::Unsupported,
-                "no XML-RPC: the control protocol is JSON over the Unix socket (docs/PROTOCOL.md)",
+                "no XML-RPC plugins: the control protocol is JSON over the Unix socket (docs/PROTOCOL.md)",
             ),
             "eventlistener" => finding(
                 s,

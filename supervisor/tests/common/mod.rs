@@ -61,7 +61,13 @@ impl Supervisor {
     }
 
     pub fn start(dir: tempfile::TempDir, mode: Mode) -> Self {
-        let config = dir.path().join("supervisor.toml");
+        Self::start_with(dir, mode, "supervisor.toml")
+    }
+
+    /// As [`Self::start`], on the configuration file `config` of the folder (a supervisord
+    /// file works too).
+    pub fn start_with(dir: tempfile::TempDir, mode: Mode, config: &str) -> Self {
+        let config = dir.path().join(config);
         let mut cmd = match mode {
             Mode::Plain => Command::new(BIN),
             Mode::Pid1 => {

@@ -1,0 +1,194 @@
+//! A drop-in for supervisord: the binary called as `supervisord` and `supervisorctl` (symlinks,
+//! as in an image), a supervisord.conf run as it is, `--strict`, and bad INI input.
+
+#![allow(clippy::unwrap_used)] // in a test, an unwrap is an assertion
+#![allow(clippy::disallowed_methods)] // tests run the real binary and tools: std spawns them
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const CONF: &str = r#"[unix_http_server]
+file=%(here)s/run/supervisor.sock
+chmod=0700
+
+[supervisord]
+nodaemon=true
+logfile=/dev/null
+pidfile=%(here)s/run/supervisord.pid
+childlogdir=%(here)s/logs
+
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+
+[supervisorctl]
+serverurl=unix://%(here)s/run/supervisor.sock
+
+[program:worker]
+command=/bin/sleep 1000
+process_name=%(program_name)s_%(process_num)d
+numprocs=2
+"#;
+
+/// A folder with `supervisord.conf` = `conf` and `bin/supervisord`, `bin/supervisorctl`
+/// linked to the supervisor binary.
+fn folder(conf: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("bin")).unwrap();
+    std::fs::create_dir_all(dir.path().join("run")).unwrap();
+    std::fs::create_dir_all(dir.path().join("logs")).unwrap();
+    for name in ["supervisord", "supervisorctl"] {
+        std::os::unix::fs::symlink(BIN, dir.path().join("bin").join(name)).unwrap();
+    }
+    std::fs::write(dir.path().join("supervisord.conf"), conf).unwrap();
+    dir
+}
+
+fn run(dir: &Path, program: &str, args: &[&str]) -> Output {
+    Command::new(dir.join("bin").join(program))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("SUPERVISOR_CONFIG")
+        .env_remove("SUPERVISOR_SOCKET")
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn supervisord_and_supervisorctl_by_their_names() {
+    let dir = folder(CONF);
+    let root = dir.path();
+    // The image's CMD, unchanged.
+    let mut daemon = Command::new(root.join("bin/supervisord"))
+        .args(["-n", "-c"])
+        .arg(root.join("supervisord.conf"))
+        .current_dir(root)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    let status = loop {
+        let o = run(root, "supervisorctl", &["-c", "supervisord.conf", "status"]);
+        if o.status.code() == Some(0) {
+            break o;
+        }
+        assert!(Instant::now() < deadline, "{}", text(&o));
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = text(&status);
+    assert!(
+        out.contains("worker:worker_0") && out.contains("worker:worker_1") && out.contains("RUNNING"),
+        "{out}"
+    );
+    // The socket from [unix_http_server], also as supervisorctl's -s URL.
+    let sock = format!("unix://{}", root.join("run/supervisor.sock").display());
+    let o = run(root, "supervisorctl", &["-s", &sock, "status", "worker:worker_1"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = run(root, "supervisorctl", &["-c", "supervisord.conf", "restart", "worker:*"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("worker:worker_0: stopped") || text(&o).contains("started"), "{}", text(&o));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(daemon.wait().unwrap().success());
+}
+
+#[test]
+fn supervisord_options_that_do_not_apply_are_refused_by_name() {
+    let dir = folder(CONF);
+    let o = run(dir.path(), "supervisord", &["-c", "supervisord.conf", "-l", "/var/log/x.log"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("supervisord: -l: not supported here: the supervisor logs to stderr"),
+        "{}",
+        text(&o)
+    );
+    let o = run(dir.path(), "supervisorctl", &["-s", "http://127.0.0.1:9001", "status"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("only unix:///path"), "{}", text(&o));
+}
+
+#[test]
+fn what_is_not_carried_over_is_said_at_start_and_strict_refuses_it() {
+    let conf = CONF.replace(
+        "numprocs=2\n",
+        "numprocs=2\numask=002\nstdout_syslog=true\n",
+    );
+    let dir = folder(&conf);
+    let root = dir.path();
+    // `timeout`: a supervisor that started anyway would run for ever.
+    let o = Command::new("timeout")
+        .args(["20", BIN, "run", "--strict", "-c", "supervisord.conf"])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--strict: 2 supervisord option(s) would lose behaviour"), "{}", text(&o));
+    assert!(!root.join("run/supervisor.sock").exists(), "nothing started");
+    // Without --strict: said once, with file and line, and it runs.
+    let o = Command::new(BIN)
+        .args(["check", "-c", "supervisord.conf"])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let conf_path = root.join("supervisord.conf");
+    assert!(
+        text(&o).contains(&format!("{}:21: [program:worker] umask: not supported", conf_path.display())),
+        "{}",
+        text(&o)
+    );
+    let sup = Supervisor::start_with(dir, Mode::Plain, "supervisord.conf");
+    let lost = sup.log_events(|e| {
+        msg(e) == "supervisord option not carried over" && field(e, "severity") == "Unsupported"
+    });
+    assert_eq!(lost.len(), 2, "{lost:?}");
+    assert_eq!(lost[0]["line"], 21);
+    sup.wait_state("worker_0", "RUNNING");
+}
+
+#[test]
+fn bad_ini_input_is_reported_with_file_and_line_and_nothing_starts() {
+    for (conf, expected) in [
+        (
+            "[supervisord]\nnodaemon=true\n[program:x\ncommand=/bin/true\n",
+            "supervisord.conf:3:",
+        ),
+        (
+            "[supervisord]\n[include]\nfiles=/nonexistent/dir/*.conf /nonexistent/one.conf\n[program:x]\ncommand=/bin/true\n",
+            "supervisord.conf:",
+        ),
+        (
+            "[supervisord]\n[program:x]\nautorestart=sometimes\ncommand=/bin/true\n",
+            "supervisord.conf:3:",
+        ),
+    ] {
+        let dir = folder(conf);
+        let o = Command::new("timeout")
+            .args(["20", BIN, "run", "-c", "supervisord.conf"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{conf}: {}", text(&o));
+        assert!(text(&o).contains(expected), "{conf}: {}", text(&o));
+        assert!(
+            !dir.path().join("data").exists() && !dir.path().join("run/supervisor.sock").exists(),
+            "nothing started"
+        );
+    }
+}
