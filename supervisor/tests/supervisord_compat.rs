@@ -90,16 +90,30 @@ fn supervisord_and_supervisorctl_by_their_names() {
     };
     let out = text(&status);
     assert!(
-        out.contains("worker:worker_0") && out.contains("worker:worker_1") && out.contains("RUNNING"),
+        out.contains("worker:worker_0")
+            && out.contains("worker:worker_1")
+            && out.contains("RUNNING"),
         "{out}"
     );
     // The socket from [unix_http_server], also as supervisorctl's -s URL.
     let sock = format!("unix://{}", root.join("run/supervisor.sock").display());
-    let o = run(root, "supervisorctl", &["-s", &sock, "status", "worker:worker_1"]);
+    let o = run(
+        root,
+        "supervisorctl",
+        &["-s", &sock, "status", "worker:worker_1"],
+    );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let o = run(root, "supervisorctl", &["-c", "supervisord.conf", "restart", "worker:*"]);
+    let o = run(
+        root,
+        "supervisorctl",
+        &["-c", "supervisord.conf", "restart", "worker:*"],
+    );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(text(&o).contains("worker:worker_0: stopped") || text(&o).contains("started"), "{}", text(&o));
+    assert!(
+        text(&o).contains("worker:worker_0: stopped") || text(&o).contains("started"),
+        "{}",
+        text(&o)
+    );
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(daemon.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
@@ -111,14 +125,22 @@ fn supervisord_and_supervisorctl_by_their_names() {
 #[test]
 fn supervisord_options_that_do_not_apply_are_refused_by_name() {
     let dir = folder(CONF);
-    let o = run(dir.path(), "supervisord", &["-c", "supervisord.conf", "-l", "/var/log/x.log"]);
+    let o = run(
+        dir.path(),
+        "supervisord",
+        &["-c", "supervisord.conf", "-l", "/var/log/x.log"],
+    );
     assert_eq!(o.status.code(), Some(2));
     assert!(
         text(&o).contains("supervisord: -l: not supported here: the supervisor logs to stderr"),
         "{}",
         text(&o)
     );
-    let o = run(dir.path(), "supervisorctl", &["-s", "http://127.0.0.1:9001", "status"]);
+    let o = run(
+        dir.path(),
+        "supervisorctl",
+        &["-s", "http://127.0.0.1:9001", "status"],
+    );
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("only unix:///path"), "{}", text(&o));
 }
@@ -138,8 +160,15 @@ fn what_is_not_carried_over_is_said_at_start_and_strict_refuses_it() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("--strict: 2 supervisord option(s) would lose behaviour"), "{}", text(&o));
-    assert!(!root.join("run/supervisor.sock").exists(), "nothing started");
+    assert!(
+        text(&o).contains("--strict: 2 supervisord option(s) would lose behaviour"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        !root.join("run/supervisor.sock").exists(),
+        "nothing started"
+    );
     // Without --strict: said once, with file and line, and it runs.
     let o = Command::new(BIN)
         .args(["check", "-c", "supervisord.conf"])
@@ -149,7 +178,10 @@ fn what_is_not_carried_over_is_said_at_start_and_strict_refuses_it() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let conf_path = root.join("supervisord.conf");
     assert!(
-        text(&o).contains(&format!("{}:21: [program:worker] umask: not supported", conf_path.display())),
+        text(&o).contains(&format!(
+            "{}:21: [program:worker] umask: not supported",
+            conf_path.display()
+        )),
         "{}",
         text(&o)
     );
