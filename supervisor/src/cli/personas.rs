@@ -43,8 +43,8 @@ fn text(a: &OsString) -> Result<&str, String> {
 
 /// `-c FILE`, `-cFILE`, `--configuration FILE`, `--configuration=FILE`: the value, and how many
 /// arguments it took.
-fn value<'a>(
-    args: &'a [OsString],
+fn value(
+    args: &[OsString],
     i: usize,
     short: &str,
     long: &str,
