@@ -36,7 +36,9 @@ fn main() -> ExitCode {
                 return ExitCode::from(EXIT_CONFIG);
             }
         };
-        tracing::info!(listen = %settings.listen, program = %settings.program, socket = %settings.socket.display(), "hookd listening");
+        // The address bound, with the port the system chose for `:0`.
+        let listen = listener.local_addr().map_or_else(|_| settings.listen.to_string(), |a| a.to_string());
+        tracing::info!(%listen, program = %settings.program, socket = %settings.socket.display(), "hookd listening");
         // Listening: ready for the supervisor (`ready = "notify"`), and alive for as long as
         // the runtime turns (`watchdog`).
         let notifier = std::sync::Arc::new(supervised::notify::Notifier::from_env());

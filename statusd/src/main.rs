@@ -57,7 +57,11 @@ fn main() -> ExitCode {
                 return ExitCode::from(EXIT_CONFIG);
             }
         };
-        tracing::info!(listen = %settings.listen, socket = %settings.socket.display(), "statusd listening");
+        // The address bound, with the port the system chose for `:0`.
+        let listen = listener
+            .local_addr()
+            .map_or_else(|_| settings.listen.to_string(), |a| a.to_string());
+        tracing::info!(%listen, socket = %settings.socket.display(), "statusd listening");
         // Listening: ready for the supervisor (`ready = "notify"`), and alive for as long as
         // the runtime turns (`watchdog`).
         let notifier = std::sync::Arc::new(supervised::notify::Notifier::from_env());

@@ -69,7 +69,8 @@ impl Stack {
         git(&root.join("work"), &["add", "run.sh"]);
         push(root, "1");
         git(root, &["clone", "-q", "remote.git", "app"]);
-        let (port, port_master, statusd_port) = (free_port(), free_port(), free_port());
+        // Port 0: each server takes a free port and logs it; a port picked here could be taken
+        // by another test before the server binds it.
         let statusd = testkit::sibling(env!("CARGO_BIN_EXE_hookd"), "statusd");
         let hookd = env!("CARGO_BIN_EXE_hookd");
         let config = format!(
@@ -86,17 +87,17 @@ healthy_after = "300ms"
 command = ["{hookd}"]
 {run_as}startsecs = "300ms"
 fatal_exitcodes = [78]
-environment = {{ HOOKD_LISTEN = "127.0.0.1:{port}", HOOKD_SECRET = "{SECRET}", HOOKD_PROGRAM = "app", SUPERVISOR_SOCKET = "{root}/data/supervisor.sock", HOOKD_BODY_LIMIT = "65536" }}
+environment = {{ HOOKD_LISTEN = "127.0.0.1:0", HOOKD_SECRET = "{SECRET}", HOOKD_PROGRAM = "app", SUPERVISOR_SOCKET = "{root}/data/supervisor.sock", HOOKD_BODY_LIMIT = "65536" }}
 
 [program.hookd-master]
 command = ["{hookd}"]
 startsecs = "300ms"
-environment = {{ HOOKD_LISTEN = "127.0.0.1:{port_master}", HOOKD_SECRET = "{SECRET}", HOOKD_PROGRAM = "app", HOOKD_BRANCH = "master", SUPERVISOR_SOCKET = "{root}/data/supervisor.sock" }}
+environment = {{ HOOKD_LISTEN = "127.0.0.1:0", HOOKD_SECRET = "{SECRET}", HOOKD_PROGRAM = "app", HOOKD_BRANCH = "master", SUPERVISOR_SOCKET = "{root}/data/supervisor.sock" }}
 
 [program.statusd]
 command = ["{statusd}"]
 {run_as}startsecs = "300ms"
-environment = {{ STATUSD_LISTEN = "127.0.0.1:{statusd_port}", SUPERVISOR_SOCKET = "{root}/data/supervisor.sock" }}
+environment = {{ STATUSD_LISTEN = "127.0.0.1:0", SUPERVISOR_SOCKET = "{root}/data/supervisor.sock" }}
 "#,
             statusd = statusd.display(),
             root = root.display()
@@ -109,6 +110,20 @@ environment = {{ STATUSD_LISTEN = "127.0.0.1:{statusd_port}", SUPERVISOR_SOCKET 
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        let listening = |program: &str| {
+            let log = root.join(format!("data/logs/{program}.err.log"));
+            let mut port = 0;
+            wait_until(&format!("{program} to listen"), || {
+                port = listened_port(&std::fs::read_to_string(&log).unwrap_or_default());
+                port != 0
+            });
+            port
+        };
+        let (port, port_master, statusd_port) = (
+            listening("hookd"),
+            listening("hookd-master"),
+            listening("statusd"),
+        );
         let stack = Self {
             dir,
             sup,
@@ -116,10 +131,6 @@ environment = {{ STATUSD_LISTEN = "127.0.0.1:{statusd_port}", SUPERVISOR_SOCKET 
             port_master,
             statusd_port,
         };
-        wait_until("hookd to listen", || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
-                && TcpStream::connect(("127.0.0.1", port_master)).is_ok()
-        });
         wait_until("app to run", || stack.app_log().contains("version 1"));
         stack
     }
@@ -167,6 +178,15 @@ impl Drop for Stack {
         let _ = self.sup.kill();
         let _ = self.sup.wait();
     }
+}
+
+/// The port in a "... listening listen=127.0.0.1:PORT ..." log line; 0 before there is one.
+fn listened_port(log: &str) -> u16 {
+    log.lines()
+        .filter(|l| l.contains(" listening "))
+        .find_map(|l| l.split_once(" listen=127.0.0.1:"))
+        .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 pub fn nix_kill(pid: u32, sig: &str) -> std::io::Result<std::process::ExitStatus> {
