@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 
 use supervisor_proto::{
-    ActionResult, Client, DeployRecord, EventStream, ProgramInfo, Request, Stream, SupervisorInfo,
+    ActionResult, Alert, Client, DeployRecord, EventStream, ProgramInfo, Request, Stream,
+    SupervisorInfo,
 };
 
 /// Said in the hello, and in deploy triggers.
@@ -79,6 +80,14 @@ impl Control {
         self.client(None)
             .await?
             .deploys(names, limit)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    pub async fn alerts(&self, limit: u32) -> Result<Vec<Alert>, String> {
+        self.client(None)
+            .await?
+            .alerts(limit)
             .await
             .map_err(|e| e.to_string())
     }

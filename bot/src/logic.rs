@@ -4,7 +4,8 @@
 use std::fmt::Write as _;
 
 use supervisor_proto::{
-    DeployKind, DeployRecord, DeployResult, DeployStage, ProgramInfo, SupervisorInfo,
+    Alert, DeployKind, DeployRecord, DeployResult, DeployStage, ProgramInfo, Severity,
+    SupervisorInfo,
 };
 
 /// Discord's limit on a message's content, in characters.
@@ -155,6 +156,25 @@ pub fn version_text(
         }
     }
     out
+}
+
+/// An alert message: the newest of a program's alerts (oldest first in `alerts`), and how many
+/// more there were since its last message.
+pub fn alert_text(alerts: &[Alert]) -> String {
+    let Some(last) = alerts.last() else {
+        return String::new();
+    };
+    let icon = match last.severity {
+        Severity::Critical => "🔴",
+        Severity::Warning => "🟠",
+        Severity::Info => "🟢",
+    };
+    let mut text = format!("{icon} {}", last.message);
+    if alerts.len() > 1 {
+        let _ = write!(text, " (and {} earlier alert", alerts.len() - 1);
+        text.push_str(if alerts.len() > 2 { "s)" } else { ")" });
+    }
+    truncate(&text, MESSAGE_LIMIT)
 }
 
 /// The commits not deployed again (they failed their health gate), for `/version`.

@@ -10,7 +10,10 @@
 //! - [`metrics`]: the Prometheus exposition.
 //! - [`page`]: the HTML status page.
 //! - [`server`]: the endpoints.
+//! - [`alerts`]: the supervisor's alerts about the bot, to a webhook (the bot cannot post its
+//!   own death).
 
+pub mod alerts;
 pub mod metrics;
 pub mod page;
 pub mod probe;

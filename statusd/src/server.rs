@@ -64,7 +64,8 @@ pub async fn serve(
     let follower = {
         let view = view.clone();
         let socket = settings.socket.clone();
-        tokio::spawn(async move { view::follow(&socket, view).await })
+        let alerts = settings.alerts.clone().map(crate::alerts::Alerter::start);
+        tokio::spawn(async move { view::follow(&socket, view, alerts).await })
     };
     let router = app(view, settings.token.as_deref(), &settings.socket);
     // Bounded (timeouts, a connection cap; small answers go out at once, without Nagle).

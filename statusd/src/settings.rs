@@ -12,6 +12,9 @@ pub struct Settings {
     /// `STATUSD_TOKEN`: when set, every endpoint but `/ping` and `/health` wants
     /// `Authorization: Bearer <token>`.
     pub token: Option<String>,
+    /// `ALERT_WEBHOOK_URL` (with `ALERT_PROGRAMS`, `ALERT_WEBHOOK_FORMAT`): where alerts about
+    /// the bot go when the bot cannot post them.
+    pub alerts: Option<crate::alerts::AlertSettings>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -20,6 +23,7 @@ impl std::fmt::Debug for Settings {
             .field("listen", &self.listen)
             .field("socket", &self.socket)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("alerts", &self.alerts)
             .finish()
     }
 }
@@ -36,6 +40,41 @@ impl Settings {
                 env("SUPERVISOR_SOCKET").unwrap_or_else(|| "data/supervisor.sock".into()),
             ),
             token: env("STATUSD_TOKEN").filter(|t| !t.is_empty()),
+            alerts: alert_settings(env)?,
         })
     }
+}
+
+fn alert_settings(
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<crate::alerts::AlertSettings>, String> {
+    use crate::alerts::{AlertSettings, Format};
+    let Some(url) = env("ALERT_WEBHOOK_URL").filter(|u| !u.is_empty()) else {
+        return Ok(None);
+    };
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return Err("ALERT_WEBHOOK_URL must be an http(s):// URL".into());
+    }
+    let format = match env("ALERT_WEBHOOK_FORMAT").as_deref() {
+        None | Some("") | Some("discord") => Format::Discord,
+        Some("json") => Format::Json,
+        Some(other) => {
+            return Err(format!(
+                "ALERT_WEBHOOK_FORMAT={other:?}: use \"discord\" (the default) or \"json\""
+            ));
+        }
+    };
+    // Empty: every program's alerts.
+    let programs = env("ALERT_PROGRAMS")
+        .unwrap_or_else(|| "bot".into())
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect();
+    Ok(Some(AlertSettings {
+        url,
+        programs,
+        format,
+    }))
 }

@@ -117,11 +117,11 @@ fn write(view: &View, f: impl FnOnce(&mut Snapshot)) {
 }
 
 /// Keeps `view` current until the task is dropped.
-pub async fn follow(socket: &Path, view: View) {
+pub async fn follow(socket: &Path, view: View, alerts: Option<crate::alerts::Alerter>) {
     let mut delay = Duration::from_millis(100);
     loop {
         let started = Instant::now();
-        let result = session(socket, &view).await;
+        let result = session(socket, &view, alerts.as_ref()).await;
         let error = match result {
             Ok(()) => "the supervisor ended the event stream".to_owned(),
             Err(e) => e.to_string(),
@@ -155,7 +155,11 @@ async fn answered<T>(
     }
 }
 
-async fn session(socket: &Path, view: &View) -> Result<(), ClientError> {
+async fn session(
+    socket: &Path,
+    view: &View,
+    alerts: Option<&crate::alerts::Alerter>,
+) -> Result<(), ClientError> {
     let setup = ANSWER_TIMEOUT * 5;
     // Subscribe first, then read: a change between the two is not missed.
     let mut events = answered(
@@ -195,6 +199,11 @@ async fn session(socket: &Path, view: &View) -> Result<(), ClientError> {
                 }
             }
             Event::ShuttingDown { .. } => {}
+            Event::Alert(alert) => {
+                if let Some(alerts) = alerts {
+                    alerts.push(alert);
+                }
+            }
             Event::State { .. }
             | Event::Config { .. }
             | Event::Health { .. }

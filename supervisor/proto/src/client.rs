@@ -8,7 +8,7 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::frame::{self, FrameError};
 use crate::message::{
-    ActionResult, AuditRecord, Body, ClientHello, DeployRecord, ErrorBody, ErrorKind, Event,
+    ActionResult, Alert, AuditRecord, Body, ClientHello, DeployRecord, ErrorBody, ErrorKind, Event,
     HelloBody, PROTOCOL_VERSION, ProgramInfo, Reply, Request, RequestFrame, ServerFrame,
     ServerHello, Stream, SupervisorInfo,
 };
@@ -192,6 +192,14 @@ impl Client {
         match self.call(Request::Audit { limit }).await? {
             Reply::Audit { records } => Ok(records),
             other => Err(unexpected("audit", &other)),
+        }
+    }
+
+    /// `alerts`: the newest `limit` alerts, newest first.
+    pub async fn alerts(&mut self, limit: u32) -> Result<Vec<Alert>, ClientError> {
+        match self.call(Request::Alerts { limit }).await? {
+            Reply::Alerts { records } => Ok(records),
+            other => Err(unexpected("alerts", &other)),
         }
     }
 

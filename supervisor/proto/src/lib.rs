@@ -19,4 +19,6 @@ pub mod vocabulary;
 
 pub use client::{Client, ClientError, EventStream};
 pub use message::*;
-pub use vocabulary::{DeployKind, DeployResult, DeployStage, ProgramName, ProgramState, Verb};
+pub use vocabulary::{
+    AlertKind, DeployKind, DeployResult, DeployStage, ProgramName, ProgramState, Severity, Verb,
+};

@@ -2,7 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::vocabulary::{DeployKind, DeployResult, DeployStage, ProgramState, Verb};
+use crate::vocabulary::{
+    AlertKind, DeployKind, DeployResult, DeployStage, ProgramState, Severity, Verb,
+};
 
 /// The version spoken by this crate. A server answers a hello of another version with an
 /// `unsupported_version` error and closes the connection.
@@ -125,6 +127,11 @@ pub enum Request {
         #[serde(default = "default_deploys_limit")]
         limit: u32,
     },
+    /// Recent alerts, newest first (kept across restarts of the supervisor).
+    Alerts {
+        #[serde(default = "default_deploys_limit")]
+        limit: u32,
+    },
 }
 
 fn default_deploys_limit() -> u32 {
@@ -154,6 +161,7 @@ impl Request {
             Request::Reread
             | Request::Update
             | Request::Audit { .. }
+            | Request::Alerts { .. }
             | Request::Events
             | Request::Shutdown
             | Request::Version
@@ -181,6 +189,7 @@ impl Request {
             Request::Rollback { .. } => Verb::Rollback,
             Request::Deploys { .. } => Verb::Deploys,
             Request::Audit { .. } => Verb::Audit,
+            Request::Alerts { .. } => Verb::Alerts,
         }
     }
 
@@ -306,6 +315,25 @@ pub enum Reply {
     Audit {
         records: Vec<AuditRecord>,
     },
+    Alerts {
+        records: Vec<Alert>,
+    },
+}
+
+/// Something an owner should hear about: a program down, restarting in a loop, unhealthy, a
+/// deploy that failed, and its recovery.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alert {
+    /// Unique and sorting by time (`1795520030000-bot-7`): what a poster remembers it by.
+    pub id: String,
+    pub program: String,
+    pub kind: AlertKind,
+    pub severity: Severity,
+    /// For people: `bot is FATAL: started 10 times in 24h: ...`.
+    pub message: String,
+    pub at_ms: u64,
+    /// The program is marked `critical`.
+    pub critical: bool,
 }
 
 /// One state-changing request, as the audit trail on the data volume keeps it.
@@ -550,6 +578,8 @@ pub enum Event {
         message: String,
         at_ms: u64,
     },
+    /// Something an owner should hear about (see [`Alert`]).
+    Alert(Alert),
     /// The subscriber was too slow and missed this many events; re-read `status`.
     Lagged { missed: u64 },
     /// The supervisor is shutting down; the stream ends after the last state changes.

@@ -113,6 +113,37 @@ vocabulary! {
 }
 
 vocabulary! {
+    /// How much an alert matters.
+    Severity {
+        /// Good news (a recovery) or a decision (a quarantined commit).
+        Info = "info",
+        /// Something went wrong and was handled (a restart, a rollback).
+        Warning = "warning",
+        /// A program is down and stays down until someone acts.
+        Critical = "critical",
+    }
+}
+
+vocabulary! {
+    /// What an alert is about.
+    AlertKind {
+        /// A program went FATAL.
+        Fatal = "fatal",
+        /// Its start budget (`start_limit`) is spent: FATAL until started by hand.
+        StartLimit = "start_limit",
+        /// A liveness check or its watchdog failed: it is being restarted.
+        Unhealthy = "unhealthy",
+        /// It restarted again and again in a short time (before any FATAL).
+        CrashLoop = "crash_loop",
+        DeployFailed = "deploy_failed",
+        RolledBack = "rolled_back",
+        Quarantined = "quarantined",
+        /// RUNNING again after one of the above.
+        Recovered = "recovered",
+    }
+}
+
+vocabulary! {
     /// The verbs of the protocol, as `[control.allow]` and messages spell them.
     Verb {
         Status = "status",
@@ -132,6 +163,7 @@ vocabulary! {
         Rollback = "rollback",
         Deploys = "deploys",
         Audit = "audit",
+        Alerts = "alerts",
     }
 }
 

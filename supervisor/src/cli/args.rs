@@ -167,6 +167,18 @@ pub enum Command {
         #[command(flatten)]
         socket: SocketArg,
     },
+    /// Recent alerts, newest first: programs FATAL, out of start budget, unhealthy or
+    /// crash-looping, failed deploys, and recoveries.
+    Alerts {
+        /// How many.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        limit: u32,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
     /// The audit trail: every state-changing request, newest first, with when, who (uid,
     /// process, and whom it acted for), what and the outcome.
     Audit {

@@ -436,6 +436,30 @@ async fn run_verb(verb: Command) -> Result<u8, ClientError> {
             }
             Ok(exit::OK)
         }
+        Command::Alerts {
+            limit,
+            json,
+            socket,
+        } => {
+            let records = connect(&socket).await?.alerts(limit).await?;
+            if json {
+                print_json(&mut out, &records);
+            } else {
+                for a in &records {
+                    let at: chrono::DateTime<chrono::Local> =
+                        (std::time::UNIX_EPOCH + std::time::Duration::from_millis(a.at_ms)).into();
+                    let _ = writeln!(
+                        out,
+                        "{}  {:<8} {:<13} {}",
+                        at.format("%b %d %H:%M:%S"),
+                        a.severity,
+                        a.kind,
+                        a.message
+                    );
+                }
+            }
+            Ok(exit::OK)
+        }
         Command::Audit {
             limit,
             json,

@@ -16,7 +16,8 @@ use std::time::{Instant, SystemTime};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use supervisor_proto::{
-    DeployKind, DeployRecord, DeployResult, DeployStage, ErrorBody, ErrorKind, Event, Reply,
+    AlertKind, DeployKind, DeployRecord, DeployResult, DeployStage, ErrorBody, ErrorKind, Event,
+    Reply, Severity,
 };
 
 use super::Daemon;
@@ -516,6 +517,36 @@ impl Daemon {
         tracing::info!(program = %program, id = %record.id, result = %result, message, "deploy finished");
         history::append(&deploydir, &record);
         let _ = std::fs::remove_file(history::marker(&deploydir, &program));
+        let commit = |c: &Option<String>| {
+            c.as_deref()
+                .map(|c| crate::deploy::machine::short(c).to_owned())
+                .unwrap_or_else(|| "?".into())
+        };
+        let alert = match result {
+            DeployResult::Failed => Some((
+                AlertKind::DeployFailed,
+                Severity::Warning,
+                format!("deploy of {program} failed: {message}"),
+            )),
+            DeployResult::RolledBack => Some((
+                AlertKind::RolledBack,
+                Severity::Warning,
+                format!(
+                    "{program}: {} failed its health gate ({message}); rolled back to {}",
+                    commit(&record.new_commit),
+                    commit(&record.old_commit)
+                ),
+            )),
+            DeployResult::Quarantined => Some((
+                AlertKind::Quarantined,
+                Severity::Info,
+                format!("{program}: not deployed: {message}"),
+            )),
+            _ => None,
+        };
+        if let Some((kind, severity, text)) = alert {
+            self.raise(idx, kind, severity, text);
+        }
         // A deploy leaves the program as wanted: running.
         if !self.programs[idx].state.is_live()
             && !matches!(result, DeployResult::Unchanged | DeployResult::Quarantined)

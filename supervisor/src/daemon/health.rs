@@ -382,6 +382,7 @@ impl Daemon {
         p.health.healthy = Some(false);
         tracing::warn!(program = %p.cfg.name, reason = %reason, "unhealthy; restarting it");
         self.emit_health(idx, false, format!("unhealthy: {reason}"));
+        self.alert_unhealthy(idx, &reason);
         self.feed(idx, LifeEvent::Unhealthy(reason));
     }
 

@@ -9,12 +9,14 @@
 //! - [`update`]: `reread` and `update` (also SIGHUP): applying a changed configuration.
 //! - [`deploy`]: the deploy machine's effects: steps, the release switch, restarts, history.
 //! - [`health`]: readiness and liveness: notify sockets, probes, watchdogs.
+//! - [`alerts`]: what owners should hear about, raised as it happens.
 //! - [`poll`]: the deploy poll trigger (`git ls-remote` on a timer).
 //!
 //! Why this file is past 600 lines: the event loop, the lifecycle's effects, reaping and
 //! shutdown share the actor's state; its setup (signals, socket, audit, programs) is the part
 //! to move out next.
 
+mod alerts;
 mod deploy;
 mod health;
 mod poll;
@@ -213,6 +215,8 @@ struct Program {
     starts: Starts,
     /// `[program.NAME.deploy] poll`.
     poll: Option<poll::Poll>,
+    /// What its alerts remember (trouble since when, recent restarts).
+    watch: alerts::Watch,
 }
 
 /// What a program's health needs from the daemon when it is set up.
@@ -316,6 +320,7 @@ impl Program {
                 setup.writer,
             ),
             poll: None,
+            watch: alerts::Watch::default(),
             cfg,
         };
         Ok((program, captures))
@@ -358,6 +363,7 @@ struct Daemon {
     main_pids: HashMap<Pid, String>,
     /// Deploy polls running (`git ls-remote`): pid → program.
     poll_pids: HashMap<Pid, String>,
+    alerts: alerts::Alerts,
     starts_writer: budget::Writer,
 }
 
@@ -372,6 +378,8 @@ impl Daemon {
     ) -> anyhow::Result<Self> {
         let (reopen, _) = watch::channel(0u64);
         let starts_writer = budget::Writer::start().context("starting the start-times writer")?;
+        let alerts = alerts::Alerts::start(config.supervisor.statedir.join("alerts.jsonl"))
+            .context("starting the alerts' writer")?;
         let mut daemon = Self {
             programs: Vec::with_capacity(config.programs.len()),
             config,
@@ -395,6 +403,7 @@ impl Daemon {
             probe_pids: HashMap::new(),
             main_pids: HashMap::new(),
             poll_pids: HashMap::new(),
+            alerts,
             starts_writer,
         };
         for cfg in daemon.config.programs.clone() {
@@ -548,6 +557,7 @@ impl Daemon {
                 p.changed_at = SystemTime::now();
                 log_change(&p.cfg, &previous, &p.state, cx.now);
                 self.emit_state(idx, previous.name(), cx.now);
+                self.alert_on_change(idx, previous.name());
                 self.settle_waiters(idx);
                 if !changed.contains(&idx) {
                     changed.push(idx);
@@ -704,6 +714,7 @@ impl Daemon {
             .chain(self.deploy_deadlines())
             .chain(self.health_deadlines())
             .chain(self.poll_deadlines())
+            .chain(self.alert_deadlines())
             .min()
     }
 
@@ -718,6 +729,7 @@ impl Daemon {
         self.deploy_tick(now);
         self.health_tick(now);
         self.poll_tick(now);
+        self.alert_tick(now);
         if self
             .shutdown
             .as_ref()

@@ -91,6 +91,9 @@ impl Daemon {
                 false,
             ),
             Request::Deploys { names, limit } => self.deploys_reply(&names, limit),
+            Request::Alerts { limit } => Ok(Reply::Alerts {
+                records: self.alerts.newest(limit as usize),
+            }),
         };
         // The client may have gone; nothing to do about it.
         let _ = reply.send(answer);

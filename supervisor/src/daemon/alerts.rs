@@ -1,0 +1,227 @@
+//! Alerts: what an owner should hear about, raised by the actor as it sees it happen (a program
+//! FATAL or out of start budget, restarting in a loop, unhealthy, a deploy that failed, rolled
+//! back or was refused, and the recovery after any of these). Each goes on the event stream and
+//! into `STATEDIR/alerts.jsonl` (written by a thread of its own, rotated at 1 MiB), and the
+//! newest are kept in memory for the `alerts` verb, so a bot that restarts can post what it
+//! missed without posting anything twice.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime};
+
+use supervisor_proto::{Alert, AlertKind, Event, ProgramState, Severity};
+
+use super::Daemon;
+use crate::lifecycle::State;
+use crate::status::unix_ms;
+
+/// Alerts kept in memory (and read back at start).
+const KEEP: usize = 200;
+/// A crash loop: this many restarts within [`LOOP_WINDOW`].
+const LOOP_RESTARTS: usize = 5;
+const LOOP_WINDOW: Duration = Duration::from_secs(600);
+
+/// The supervisor's recent alerts and the thread that keeps them on disk.
+#[derive(Debug)]
+pub(super) struct Alerts {
+    recent: VecDeque<Alert>,
+    writer: mpsc::Sender<Alert>,
+    seq: u64,
+}
+
+impl Alerts {
+    pub fn start(path: PathBuf) -> std::io::Result<Self> {
+        let mut recent: Vec<Alert> = crate::jsonl::newest(&path, KEEP);
+        recent.reverse();
+        let (writer, rx) = mpsc::channel::<Alert>();
+        std::thread::Builder::new()
+            .name("alerts".into())
+            .stack_size(128 * 1024)
+            .spawn(move || {
+                for alert in rx {
+                    if let Err(e) = crate::jsonl::append(&path, &alert) {
+                        tracing::error!(path = %path.display(), error = %e, "cannot keep an alert");
+                    }
+                }
+            })?;
+        Ok(Self {
+            recent: recent.into(),
+            writer,
+            seq: 0,
+        })
+    }
+
+    /// The newest `limit`, newest first.
+    pub fn newest(&self, limit: usize) -> Vec<Alert> {
+        self.recent.iter().rev().take(limit).cloned().collect()
+    }
+}
+
+/// What the actor remembers per program to raise alerts.
+#[derive(Debug, Default)]
+pub(super) struct Watch {
+    /// Since when, and why, the program has been in trouble (for the recovery alert).
+    trouble: Option<(Instant, String)>,
+    /// Recent restarts, for the crash-loop alert.
+    restarts: VecDeque<Instant>,
+    loop_alerted: Option<Instant>,
+    /// RUNNING again after trouble: recovered if it is still RUNNING then.
+    recover_at: Option<Instant>,
+}
+
+/// How long a program in trouble must stay RUNNING to count as recovered: its `backoff.reset`
+/// (a stable run), at most this.
+const STABLE_AT_MOST: Duration = Duration::from_secs(60);
+
+impl Daemon {
+    pub(super) fn raise(
+        &mut self,
+        idx: usize,
+        kind: AlertKind,
+        severity: Severity,
+        message: String,
+    ) {
+        let p = &self.programs[idx];
+        let now = SystemTime::now();
+        self.alerts.seq += 1;
+        let alert = Alert {
+            id: format!("{}-{}-{}", unix_ms(now), p.cfg.name, self.alerts.seq),
+            program: p.cfg.name.to_string(),
+            kind,
+            severity,
+            message,
+            at_ms: unix_ms(now),
+            critical: p.cfg.critical,
+        };
+        tracing::warn!(program = %alert.program, kind = %kind, severity = %severity, message = %alert.message, "alert");
+        let _ = self.alerts.writer.send(alert.clone());
+        self.alerts.recent.push_back(alert.clone());
+        while self.alerts.recent.len() > KEEP {
+            self.alerts.recent.pop_front();
+        }
+        let _ = self.events.send(Event::Alert(alert));
+    }
+
+    /// After a state change of program `idx` (from `from`).
+    pub(super) fn alert_on_change(&mut self, idx: usize, from: ProgramState) {
+        let now = Instant::now();
+        let p = &mut self.programs[idx];
+        let name = p.cfg.name.to_string();
+        match &p.state {
+            State::Fatal { reason } => {
+                let reason = reason.clone();
+                let budget = p
+                    .policy
+                    .start_limit
+                    .as_ref()
+                    .is_some_and(|l| reason == crate::lifecycle::budget_reason(l));
+                p.watch.trouble = Some((now, "FATAL".into()));
+                let kind = if budget {
+                    AlertKind::StartLimit
+                } else {
+                    AlertKind::Fatal
+                };
+                self.raise(
+                    idx,
+                    kind,
+                    Severity::Critical,
+                    format!("{name} is FATAL: {reason}"),
+                );
+            }
+            // A restart: after an exit or failed start, waiting or spawning again.
+            State::Backoff { last, .. }
+                if matches!(
+                    from,
+                    ProgramState::Running | ProgramState::Starting | ProgramState::Stopping
+                ) =>
+            {
+                let last = last.to_string();
+                let w = &mut p.watch;
+                w.restarts.push_back(now);
+                while w
+                    .restarts
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) > LOOP_WINDOW)
+                {
+                    w.restarts.pop_front();
+                }
+                let looping = w.restarts.len() >= LOOP_RESTARTS
+                    && w.loop_alerted
+                        .is_none_or(|t| now.duration_since(t) > LOOP_WINDOW);
+                if looping {
+                    w.loop_alerted = Some(now);
+                    w.trouble
+                        .get_or_insert((now, "restarting in a loop".into()));
+                    let n = w.restarts.len();
+                    self.raise(
+                        idx,
+                        AlertKind::CrashLoop,
+                        Severity::Warning,
+                        format!(
+                            "{name} restarted {n} times in {} (last: {last})",
+                            crate::config::units::format_duration(LOOP_WINDOW)
+                        ),
+                    );
+                }
+            }
+            State::Running { .. } => {
+                if p.watch.trouble.is_some() {
+                    let stable = p.policy.backoff.reset.min(STABLE_AT_MOST);
+                    p.watch.recover_at = Some(crate::lifecycle::later(now, stable));
+                }
+            }
+            _ => p.watch.recover_at = None,
+        }
+    }
+
+    /// When a program in trouble will have stayed RUNNING long enough.
+    pub(super) fn alert_deadlines(&self) -> impl Iterator<Item = Instant> + '_ {
+        self.programs.iter().filter_map(|p| p.watch.recover_at)
+    }
+
+    /// Recoveries whose time has come.
+    pub(super) fn alert_tick(&mut self, now: Instant) {
+        for idx in 0..self.programs.len() {
+            let p = &mut self.programs[idx];
+            if p.watch.recover_at.is_none_or(|t| t > now) {
+                continue;
+            }
+            p.watch.recover_at = None;
+            if !matches!(p.state, State::Running { .. }) {
+                continue;
+            }
+            let Some((since, what)) = p.watch.trouble.take() else {
+                continue;
+            };
+            let name = p.cfg.name.to_string();
+            let down = now.duration_since(since).as_secs();
+            let after = if down >= 120 {
+                format!("{} min", down / 60)
+            } else {
+                format!("{down} s")
+            };
+            self.raise(
+                idx,
+                AlertKind::Recovered,
+                Severity::Info,
+                format!("{name} is RUNNING again after {after} (it was {what})"),
+            );
+        }
+    }
+
+    /// A liveness check or the watchdog found program `idx` unhealthy.
+    pub(super) fn alert_unhealthy(&mut self, idx: usize, reason: &str) {
+        let name = self.programs[idx].cfg.name.to_string();
+        self.programs[idx]
+            .watch
+            .trouble
+            .get_or_insert((Instant::now(), "unhealthy".into()));
+        self.raise(
+            idx,
+            AlertKind::Unhealthy,
+            Severity::Warning,
+            format!("{name} is unhealthy and restarted: {reason}"),
+        );
+    }
+}

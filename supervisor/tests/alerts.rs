@@ -1,0 +1,151 @@
+//! Alerts raised by the supervisor, with real programs: FATAL, a spent start budget, a crash
+//! loop (once, not once per exit), unhealthy, and the recovery; kept across a restart.
+
+#![allow(clippy::unwrap_used)] // in a test, an unwrap is an assertion
+#![allow(clippy::disallowed_methods)] // tests run the real binary and tools: std spawns them
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+fn alerts(sup: &Supervisor) -> Vec<Value> {
+    let (code, out, err) = ctl(sup, &["alerts", "--json", "-n", "100"]);
+    assert_eq!(code, 0, "{out}{err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+fn kinds(sup: &Supervisor, program: &str) -> Vec<String> {
+    alerts(sup)
+        .iter()
+        .filter(|a| a["program"] == program)
+        .map(|a| a["kind"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn fatal_then_recovered_and_kept_across_a_restart() {
+    let dir = Supervisor::dir_with(
+        r#"
+[program.bot]
+command = ["@DIR@/bot.sh"]
+critical = true
+startsecs = "200ms"
+startretries = 0
+# Recovered once RUNNING this long (a stable run).
+backoff = { reset = "300ms" }
+"#,
+    );
+    // Fails until the file `fixed` exists.
+    script(
+        dir.path(),
+        "bot.sh",
+        "if [ -e \"$(dirname \"$0\")/fixed\" ]; then exec sleep 1000; fi\nexit 1",
+    );
+    let mut sup = Supervisor::start(dir, Mode::Plain);
+    sup.wait_state("bot", "FATAL");
+    wait_until("the FATAL alert", || !alerts(&sup).is_empty());
+    let a = &alerts(&sup)[0];
+    assert_eq!(
+        (
+            a["kind"].as_str(),
+            a["severity"].as_str(),
+            a["critical"].as_bool()
+        ),
+        (Some("fatal"), Some("critical"), Some(true))
+    );
+    assert_eq!(
+        a["message"],
+        "bot is FATAL: Exited too quickly (process log may have details)"
+    );
+    std::fs::write(sup.path("fixed"), "").unwrap();
+    assert_eq!(ctl(&sup, &["start", "bot"]).0, 0);
+    wait_until("the recovery", || {
+        kinds(&sup, "bot") == ["recovered", "fatal"]
+    });
+    let r = &alerts(&sup)[0];
+    assert_eq!(r["severity"], "info");
+    assert!(
+        r["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("bot is RUNNING again after "),
+        "{r}"
+    );
+    // The text form.
+    let (_, out, _) = ctl(&sup, &["alerts"]);
+    assert!(out.contains("critical fatal         bot is FATAL"), "{out}");
+    // A new supervisor on the same data still has them.
+    sup.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(sup.wait_exit(PATIENCE).success());
+    let dir = std::mem::replace(&mut sup.dir, tempfile::tempdir().unwrap());
+    drop(sup);
+    let sup = Supervisor::start(dir, Mode::Plain);
+    assert_eq!(kinds(&sup, "bot")[..2], ["recovered", "fatal"]);
+}
+
+#[test]
+fn a_crash_loop_is_one_alert_not_one_per_exit() {
+    let dir = Supervisor::dir_with(
+        r#"
+[program.flappy]
+command = ["/bin/sh", "-c", "sleep 0.05; exit 1"]
+startsecs = 0
+autorestart = true
+backoff = { initial = "10ms", max = "10ms", jitter = 0 }
+"#,
+    );
+    let sup = Supervisor::start(dir, Mode::Plain);
+    wait_until("the crash-loop alert", || {
+        kinds(&sup, "flappy") == ["crash_loop"]
+    });
+    // Many more exits follow; no more alerts within the window.
+    wait_until("30 spawns", || {
+        sup.log_events(|e| msg(e) == "spawned").len() >= 30
+    });
+    assert_eq!(kinds(&sup, "flappy"), ["crash_loop"]);
+    let a = &alerts(&sup)[0];
+    assert_eq!(a["severity"], "warning");
+    assert!(
+        a["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("flappy restarted 5 times in 10m (last: exit status 1)"),
+        "{a}"
+    );
+}
+
+#[test]
+fn a_spent_start_budget_and_an_unhealthy_program() {
+    let dir = Supervisor::dir_with(
+        r#"
+[program.loop]
+command = ["/bin/sh", "-c", "exit 1"]
+startsecs = 0
+autorestart = true
+backoff = { initial = "10ms", max = "10ms" }
+start_limit = { burst = 2, interval = "1h" }
+
+[program.sick]
+command = ["sleep", "1000"]
+startsecs = 0
+healthcheck = { command = ["false"], interval = "50ms", retries = 1 }
+backoff = { initial = "10s", max = "10s" }
+"#,
+    );
+    let sup = Supervisor::start(dir, Mode::Plain);
+    wait_until("the start-limit alert", || {
+        kinds(&sup, "loop").contains(&"start_limit".to_owned())
+    });
+    wait_until("the unhealthy alert", || {
+        kinds(&sup, "sick").contains(&"unhealthy".to_owned())
+    });
+    let sick = alerts(&sup)
+        .into_iter()
+        .find(|a| a["program"] == "sick")
+        .unwrap();
+    assert_eq!(
+        sick["message"],
+        "sick is unhealthy and restarted: false failed once (last: exit status 1)"
+    );
+}
