@@ -349,6 +349,27 @@ mod tests {
     }
 
     #[test]
+    fn alerts_read_as_the_newest_with_a_count() {
+        let alert = |n: u64, severity: Severity| Alert {
+            id: format!("{n}-bot"),
+            program: "bot".into(),
+            kind: supervisor_proto::AlertKind::CrashLoop,
+            severity,
+            message: format!("bot restarted ({n})"),
+            at_ms: n,
+            critical: true,
+        };
+        assert_eq!(alert_text(&[alert(1, Severity::Critical)]), "🔴 bot restarted (1)");
+        assert_eq!(
+            alert_text(&[alert(1, Severity::Warning), alert(2, Severity::Info)]),
+            "🟢 bot restarted (2) (and 1 earlier alert)"
+        );
+        let many: Vec<Alert> = (0..5).map(|n| alert(n, Severity::Warning)).collect();
+        assert_eq!(alert_text(&many), "🟠 bot restarted (4) (and 4 earlier alerts)");
+        assert_eq!(alert_text(&[]), "");
+    }
+
+    #[test]
     fn quarantined_commits_are_named_until_they_run() {
         // Newest first: a rolled-back deploy, then the refused retry of the same commit.
         let records = vec![record("quarantined"), record("rolled_back")];

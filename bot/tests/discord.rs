@@ -686,3 +686,43 @@ fn a_version_that_fails_its_gate_is_announced_then_refused_until_a_fix() {
         announcements()
     );
 }
+
+#[test]
+fn a_fatal_program_is_announced_once_even_across_a_bot_restart() {
+    let stack = Stack::start(BotEnv::default());
+    stack.wait_ready(1);
+    let option = json!([{"name": "announce-channel", "type": 1, "options": [
+        {"name": "channel", "type": 7, "value": ANNOUNCE_CHANNEL_ID.to_string()}
+    ]}]);
+    let resolved = json!({"channels": {ANNOUNCE_CHANNEL_ID.to_string(): {
+        "id": ANNOUNCE_CHANNEL_ID.to_string(), "name": "deploys", "type": 0,
+        "permissions": "2147483647"
+    }}});
+    let id = stack.discord.slash(OWNER_ID, "settings", option, resolved);
+    callback(&stack, id);
+    let alerts = || -> Vec<String> {
+        let path = format!("/api/v10/channels/{ANNOUNCE_CHANNEL_ID}/messages");
+        stack
+            .discord
+            .calls()
+            .into_iter()
+            .filter(|c| c.method == "POST" && c.path == path)
+            .map(|c| c.body["content"].as_str().unwrap().to_owned())
+            .filter(|c| c.starts_with('🔴') || c.starts_with('🟠') || c.starts_with('🟢'))
+            .collect()
+    };
+    // app breaks (its file, not a deploy) and is restarted: FATAL after its retries.
+    std::fs::write(stack.root().join("app/run.sh"), "exit 1\n").unwrap();
+    let _ = stack.ctl(&["restart", "app"]);
+    wait_until("the FATAL alert", || !alerts().is_empty());
+    assert_eq!(
+        alerts(),
+        ["🔴 app is FATAL: Exited too quickly (process log may have details)"]
+    );
+    // The bot restarts and reads the recent alerts again: nothing is posted twice.
+    let (code, out) = stack.ctl(&["restart", "bot"]);
+    assert_eq!(code, 0, "{out}");
+    stack.wait_ready(2);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(alerts().len(), 1, "{:?}", alerts());
+}

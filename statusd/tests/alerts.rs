@@ -1,0 +1,154 @@
+//! statusd's alert webhook against a loopback server that speaks Discord's execute-webhook API:
+//! a FATAL bot is posted (after a 429 with `retry_after`, honoured), nothing about other
+//! programs is, and a webhook that is down at first gets the alert once it is up.
+
+#![allow(clippy::unwrap_used)] // in a test, an unwrap is an assertion
+#![allow(clippy::disallowed_methods)] // tests run the real binary: std spawns it
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use testkit::{free_port, wait_until};
+
+fn supervisor_bin() -> PathBuf {
+    testkit::sibling(env!("CARGO_BIN_EXE_statusd"), "supervisor")
+}
+
+/// What the fake webhook received: (path, body, when).
+type Received = Arc<Mutex<Vec<(String, Value, Instant)>>>;
+
+/// A loopback server for `POST /api/webhooks/{id}/{token}`: the first `refuse` requests get a
+/// 429 with `retry_after` (seconds), the rest 204, as Discord answers.
+fn webhook(listener: TcpListener, refuse: usize) -> Received {
+    let received: Received = Arc::default();
+    let r = received.clone();
+    std::thread::spawn(move || {
+        for (n, conn) in listener.incoming().take(50).enumerate() {
+            let Ok(mut conn) = conn else { break };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let path = line.split_whitespace().nth(1).unwrap_or("").to_owned();
+            let mut length = 0;
+            loop {
+                let mut h = String::new();
+                reader.read_line(&mut h).unwrap();
+                if h.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            r.lock().unwrap().push((path, body, Instant::now()));
+            let reply = if n < refuse {
+                let b = r#"{"message": "You are being rate limited.", "retry_after": 0.4, "global": false}"#;
+                format!("HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}", b.len())
+            } else {
+                "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n".to_owned()
+            };
+            let _ = conn.write_all(reply.as_bytes());
+        }
+    });
+    received
+}
+
+struct Stack {
+    _dir: tempfile::TempDir,
+    processes: Vec<Child>,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        for p in &mut self.processes {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+    }
+}
+
+/// A supervisor with a `bot` that is FATAL at once and a `web` that is FATAL too, and statusd
+/// posting alerts about the bot to `url`.
+fn stack(url: &str) -> Stack {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("supervisor.toml"),
+        "[program.bot]\ncommand = [\"/bin/sh\", \"-c\", \"sleep 0.3; exit 3\"]\nstartretries = 0\ncritical = true\n\n[program.web]\ncommand = [\"/bin/sh\", \"-c\", \"sleep 0.3; exit 3\"]\nstartretries = 0\n",
+    )
+    .unwrap();
+    let socket = dir.path().join("data/supervisor.sock");
+    let statusd = Command::new(env!("CARGO_BIN_EXE_statusd"))
+        .env("STATUSD_LISTEN", "127.0.0.1:0")
+        .env("SUPERVISOR_SOCKET", &socket)
+        .env("ALERT_WEBHOOK_URL", url)
+        .env_remove("ALERT_PROGRAMS")
+        .env_remove("ALERT_WEBHOOK_FORMAT")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // statusd first, so that it follows the supervisor from its start.
+    std::thread::sleep(Duration::from_millis(200));
+    let sup = Command::new(supervisor_bin())
+        .args(["run", "-c"])
+        .arg(dir.path().join("supervisor.toml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Stack {
+        _dir: dir,
+        processes: vec![sup, statusd],
+    }
+}
+
+#[test]
+fn a_fatal_bot_reaches_the_webhook_after_a_429() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let received = webhook(listener, 1);
+    let _stack = stack(&format!("http://127.0.0.1:{port}/api/webhooks/123/t0ken"));
+    wait_until("the alert, sent again after the 429", || {
+        received.lock().unwrap().len() >= 2
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let got = received.lock().unwrap().clone();
+    assert_eq!(got.len(), 2, "only the bot's alert, once (and its retry): {got:?}");
+    let (path, body, first) = &got[0];
+    assert_eq!(path, "/api/webhooks/123/t0ken");
+    assert_eq!(
+        body["content"],
+        "🔴 bot is FATAL: Exited too quickly (process log may have details)"
+    );
+    assert_eq!(body["allowed_mentions"]["parse"], serde_json::json!([]));
+    let (_, again, second) = &got[1];
+    assert_eq!(again, body);
+    assert!(
+        second.duration_since(*first) >= Duration::from_millis(400),
+        "retry_after was honoured"
+    );
+}
+
+#[test]
+fn a_webhook_that_is_down_gets_the_alert_once_it_is_up() {
+    let port = free_port();
+    let _stack = stack(&format!("http://127.0.0.1:{port}/api/webhooks/1/t"));
+    // The bot goes FATAL while nothing listens; statusd keeps the alert and retries.
+    std::thread::sleep(Duration::from_secs(2));
+    let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let received = webhook(listener, 0);
+    wait_until("the kept alert", || !received.lock().unwrap().is_empty());
+    let got = received.lock().unwrap().clone();
+    assert_eq!(
+        got[0].1["content"],
+        "🔴 bot is FATAL: Exited too quickly (process log may have details)"
+    );
+}
