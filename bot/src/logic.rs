@@ -359,13 +359,19 @@ mod tests {
             at_ms: n,
             critical: true,
         };
-        assert_eq!(alert_text(&[alert(1, Severity::Critical)]), "🔴 bot restarted (1)");
+        assert_eq!(
+            alert_text(&[alert(1, Severity::Critical)]),
+            "🔴 bot restarted (1)"
+        );
         assert_eq!(
             alert_text(&[alert(1, Severity::Warning), alert(2, Severity::Info)]),
             "🟢 bot restarted (2) (and 1 earlier alert)"
         );
         let many: Vec<Alert> = (0..5).map(|n| alert(n, Severity::Warning)).collect();
-        assert_eq!(alert_text(&many), "🟠 bot restarted (4) (and 4 earlier alerts)");
+        assert_eq!(
+            alert_text(&many),
+            "🟠 bot restarted (4) (and 4 earlier alerts)"
+        );
         assert_eq!(alert_text(&[]), "");
     }
 

@@ -234,8 +234,8 @@ async fn run(settings: AlertSettings, mut rx: mpsc::Receiver<Alert>) {
         };
         match received {
             Some(Some(alert)) => {
-                let wanted = settings.programs.is_empty()
-                    || settings.programs.contains(&alert.program);
+                let wanted =
+                    settings.programs.is_empty() || settings.programs.contains(&alert.program);
                 if wanted {
                     queue.add(alert);
                 }

@@ -51,7 +51,10 @@ fn webhook(listener: TcpListener, refuse: usize) -> Received {
             r.lock().unwrap().push((path, body, Instant::now()));
             let reply = if n < refuse {
                 let b = r#"{"message": "You are being rate limited.", "retry_after": 0.4, "global": false}"#;
-                format!("HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}", b.len())
+                format!(
+                    "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}",
+                    b.len()
+                )
             } else {
                 "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n".to_owned()
             };
@@ -121,7 +124,11 @@ fn a_fatal_bot_reaches_the_webhook_after_a_429() {
     });
     std::thread::sleep(Duration::from_millis(500));
     let got = received.lock().unwrap().clone();
-    assert_eq!(got.len(), 2, "only the bot's alert, once (and its retry): {got:?}");
+    assert_eq!(
+        got.len(),
+        2,
+        "only the bot's alert, once (and its retry): {got:?}"
+    );
     let (path, body, first) = &got[0];
     assert_eq!(path, "/api/webhooks/123/t0ken");
     assert_eq!(

@@ -182,3 +182,67 @@ startsecs = 0
         }
     }
 }
+
+/// Eight workers into one shared log file (Laravel's queue workers, `numprocs = 8` with one
+/// `stdout_logfile`): every line of every writer arrives once, whole, in its writer's order,
+/// and the file rotates as one.
+#[test]
+fn eight_writers_share_one_log_file_without_loss_or_torn_lines() {
+    const LINES: u64 = 1_638_400; // per writer: "w0 line 0000000001\n" is 19 bytes; ~30 MiB each
+    const MAXBYTES: u64 = 8 << 20;
+    let mut config = String::new();
+    for w in 0..8 {
+        config.push_str(&format!(
+            r#"
+[program.w{w}]
+command = ["seq", "-f", "w{w} line %010.0f", "1", "{LINES}"]
+autorestart = false
+startsecs = 0
+echo_output = false
+stdout_logfile = "@DIR@/data/logs/workers.log"
+stdout_logfile_maxbytes = {MAXBYTES}
+stdout_logfile_backups = 100
+"#
+        ));
+    }
+    let dir = Supervisor::dir_with(&config);
+    let mut sup = Supervisor::start(dir, Mode::Plain);
+    for w in 0..8 {
+        sup.wait_state(&format!("w{w}"), "EXITED");
+    }
+    sup.signal(Signal::SIGTERM);
+    assert!(sup.wait_exit(PATIENCE).success());
+
+    let files = rotated_files(&sup.path("data/logs/workers.log"));
+    assert!(files.len() > 20, "rotated only {} times", files.len() - 1);
+    let mut next = [1u64; 8];
+    for file in &files {
+        let data = std::fs::read(file).unwrap();
+        assert!(
+            data.len() as u64 <= MAXBYTES,
+            "{} is too large",
+            file.display()
+        );
+        assert!(
+            data.is_empty() || data.ends_with(b"\n"),
+            "{} ends mid-line",
+            file.display()
+        );
+        for line in data.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let text = std::str::from_utf8(line).unwrap();
+            let (w, n) = text
+                .strip_prefix('w')
+                .and_then(|t| t.split_once(" line "))
+                .unwrap_or_else(|| panic!("a torn line in {}: {text:?}", file.display()));
+            let (w, n): (usize, u64) = (w.parse().unwrap(), n.parse().unwrap());
+            assert_eq!(
+                n,
+                next[w],
+                "writer {w} out of order or lost in {}",
+                file.display()
+            );
+            next[w] += 1;
+        }
+    }
+    assert_eq!(next, [LINES + 1; 8], "lines lost");
+}

@@ -224,3 +224,58 @@ fn bad_ini_input_is_reported_with_file_and_line_and_nothing_starts() {
         );
     }
 }
+
+/// Laravel's documented queue-worker configuration: eight processes, one log file.
+#[test]
+fn laravel_queue_workers_share_their_log_file() {
+    let dir = folder(
+        r#"[supervisord]
+nodaemon=true
+
+[program:laravel-worker]
+process_name=%(program_name)s_%(process_num)02d
+command=/bin/sh -c "echo worker %(process_num)02d up; exec sleep 1000"
+autostart=true
+autorestart=true
+stopasgroup=true
+killasgroup=true
+numprocs=8
+redirect_stderr=true
+stdout_logfile=%(here)s/worker.log
+stopwaitsecs=3600
+"#,
+    );
+    let root = dir.path().to_owned();
+    let o = Command::new(BIN)
+        .args(["check", "-c", "supervisord.conf"])
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let sup = Supervisor::start_with(dir, Mode::Plain, "supervisord.conf");
+    wait_until("eight workers in one log", || {
+        let log = std::fs::read_to_string(root.join("worker.log")).unwrap_or_default();
+        (0..8).all(|n| log.lines().any(|l| l == format!("worker {n:02} up")))
+    });
+    let (_, out, _) = ctl_at(&sup, &root.join("data/supervisor.sock"), &["status"]);
+    assert_eq!(
+        out.matches("laravel-worker:laravel-worker_0").count(),
+        8,
+        "{out}"
+    );
+}
+
+/// `ctl`, with the socket given.
+fn ctl_at(_sup: &Supervisor, socket: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("-s")
+        .arg(socket)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

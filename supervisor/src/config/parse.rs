@@ -140,11 +140,14 @@ struct Walker<'a> {
     errors: Vec<ConfigError>,
 }
 
-/// A log path with where it was configured, to find two streams writing one file.
+/// A log path with where it was configured, to check that streams sharing a file agree on
+/// its rotation.
 struct LogUse {
     path: PathBuf,
     key: String,
     span: Range<usize>,
+    /// maxbytes, backups.
+    rotation: (u64, u32),
 }
 
 impl<'a> Walker<'a> {
@@ -265,6 +268,7 @@ impl<'a> Walker<'a> {
                                 path: path.clone(),
                                 key,
                                 span,
+                                rotation: (target.maxbytes, target.backups),
                             });
                         }
                     }
@@ -272,7 +276,7 @@ impl<'a> Walker<'a> {
                 }
             }
         }
-        self.duplicate_logs(&logs);
+        self.shared_logs(&logs);
         self.dependencies(&programs, doc, &spans);
         programs.sort_by(|a, b| a.priority.cmp(&b.priority).then(a.name.cmp(&b.name)));
         let control = match get(doc, "control") {
@@ -1179,19 +1183,29 @@ impl<'a> Walker<'a> {
         }
     }
 
-    fn duplicate_logs(&mut self, logs: &[LogUse]) {
+    /// Streams may share a log file (supervisord's `numprocs` workers with one
+    /// `stdout_logfile`): one writer owns it, so it must rotate one way.
+    fn shared_logs(&mut self, logs: &[LogUse]) {
         let mut seen: BTreeMap<&Path, &LogUse> = BTreeMap::new();
         for log in logs {
-            if let Some(first) = seen.get(log.path.as_path()) {
-                let message = format!(
-                    "log file {} is also written by {}; each stream needs its own file",
-                    log.path.display(),
-                    first.key
-                );
-                let (span, key) = (log.span.clone(), log.key.clone());
-                self.error(span, &key, message);
-            } else {
-                seen.insert(&log.path, log);
+            match seen.get(log.path.as_path()) {
+                Some(first) if first.rotation != log.rotation => {
+                    let message = format!(
+                        "log file {} is shared with {}, which rotates it differently (maxbytes {} and {} backups there, {} and {} here): give both the same",
+                        log.path.display(),
+                        first.key,
+                        first.rotation.0,
+                        first.rotation.1,
+                        log.rotation.0,
+                        log.rotation.1
+                    );
+                    let (span, key) = (log.span.clone(), log.key.clone());
+                    self.error(span, &key, message);
+                }
+                Some(_) => {}
+                None => {
+                    seen.insert(&log.path, log);
+                }
             }
         }
     }

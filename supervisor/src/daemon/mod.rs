@@ -219,12 +219,39 @@ struct Program {
     watch: alerts::Watch,
 }
 
-/// What a program's health needs from the daemon when it is set up.
-struct HealthSetup<'a> {
+/// The log files open, shared by every stream that writes to one (weakly: a file closes when
+/// its last program goes).
+#[derive(Debug, Default)]
+struct LogFiles(HashMap<std::path::PathBuf, std::sync::Weak<std::sync::Mutex<LogFile>>>);
+
+impl LogFiles {
+    fn open(
+        &mut self,
+        path: &std::path::Path,
+        maxbytes: u64,
+        backups: u32,
+    ) -> std::io::Result<crate::logs::capture::SharedLog> {
+        if let Some(open) = self.0.get(path).and_then(std::sync::Weak::upgrade) {
+            return Ok(open);
+        }
+        let file = std::sync::Arc::new(std::sync::Mutex::new(LogFile::open(
+            path, maxbytes, backups,
+        )?));
+        self.0.retain(|_, w| w.strong_count() > 0);
+        self.0
+            .insert(path.to_owned(), std::sync::Arc::downgrade(&file));
+        Ok(file)
+    }
+}
+
+/// What a program needs from the daemon when it is set up: its notify socket's folder and
+/// health reports, its start times, the log files it may share.
+struct ProgramSetup<'a> {
     notify_dir: &'a std::path::Path,
     statedir: &'a std::path::Path,
     reports: &'a mpsc::Sender<Report>,
     writer: &'a budget::Writer,
+    log_files: &'a mut LogFiles,
 }
 
 impl Program {
@@ -233,7 +260,7 @@ impl Program {
         cfg: ProgramConfig,
         echo: &EchoSender,
         reopen: &watch::Sender<u64>,
-        setup: &HealthSetup<'_>,
+        setup: &mut ProgramSetup<'_>,
     ) -> anyhow::Result<(Self, Vec<JoinHandle<()>>)> {
         let mut health = health::ProgramHealth::default();
         // A watchdog needs the socket too, whatever decides readiness (systemd's
@@ -280,7 +307,9 @@ impl Program {
         let mut captures = Vec::new();
         for (reader, target) in streams {
             let file = target.path.as_ref().and_then(|path| {
-                LogFile::open(path, target.maxbytes, target.backups)
+                setup
+                    .log_files
+                    .open(path, target.maxbytes, target.backups)
                     .inspect_err(|e| {
                         tracing::error!(program = %cfg.name, path = %path.display(), error = %e,
                             "cannot open the log file; this output is only echoed")
@@ -364,6 +393,7 @@ struct Daemon {
     /// Deploy polls running (`git ls-remote`): pid → program.
     poll_pids: HashMap<Pid, String>,
     alerts: alerts::Alerts,
+    log_files: LogFiles,
     starts_writer: budget::Writer,
 }
 
@@ -404,6 +434,7 @@ impl Daemon {
             main_pids: HashMap::new(),
             poll_pids: HashMap::new(),
             alerts,
+            log_files: LogFiles::default(),
             starts_writer,
         };
         for cfg in daemon.config.programs.clone() {
@@ -416,13 +447,14 @@ impl Daemon {
 
     fn add_program(&mut self, cfg: ProgramConfig) -> anyhow::Result<()> {
         let notify_dir = notify::folder(&self.config.supervisor.socket);
-        let setup = HealthSetup {
+        let mut setup = ProgramSetup {
             notify_dir: &notify_dir,
             statedir: &self.config.supervisor.statedir,
             reports: &self.reports,
             writer: &self.starts_writer,
+            log_files: &mut self.log_files,
         };
-        let (mut program, captures) = Program::new(cfg, &self.echo, &self.reopen, &setup)?;
+        let (mut program, captures) = Program::new(cfg, &self.echo, &self.reopen, &mut setup)?;
         if let Some(interval) = program.cfg.deploy.as_ref().and_then(|d| d.poll) {
             program.poll = Some(poll::Poll::new(
                 interval,

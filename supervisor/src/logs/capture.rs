@@ -59,12 +59,17 @@ pub fn start_echo() -> io::Result<(EchoSender, oneshot::Receiver<()>)> {
     Ok((tx, done_rx))
 }
 
+/// A log file with one writer for every stream that goes to it (several programs may share
+/// one, as supervisord's `numprocs` workers do). Whole lines are written under the lock, so
+/// lines of different streams never mix within a line, and the file rotates once.
+pub type SharedLog = Arc<std::sync::Mutex<LogFile>>;
+
 /// Where one pipe's bytes go.
 #[derive(Debug)]
 pub struct Capture {
     /// `"name | "`, put before each echoed line.
     pub prefix: Vec<u8>,
-    pub file: Option<LogFile>,
+    pub file: Option<SharedLog>,
     pub echo: Option<EchoSender>,
     /// Bumped on SIGUSR2: reopen the file before the next write.
     pub reopen: watch::Receiver<u64>,
@@ -88,7 +93,7 @@ pub struct LogWatch {
 impl Capture {
     pub fn new(
         prefix: String,
-        file: Option<LogFile>,
+        file: Option<SharedLog>,
         echo: Option<EchoSender>,
         reopen: watch::Receiver<u64>,
     ) -> Self {
@@ -191,7 +196,12 @@ impl Capture {
                 self.ready_seen = Some(run);
             }
         }
-        if let Some(file) = self.file.as_mut() {
+        if let Some(shared) = self.file.as_ref() {
+            // Every capture runs on the daemon's one thread: the lock is never contended, and
+            // it is never held across an await.
+            let mut file = shared
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if self.reopen.has_changed().unwrap_or(false) {
                 self.reopen.borrow_and_update();
                 if let Err(e) = file.reopen() {
