@@ -104,12 +104,12 @@ pub fn render(s: &Snapshot) -> String {
     let rss = family(
         &mut registry,
         "supervisor_program_resident_memory_bytes",
-        "Resident memory of the program's process",
+        "Resident memory of the program's processes (its process group)",
     );
     let cpu = family(
         &mut registry,
         "supervisor_program_cpu_seconds",
-        "CPU time of the program's process",
+        "CPU time of the program's processes (its process group)",
     );
     let deploys = family(
         &mut registry,
@@ -160,9 +160,10 @@ pub fn render(s: &Snapshot) -> String {
         if let Some(code) = p.last_exit_code {
             exit.get_or_create(&program(&p.name)).set(f64::from(code));
         }
-        if let Some((bytes, seconds)) = p.pid.and_then(usage) {
-            rss.get_or_create(&program(&p.name)).set(bytes);
-            cpu.get_or_create(&program(&p.name)).set(seconds);
+        // The whole process group: the program and its children.
+        if let Some(u) = p.pid.and_then(supervisor_proto::resources::group_usage) {
+            rss.get_or_create(&program(&p.name)).set(u.rss_bytes as f64);
+            cpu.get_or_create(&program(&p.name)).set(u.cpu_seconds);
         }
     }
     for d in &s.deploys {

@@ -175,6 +175,8 @@ async fn status(State(app): State<App>) -> Response {
         .programs
         .iter()
         .map(|p| {
+            // Its process group's memory and CPU, from /proc (a few reads per program).
+            let usage = p.pid.and_then(supervisor_proto::resources::group_usage);
             json!({
                 "name": p.name,
                 "group": p.group,
@@ -186,6 +188,8 @@ async fn status(State(app): State<App>) -> Response {
                 "last_exit": p.last_exit,
                 "last_exit_code": p.last_exit_code,
                 "critical": p.critical,
+                "memory_bytes": usage.map(|u| u.rss_bytes),
+                "cpu_seconds": usage.map(|u| (u.cpu_seconds * 100.0).round() / 100.0),
                 "status_text": p.status_text,
                 "healthy": p.healthy,
                 "check_failures": p.check_failures,

@@ -790,3 +790,36 @@ fn the_cli_finds_the_socket_despite_errors_elsewhere() {
         "{err}"
     );
 }
+
+#[test]
+fn status_resources_count_the_whole_process_group() {
+    let dir = Supervisor::dir_with(
+        r#"
+[program.busy]
+command = ["/bin/sh", "-c", "(while :; do :; done) & exec sleep 1000"]
+startsecs = 0
+
+[program.idle]
+command = ["sleep", "1000"]
+startsecs = 0
+"#,
+    );
+    let sup = Supervisor::start(dir, Mode::Plain);
+    sup.wait_state("busy", "RUNNING");
+    sup.wait_state("idle", "RUNNING");
+    let (code, out, _) = ctl(&sup, &["status", "--resources", "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let busy = program(&v, "busy");
+    let idle = program(&v, "idle");
+    // The busy loop is the leader's child: only the group's total sees it.
+    assert!(busy["cpu_percent"].as_f64().unwrap() > 30.0, "{busy}");
+    assert!(idle["cpu_percent"].as_f64().unwrap() < 30.0, "{idle}");
+    assert!(busy["memory_bytes"].as_u64().unwrap() > 100_000, "{busy}");
+    let (_, text, _) = ctl(&sup, &["status", "-r", "idle"]);
+    assert!(
+        text.starts_with("idle                             RUNNING   cpu "),
+        "{text}"
+    );
+    assert!(text.contains(" MiB  pid "), "{text}");
+}

@@ -15,6 +15,7 @@
 pub mod client;
 pub mod frame;
 pub mod message;
+pub mod resources;
 pub mod vocabulary;
 
 pub use client::{Client, ClientError, EventStream};

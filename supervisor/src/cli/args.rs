@@ -49,6 +49,10 @@ pub enum Command {
         /// Print JSON for scripts.
         #[arg(long)]
         json: bool,
+        /// Also each program's CPU (over a quarter second) and resident memory, of its whole
+        /// process group, from /proc.
+        #[arg(long, short = 'r')]
+        resources: bool,
         #[command(flatten)]
         socket: SocketArg,
     },

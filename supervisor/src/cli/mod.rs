@@ -250,20 +250,51 @@ async fn run_verb(verb: Command) -> Result<u8, ClientError> {
         Command::Status {
             names,
             json,
+            resources,
             socket,
         } => {
             let (supervisor, programs) = connect(&socket).await?.status().await?;
             let (shown, unknown) = pick(programs, &names);
+            let used = if resources {
+                usage(&shown).await
+            } else {
+                Vec::new()
+            };
             if json {
-                let value = serde_json::json!({ "supervisor": supervisor, "programs": shown });
+                let mut value = serde_json::json!({ "supervisor": supervisor, "programs": shown });
+                for (i, u) in used.iter().enumerate() {
+                    if let Some((cpu, rss)) = u {
+                        value["programs"][i]["cpu_percent"] = serde_json::json!(cpu);
+                        value["programs"][i]["memory_bytes"] = serde_json::json!(rss);
+                    }
+                }
                 let _ = writeln!(
                     out,
                     "{}",
                     serde_json::to_string_pretty(&value).unwrap_or_default()
                 );
             } else {
-                for p in &shown {
-                    let _ = writeln!(out, "{}", status_line(p));
+                for (i, p) in shown.iter().enumerate() {
+                    match used.get(i) {
+                        Some(Some((cpu, rss))) => {
+                            let mib = *rss as f64 / (1024.0 * 1024.0);
+                            let _ = writeln!(
+                                out,
+                                "{}",
+                                status_line(p).replacen(
+                                    &format!("{:<10}", p.state),
+                                    &format!(
+                                        "{:<10}cpu {cpu:>5.1}%  mem {mib:>7.1} MiB  ",
+                                        p.state
+                                    ),
+                                    1
+                                )
+                            );
+                        }
+                        _ => {
+                            let _ = writeln!(out, "{}", status_line(p));
+                        }
+                    }
                 }
             }
             for name in &unknown {
@@ -497,6 +528,27 @@ async fn run_verb(verb: Command) -> Result<u8, ClientError> {
         | Command::ReleaseCopy { .. }
         | Command::Completions { .. } => Ok(exit::USAGE),
     }
+}
+
+/// CPU percent (over a quarter second) and resident bytes of each program's process group.
+async fn usage(programs: &[ProgramInfo]) -> Vec<Option<(f64, u64)>> {
+    use supervisor_proto::resources::group_usage;
+    const OVER: std::time::Duration = std::time::Duration::from_millis(250);
+    let first: Vec<_> = programs
+        .iter()
+        .map(|p| p.pid.and_then(group_usage))
+        .collect();
+    tokio::time::sleep(OVER).await;
+    programs
+        .iter()
+        .zip(first)
+        .map(|(p, before)| {
+            let (before, now) = (before?, p.pid.and_then(group_usage)?);
+            let cpu =
+                ((now.cpu_seconds - before.cpu_seconds) / OVER.as_secs_f64() * 100.0).max(0.0);
+            Some(((cpu * 10.0).round() / 10.0, now.rss_bytes))
+        })
+        .collect()
 }
 
 fn whoami() -> String {
