@@ -10,6 +10,7 @@
 //! - [`metrics`]: the Prometheus exposition.
 //! - [`page`]: the HTML status page.
 //! - [`server`]: the endpoints.
+//! - [`usage`]: programs' memory and CPU from /proc, cached for a second.
 //! - [`alerts`]: the supervisor's alerts about the bot, to a webhook (the bot cannot post its
 //!   own death).
 
@@ -19,6 +20,7 @@ pub mod page;
 pub mod probe;
 pub mod server;
 pub mod settings;
+pub mod usage;
 pub mod view;
 
 pub use server::{app, serve};

@@ -44,7 +44,10 @@ fn usage(pid: u32) -> Option<(f64, f64)> {
 }
 
 /// Renders the metrics of `s`.
-pub fn render(s: &Snapshot) -> String {
+pub fn render(
+    s: &Snapshot,
+    used: &std::collections::HashMap<u32, supervisor_proto::resources::Usage>,
+) -> String {
     let mut registry = Registry::default();
     let up = FloatGauge::default();
     registry.register(
@@ -161,7 +164,7 @@ pub fn render(s: &Snapshot) -> String {
             exit.get_or_create(&program(&p.name)).set(f64::from(code));
         }
         // The whole process group: the program and its children.
-        if let Some(u) = p.pid.and_then(supervisor_proto::resources::group_usage) {
+        if let Some(u) = p.pid.and_then(|pid| used.get(&pid)) {
             rss.get_or_create(&program(&p.name)).set(u.rss_bytes as f64);
             cpu.get_or_create(&program(&p.name)).set(u.cpu_seconds);
         }

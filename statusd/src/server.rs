@@ -24,6 +24,7 @@ struct App {
     view: View,
     token: Option<Arc<str>>,
     socket: Arc<std::path::Path>,
+    usage: Arc<crate::usage::UsageCache>,
 }
 
 /// The endpoints over `view` (kept current by [`view::follow`]), guarded by `token`; `/audit`
@@ -34,6 +35,7 @@ pub fn app(view: View, token: Option<&str>, socket: &std::path::Path) -> Router 
         view,
         token: token.map(Arc::from),
         socket: Arc::from(socket),
+        usage: Arc::default(),
     };
     let protected = Router::new()
         .route("/", get(page))
@@ -171,12 +173,14 @@ async fn uptime(State(app): State<App>) -> Response {
 
 async fn status(State(app): State<App>) -> Response {
     let s = read(&app);
+    let pids: Vec<u32> = s.programs.iter().filter_map(|p| p.pid).collect();
+    let used = app.usage.get(&pids);
     let programs: Vec<Value> = s
         .programs
         .iter()
         .map(|p| {
-            // Its process group's memory and CPU, from /proc (a few reads per program).
-            let usage = p.pid.and_then(supervisor_proto::resources::group_usage);
+            // Its process group's memory and CPU (from /proc, at most a second old).
+            let usage = p.pid.and_then(|pid| used.get(&pid).copied());
             json!({
                 "name": p.name,
                 "group": p.group,
@@ -275,7 +279,9 @@ async fn audit(State(app): State<App>) -> Response {
 }
 
 async fn metrics(State(app): State<App>) -> Response {
-    let body = crate::metrics::render(&read(&app));
+    let s = read(&app);
+    let pids: Vec<u32> = s.programs.iter().filter_map(|p| p.pid).collect();
+    let body = crate::metrics::render(&s, &app.usage.get(&pids));
     (
         StatusCode::OK,
         [(

@@ -18,8 +18,16 @@ const USER_HZ: f64 = 100.0;
 
 /// The use of every process in the group led by `pgid`; `None` when no process is in it.
 pub fn group_usage(pgid: u32) -> Option<Usage> {
-    let mut total = Usage::default();
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+    usage_by_group(&[pgid]).remove(&pgid)
+}
+
+/// The use of the groups `pgids`, in one pass over /proc (groups without a process are absent).
+pub fn usage_by_group(pgids: &[u32]) -> std::collections::HashMap<u32, Usage> {
+    let mut out: std::collections::HashMap<u32, Usage> = std::collections::HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
         let Some(pid) = entry
             .file_name()
             .to_str()
@@ -31,8 +39,9 @@ pub fn group_usage(pgid: u32) -> Option<Usage> {
             continue;
         };
         if let Some((group, ticks, _)) = parse_stat(&stat)
-            && group == pgid
+            && pgids.contains(&group)
         {
+            let total = out.entry(group).or_default();
             total.cpu_seconds += ticks as f64 / USER_HZ;
             // In kB, whatever the page size (4 KiB on x86, 16 KiB on a Pi 5's kernel).
             total.rss_bytes += std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -43,7 +52,7 @@ pub fn group_usage(pgid: u32) -> Option<Usage> {
             total.processes += 1;
         }
     }
-    (total.processes > 0).then_some(total)
+    out
 }
 
 /// `VmRSS:` of a `/proc/PID/status`, in KiB.
