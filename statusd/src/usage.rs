@@ -9,9 +9,12 @@ use supervisor_proto::resources::{Usage, usage_by_group};
 
 const FRESH: Duration = Duration::from_secs(1);
 
+/// When it was read, for which groups, and what it was.
+type Reading = (Instant, Vec<u32>, HashMap<u32, Usage>);
+
 #[derive(Debug, Default)]
 pub struct UsageCache {
-    last: Mutex<Option<(Instant, Vec<u32>, HashMap<u32, Usage>)>>,
+    last: Mutex<Option<Reading>>,
 }
 
 impl UsageCache {
