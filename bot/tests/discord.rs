@@ -22,6 +22,37 @@ fn callback(stack: &Stack, id: u64) -> Value {
     call.body
 }
 
+/// `/settings announce-channel` for the announce channel, and what resolves it.
+fn announce_channel_option() -> (Value, Value) {
+    let option = json!([{"name": "announce-channel", "type": 1, "options": [
+        {"name": "channel", "type": 7, "value": ANNOUNCE_CHANNEL_ID.to_string()}
+    ]}]);
+    let resolved = json!({"channels": {ANNOUNCE_CHANNEL_ID.to_string(): {
+        "id": ANNOUNCE_CHANNEL_ID.to_string(), "name": "deploys", "type": 0,
+        "permissions": "2147483647"
+    }}});
+    (option, resolved)
+}
+
+/// An owner chooses the announce channel.
+fn choose_announce_channel(stack: &Stack) {
+    let (option, resolved) = announce_channel_option();
+    let id = stack.discord.slash(OWNER_ID, "settings", option, resolved);
+    callback(stack, id);
+}
+
+/// What the bot posted to the announce channel, in order.
+fn posted(stack: &Stack) -> Vec<String> {
+    let path = format!("/api/v10/channels/{ANNOUNCE_CHANNEL_ID}/messages");
+    stack
+        .discord
+        .calls()
+        .into_iter()
+        .filter(|c| c.method == "POST" && c.path == path)
+        .map(|c| c.body["content"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 fn content(body: &Value) -> &str {
     body["data"]["content"].as_str().unwrap_or("")
 }
@@ -280,13 +311,7 @@ fn deploy_results_are_announced_and_settings_survive_a_restart() {
     stack.wait_ready(1);
 
     // Only an owner may choose the channel.
-    let option = json!([{"name": "announce-channel", "type": 1, "options": [
-        {"name": "channel", "type": 7, "value": ANNOUNCE_CHANNEL_ID.to_string()}
-    ]}]);
-    let resolved = json!({"channels": {ANNOUNCE_CHANNEL_ID.to_string(): {
-        "id": ANNOUNCE_CHANNEL_ID.to_string(), "name": "deploys", "type": 0,
-        "permissions": "2147483647"
-    }}});
+    let (option, resolved) = announce_channel_option();
     let id = stack
         .discord
         .slash(STRANGER_ID, "settings", option.clone(), resolved.clone());
@@ -298,16 +323,7 @@ fn deploy_results_are_announced_and_settings_survive_a_restart() {
         format!("Deploy results will be posted in <#{ANNOUNCE_CHANNEL_ID}>.")
     );
 
-    let announcements = || -> Vec<String> {
-        let path = format!("/api/v10/channels/{ANNOUNCE_CHANNEL_ID}/messages");
-        stack
-            .discord
-            .calls()
-            .into_iter()
-            .filter(|c| c.method == "POST" && c.path == path)
-            .map(|c| c.body["content"].as_str().unwrap().to_owned())
-            .collect()
-    };
+    let announcements = || posted(&stack);
     // A deploy from elsewhere (the CLI here; hookd in production) is announced.
     let v2 = stack.push("2");
     let (code, out) = stack.ctl(&["deploy", "app"]);
@@ -622,25 +638,8 @@ fn unacknowledged_heartbeats_make_it_unhealthy_and_restarted() {
 fn a_version_that_fails_its_gate_is_announced_then_refused_until_a_fix() {
     let stack = Stack::start(BotEnv::default());
     stack.wait_ready(1);
-    let option = json!([{"name": "announce-channel", "type": 1, "options": [
-        {"name": "channel", "type": 7, "value": ANNOUNCE_CHANNEL_ID.to_string()}
-    ]}]);
-    let resolved = json!({"channels": {ANNOUNCE_CHANNEL_ID.to_string(): {
-        "id": ANNOUNCE_CHANNEL_ID.to_string(), "name": "deploys", "type": 0,
-        "permissions": "2147483647"
-    }}});
-    let id = stack.discord.slash(OWNER_ID, "settings", option, resolved);
-    callback(&stack, id);
-    let announcements = || -> Vec<String> {
-        let path = format!("/api/v10/channels/{ANNOUNCE_CHANNEL_ID}/messages");
-        stack
-            .discord
-            .calls()
-            .into_iter()
-            .filter(|c| c.method == "POST" && c.path == path)
-            .map(|c| c.body["content"].as_str().unwrap().to_owned())
-            .collect()
-    };
+    choose_announce_channel(&stack);
+    let announcements = || posted(&stack);
     // A version that dies at once: rolled back, announced, quarantined.
     let work = stack.root().join("work");
     std::fs::write(work.join("run.sh"), "echo broken\nexit 1\n").unwrap();
@@ -691,23 +690,10 @@ fn a_version_that_fails_its_gate_is_announced_then_refused_until_a_fix() {
 fn a_fatal_program_is_announced_once_even_across_a_bot_restart() {
     let stack = Stack::start(BotEnv::default());
     stack.wait_ready(1);
-    let option = json!([{"name": "announce-channel", "type": 1, "options": [
-        {"name": "channel", "type": 7, "value": ANNOUNCE_CHANNEL_ID.to_string()}
-    ]}]);
-    let resolved = json!({"channels": {ANNOUNCE_CHANNEL_ID.to_string(): {
-        "id": ANNOUNCE_CHANNEL_ID.to_string(), "name": "deploys", "type": 0,
-        "permissions": "2147483647"
-    }}});
-    let id = stack.discord.slash(OWNER_ID, "settings", option, resolved);
-    callback(&stack, id);
+    choose_announce_channel(&stack);
     let alerts = || -> Vec<String> {
-        let path = format!("/api/v10/channels/{ANNOUNCE_CHANNEL_ID}/messages");
-        stack
-            .discord
-            .calls()
+        posted(&stack)
             .into_iter()
-            .filter(|c| c.method == "POST" && c.path == path)
-            .map(|c| c.body["content"].as_str().unwrap().to_owned())
             .filter(|c| c.starts_with('🔴') || c.starts_with('🟠') || c.starts_with('🟢'))
             .collect()
     };

@@ -78,8 +78,7 @@ backoff = { reset = "300ms" }
     // A new supervisor on the same data still has them.
     sup.signal(nix::sys::signal::Signal::SIGTERM);
     assert!(sup.wait_exit(PATIENCE).success());
-    let dir = std::mem::replace(&mut sup.dir, tempfile::tempdir().unwrap());
-    drop(sup);
+    let dir = sup.take_dir();
     let sup = Supervisor::start(dir, Mode::Plain);
     assert_eq!(kinds(&sup, "bot")[..2], ["recovered", "fatal"]);
 }

@@ -213,7 +213,9 @@ fn an_unreachable_remote_backs_off_and_says_so() {
 /// Kills the supervisor (PID 1 of its namespace: everything in it dies with it) once
 /// `wait_for` shows in the deploy's log, then starts a new one on the same data and checks that
 /// the record says interrupted, the tree is back on what ran, and that version runs.
-fn kill_during(stage: &str, config: &str, wait_for: &str) {
+/// `marker` is made in `bin/` before the second deploy (`slow`: git fetches slowly;
+/// `slow-build`: the build step is slow).
+fn kill_during(stage: &str, config: &str, wait_for: &str, marker: &str) {
     if !is_root() {
         eprintln!("skipped: needs root (a PID namespace)");
         return;
@@ -232,24 +234,27 @@ fn kill_during(stage: &str, config: &str, wait_for: &str) {
     let good = push(&root, &ready("good"));
     assert_eq!(ctl(&sup, &["deploy", "app", "--wait"]).0, 0, "{stage}");
     push(&root, &ready("cut short"));
-    std::fs::write(root.join("bin/slow"), "").unwrap();
+    std::fs::write(root.join("bin").join(marker), "").unwrap();
     assert_eq!(ctl(&sup, &["deploy", "app"]).0, 0);
+    // In the log of this deploy (the newest), not the first one's.
     wait_until(&format!("the {stage} stage"), || {
         std::fs::read_dir(root.join("data/deploys/app"))
-            .map(|d| {
-                d.flatten().any(|e| {
-                    std::fs::read_to_string(e.path())
-                        .unwrap_or_default()
-                        .contains(wait_for)
-                })
+            .ok()
+            .and_then(|d| {
+                d.flatten()
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+                    .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
             })
-            .unwrap_or(false)
+            .is_some_and(|e| {
+                std::fs::read_to_string(e.path())
+                    .unwrap_or_default()
+                    .contains(wait_for)
+            })
     });
     sup.signal(Signal::SIGKILL);
     sup.wait_exit(PATIENCE);
-    std::fs::remove_file(root.join("bin/slow")).unwrap();
-    let dir = std::mem::replace(&mut sup.dir, tempfile::tempdir().unwrap());
-    drop(sup);
+    std::fs::remove_file(root.join("bin").join(marker)).unwrap();
+    let dir = sup.take_dir();
     let sup = Supervisor::start(dir, Mode::Pid1);
     sup.wait_state("app", "RUNNING");
     let last = &history(&sup)[0];
@@ -271,18 +276,31 @@ fn with_git_wrapper(config: &str) -> String {
 
 #[test]
 fn kill_9_during_a_fetch() {
-    kill_during("fetch", &with_git_wrapper(NOTIFY), "$ git fetch");
+    kill_during("fetch", &with_git_wrapper(NOTIFY), "$ git fetch", "slow");
 }
 
 #[test]
 fn kill_9_during_a_build_step() {
-    let config = format!("{NOTIFY}steps = [[\"sleep\", \"30\"]]\n");
-    kill_during("build step", &with_git_wrapper(&config), "$ sleep 30");
+    // Slow only once `bin/slow-build` exists: the first, good deploy builds at once.
+    let config = format!(
+        "{NOTIFY}steps = [[\"sh\", \"-c\", \"if [ -e ../bin/slow-build ]; then sleep 30; fi\"]]\n"
+    );
+    kill_during(
+        "build step",
+        &with_git_wrapper(&config),
+        "then sleep 30",
+        "slow-build",
+    );
 }
 
 #[test]
 fn kill_9_during_the_gate() {
     // Long enough to be killed in, short enough for the first, good deploy to pass.
     let config = NOTIFY.replace("healthy_after = \"300ms\"", "healthy_after = \"3s\"");
-    kill_during("gate", &with_git_wrapper(&config), "restarting the program");
+    kill_during(
+        "gate",
+        &with_git_wrapper(&config),
+        "restarting the program",
+        "nothing-slow",
+    );
 }

@@ -382,8 +382,7 @@ start_limit = { burst = 3, interval = "1h" }
     sup.signal(nix::sys::signal::Signal::SIGTERM);
     assert!(sup.wait_exit(PATIENCE).success());
     // A new supervisor on the same data: the budget is still spent, nothing spawns.
-    let dir = std::mem::replace(&mut sup.dir, tempfile::tempdir().unwrap());
-    drop(sup);
+    let dir = sup.take_dir();
     let sup = Supervisor::start(dir, Mode::Plain);
     let fatal = sup.wait_state("loop", "FATAL");
     assert!(field(&fatal, "reason").starts_with("started 3 times in 1h"));

@@ -160,8 +160,7 @@ fn same_processes(dir: tempfile::TempDir, n: usize) {
     // The same supervisord.conf run as it is, without the import step: the same processes.
     sup.signal(Signal::SIGTERM);
     assert!(sup.wait_exit(PATIENCE).success());
-    let dir = std::mem::replace(&mut sup.dir, tempfile::tempdir().unwrap());
-    drop(sup);
+    let dir = sup.take_dir();
     std::fs::remove_file(dir.path().join("supervisor.toml")).unwrap();
     let sup = Supervisor::start_with(dir, Mode::Plain, "supervisord.conf");
     let direct = processes(sup.pid, n);

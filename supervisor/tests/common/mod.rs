@@ -135,6 +135,12 @@ impl Supervisor {
         sup
     }
 
+    /// The folder, kept when this supervisor goes (killed and reaped if still running): for
+    /// a new supervisor on the same data.
+    pub fn take_dir(mut self) -> tempfile::TempDir {
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
