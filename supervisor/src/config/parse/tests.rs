@@ -228,8 +228,8 @@ fn each_kind_of_error_names_file_line_and_key() {
             "conf/supervisor.toml:3: program.a.depends_on: unknown program \"db\"",
         ),
         (
-            "[program.a]\ncommand = [\"/bin/a\"]\nstdout_logfile = \"/tmp/x.log\"\n[program.b]\ncommand = [\"/bin/b\"]\nstdout_logfile = \"/tmp/x.log\"\n",
-            "conf/supervisor.toml:6: program.b.stdout_logfile: log file /tmp/x.log is also written by program.a.stdout_logfile; each stream needs its own file",
+            "[program.a]\ncommand = [\"/bin/a\"]\nstdout_logfile = \"/tmp/x.log\"\n[program.b]\ncommand = [\"/bin/b\"]\nstdout_logfile = \"/tmp/x.log\"\nstdout_logfile_backups = 3\n",
+            "conf/supervisor.toml:6: program.b.stdout_logfile: log file /tmp/x.log is shared with program.a.stdout_logfile, which rotates it differently (maxbytes 52428800 and 10 backups there, 52428800 and 3 here): give both the same",
         ),
         (
             "[program.bot]\ncommand = [\"/bin/bot\"]\nstartsecs = 9223372036854775807\n",
@@ -311,6 +311,22 @@ fn each_kind_of_error_names_file_line_and_key() {
     for (text, expected) in cases {
         assert_eq!(errors(text), [*expected], "for config:\n{text}");
     }
+}
+
+#[test]
+fn streams_may_share_a_log_file_that_rotates_one_way() {
+    let config = parse_with_env(
+        Path::new("conf/supervisor.toml"),
+        "[program.a]\ncommand = [\"/bin/a\"]\nstdout_logfile = \"/tmp/x.log\"\n[program.b]\ncommand = [\"/bin/b\"]\nstdout_logfile = \"/tmp/x.log\"\n",
+        &|_| None,
+    )
+    .unwrap();
+    let paths: Vec<_> = config
+        .programs
+        .iter()
+        .map(|p| p.stdout.path.clone())
+        .collect();
+    assert_eq!(paths[0], paths[1]);
 }
 
 #[test]
