@@ -202,3 +202,78 @@ pub fn render(
     let _ = encode(&mut out, &registry);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // in a test, an unwrap is an assertion
+    use super::*;
+    use crate::view::test_program;
+    use supervisor_proto::resources::Usage;
+
+    /// Every metric the provisioned Grafana dashboard (deploy/grafana) queries is one statusd
+    /// exports, rendered here with a program, its usage and a deploy so that every family has
+    /// samples. (Grafana itself cannot be installed here; this is what can be checked.)
+    #[test]
+    fn the_grafana_dashboard_queries_exported_metrics() {
+        let deploy: supervisor_proto::DeployRecord = serde_json::from_value(serde_json::json!({
+            "id": "d-1", "program": "bot", "kind": "deploy", "trigger": "cli",
+            "started_ms": 1_795_520_000_000u64, "duration_ms": 10, "old_commit": null,
+            "new_commit": null, "result": "succeeded", "message": "", "steps": [], "log": ""
+        }))
+        .unwrap();
+        let s = Snapshot {
+            connected: true,
+            programs: vec![test_program("bot", ProgramState::Running, true)],
+            deploys: vec![deploy],
+            read_at: Some(std::time::Instant::now()),
+            supervisor: Some(supervisor_proto::SupervisorInfo {
+                pid: std::process::id(),
+                version: "0".into(),
+                started_ms: 0,
+                uptime_secs: 1,
+                shutting_down: false,
+            }),
+            ..Snapshot::default()
+        };
+        let used = std::collections::HashMap::from([(
+            42,
+            Usage {
+                rss_bytes: 1,
+                cpu_seconds: 1.0,
+                processes: 1,
+            },
+        )]);
+        let text = render(&s, &used);
+        let exported: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../deploy/grafana/dashboards/stack.json"
+        );
+        let dashboard: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let mut checked = 0;
+        for panel in dashboard["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().unwrap() {
+                let expr = target["expr"].as_str().unwrap();
+                for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                    if word.starts_with("supervisor_") {
+                        assert!(
+                            exported.contains(&word),
+                            "panel {} queries {word}, which statusd does not export: {exported:?}",
+                            panel["title"]
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(
+            checked >= 10,
+            "only {checked} metric names found in the dashboard"
+        );
+    }
+}
