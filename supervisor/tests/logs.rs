@@ -246,3 +246,32 @@ stdout_logfile_backups = 100
     }
     assert_eq!(next, [LINES + 1; 8], "lines lost");
 }
+
+/// `echo_format = "json"`: each echoed line is a JSON object for log shippers, beside the
+/// supervisor's own JSON log.
+#[test]
+fn echoed_lines_as_json() {
+    let dir = Supervisor::dir_with(
+        r#"
+[supervisor]
+echo_format = "json"
+
+[program.talker]
+command = ["/bin/sh", "-c", "echo 'hello \"world\"'; echo oops >&2; exec sleep 1000"]
+startsecs = 0
+"#,
+    );
+    let sup = Supervisor::start(dir, Mode::Plain);
+    wait_until("both lines echoed", || sup.stdout().lines().count() >= 2);
+    let lines: Vec<serde_json::Value> = sup
+        .stdout()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    let out = lines.iter().find(|v| v["stream"] == "stdout").unwrap();
+    assert_eq!(out["program"], "talker");
+    assert_eq!(out["line"], "hello \"world\"");
+    assert!(out["timestamp"].as_str().unwrap().ends_with('Z'), "{out}");
+    let err = lines.iter().find(|v| v["stream"] == "stderr").unwrap();
+    assert_eq!(err["line"], "oops");
+}

@@ -60,6 +60,19 @@ pub struct SupervisorSection {
     /// What must outlive the supervisor besides deploys: each program's recent start times
     /// (`starts/NAME`), so that `start_limit` holds across restarts of the container.
     pub statedir: PathBuf,
+    /// How programs' output is copied to the supervisor's stdout (`echo_output`).
+    pub echo_format: EchoFormat,
+}
+
+/// `[supervisor] echo_format`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EchoFormat {
+    /// `name | line`.
+    #[default]
+    Text,
+    /// One JSON object a line: `{"timestamp":..,"program":..,"stream":..,"line":..}`, for log
+    /// shippers (with `run --log-format json`, the supervisor's own lines are JSON too).
+    Json,
 }
 
 /// `[control]`: who may use the control socket beyond root and the supervisor's own user.

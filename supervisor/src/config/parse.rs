@@ -39,6 +39,7 @@ const SUPERVISOR_KEYS: &[&str] = &[
     "env_file",
     "deploydir",
     "statedir",
+    "echo_format",
 ];
 const SECTIONS: &[&str] = &["supervisor", "program", "control"];
 /// Every key of `[program.NAME]`.
@@ -301,6 +302,7 @@ impl<'a> Walker<'a> {
             socket_group: None,
             deploydir: self.base.join("data/deploys"),
             statedir: self.base.join("data/state"),
+            echo_format: super::EchoFormat::Text,
         };
         let Some(table) = table else {
             return s;
@@ -334,6 +336,16 @@ impl<'a> Walker<'a> {
                         s.statedir = self.resolve(&v);
                     }
                 }
+                "echo_format" => match self.string(value, &path, env).as_deref() {
+                    Some("text") => s.echo_format = super::EchoFormat::Text,
+                    Some("json") => s.echo_format = super::EchoFormat::Json,
+                    Some(other) => self.error(
+                        value.span(),
+                        &path,
+                        format!("{other:?} is not an echo format (\"text\" or \"json\")"),
+                    ),
+                    None => {}
+                },
                 "socket_mode" => {
                     if let Some(mode) = self.mode(value, &path) {
                         s.socket_mode = mode;

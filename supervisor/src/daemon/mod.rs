@@ -47,7 +47,7 @@ use crate::health::notify::{self, NotifySocket};
 use crate::lifecycle::{
     Context, Effect, Event as LifeEvent, ExitReason, Policy, State, transition,
 };
-use crate::logs::capture::{Capture, EchoSender, LogWatch, start_echo};
+use crate::logs::capture::{Capture, Echo, EchoSender, LogWatch, start_echo};
 use crate::logs::rotation::LogFile;
 use crate::process::{self, Outputs};
 use crate::status::{describe, unix_ms};
@@ -252,6 +252,7 @@ struct ProgramSetup<'a> {
     reports: &'a mpsc::Sender<Report>,
     writer: &'a budget::Writer,
     log_files: &'a mut LogFiles,
+    echo_format: crate::config::EchoFormat,
 }
 
 impl Program {
@@ -296,16 +297,16 @@ impl Program {
         };
         let mut log_watch = log_watch;
         let (out_r, out_w) = process::pipe().context("creating an output pipe")?;
-        let mut streams = vec![(out_r, &cfg.stdout)];
+        let mut streams = vec![(out_r, &cfg.stdout, "stdout")];
         let err_w = if cfg.redirect_stderr {
             out_w.try_clone().context("duplicating an output pipe")?
         } else {
             let (err_r, err_w) = process::pipe().context("creating an output pipe")?;
-            streams.push((err_r, &cfg.stderr));
+            streams.push((err_r, &cfg.stderr, "stderr"));
             err_w
         };
         let mut captures = Vec::new();
-        for (reader, target) in streams {
+        for (reader, target, stream) in streams {
             let file = target.path.as_ref().and_then(|path| {
                 setup
                     .log_files
@@ -316,8 +317,17 @@ impl Program {
                     })
                     .ok()
             });
+            let style = match setup.echo_format {
+                crate::config::EchoFormat::Text => {
+                    Echo::Text(format!("{} | ", cfg.name).into_bytes())
+                }
+                crate::config::EchoFormat::Json => Echo::Json {
+                    program: cfg.name.to_string(),
+                    stream,
+                },
+            };
             let mut capture = Capture::new(
-                format!("{} | ", cfg.name),
+                style,
                 file,
                 cfg.echo_output.then(|| echo.clone()),
                 reopen.subscribe(),
@@ -453,6 +463,7 @@ impl Daemon {
             reports: &self.reports,
             writer: &self.starts_writer,
             log_files: &mut self.log_files,
+            echo_format: self.config.supervisor.echo_format,
         };
         let (mut program, captures) = Program::new(cfg, &self.echo, &self.reopen, &mut setup)?;
         if let Some(interval) = program.cfg.deploy.as_ref().and_then(|d| d.poll) {

@@ -64,11 +64,23 @@ pub fn start_echo() -> io::Result<(EchoSender, oneshot::Receiver<()>)> {
 /// lines of different streams never mix within a line, and the file rotates once.
 pub type SharedLog = Arc<std::sync::Mutex<LogFile>>;
 
+/// How echoed lines look.
+#[derive(Clone, Debug)]
+pub enum Echo {
+    /// `name | line` (the prefix).
+    Text(Vec<u8>),
+    /// A JSON object a line, for log shippers.
+    Json {
+        program: String,
+        stream: &'static str,
+    },
+}
+
 /// Where one pipe's bytes go.
 #[derive(Debug)]
 pub struct Capture {
-    /// `"name | "`, put before each echoed line.
-    pub prefix: Vec<u8>,
+    /// How each echoed line is written.
+    pub style: Echo,
     pub file: Option<SharedLog>,
     pub echo: Option<EchoSender>,
     /// Bumped on SIGUSR2: reopen the file before the next write.
@@ -92,13 +104,13 @@ pub struct LogWatch {
 
 impl Capture {
     pub fn new(
-        prefix: String,
+        style: Echo,
         file: Option<SharedLog>,
         echo: Option<EchoSender>,
         reopen: watch::Receiver<u64>,
     ) -> Self {
         Self {
-            prefix: prefix.into_bytes(),
+            style,
             file,
             echo,
             reopen,
@@ -219,14 +231,38 @@ impl Capture {
             }
         }
         self.echo.as_ref()?;
-        let mut out = Vec::with_capacity(lines.len() + 16 * self.prefix.len());
-        for line in lines.split_inclusive(|&b| b == b'\n') {
-            out.extend_from_slice(&self.prefix);
-            out.extend_from_slice(line);
-            if line.last() != Some(&b'\n') {
-                out.push(b'\n');
+        match &self.style {
+            Echo::Text(prefix) => {
+                let mut out = Vec::with_capacity(lines.len() + 16 * prefix.len());
+                for line in lines.split_inclusive(|&b| b == b'\n') {
+                    out.extend_from_slice(prefix);
+                    out.extend_from_slice(line);
+                    if line.last() != Some(&b'\n') {
+                        out.push(b'\n');
+                    }
+                }
+                Some(out)
+            }
+            Echo::Json { program, stream } => {
+                let now: chrono::DateTime<chrono::Utc> = std::time::SystemTime::now().into();
+                // The key and form of the supervisor's own JSON log (`--log-format json`).
+                let ts = now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+                let mut out = Vec::with_capacity(lines.len() * 2);
+                for line in lines.split(|&b| b == b'\n') {
+                    if line.is_empty() {
+                        continue;
+                    }
+                    let record = serde_json::json!({
+                        "timestamp": ts,
+                        "program": program,
+                        "stream": stream,
+                        "line": String::from_utf8_lossy(line),
+                    });
+                    out.extend_from_slice(record.to_string().as_bytes());
+                    out.push(b'\n');
+                }
+                Some(out)
             }
         }
-        Some(out)
     }
 }
