@@ -3,6 +3,9 @@
 //! States carry their own data and are named as supervisord names them. Nothing here reads a
 //! clock or touches a process: the daemon performs the returned [`Effect`] and feeds back what
 //! happened as the next [`Event`] (a spawn's pid, a reaped exit, a timer that fired).
+//!
+//! Why this file is past 600 lines: the one `transition` function covers every (state, event)
+//! pair, readiness and restarts-after-stop included, in one place, as its table test does.
 
 use std::fmt;
 use std::time::{Duration, Instant};

@@ -6,6 +6,10 @@
 //! (stop, start) queues the answer, so the machine and the lifecycle never call into each other.
 //! Steps are children of the actor like the programs: spawned and reaped on this thread, each in
 //! its own process group, killed with it at `step_timeout`.
+//!
+//! Why this file is past 600 lines: performing every effect, the step spawner and the start-up
+//! recovery of an interrupted deploy share the run's state; the recovery is the part to move out
+//! next (beside `deploy::history`).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;

@@ -10,6 +10,9 @@
 //! release copy (artifact mode) → switch `current` → stop the old process → start the new one →
 //! gate: RUNNING (which means ready) for `healthy_after`. A failed gate quarantines the commit
 //! and puts the previous version back, gated the same way.
+//!
+//! Why this file is past 600 lines: one `match` per input over every phase, kept together so
+//! that each transition reads beside its neighbours; its tests are in `machine/tests.rs`.
 
 use std::path::PathBuf;
 use std::time::Instant;
