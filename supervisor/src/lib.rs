@@ -14,6 +14,7 @@
 //! - [`logs`]: output capture, rotation and the echo to stdout.
 //! - [`deploy`]: the deploy machine, its git commands, releases and history on disk.
 //! - [`dirs`]: folders made for the user that writes them (`state_dirs`, a deploy's tree).
+//! - [`listener`]: supervisord's event listeners: event types, envelopes, the protocol.
 //! - [`health`]: readiness, liveness and the start budget of a program.
 //! - [`daemon`]: the actor that owns all state and performs the lifecycle's effects.
 //! - [`control`]: the control socket: connections, peer credentials, framing.
@@ -33,6 +34,7 @@ pub mod health;
 pub mod import;
 pub mod jsonl;
 pub mod lifecycle;
+pub mod listener;
 pub mod logs;
 pub mod process;
 pub mod status;

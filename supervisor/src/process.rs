@@ -24,9 +24,11 @@ use crate::config::environ::{self, Account};
 use crate::config::{ProgramConfig, UserSpec};
 use crate::lifecycle::ExitReason;
 
-/// The descriptors a child gets as stdout and stderr (write ends of the capture pipes).
+/// The descriptors a child gets as stdout and stderr (write ends of the capture pipes), and
+/// as stdin (an event listener's channel; otherwise /dev/null).
 #[derive(Debug)]
 pub struct Outputs<'a> {
+    pub stdin: Option<&'a OwnedFd>,
     pub stdout: &'a OwnedFd,
     pub stderr: &'a OwnedFd,
 }
@@ -40,12 +42,14 @@ pub struct Spec<'a> {
     pub environment: &'a [(String, String)],
     pub pass_env: &'a [String],
     pub user: Option<&'a UserSpec>,
+    /// `None`: /dev/null.
+    pub stdin: Option<&'a OwnedFd>,
     pub stdout: &'a OwnedFd,
     pub stderr: &'a OwnedFd,
 }
 
 /// Spawns `program` (with `extra` variables) in its own process group with its user, directory and environment, stdin
-/// on /dev/null, default signal dispositions, an empty signal mask and no inherited descriptor
+/// on /dev/null (or the listener's pipe), default signal dispositions, an empty signal mask and no inherited descriptor
 /// beyond 0, 1 and 2. Returns once `exec` succeeded, or the reason it did not.
 pub fn spawn(
     program: &ProgramConfig,
@@ -74,6 +78,7 @@ pub fn spawn(
             environment: &environment,
             pass_env: &program.pass_env,
             user: program.user.as_ref(),
+            stdin: outputs.stdin,
             stdout: outputs.stdout,
             stderr: outputs.stderr,
         },
@@ -117,7 +122,10 @@ fn spawn_with(
     if let Some(dir) = spec.directory {
         cmd.current_dir(dir);
     }
-    cmd.stdin(Stdio::null());
+    match spec.stdin {
+        Some(fd) => cmd.stdin(Stdio::from(fd.as_fd().try_clone_to_owned()?)),
+        None => cmd.stdin(Stdio::null()),
+    };
     cmd.stdout(Stdio::from(spec.stdout.as_fd().try_clone_to_owned()?));
     cmd.stderr(Stdio::from(spec.stderr.as_fd().try_clone_to_owned()?));
     cmd.process_group(0);

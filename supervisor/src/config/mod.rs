@@ -197,6 +197,9 @@ pub struct ProgramConfig {
     /// Once RUNNING, no `WATCHDOG=1` on its notify socket within this is unhealthy.
     pub watchdog: Option<Duration>,
     pub start_limit: Option<health::StartLimit>,
+    /// `events`: an event listener, which gets the supervisor's events on its stdin
+    /// (supervisord's `[eventlistener:x]`).
+    pub listener: Option<crate::listener::ListenerConfig>,
 }
 
 /// `[program.NAME.deploy]`.

@@ -79,6 +79,8 @@ pub const PROGRAM_KEYS: &[&str] = &[
     "healthcheck",
     "watchdog",
     "start_limit",
+    "events",
+    "buffer_size",
 ];
 const DEPLOY_KEYS: &[&str] = &[
     "repo",
@@ -437,6 +439,7 @@ impl<'a> Walker<'a> {
             healthcheck: None,
             watchdog: None,
             start_limit: None,
+            listener: None,
         };
         let mut environment = Vec::new();
         let mut have_command = false;
@@ -535,6 +538,15 @@ impl<'a> Walker<'a> {
                 "healthcheck" => p.healthcheck = self.healthcheck(v, &path, env),
                 "watchdog" => set(&mut p.watchdog, self.watchdog(v, &path, env)),
                 "start_limit" => p.start_limit = self.start_limit(v, &path),
+                "events" => {
+                    if let Some(events) = self.events(v, &path) {
+                        p.listener = Some(crate::listener::ListenerConfig {
+                            events,
+                            buffer_size: crate::listener::DEFAULT_BUFFER_SIZE,
+                        });
+                    }
+                }
+                "buffer_size" => {} // read below, with events
                 "group" => {
                     if let Some(g) = self.string(v, &path, env) {
                         match ProgramName::new(&g) {
@@ -585,6 +597,7 @@ impl<'a> Walker<'a> {
                 "applies only when `ready` is \"notify\", a log pattern or a probe (with the default, ready = \"started\", startsecs decides)",
             );
         }
+        self.listener_keys(t, &key, &mut p);
         if let Some((_, v)) = get(t, "deploy") {
             p.deploy = self.deploy(v, &key("deploy"), env, &name, p.startsecs);
             if let Some(d) = p.deploy.as_mut()
@@ -605,6 +618,79 @@ impl<'a> Walker<'a> {
         p.environment.extend(file_env);
         p.environment.extend(environment);
         Some(p)
+    }
+
+    /// `events = [...]`: supervisord's event types, each one this supervisor sends.
+    fn events(&mut self, v: &Value<'_>, path: &str) -> Option<Vec<crate::listener::EventType>> {
+        use crate::listener::EventType;
+        let DeValue::Array(items) = v.get_ref() else {
+            self.type_error(
+                v,
+                path,
+                "an array of event types (e.g. [\"PROCESS_STATE_FATAL\"])",
+            );
+            return None;
+        };
+        let mut out = Vec::new();
+        for item in items.iter() {
+            let DeValue::String(name) = item.get_ref() else {
+                self.type_error(item, path, "an event type name");
+                return None;
+            };
+            match EventType::parse(name) {
+                Some(t) if t.is_sent() => out.push(t),
+                Some(t) => self.error(
+                    item.span(),
+                    path,
+                    format!("{t} events are not sent by this supervisor (it sends PROCESS_STATE_*, TICK_*, SUPERVISOR_STATE_CHANGE_* and PROCESS_GROUP_*)"),
+                ),
+                None => {
+                    let names: Vec<&str> = EventType::ALL.iter().map(|t| t.name()).collect();
+                    let hint = suggest(name, &names);
+                    self.error(item.span(), path, format!("unknown event type {name:?}{hint}"));
+                }
+            }
+        }
+        if out.is_empty() && items.is_empty() {
+            self.error(
+                v.span(),
+                path,
+                "names no event type; a listener needs at least one",
+            );
+            return None;
+        }
+        (out.len() == items.len()).then_some(out)
+    }
+
+    /// What only a listener may set, once its `events` are known.
+    fn listener_keys(
+        &mut self,
+        t: &DeTable<'_>,
+        key: &dyn Fn(&str) -> String,
+        p: &mut ProgramConfig,
+    ) {
+        if let Some((_, v)) = get(t, "buffer_size") {
+            let size = self.integer(v, &key("buffer_size"), 1, 100_000);
+            match (p.listener.as_mut(), size) {
+                (Some(l), Some(n)) => l.buffer_size = n as usize,
+                (None, _) if get(t, "events").is_none() => self.error(
+                    v.span(),
+                    &key("buffer_size"),
+                    "applies only to an event listener (a program with `events`)",
+                ),
+                _ => {}
+            }
+        }
+        if p.listener.is_some()
+            && p.redirect_stderr
+            && let Some((_, v)) = get(t, "redirect_stderr")
+        {
+            self.error(
+                v.span(),
+                &key("redirect_stderr"),
+                "an event listener's stdout is its channel to the supervisor; its stderr cannot join it (as in supervisord)",
+            );
+        }
     }
 
     fn control(&mut self, v: &Value<'_>, env: &Env<'_>) -> ControlSection {

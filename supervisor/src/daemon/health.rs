@@ -261,6 +261,7 @@ impl Daemon {
                 environment: &cfg.environment,
                 pass_env: &cfg.pass_env,
                 user: cfg.user.as_ref(),
+                stdin: None,
                 stdout: &devnull,
                 stderr: &devnull,
             },

@@ -11,6 +11,7 @@
 //! - [`health`]: readiness and liveness: notify sockets, probes, watchdogs.
 //! - [`alerts`]: what owners should hear about, raised as it happens.
 //! - [`poll`]: the deploy poll trigger (`git ls-remote` on a timer).
+//! - [`listeners`]: supervisord's event listeners: events, pools, their pipes.
 //!
 //! Why this file is past 600 lines: the event loop, the lifecycle's effects, reaping and
 //! shutdown share the actor's state; its setup (signals, socket, audit, programs) is the part
@@ -19,6 +20,7 @@
 mod alerts;
 mod deploy;
 mod health;
+mod listeners;
 mod poll;
 mod requests;
 mod update;
@@ -102,7 +104,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     ));
     let socket = config.supervisor.socket.clone();
     let (reports_tx, mut reports) = mpsc::channel(REPORT_QUEUE);
-    let mut daemon = Daemon::new(config, nofile, echo_tx, events, acl, reports_tx)?;
+    let (listeners, mut listener_output) = listeners::Listeners::new();
+    let mut daemon = Daemon::new(config, nofile, echo_tx, events, acl, reports_tx, listeners)?;
     tracing::info!(
         pid = std::process::id(),
         programs = daemon.programs.len(),
@@ -111,6 +114,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         "supervisor started"
     );
 
+    daemon.supervisor_state(crate::listener::EventType::SupervisorStateChangeRunning);
     tokio::pin!(shutdown);
     let mut asked = false;
     daemon.drive();
@@ -129,6 +133,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             _ = signals.usr1.recv() => tracing::info!("SIGUSR1 has no meaning here; ignored"),
             Some(request) = requests.recv() => daemon.handle(request),
             Some(report) = reports.recv() => daemon.health_report(report),
+            Some(output) = listener_output.recv() => daemon.listener_output(output),
             _ = sleep, if deadline.is_some() => daemon.tick(),
             _ = &mut shutdown, if !asked => {
                 asked = true;
@@ -217,6 +222,8 @@ struct Program {
     poll: Option<poll::Poll>,
     /// What its alerts remember (trouble since when, recent restarts).
     watch: alerts::Watch,
+    /// An event listener's channel, while its process runs.
+    listener: Option<listeners::Conn>,
 }
 
 /// The log files open, shared by every stream that writes to one (weakly: a file closes when
@@ -360,6 +367,7 @@ impl Program {
             ),
             poll: None,
             watch: alerts::Watch::default(),
+            listener: None,
             cfg,
         };
         Ok((program, captures))
@@ -369,6 +377,8 @@ impl Program {
 struct Shutdown {
     deadline: Instant,
     forced: bool,
+    /// Until when event listeners may finish the events they have (then they stop too).
+    listeners_until: Instant,
 }
 
 struct Daemon {
@@ -405,6 +415,7 @@ struct Daemon {
     alerts: alerts::Alerts,
     log_files: LogFiles,
     starts_writer: budget::Writer,
+    listeners: listeners::Listeners,
 }
 
 impl Daemon {
@@ -415,6 +426,7 @@ impl Daemon {
         events: broadcast::Sender<Event>,
         acl: watch::Sender<Acl>,
         reports: mpsc::Sender<Report>,
+        listeners: listeners::Listeners,
     ) -> anyhow::Result<Self> {
         let (reopen, _) = watch::channel(0u64);
         let starts_writer = budget::Writer::start().context("starting the start-times writer")?;
@@ -446,6 +458,7 @@ impl Daemon {
             alerts,
             log_files: LogFiles::default(),
             starts_writer,
+            listeners,
         };
         for cfg in daemon.config.programs.clone() {
             daemon.add_program(cfg)?;
@@ -498,6 +511,7 @@ impl Daemon {
             .enumerate()
             .filter_map(|(i, p)| p.state.pid().map(|pid| (pid, i)))
             .collect();
+        self.listener_groups();
     }
 
     fn finished(&self) -> bool {
@@ -570,6 +584,7 @@ impl Daemon {
             let p = &self.programs[i];
             if (p.depth, p.cfg.priority) == level
                 && matches!(p.state, State::Starting { .. } | State::Running { .. })
+                && !self.listener_draining(i)
             {
                 self.feed(i, LifeEvent::Stop);
             }
@@ -600,6 +615,7 @@ impl Daemon {
                 p.changed_at = SystemTime::now();
                 log_change(&p.cfg, &previous, &p.state, cx.now);
                 self.emit_state(idx, previous.name(), cx.now);
+                self.listener_state_change(idx, &previous);
                 self.alert_on_change(idx, previous.name());
                 self.settle_waiters(idx);
                 if !changed.contains(&idx) {
@@ -608,21 +624,41 @@ impl Daemon {
             }
             self.sync_health(idx);
             let extra_env = match effect {
-                Some(Effect::Spawn) => self.health_env(idx),
+                Some(Effect::Spawn) => {
+                    let mut env = self.health_env(idx);
+                    env.extend(self.listener_env(idx));
+                    env
+                }
                 _ => Vec::new(),
             };
             let p = &mut self.programs[idx];
             match effect {
                 None => {}
                 Some(Effect::Spawn) => {
-                    let outputs = Outputs {
-                        stdout: &p.stdout,
-                        stderr: &p.stderr,
-                    };
-                    let spawned = Self::prepare_dirs(&p.cfg)
-                        .and_then(|()| process::spawn(&p.cfg, &extra_env, outputs, self.nofile));
+                    // An event listener gets fresh pipes for stdin and stdout at each spawn:
+                    // the protocol starts over with the process.
+                    let pipes = p
+                        .cfg
+                        .listener
+                        .as_ref()
+                        .map(|_| listeners::Pipes::new())
+                        .transpose();
+                    let spawned = pipes.and_then(|pipes| {
+                        let outputs = Outputs {
+                            stdin: pipes.as_ref().map(|x| &x.child_stdin),
+                            stdout: pipes.as_ref().map_or(&p.stdout, |x| &x.child_stdout),
+                            stderr: &p.stderr,
+                        };
+                        Self::prepare_dirs(&p.cfg)
+                            .and_then(|()| process::spawn(&p.cfg, &extra_env, outputs, self.nofile))
+                            .map(|pid| (pid, pipes))
+                    });
                     match spawned {
-                        Ok(pid) => {
+                        Ok((pid, pipes)) => {
+                            if let Some(pipes) = pipes {
+                                p.listener =
+                                    Some(self.listeners.connect(&p.cfg.name, p.spawns + 1, pipes));
+                            }
                             p.spawns += 1;
                             p.starts.record(SystemTime::now());
                             tracing::info!(program = %p.cfg.name, pid = pid.as_raw(), spawns = p.spawns, "spawned");
@@ -758,6 +794,8 @@ impl Daemon {
             .chain(self.health_deadlines())
             .chain(self.poll_deadlines())
             .chain(self.alert_deadlines())
+            .chain(self.listener_deadline())
+            .chain(self.listener_drain_deadline())
             .min()
     }
 
@@ -773,6 +811,7 @@ impl Daemon {
         self.health_tick(now);
         self.poll_tick(now);
         self.alert_tick(now);
+        self.listener_tick();
         if self
             .shutdown
             .as_ref()
@@ -801,6 +840,7 @@ impl Daemon {
         tracing::info!(%reason, "shutting down");
         self.exit_code = exit_code;
         self.shutdown = Some(Shutdown {
+            listeners_until: crate::lifecycle::later(Instant::now(), listeners::SHUTDOWN_DRAIN),
             deadline: crate::lifecycle::later(
                 Instant::now(),
                 self.config.supervisor.shutdown_timeout,
@@ -812,6 +852,7 @@ impl Daemon {
         }
         self.abort_deploys();
         self.abort_polls();
+        self.supervisor_state(crate::listener::EventType::SupervisorStateChangeStopping);
         let _ = self.events.send(Event::ShuttingDown {
             at_ms: unix_ms(SystemTime::now()),
         });

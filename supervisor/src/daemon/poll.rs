@@ -146,6 +146,7 @@ impl Daemon {
                     environment: &environment,
                     pass_env: &cfg.pass_env,
                     user: cfg.user.as_ref(),
+                    stdin: None,
                     stdout: &out,
                     stderr: &null,
                 },

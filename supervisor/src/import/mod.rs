@@ -144,7 +144,7 @@ fn unsupported_program_option(key: &str) -> Option<&'static str> {
         | "stderr_capture_maxbytes"
         | "stdout_events_enabled"
         | "stderr_events_enabled" => {
-            "there are no process communication events; `supervisor events` streams state changes"
+            "PROCESS_LOG and PROCESS_COMMUNICATION events are not sent; listeners get PROCESS_STATE_*, TICK_*, SUPERVISOR_STATE_CHANGE_*, PROCESS_GROUP_*"
         }
         "stdout_syslog" | "stderr_syslog" => {
             "output goes to log files and the supervisor's stdout; forward those"
@@ -300,12 +300,7 @@ pub fn import(path: &Path) -> Result<Imported, ImportError> {
                 Severity::Unsupported,
                 "no XML-RPC plugins: the control protocol is JSON over the Unix socket (docs/PROTOCOL.md)",
             ),
-            "eventlistener" => finding(
-                s,
-                None,
-                Severity::Unsupported,
-                "no event listeners: run your listener as a program that reads `supervisor events` (JSON lines)",
-            ),
+            "eventlistener" => programs.push(s),
             "fcgi-program" => finding(
                 s,
                 None,
@@ -395,6 +390,14 @@ fn program(
     report: &mut Report<'_>,
 ) -> Result<(), ImportError> {
     let prog = s.name.split_once(':').map_or("", |(_, n)| n).to_owned();
+    let listener = s.name.starts_with("eventlistener:");
+    let events = match listener {
+        true => match listener_events(s, report)? {
+            Some(events) => Some(events),
+            None => return Ok(()), // reported: nothing it listens for is sent here
+        },
+        false => None,
+    };
     let int = |key: &str, default: i64| -> Result<i64, ImportError> {
         match s.get(key) {
             Some(o) => o
@@ -431,6 +434,17 @@ fn program(
     for o in dedup(&s.options) {
         if let Some(advice) = unsupported_program_option(&o.key) {
             report(s, Some(o), Severity::Unsupported, advice);
+        } else if listener && LISTENER_KEYS.contains(&o.key.as_str()) {
+            if o.key == "result_handler"
+                && o.value.trim() != "supervisor.dispatchers:default_handler"
+            {
+                report(
+                    s,
+                    Some(o),
+                    Severity::Unsupported,
+                    "results are OK or FAIL, as supervisord's default handler reads them",
+                );
+            }
         } else if !PROGRAM_KEYS.contains(&o.key.as_str()) {
             report(s, Some(o), Severity::Unsupported, "unknown option");
         }
@@ -468,6 +482,16 @@ fn program(
         let argv = shlex::split(&line)
             .ok_or_else(|| invalid(s, Some(command), "unbalanced quotes in the command"))?;
         let _ = writeln!(out, "command = {}", array(&argv));
+        if let Some(events) = &events {
+            let names: Vec<String> = events.iter().map(|e| e.name().to_owned()).collect();
+            let _ = writeln!(out, "events = {}", array(&names));
+            if s.get("priority").is_none() {
+                let _ = writeln!(
+                    out,
+                    "priority = -1  # supervisord's default for a listener: up first, stopped last"
+                );
+            }
+        }
         let mut env: Vec<(String, String)> = global_env.to_vec();
         for o in dedup(&s.options) {
             let v = || expand(o);
@@ -477,6 +501,7 @@ fn program(
                     let _ = writeln!(out, "{} = {}", o.key, quote(&v()?));
                 }
                 "priority"
+                | "buffer_size"
                 | "startsecs"
                 | "startretries"
                 | "stopwaitsecs"
@@ -599,6 +624,46 @@ const PROGRAM_KEYS: &[&str] = &[
     "environment",
     "directory",
 ];
+
+/// The options only `[eventlistener:x]` has.
+const LISTENER_KEYS: &[&str] = &["events", "buffer_size", "result_handler"];
+
+/// An `[eventlistener:x]`'s `events`: the types this supervisor sends (the others reported);
+/// `None` when that leaves nothing, and the whole section is reported instead.
+fn listener_events(
+    s: &Section,
+    report: &mut Report<'_>,
+) -> Result<Option<Vec<crate::listener::EventType>>, ImportError> {
+    use crate::listener::EventType;
+    let Some(o) = s.get("events") else {
+        return Err(invalid(
+            s,
+            None,
+            "an event listener needs `events`, as in supervisord",
+        ));
+    };
+    let mut kept = Vec::new();
+    let mut dropped = Vec::new();
+    for name in o.value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        match EventType::parse(name) {
+            Some(t) if t.is_sent() => kept.push(t),
+            Some(t) => dropped.push(t.name()),
+            None => return Err(invalid(s, Some(o), format!("unknown event type {name:?}"))),
+        }
+    }
+    if !dropped.is_empty() {
+        let advice = format!(
+            "{} events are not sent here (only PROCESS_STATE_*, TICK_*, SUPERVISOR_STATE_CHANGE_*, PROCESS_GROUP_*)",
+            dropped.join(", ")
+        );
+        if kept.is_empty() {
+            report(s, None, Severity::Unsupported, &advice);
+            return Ok(None);
+        }
+        report(s, Some(o), Severity::Unsupported, &advice);
+    }
+    Ok(Some(kept))
+}
 
 /// Options with repeats removed (the last one wins, as in supervisord), in first-seen order.
 fn dedup(options: &[Opt]) -> Vec<&Opt> {

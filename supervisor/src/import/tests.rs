@@ -130,7 +130,7 @@ pass_env = ["*"]  # choice: supervisord's whole environment; name only what it n
 fn everything_unsupported_is_reported_with_its_line() {
     let (dir, out) = import_text(&[(
         "supervisord.conf",
-        "[supervisord]\nnodaemon=true\nminfds=1024\nuser=app\nchildlogdir=/var/log/sv\n[inet_http_server]\nport=9001\n[unix_http_server]\nfile=/run/sv.sock\nchmod=0770\nchown=root:app\npassword=x\n[rpcinterface:supervisor]\nsupervisor.rpcinterface_factory=x\n[eventlistener:m]\ncommand=m\n[fcgi-program:f]\ncommand=f\n[program:p]\ncommand=p\numask=022\nstdout_syslog=true\nbogus=1\n[weird]\n",
+        "[supervisord]\nnodaemon=true\nminfds=1024\nuser=app\nchildlogdir=/var/log/sv\n[inet_http_server]\nport=9001\n[unix_http_server]\nfile=/run/sv.sock\nchmod=0770\nchown=root:app\npassword=x\n[rpcinterface:supervisor]\nsupervisor.rpcinterface_factory=x\n[eventlistener:m]\ncommand=m\nevents=PROCESS_LOG\n[fcgi-program:f]\ncommand=f\n[program:p]\ncommand=p\numask=022\nstdout_syslog=true\nbogus=1\n[weird]\n",
     )]);
     let file = dir.path().join("supervisord.conf");
     let report: Vec<String> = out
@@ -155,16 +155,42 @@ fn everything_unsupported_is_reported_with_its_line() {
             "12 [unix_http_server] password unsupported",
             "13 [rpcinterface:supervisor] unsupported",
             "15 [eventlistener:m] unsupported",
-            "17 [fcgi-program:f] unsupported",
-            "21 [program:p] umask unsupported",
-            "22 [program:p] stdout_syslog unsupported",
-            "23 [program:p] bogus unsupported",
-            "24 [weird] unsupported",
+            "18 [fcgi-program:f] unsupported",
+            "22 [program:p] umask unsupported",
+            "23 [program:p] stdout_syslog unsupported",
+            "24 [program:p] bogus unsupported",
+            "25 [weird] unsupported",
         ]
     );
     assert!(out.toml.contains(
         "[supervisor]\nlogdir = \"/var/log/sv\"  # from [supervisord] childlogdir\nsocket = \"/run/sv.sock\"  # from [unix_http_server] file\nsocket_mode = \"0770\"\nsocket_group = \"app\"\n"
     ), "{}", out.toml);
+}
+
+#[test]
+fn an_event_listener_becomes_a_program_with_events() {
+    let (_dir, out) = import_text(&[(
+        "supervisord.conf",
+        "[eventlistener:mail]\ncommand=crashmail -a -m ops@example.org\nevents=PROCESS_STATE_EXITED, TICK_60,PROCESS_LOG_STDERR\nbuffer_size=25\nresult_handler=supervisor.dispatchers:default_handler\n[eventlistener:pool]\ncommand=l\nprocess_name=%(program_name)s_%(process_num)d\nnumprocs=2\nevents=EVENT\npriority=5\nresult_handler=mine:handler\n",
+    )]);
+    assert_eq!(
+        body(&out.toml),
+        "[program.mail]\ncommand = [\"crashmail\", \"-a\", \"-m\", \"ops@example.org\"]\nevents = [\"PROCESS_STATE_EXITED\", \"TICK_60\"]\npriority = -1  # supervisord's default for a listener: up first, stopped last\nbuffer_size = 25\npass_env = [\"*\"]  # choice: supervisord's whole environment; name only what it needs\n\n[program.pool_0]\ngroup = \"pool\"  # numprocs = 2: supervisord groups them as pool:*\ncommand = [\"l\"]\nevents = [\"EVENT\"]\npriority = 5\npass_env = [\"*\"]  # choice: supervisord's whole environment; name only what it needs\n\n[program.pool_1]\ngroup = \"pool\"  # numprocs = 2: supervisord groups them as pool:*\ncommand = [\"l\"]\nevents = [\"EVENT\"]\npriority = 5\npass_env = [\"*\"]  # choice: supervisord's whole environment; name only what it needs\n"
+    );
+    let lines: Vec<String> = out
+        .findings
+        .iter()
+        .map(|f| format!("{}:{} {}", f.line, f.what, f.advice))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "3:[eventlistener:mail] events PROCESS_LOG_STDERR events are not sent here (only PROCESS_STATE_*, TICK_*, SUPERVISOR_STATE_CHANGE_*, PROCESS_GROUP_*)",
+            "12:[eventlistener:pool] result_handler results are OK or FAIL, as supervisord's default handler reads them",
+        ]
+    );
+    // What it wrote is a valid configuration.
+    crate::config::parse_with_env(std::path::Path::new("x.toml"), &out.toml, &|_| None).unwrap();
 }
 
 #[test]
@@ -191,6 +217,14 @@ fn bad_input_names_file_and_line() {
         (
             "[program:a]\ncommand=a \"open\n",
             "2: [program:a] command: unbalanced quotes",
+        ),
+        (
+            "[eventlistener:a]\ncommand=a\n",
+            "1: [eventlistener:a]: an event listener needs `events`",
+        ),
+        (
+            "[eventlistener:a]\ncommand=a\nevents=PROCESS_STATE_FATL\n",
+            "3: [eventlistener:a] events: unknown event type \"PROCESS_STATE_FATL\"",
         ),
     ];
     for (text, want) in cases {

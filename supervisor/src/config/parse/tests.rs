@@ -353,3 +353,52 @@ fn an_unreadable_file_says_so() {
         "/nonexistent/supervisor.toml: cannot read the configuration: No such file or directory (os error 2)"
     );
 }
+
+#[test]
+fn an_event_listener_names_its_events() {
+    use crate::listener::EventType;
+    let c = ok(
+        "[program.mail]\ncommand = [\"/bin/crashmail\"]\nevents = [\"PROCESS_STATE\", \"TICK_60\"]\nbuffer_size = 3\n[program.app]\ncommand = [\"/bin/app\"]\n",
+    );
+    let l = c.program("mail").unwrap().listener.as_ref().unwrap();
+    assert_eq!(l.events, [EventType::ProcessState, EventType::Tick60]);
+    assert_eq!(l.buffer_size, 3);
+    assert!(c.program("app").unwrap().listener.is_none());
+    let c = ok("[program.mail]\ncommand = [\"/bin/m\"]\nevents = [\"EVENT\"]\n");
+    assert_eq!(c.programs[0].listener.as_ref().unwrap().buffer_size, 10);
+
+    let cases: &[(&str, &str)] = &[
+        (
+            "events = [\"PROCESS_STATE_FATL\"]",
+            "conf/supervisor.toml:3: program.l.events: unknown event type \"PROCESS_STATE_FATL\" (did you mean \"PROCESS_STATE_FATAL\"?)",
+        ),
+        (
+            "events = [\"PROCESS_LOG_STDOUT\"]",
+            "conf/supervisor.toml:3: program.l.events: PROCESS_LOG_STDOUT events are not sent by this supervisor (it sends PROCESS_STATE_*, TICK_*, SUPERVISOR_STATE_CHANGE_* and PROCESS_GROUP_*)",
+        ),
+        (
+            "events = []",
+            "conf/supervisor.toml:3: program.l.events: names no event type; a listener needs at least one",
+        ),
+        (
+            "events = \"PROCESS_STATE\"",
+            "conf/supervisor.toml:3: program.l.events: expected an array of event types (e.g. [\"PROCESS_STATE_FATAL\"]), found a string",
+        ),
+        (
+            "buffer_size = 5",
+            "conf/supervisor.toml:3: program.l.buffer_size: applies only to an event listener (a program with `events`)",
+        ),
+        (
+            "events = [\"TICK_5\"]\nbuffer_size = 0",
+            "conf/supervisor.toml:4: program.l.buffer_size: 0 is out of range (1 to 100000)",
+        ),
+        (
+            "events = [\"TICK_5\"]\nredirect_stderr = true",
+            "conf/supervisor.toml:4: program.l.redirect_stderr: an event listener's stdout is its channel to the supervisor; its stderr cannot join it (as in supervisord)",
+        ),
+    ];
+    for (lines, expected) in cases {
+        let text = format!("[program.l]\ncommand = [\"/bin/l\"]\n{lines}\n");
+        assert_eq!(errors(&text), [*expected], "for {lines}");
+    }
+}

@@ -1,0 +1,507 @@
+//! Event listeners in the daemon: which events happen (state changes, ticks, the supervisor
+//! starting and stopping, groups added and removed), which pools want them, and the bytes to
+//! and from each listener process.
+//!
+//! A listener's stdin and stdout are pipes made for each spawn; a task per spawn writes the
+//! events the actor hands it and hands back what the listener wrote. The protocol itself
+//! ([`crate::listener::protocol`]) and the pools' buffers live in the actor, which never
+//! waits on a listener: a listener that stops reading only blocks its own task.
+
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::unistd::Pid;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::unix::pipe;
+use tokio::sync::mpsc;
+
+use super::Daemon;
+use crate::config::{ProgramConfig, ProgramName};
+use crate::lifecycle::{ExitReason, State};
+use crate::listener::protocol::{Outcome, Protocol, State as Wire};
+use crate::listener::{self, EventType, Pool, Queued, TICKS};
+use crate::process;
+
+/// How long after a shutdown began event listeners may still finish the events they have.
+pub(super) const SHUTDOWN_DRAIN: Duration = Duration::from_secs(3);
+
+/// What a listener wrote (`None`: its stdout closed), for the spawn `run`.
+pub(super) struct Output {
+    program: ProgramName,
+    run: u64,
+    data: Option<Vec<u8>>,
+}
+
+/// Chunks of listeners' output waiting for the actor; a listener that floods its stdout then
+/// waits on its own pipe.
+const OUTPUT_QUEUE: usize = 64;
+
+/// The daemon's side of every pool.
+pub(super) struct Listeners {
+    pools: HashMap<String, Pool>,
+    /// supervisord's global serial: one count for every event, whichever pools take it.
+    serial: u64,
+    /// The last slice seen for each of [`TICKS`].
+    ticks: [u64; 3],
+    /// The groups known at the last reindex, for PROCESS_GROUP_ADDED and _REMOVED.
+    groups: Vec<String>,
+    output: mpsc::Sender<Output>,
+}
+
+/// A running listener's channel.
+pub(super) struct Conn {
+    run: u64,
+    protocol: Protocol,
+    stdin: mpsc::UnboundedSender<Vec<u8>>,
+    /// The event it has and has not answered.
+    busy: Option<Queued>,
+}
+
+/// The pipes of one listener spawn: the child's ends, and ours.
+pub(super) struct Pipes {
+    pub(super) child_stdin: OwnedFd,
+    pub(super) child_stdout: OwnedFd,
+    stdin: OwnedFd,
+    stdout: OwnedFd,
+}
+
+impl Pipes {
+    pub(super) fn new() -> std::io::Result<Self> {
+        let (child_stdin, stdin) = process::pipe()?;
+        let (stdout, child_stdout) = process::pipe()?;
+        Ok(Self {
+            child_stdin,
+            child_stdout,
+            stdin,
+            stdout,
+        })
+    }
+}
+
+impl Listeners {
+    pub(super) fn new() -> (Self, mpsc::Receiver<Output>) {
+        let (output, rx) = mpsc::channel(OUTPUT_QUEUE);
+        let now = unix_secs();
+        let listeners = Self {
+            pools: HashMap::new(),
+            serial: 0,
+            ticks: TICKS.map(|t| listener::time_slice(t.tick_period().unwrap_or(1), now)),
+            groups: Vec::new(),
+            output,
+        };
+        (listeners, rx)
+    }
+
+    /// Starts the task that carries a new listener spawn's bytes.
+    pub(super) fn connect(&self, program: &ProgramName, run: u64, pipes: Pipes) -> Conn {
+        let (stdin, rx) = mpsc::unbounded_channel();
+        let Pipes {
+            stdin: w,
+            stdout: r,
+            ..
+        } = pipes;
+        tokio::spawn(pump(program.clone(), run, w, r, rx, self.output.clone()));
+        Conn {
+            run,
+            protocol: Protocol::new(),
+            stdin,
+            busy: None,
+        }
+    }
+}
+
+/// Moves one listener spawn's bytes until its stdout closes or the daemon lets go of it.
+async fn pump(
+    program: ProgramName,
+    run: u64,
+    stdin: OwnedFd,
+    stdout: OwnedFd,
+    mut events: mpsc::UnboundedReceiver<Vec<u8>>,
+    output: mpsc::Sender<Output>,
+) {
+    let report = |data| Output {
+        program: program.clone(),
+        run,
+        data,
+    };
+    let (mut reader, mut writer) = match (
+        pipe::Receiver::from_owned_fd(stdout),
+        pipe::Sender::from_owned_fd(stdin),
+    ) {
+        (Ok(r), Ok(w)) => (r, Some(w)),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(program = %program, error = %e, "cannot watch an event listener's pipes");
+            let _ = output.send(report(None)).await;
+            return;
+        }
+    };
+    let mut buf = vec![0u8; 4096];
+    loop {
+        tokio::select! {
+            read = reader.read(&mut buf) => match read {
+                Ok(n) if n > 0 => {
+                    if output.send(report(Some(buf[..n].to_vec()))).await.is_err() {
+                        return;
+                    }
+                }
+                _ => {
+                    let _ = output.send(report(None)).await;
+                    return;
+                }
+            },
+            event = events.recv() => match event {
+                Some(bytes) => {
+                    // A listener that exited or closed its stdin: the event goes back to the
+                    // pool when the daemon sees the exit.
+                    if let Some(w) = writer.as_mut()
+                        && w.write_all(&bytes).await.is_err()
+                    {
+                        writer = None;
+                    }
+                }
+                None => return,
+            },
+        }
+    }
+}
+
+/// The pool a listener belongs to: its group (the `[eventlistener:x]` of its `numprocs`), else
+/// itself.
+fn pool_of(cfg: &ProgramConfig) -> &str {
+    cfg.group.as_deref().unwrap_or(cfg.name.as_str())
+}
+
+/// A state's process id, also while it stops.
+fn pid_of(state: &State) -> Option<Pid> {
+    match state {
+        State::Starting { pid, .. } | State::Running { pid, .. } | State::Stopping { pid, .. } => {
+            Some(*pid)
+        }
+        _ => None,
+    }
+}
+
+fn unix_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Daemon {
+    fn any_listener(&self) -> bool {
+        self.programs.iter().any(|p| p.cfg.listener.is_some())
+    }
+
+    /// Queues an event for every pool that wants it and sends what can be sent.
+    pub(super) fn notify_listeners(&mut self, kind: EventType, payload: String) {
+        let mut pools: Vec<(String, usize)> = Vec::new();
+        for p in &self.programs {
+            if let Some(l) = &p.cfg.listener
+                && l.wants(kind)
+                && !pools.iter().any(|(name, _)| name == pool_of(&p.cfg))
+            {
+                pools.push((pool_of(&p.cfg).to_owned(), l.buffer_size));
+            }
+        }
+        if pools.is_empty() {
+            return;
+        }
+        let serial = self.listeners.serial;
+        self.listeners.serial += 1;
+        for (name, size) in &pools {
+            let pool = self
+                .listeners
+                .pools
+                .entry(name.clone())
+                .or_insert_with(|| Pool::new(*size));
+            if let Some(dropped) = pool.push(serial, kind, payload.clone()) {
+                tracing::error!(pool = %name, serial = dropped.serial, event = %dropped.kind,
+                    buffer_size = size, "event buffer overflowed; discarding the oldest event");
+            }
+        }
+        for (name, _) in pools {
+            self.dispatch(&name);
+        }
+    }
+
+    /// Sends the pool's oldest events to its ready listeners, one each.
+    fn dispatch(&mut self, pool: &str) {
+        loop {
+            let Some(buffer) = self.listeners.pools.get_mut(pool) else {
+                return;
+            };
+            let Some(kind) = buffer.front().map(|e| e.kind) else {
+                return;
+            };
+            let member = self.programs.iter().position(|p| {
+                p.cfg.listener.as_ref().is_some_and(|l| l.wants(kind))
+                    && pool_of(&p.cfg) == pool
+                    && matches!(p.state, State::Running { .. })
+                    && p.listener
+                        .as_ref()
+                        .is_some_and(|c| c.protocol.state() == Wire::Ready)
+            });
+            let Some(i) = member else {
+                return;
+            };
+            let Some(event) = buffer.pop() else {
+                return;
+            };
+            let p = &mut self.programs[i];
+            tracing::debug!(program = %p.cfg.name, serial = event.serial,
+                event = %event.kind, "event sent to a listener");
+            let Some(conn) = p.listener.as_mut() else {
+                return;
+            };
+            if conn.stdin.send(event.envelope(pool)).is_err() {
+                // Its task is gone (stdout closed): the exit will follow; keep the event.
+                buffer.requeue(event);
+                return;
+            }
+            conn.protocol.sent();
+            conn.busy = Some(event);
+        }
+    }
+
+    /// What a listener wrote.
+    pub(super) fn listener_output(&mut self, out: Output) {
+        let Some(idx) = self.index(out.program.as_str()) else {
+            return;
+        };
+        let Some(data) = out.data else {
+            return; // its exit, reaped, tells the rest
+        };
+        let p = &mut self.programs[idx];
+        let Some(conn) = p.listener.as_mut().filter(|c| c.run == out.run) else {
+            return;
+        };
+        let outcomes = conn.protocol.feed(&data);
+        let pool = pool_of(&p.cfg).to_owned();
+        for outcome in outcomes {
+            let conn = match self.programs[idx].listener.as_mut() {
+                Some(c) => c,
+                None => return,
+            };
+            match outcome {
+                Outcome::Ready => {}
+                Outcome::Ok => conn.busy = None,
+                Outcome::Rejected => {
+                    tracing::warn!(program = %out.program, "event listener rejected an event (FAIL); it is sent again");
+                    let event = conn.busy.take();
+                    self.requeue(&pool, event);
+                }
+                Outcome::Violation(what) => {
+                    tracing::warn!(program = %out.program, %what,
+                        "event listener broke the protocol (UNKNOWN state); it gets no more events until it restarts");
+                    let event = conn.busy.take();
+                    self.requeue(&pool, event);
+                }
+            }
+        }
+        self.dispatch(&pool);
+    }
+
+    fn requeue(&mut self, pool: &str, event: Option<Queued>) {
+        if let Some(event) = event
+            && let Some(buffer) = self.listeners.pools.get_mut(pool)
+            && let Some(dropped) = buffer.requeue(event)
+        {
+            tracing::error!(pool = %pool, serial = dropped.serial, event = %dropped.kind,
+                "event buffer overflowed; discarding the oldest event");
+        }
+    }
+
+    /// A listener's environment beyond a program's: where the server is (superlance's
+    /// listeners check that they run under a supervisor; the socket does not speak XML-RPC).
+    pub(super) fn listener_env(&self, idx: usize) -> Vec<(String, String)> {
+        let p = &self.programs[idx];
+        if p.cfg.listener.is_none() {
+            return Vec::new();
+        }
+        vec![
+            (
+                "SUPERVISOR_SERVER_URL".to_owned(),
+                format!("unix://{}", self.config.supervisor.socket.display()),
+            ),
+            (
+                "SUPERVISOR_GROUP_NAME".to_owned(),
+                pool_of(&p.cfg).to_owned(),
+            ),
+        ]
+    }
+
+    /// After program `idx` changed from `previous`: its listener channel (when it is one), and
+    /// the PROCESS_STATE event(s) in supervisord's terms.
+    pub(super) fn listener_state_change(&mut self, idx: usize, previous: &State) {
+        let p = &mut self.programs[idx];
+        if p.cfg.listener.is_some() {
+            if !p.state.is_live()
+                && let Some(conn) = p.listener.take()
+            {
+                let pool = pool_of(&p.cfg).to_owned();
+                self.requeue(&pool, conn.busy);
+            } else if matches!(p.state, State::Running { .. }) {
+                let pool = pool_of(&p.cfg).to_owned();
+                self.dispatch(&pool);
+            }
+        }
+        if !self.any_listener() {
+            return;
+        }
+        let p = &self.programs[idx];
+        let (name, group) = (p.cfg.name.to_string(), pool_of(&p.cfg).to_owned());
+        let mut from = previous.name().as_str();
+        let pid = |s: &State| pid_of(s).map_or_else(|| "0".to_owned(), |p| p.to_string());
+        // A crash of a RUNNING program: supervisord passes through EXITED before it restarts
+        // (here, before BACKOFF) or gives up; crashmail listens for exactly that.
+        if matches!(previous, State::Running { .. })
+            && matches!(p.state, State::Backoff { .. } | State::Fatal { .. })
+        {
+            let expected = match &p.last_exit {
+                Some(ExitReason::Exited(code)) => p.policy.exitcodes.contains(code),
+                _ => false,
+            };
+            let payload = listener::process_state_payload(
+                &name,
+                &group,
+                from,
+                &[
+                    ("expected", u8::from(expected).to_string()),
+                    ("pid", pid(previous)),
+                ],
+            );
+            from = "EXITED";
+            self.notify_listeners(EventType::ProcessStateExited, payload);
+        }
+        // A start that failed for the last time: supervisord goes STARTING → BACKOFF → FATAL.
+        if let State::Spawning { failed_starts, .. } | State::Starting { failed_starts, .. } =
+            previous
+            && matches!(self.programs[idx].state, State::Fatal { .. })
+        {
+            let payload = listener::process_state_payload(
+                &name,
+                &group,
+                from,
+                &[("tries", (failed_starts + 1).to_string())],
+            );
+            from = "BACKOFF";
+            self.notify_listeners(EventType::ProcessStateBackoff, payload);
+        }
+        let p = &self.programs[idx];
+        let (kind, extra) = match &p.state {
+            State::Stopped { .. } => (EventType::ProcessStateStopped, vec![("pid", pid(previous))]),
+            State::Spawning { failed_starts, .. } | State::Starting { failed_starts, .. } => (
+                EventType::ProcessStateStarting,
+                vec![("tries", failed_starts.to_string())],
+            ),
+            State::Running { .. } => (EventType::ProcessStateRunning, vec![("pid", pid(&p.state))]),
+            State::Backoff { failed_starts, .. } => (
+                EventType::ProcessStateBackoff,
+                vec![("tries", failed_starts.to_string())],
+            ),
+            State::Stopping { .. } => (
+                EventType::ProcessStateStopping,
+                vec![("pid", pid(&p.state))],
+            ),
+            State::Exited { expected, .. } => (
+                EventType::ProcessStateExited,
+                vec![
+                    ("expected", u8::from(*expected).to_string()),
+                    ("pid", pid(previous)),
+                ],
+            ),
+            State::Fatal { .. } => (EventType::ProcessStateFatal, vec![]),
+        };
+        let payload = listener::process_state_payload(&name, &group, from, &extra);
+        self.notify_listeners(kind, payload);
+    }
+
+    /// During shutdown: whether listener `idx` still has events to handle (one in flight, or
+    /// its pool's), so that it is stopped once they are done, for at most [`SHUTDOWN_DRAIN`]:
+    /// a crash reported just before shutdown should still reach crashmail, and a listener that
+    /// never answers must not hold the shutdown up.
+    pub(super) fn listener_draining(&self, idx: usize) -> bool {
+        if self
+            .shutdown
+            .as_ref()
+            .is_some_and(|s| s.listeners_until <= Instant::now())
+        {
+            return false;
+        }
+        let p = &self.programs[idx];
+        let Some(conn) = &p.listener else {
+            return false;
+        };
+        if conn.protocol.state() == Wire::Unknown {
+            return false;
+        }
+        conn.busy.is_some()
+            || self
+                .listeners
+                .pools
+                .get(pool_of(&p.cfg))
+                .is_some_and(|pool| !pool.is_empty())
+    }
+
+    /// While a listener drains during shutdown: when its time is up.
+    pub(super) fn listener_drain_deadline(&self) -> Option<Instant> {
+        let s = self.shutdown.as_ref()?;
+        let waiting = (0..self.programs.len()).any(|i| self.listener_draining(i));
+        waiting.then_some(s.listeners_until)
+    }
+
+    /// SUPERVISOR_STATE_CHANGE_RUNNING or _STOPPING.
+    pub(super) fn supervisor_state(&mut self, kind: EventType) {
+        self.notify_listeners(kind, String::new());
+    }
+
+    /// PROCESS_GROUP_ADDED and _REMOVED for the groups that came and went since the last call.
+    pub(super) fn listener_groups(&mut self) {
+        let mut now: Vec<String> = Vec::new();
+        for p in &self.programs {
+            let g = pool_of(&p.cfg);
+            if !now.iter().any(|n| n == g) {
+                now.push(g.to_owned());
+            }
+        }
+        let before = std::mem::replace(&mut self.listeners.groups, now.clone());
+        for g in before.iter().filter(|g| !now.contains(g)) {
+            self.notify_listeners(EventType::ProcessGroupRemoved, format!("groupname:{g}\n"));
+        }
+        for g in now.iter().filter(|g| !before.contains(g)) {
+            self.notify_listeners(EventType::ProcessGroupAdded, format!("groupname:{g}\n"));
+        }
+    }
+
+    /// When the next tick a listener wants is due.
+    pub(super) fn listener_deadline(&self) -> Option<Instant> {
+        let period = TICKS
+            .iter()
+            .filter(|t| {
+                self.programs
+                    .iter()
+                    .any(|p| p.cfg.listener.as_ref().is_some_and(|l| l.wants(**t)))
+            })
+            .filter_map(|t| t.tick_period())
+            .min()?;
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        let next = Duration::from_secs(listener::time_slice(period, now.as_secs()) + period);
+        // A little past the boundary, so that the slice has surely changed when it fires.
+        Some(Instant::now() + next.saturating_sub(now) + Duration::from_millis(2))
+    }
+
+    /// TICK_5, TICK_60 and TICK_3600 whose slice changed.
+    pub(super) fn listener_tick(&mut self) {
+        let now = unix_secs();
+        for (i, kind) in TICKS.into_iter().enumerate() {
+            let slice = listener::time_slice(kind.tick_period().unwrap_or(1), now);
+            if slice != self.listeners.ticks[i] {
+                self.listeners.ticks[i] = slice;
+                self.notify_listeners(kind, format!("when:{slice}"));
+            }
+        }
+    }
+}
