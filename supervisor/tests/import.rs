@@ -291,3 +291,37 @@ fn includes_from_a_conf_d_folder() {
     .unwrap();
     same_processes(dir, 2);
 }
+
+#[test]
+fn groups_environment_references_and_continued_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    stand_ins(dir.path(), &["web", "api", "mailer"]);
+    std::fs::write(
+        dir.path().join("supervisord.conf"),
+        r#"[supervisord]
+nodaemon=true
+childlogdir=%(here)s/logs
+
+[group:front]
+programs=web,api
+
+[program:web]
+command=%(here)s/bin/web
+    --home %(ENV_HOME)s
+    --name %(program_name)s
+    --group %(group_name)s
+environment=WEB_HOME="%(ENV_HOME)s/web"
+
+[program:api]
+command=%(here)s/bin/api --listen 127.0.0.1:8080
+  --workers 2
+
+[program:mailer]
+command=%(here)s/bin/mailer --queue %(program_name)s_%(process_num)02d
+process_name=%(program_name)s_%(process_num)02d
+numprocs=2
+"#,
+    )
+    .unwrap();
+    same_processes(dir, 4);
+}

@@ -209,6 +209,10 @@ fn bad_ini_input_is_reported_with_file_and_line_and_nothing_starts() {
             "[supervisord]\n[program:x]\nautorestart=sometimes\ncommand=/bin/true\n",
             "supervisord.conf:3:",
         ),
+        (
+            "[supervisord]\n[program:x]\ncommand=/bin/true\n[programs:y]\ncommand=/bin/true\n",
+            "supervisord.conf:4: [programs:y]: unknown section",
+        ),
     ] {
         let dir = folder(conf);
         let o = Command::new("timeout")

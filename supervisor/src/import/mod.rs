@@ -328,7 +328,15 @@ pub fn import(path: &Path) -> Result<Imported, ImportError> {
                 }
             }
             "program" => programs.push(s),
-            _ => finding(s, None, Severity::Unsupported, "unknown section"),
+            // supervisord skips a section it does not know; a misspelt `[programs:x]` would
+            // then lose a program without a word. Refused, as any other bad input.
+            _ => {
+                return Err(invalid(
+                    s,
+                    None,
+                    "unknown section (supervisord's are [supervisord], [program:x], [group:x], [eventlistener:x], [include], [unix_http_server], [inet_http_server], [supervisorctl], [rpcinterface:x], [fcgi-program:x]); remove it or correct its name",
+                ));
+            }
         }
     }
 
