@@ -250,7 +250,7 @@ async fn receive(
     let reject = |why: &str, pid: Option<i32>| {
         let n = rejected.fetch_add(1, Ordering::Relaxed) + 1;
         // The first, then every thousandth: a flood must not flood the log too.
-        if n == 1 || n % 1000 == 0 {
+        if n == 1 || n.is_multiple_of(1000) {
             tracing::warn!(program = %program, sender = ?pid, reason = why, rejected = n,
                 "notification ignored");
         }
