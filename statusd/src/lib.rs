@@ -8,13 +8,15 @@
 //! - [`settings`]: configuration from the environment.
 //! - [`view`]: the view of the supervisor, and the task that keeps it current.
 //! - [`metrics`]: the Prometheus exposition.
-//! - [`page`]: the HTML status page.
+//! - [`page`]: the HTML status page, live over server-sent events.
+//! - [`history`]: the last 24 hours of states, deploys and memory, for the page.
 //! - [`server`]: the endpoints.
 //! - [`usage`]: programs' memory and CPU from /proc, cached for a second.
 //! - [`alerts`]: the supervisor's alerts about the bot, to a webhook (the bot cannot post its
 //!   own death).
 
 pub mod alerts;
+pub mod history;
 pub mod metrics;
 pub mod page;
 pub mod probe;

@@ -39,6 +39,7 @@ pub fn app(view: View, token: Option<&str>, socket: &std::path::Path) -> Router 
     };
     let protected = Router::new()
         .route("/", get(page))
+        .route("/live", get(live))
         .route("/uptime", get(uptime))
         .route("/status", get(status))
         .route("/commit", get(commit))
@@ -69,6 +70,7 @@ pub async fn serve(
         let alerts = settings.alerts.clone().map(crate::alerts::Alerter::start);
         tokio::spawn(async move { view::follow(&socket, view, alerts).await })
     };
+    let sampler = tokio::spawn(sample_memory(view.clone()));
     let router = app(view, settings.token.as_deref(), &settings.socket);
     // Bounded (timeouts, a connection cap; small answers go out at once, without Nagle).
     let limits = supervised::http::Limits {
@@ -78,7 +80,34 @@ pub async fn serve(
     let served =
         supervised::http::serve(listener, router, limits, Default::default(), shutdown).await;
     follower.abort();
+    sampler.abort();
     served
+}
+
+/// Once a minute, each running program's resident memory into the history (the page's line).
+async fn sample_memory(view: View) {
+    let mut every = tokio::time::interval(std::time::Duration::from_millis(
+        crate::history::SAMPLE_EVERY_MS,
+    ));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let s = view::read(&view);
+        if !s.connected {
+            continue;
+        }
+        let pids: Vec<u32> = s.programs.iter().filter_map(|p| p.pid).collect();
+        let used = supervisor_proto::resources::usage_by_group(&pids);
+        let now = view::now_ms();
+        view::history(&view, |h| {
+            for p in &s.programs {
+                if let Some(u) = p.pid.and_then(|pid| used.get(&pid)) {
+                    h.memory(&p.name, u.rss_bytes, now);
+                }
+            }
+            h.prune(now);
+        });
+    }
 }
 
 fn json_reply(status: StatusCode, body: Value) -> Response {
@@ -293,14 +322,67 @@ async fn metrics(State(app): State<App>) -> Response {
         .into_response()
 }
 
+/// Each running program's resident memory, by name (at most a second old).
+fn memory(app: &App, s: &Snapshot) -> std::collections::HashMap<String, u64> {
+    let pids: Vec<u32> = s.programs.iter().filter_map(|p| p.pid).collect();
+    let used = app.usage.get(&pids);
+    s.programs
+        .iter()
+        .filter_map(|p| Some((p.name.clone(), used.get(&p.pid?)?.rss_bytes)))
+        .collect()
+}
+
 async fn page(State(app): State<App>) -> Response {
-    let body = crate::page::render(&read(&app));
+    let s = read(&app);
+    let body = crate::page::render(&s, &memory(&app, &s), view::now_ms());
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
         body,
     )
         .into_response()
+}
+
+/// After a change, how long `/live` waits for more before it sends (a burst is one update).
+const LIVE_COALESCE: std::time::Duration = std::time::Duration::from_millis(200);
+/// Without a change, how often `/live` sends anyway ("3 min ago" moves on).
+const LIVE_REFRESH: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long one `/live` stream lasts; the browser reconnects by itself (after `retry`).
+const LIVE_LIFETIME: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// `/live`: the page's changing part as server-sent events, sent at once, then on every change
+/// the supervisor reports (coalesced) and every 30 s.
+async fn live(State(app): State<App>) -> Response {
+    use axum::response::sse::{Event, Sse};
+    let changes = read(&app).changes.subscribe();
+    let until = tokio::time::Instant::now() + LIVE_LIFETIME;
+    let stream = futures_util::stream::unfold(
+        (app, changes, true),
+        move |(app, mut changes, first)| async move {
+            if !first {
+                let wait = (tokio::time::Instant::now() + LIVE_REFRESH).min(until);
+                match tokio::time::timeout_at(wait, changes.changed()).await {
+                    Ok(Err(_)) => return None, // statusd is going away
+                    Ok(Ok(())) => tokio::time::sleep(LIVE_COALESCE).await,
+                    Err(_) => {}
+                }
+                if tokio::time::Instant::now() >= until {
+                    return None;
+                }
+                changes.borrow_and_update();
+            }
+            let s = read(&app);
+            let html = crate::page::render_live(&s, &memory(&app, &s), view::now_ms());
+            let event = Event::default()
+                .retry(std::time::Duration::from_secs(2))
+                .data(html);
+            Some((
+                Ok::<_, std::convert::Infallible>(event),
+                (app, changes, false),
+            ))
+        },
+    );
+    Sse::new(stream).into_response()
 }
 
 /// The endpoints in process: requests sent to the router over a snapshot made here.

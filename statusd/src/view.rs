@@ -2,8 +2,12 @@
 //! stream, reconnecting when the supervisor goes away and comes back.
 
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::history::History;
 
 use supervisor_proto::{
     Client, ClientError, DeployRecord, Event, ProgramInfo, ProgramState, Request, SupervisorInfo,
@@ -34,6 +38,48 @@ pub struct Snapshot {
     pub error: Option<String>,
     /// When the supervisor last answered a request.
     pub answered_at: Option<Instant>,
+    /// The last 24 hours, for the page's pictures (shared, not copied, by every clone).
+    pub history: Arc<Mutex<History>>,
+    /// Counts every change to the view; the live page waits on it.
+    pub changes: Changes,
+}
+
+/// A counter of the view's changes, to wait on.
+#[derive(Clone, Debug)]
+pub struct Changes(Arc<watch::Sender<u64>>);
+
+impl Default for Changes {
+    fn default() -> Self {
+        Self(Arc::new(watch::channel(0).0))
+    }
+}
+
+impl Changes {
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.0.subscribe()
+    }
+
+    fn bump(&self) {
+        self.0.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+/// Wall-clock now, in Unix milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Snapshot {
+    /// Runs `f` on the history.
+    pub fn with_history<T>(&self, f: impl FnOnce(&mut History) -> T) -> T {
+        let mut h = self
+            .history
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut h)
+    }
 }
 
 impl Snapshot {
@@ -109,11 +155,25 @@ pub fn read(view: &View) -> Snapshot {
         .clone()
 }
 
+/// Runs `f` on the view's history, without copying the view.
+pub fn history<T>(view: &View, f: impl FnOnce(&mut History) -> T) -> T {
+    let history = view
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .history
+        .clone();
+    let mut h = history
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    f(&mut h)
+}
+
 fn write(view: &View, f: impl FnOnce(&mut Snapshot)) {
     let mut guard = view
         .write()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     f(&mut guard);
+    guard.changes.bump();
 }
 
 /// Keeps `view` current until the task is dropped.
@@ -192,6 +252,22 @@ async fn session(
             }
         };
         let Some(event) = event else { break };
+        match &event {
+            Event::State {
+                program, to, at_ms, ..
+            } => history(view, |h| h.state(program, *to, *at_ms)),
+            Event::Deploy {
+                program,
+                stage,
+                at_ms,
+                ..
+            } => {
+                if let Some(result) = stage.result() {
+                    history(view, |h| h.deploy(program, result, *at_ms));
+                }
+            }
+            _ => {}
+        }
         match event {
             Event::Deploy { stage, .. } => {
                 if stage.result().is_some() {
@@ -217,6 +293,15 @@ async fn session(
 
 async fn refresh_status(client: &mut Client, view: &View) -> Result<(), ClientError> {
     let (supervisor, programs) = client.status().await?;
+    // What statusd had not seen happen (at its start, after a lost connection) enters the
+    // history at the time the supervisor gives for it.
+    history(view, |h| {
+        h.start(now_ms());
+        for p in &programs {
+            h.state(&p.name, p.state, p.since_ms);
+        }
+        h.prune(now_ms());
+    });
     write(view, |s| {
         s.supervisor = Some(supervisor);
         s.programs = programs;

@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used)] // in a test, an unwrap is an assertion
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -239,12 +239,7 @@ fn endpoints_follow_the_supervisor_through_changes_and_restarts() {
     let (status, page) = get(port, "/", None);
     assert_eq!(status, 200);
     for name in ["web", "worker", "idle"] {
-        assert!(
-            page.contains(&format!(
-                "<tr><td>{name}</td><td class=RUNNING>RUNNING</td>"
-            )),
-            "{page}"
-        );
+        assert!(row(&page, name).contains("data-state=RUNNING"), "{page}");
     }
 
     // The supervisor goes away: statusd says so, and keeps what it knew, marked stale.
@@ -282,8 +277,8 @@ fn the_openapi_description_matches(status: &Value) {
     assert_eq!(
         paths,
         [
-            "/", "/audit", "/commit", "/deploys", "/health", "/metrics", "/ping", "/status",
-            "/uptime"
+            "/", "/audit", "/commit", "/deploys", "/health", "/live", "/metrics", "/ping",
+            "/status", "/uptime"
         ]
     );
     let schema = &doc["components"]["schemas"]["Program"];
@@ -306,31 +301,46 @@ fn the_openapi_description_matches(status: &Value) {
     }
 }
 
-/// The page in headless Chromium (Debian's `chromium`; scripts/test installs it as root): the program table
-/// shows the real programs, and a screenshot is kept in target/tmp/statusd-page.png.
-fn page_in_chromium(port: u16) {
+/// The programs table's row of `name` in a page.
+fn row<'a>(page: &'a str, name: &str) -> &'a str {
+    let start = page
+        .find(&format!("<tr><td>{name}</td>"))
+        .unwrap_or_else(|| panic!("no row for {name}:\n{page}"));
+    let rest = &page[start..];
+    &rest[..rest.find("</tr>").unwrap_or(rest.len())]
+}
+
+/// Headless Chromium (Debian's `chromium`; scripts/test installs it as root) on statusd's
+/// page at a window of `size`, with `extra` options.
+fn chromium(port: u16, size: &str, extra: &[String]) -> std::process::Output {
     let profile = tempfile::tempdir().unwrap();
-    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("statusd-page.png");
-    let _ = std::fs::remove_file(&shot);
-    let chromium = |extra: &[String]| {
-        Command::new("chromium")
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--window-size=412,915",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .args(extra)
-            .arg(format!("http://127.0.0.1:{port}/"))
-            .output()
-            .expect("chromium: install Debian's `chromium` package (scripts/test does, as root)")
-    };
-    let dom = chromium(&["--dump-dom".into()]);
+    Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--force-color-profile=srgb",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--window-size={size}"))
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(extra)
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .output()
+        .expect("chromium: install Debian's `chromium` package (scripts/test does, as root)")
+}
+
+/// The page in Chromium on a phone-sized window: the program table shows the real programs.
+fn page_in_chromium(port: u16) {
+    let dom = chromium(
+        port,
+        "412,915",
+        &["--timeout=3000".into(), "--dump-dom".into()],
+    );
     let dom = String::from_utf8_lossy(&dom.stdout);
     let table = dom
         .split("<table id=\"programs\">")
@@ -343,11 +353,307 @@ fn page_in_chromium(port: u16) {
             "{name} not in the rendered table:\n{dom}"
         );
     }
-    chromium(&[format!("--screenshot={}", shot.display())]);
-    let png = std::fs::read(&shot).unwrap();
+}
+
+/// Reads server-sent events from an open `/live` response until one satisfies `want`.
+fn next_event(
+    reader: &mut impl std::io::BufRead,
+    what: &str,
+    want: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let mut data = String::new();
+    loop {
+        assert!(std::time::Instant::now() < deadline, "no event with {what}");
+        let mut line = String::new();
+        let n = reader.read_line(&mut line).unwrap();
+        assert!(n > 0, "the event stream ended before {what}");
+        let line = line.trim_end_matches(['\r', '\n']);
+        if let Some(d) = line.strip_prefix("data: ").or(line.strip_prefix("data:")) {
+            data.push_str(d);
+            data.push('\n');
+        } else if line.is_empty() && !data.is_empty() {
+            if want(&data) {
+                return data;
+            }
+            data.clear();
+        }
+    }
+}
+
+/// The screenshot's pixels: (width, height, RGBA bytes).
+fn pixels(png_path: &Path) -> (usize, usize, Vec<u8>) {
+    let decoder = png::Decoder::new(std::io::BufReader::new(
+        std::fs::File::open(png_path).unwrap(),
+    ));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    buf.truncate(info.buffer_size());
+    let rgba: Vec<u8> = match info.color_type {
+        png::ColorType::Rgba => buf,
+        png::ColorType::Rgb => buf
+            .chunks(3)
+            .flat_map(|p| [p[0], p[1], p[2], 255])
+            .collect(),
+        other => panic!("unexpected PNG colour type {other:?}"),
+    };
+    (info.width as usize, info.height as usize, rgba)
+}
+
+/// Chromium driven by chromedriver (Debian's `chromium-driver`; scripts/test installs it as
+/// root) over WebDriver's HTTP protocol on 127.0.0.1.
+struct Browser {
+    driver: Child,
+    port: u16,
+    session: String,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    fn start() -> Self {
+        let port = free_port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver: install Debian's `chromium-driver` package (scripts/test does, as root)");
+        wait_until("chromedriver to listen", || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        let profile = tempfile::tempdir().unwrap();
+        let args = [
+            "--headless".to_owned(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--no-first-run".into(),
+            "--disable-background-networking".into(),
+            "--force-color-profile=srgb".into(),
+            "--hide-scrollbars".into(),
+            "--window-size=1200,1600".into(),
+            format!("--user-data-dir={}", profile.path().display()),
+        ];
+        let caps = serde_json::json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args}
+        }}});
+        let reply = webdriver(port, "POST", "/session", Some(&caps));
+        let session = reply["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no WebDriver session: {reply}"))
+            .to_owned();
+        Self {
+            driver,
+            port,
+            session,
+            _profile: profile,
+        }
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
+        let reply = webdriver(
+            self.port,
+            method,
+            &format!("/session/{}{path}", self.session),
+            body,
+        );
+        assert!(
+            reply["value"].get("error").is_none(),
+            "{method} {path}: {reply}"
+        );
+        reply["value"].clone()
+    }
+
+    fn open(&self, url: &str) {
+        self.call("POST", "/url", Some(&serde_json::json!({"url": url})));
+    }
+
+    fn run(&self, script: &str) -> Value {
+        self.call(
+            "POST",
+            "/execute/sync",
+            Some(&serde_json::json!({"script": script, "args": []})),
+        )
+    }
+
+    fn wait_for(&self, what: &str, script: &str, ok: impl Fn(&str) -> bool) {
+        let mut last = Value::Null;
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while std::time::Instant::now() < deadline {
+            last = self.run(script);
+            if ok(last.as_str().unwrap_or_default()) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("waited for {what}; the page says {last}");
+    }
+
+    fn screenshot(&self) -> Vec<u8> {
+        use base64::Engine as _;
+        let b64 = self.call("GET", "/screenshot", None);
+        base64::engine::general_purpose::STANDARD
+            .decode(b64.as_str().unwrap())
+            .unwrap()
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = webdriver(
+            self.port,
+            "DELETE",
+            &format!("/session/{}", self.session),
+            None,
+        );
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// One WebDriver request.
+fn webdriver(port: u16, method: &str, path: &str, body: Option<&Value>) -> Value {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    let body = body.map(Value::to_string).unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    // chromedriver keeps the connection open: read the head, then Content-Length bytes.
+    let mut reader = std::io::BufReader::new(s);
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap() <= 2 {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().unwrap();
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).unwrap();
+    serde_json::from_slice(&body)
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}: {}", String::from_utf8_lossy(&body)))
+}
+
+const GREEN: [u8; 3] = [0x1a, 0x7f, 0x37];
+const GREY: [u8; 3] = [0x8c, 0x95, 0x9f];
+
+#[test]
+fn the_page_is_live_and_its_timeline_shows_what_happened() {
+    let stack = Stack::start(None);
+    let port = stack.port;
+    wait_until("web and worker running", || {
+        let s = json(port, "/status");
+        state(&s, "web") == "RUNNING" && state(&s, "worker") == "RUNNING"
+    });
+
+    // The live part, as server-sent events: at once, then on a change.
+    let mut sse = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    sse.set_read_timeout(Some(PATIENCE)).unwrap();
+    write!(sse, "GET /live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut reader = std::io::BufReader::new(sse);
+    let mut head = String::new();
+    while reader.read_line(&mut head).unwrap() > 2 {}
+    assert!(head.contains("text/event-stream"), "{head}");
+    let first = next_event(&mut reader, "the page", |d| d.contains("<h1>Status</h1>"));
     assert!(
-        png.starts_with(b"\x89PNG") && png.len() > 1000,
-        "no screenshot"
+        row(&first, "worker").contains("data-state=RUNNING"),
+        "{first}"
+    );
+    stack.ctl(&["stop", "worker"]);
+    next_event(&mut reader, "worker STOPPED", |d| {
+        row(d, "worker").contains("data-state=STOPPED")
+    });
+    // Stopped for a while, then back: the timeline shows the gap.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    stack.ctl(&["start", "worker"]);
+    next_event(&mut reader, "worker RUNNING again", |d| {
+        row(d, "worker").contains("data-state=RUNNING")
+    });
+    std::thread::sleep(std::time::Duration::from_secs(2));
+
+    drop(reader);
+
+    // In a browser (Chromium driven through chromedriver, the W3C WebDriver protocol): the
+    // page connects to the stream and changes in place when a program does.
+    let browser = Browser::start();
+    browser.open(&format!("http://127.0.0.1:{port}/"));
+    browser.wait_for(
+        "the page's stream to connect",
+        "return document.body.dataset.live || ''",
+        |v| v == "connected",
+    );
+    browser.run("window.sameDocument = true; return 1");
+    let states = "return [...document.querySelectorAll('#programs [data-state]')].map(e => e.closest('tr').cells[0].textContent + '=' + e.dataset.state).join(',')";
+    stack.ctl(&["stop", "worker"]);
+    browser.wait_for("the page to show worker STOPPED", states, |v| {
+        v.contains("worker=STOPPED")
+    });
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    stack.ctl(&["start", "worker"]);
+    browser.wait_for("the page to show worker RUNNING", states, |v| {
+        v.contains("worker=RUNNING")
+    });
+    assert_eq!(
+        browser.run("return window.sameDocument === true"),
+        true,
+        "the page reloaded instead of updating"
+    );
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    // Once more for the picture: the timeline as it is now.
+    browser.wait_for("an update with the last change", states, |v| {
+        v.contains("worker=RUNNING")
+    });
+
+    // The screenshot, checked: badges and timelines in their colours, and somewhere a
+    // timeline row that is green, then grey (the stop), then green again.
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("statusd-page.png");
+    std::fs::write(&shot, browser.screenshot()).unwrap();
+    let (width, height, rgba) = pixels(&shot);
+    let is = |x: usize, y: usize, c: [u8; 3]| rgba[(y * width + x) * 4..][..3] == c;
+    let count = |c: [u8; 3]| {
+        (0..height)
+            .flat_map(|y| (0..width).map(move |x| (x, y)))
+            .filter(|&(x, y)| is(x, y, c))
+            .count()
+    };
+    let (green, grey) = (count(GREEN), count(GREY));
+    assert!(
+        green > 3000 && grey > 300,
+        "green {green}, grey {grey} pixels in {}",
+        shot.display()
+    );
+    let gap = (0..height).any(|y| {
+        let runs: Vec<u8> = (0..width)
+            .filter_map(|x| {
+                if is(x, y, GREEN) {
+                    Some(b'g')
+                } else if is(x, y, GREY) {
+                    Some(b's')
+                } else {
+                    None
+                }
+            })
+            .fold(Vec::new(), |mut acc, c| {
+                if acc.last() != Some(&c) {
+                    acc.push(c);
+                }
+                acc
+            });
+        runs.windows(3).any(|w| w == b"gsg")
+    });
+    assert!(
+        gap,
+        "no timeline shows running, stopped, running: {}",
+        shot.display()
     );
 }
 
