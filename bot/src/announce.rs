@@ -2,7 +2,9 @@
 //! (a program FATAL, out of start budget, unhealthy, crash-looping, and its recovery), to every
 //! guild's announce channel, once. What was posted is kept in the store, so a bot that was itself
 //! restarted posts what it missed after coming back, and never twice. Alerts are coalesced: at
-//! most one message per program per minute, naming how many more there were.
+//! most one message per program per minute, naming how many more there were. With
+//! `DISCORD_ALERT_DMS=on`, alerts about `critical` programs also reach each owner as a direct message
+//! (sent by shard 0 only, when the bot runs sharded).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -145,7 +147,12 @@ async fn post_alerts(
         {
             continue;
         }
-        post(http, &channels, "alert", &logic::alert_text(&list)).await;
+        let text = logic::alert_text(&list);
+        post(http, &channels, "alert", &text).await;
+        let first_shard = shared.settings.shard.is_none_or(|(id, _)| id == 0);
+        if shared.settings.alert_dms && first_shard && list.iter().any(|a| a.critical) {
+            direct_messages(http, shared, &text).await;
+        }
         last_posted.insert(program, Instant::now());
         for a in &list {
             if let Err(e) = shared.store.mark_announced(&a.id) {
@@ -154,6 +161,35 @@ async fn post_alerts(
                     shared.store.path().display()
                 );
             }
+        }
+    }
+}
+
+/// Sends `text` to each owner: `DISCORD_OWNERS` and the application's owner (asked of Discord
+/// each time: alerts are rare, and an owner change then applies at once).
+async fn direct_messages(http: &serenity::Http, shared: &Shared, text: &str) {
+    let mut owners: Vec<u64> = shared.settings.owners.iter().copied().collect();
+    match http.get_current_application_info().await {
+        Ok(app) => {
+            if let Some(owner) = app.owner
+                && !owners.contains(&owner.id.get())
+            {
+                owners.push(owner.id.get());
+            }
+        }
+        Err(e) => tracing::warn!("cannot ask Discord for the application's owner: {e}"),
+    }
+    owners.sort_unstable();
+    for owner in owners {
+        let message = serenity::CreateMessage::new()
+            .content(text)
+            .allowed_mentions(serenity::CreateAllowedMentions::new());
+        match serenity::UserId::new(owner)
+            .direct_message(http, message)
+            .await
+        {
+            Ok(_) => tracing::info!(owner, "alert sent as a direct message"),
+            Err(e) => tracing::warn!(owner, "cannot send the alert as a direct message: {e}"),
         }
     }
 }

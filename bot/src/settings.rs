@@ -27,6 +27,9 @@ pub struct Settings {
     pub deploy_program: String,
     /// This bot's own program name (`SUPERVISOR_PROCESS_NAME`, set by the supervisor).
     pub own_program: Option<String>,
+    /// `DISCORD_ALERT_DMS=on`: alerts about `critical` programs also go to each owner as a direct
+    /// message (off unless set).
+    pub alert_dms: bool,
 }
 
 impl Settings {
@@ -124,6 +127,14 @@ impl Settings {
             (None, None) => PathBuf::from("data/bot"),
         };
         let deploy_program = env("BOT_DEPLOY_PROGRAM").unwrap_or_else(|| "bot".into());
+        let alert_dms = match env("DISCORD_ALERT_DMS").as_deref() {
+            None | Some("off") => false,
+            Some("on") => true,
+            Some(other) => {
+                problems.push(format!("DISCORD_ALERT_DMS={other:?} must be on or off"));
+                false
+            }
+        };
         match (token, problems.is_empty()) {
             (Some(token), true) => Ok(Settings {
                 token: supervised::Secret::new(token),
@@ -137,6 +148,7 @@ impl Settings {
                 data_dir,
                 deploy_program,
                 own_program: env("SUPERVISOR_PROCESS_NAME"),
+                alert_dms,
             }),
             _ => Err(problems.join("\n")),
         }

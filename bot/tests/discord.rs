@@ -687,6 +687,66 @@ fn a_version_that_fails_its_gate_is_announced_then_refused_until_a_fix() {
 }
 
 #[test]
+fn a_critical_programs_alert_reaches_each_owner_by_direct_message_once() {
+    let stack = Stack::start(BotEnv {
+        alert_dms: true,
+        ..BotEnv::default()
+    });
+    stack.wait_ready(1);
+    choose_announce_channel(&stack);
+    let dms = || -> Vec<(u64, String)> {
+        stack
+            .discord
+            .calls()
+            .into_iter()
+            .filter(|c| c.method == "POST")
+            .filter_map(|c| {
+                let owner = [OWNER_ID, SECOND_OWNER_ID]
+                    .into_iter()
+                    .find(|&o| c.path == format!("/api/v10/channels/{}/messages", dm_channel(o)))?;
+                Some((owner, c.body["content"].as_str().unwrap_or("").to_owned()))
+            })
+            .collect()
+    };
+    std::fs::write(stack.root().join("app/run.sh"), "exit 1\n").unwrap();
+    let _ = stack.ctl(&["restart", "app"]);
+    wait_until("the DMs", || dms().len() >= 2);
+    let expected = "🔴 app is FATAL: Exited too quickly (process log may have details)";
+    let mut got = dms();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            (OWNER_ID, expected.to_owned()),
+            (SECOND_OWNER_ID, expected.to_owned())
+        ]
+    );
+    // The channel has it too; the DM channels were opened with the owners' ids.
+    assert!(
+        posted(&stack).iter().any(|p| p == expected),
+        "{:?}",
+        posted(&stack)
+    );
+    let opened: Vec<String> = stack
+        .discord
+        .calls()
+        .into_iter()
+        .filter(|c| c.path == "/api/v10/users/@me/channels")
+        .map(|c| c.body["recipient_id"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert!(
+        opened.contains(&OWNER_ID.to_string()) && opened.contains(&SECOND_OWNER_ID.to_string()),
+        "{opened:?}"
+    );
+    // A bot restart does not send them again.
+    let (code, out) = stack.ctl(&["restart", "bot"]);
+    assert_eq!(code, 0, "{out}");
+    stack.wait_ready(2);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(dms().len(), 2, "{:?}", dms());
+}
+
+#[test]
 fn a_fatal_program_is_announced_once_even_across_a_bot_restart() {
     let stack = Stack::start(BotEnv::default());
     stack.wait_ready(1);

@@ -100,6 +100,11 @@ pub struct FakeDiscord {
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
+/// The id of the direct-message channel with `user`.
+pub fn dm_channel(user: u64) -> u64 {
+    user + 1_000_000
+}
+
 pub fn user(id: u64, name: &str, bot: bool) -> Value {
     json!({
         "id": id.to_string(), "username": name, "discriminator": "0", "global_name": name,
@@ -352,6 +357,22 @@ async fn rest(
         ("GET", ["users", "@me"]) => ok(checked::<serenity::CurrentUser>(&shared, "user", bot())),
         ("PUT", ["applications", _, "commands"]) => ok(json!([])),
         ("POST", ["interactions", _, _, "callback"]) => StatusCode::NO_CONTENT.into_response(),
+        // A direct message: its channel first (one per user), then a message in it.
+        ("POST", ["users", "@me", "channels"]) => {
+            let recipient = body["recipient_id"]
+                .as_str()
+                .and_then(|r| r.parse::<u64>().ok())
+                .unwrap_or(0);
+            let dm = json!({
+                "id": dm_channel(recipient).to_string(), "type": 1, "last_message_id": null,
+                "recipients": [user(recipient, "owner", false)],
+            });
+            ok(checked::<serenity::PrivateChannel>(
+                &shared,
+                "DM channel",
+                dm,
+            ))
+        }
         ("POST", ["channels", channel, "messages"]) => {
             let content = body["content"].as_str().unwrap_or("");
             let m = message(&shared, channel, bot(), content);

@@ -40,6 +40,8 @@ pub struct BotEnv<'a> {
     pub withhold_ready: bool,
     /// The bot's `ready_timeout` (it runs with `ready = "notify"` and a watchdog, as shipped).
     pub ready_timeout: &'a str,
+    /// `DISCORD_ALERT_DMS = "on"`, and `app` marked `critical`.
+    pub alert_dms: bool,
 }
 
 impl Default for BotEnv<'_> {
@@ -53,6 +55,7 @@ impl Default for BotEnv<'_> {
             shard: None,
             withhold_ready: false,
             ready_timeout: "20s",
+            alert_dms: false,
         }
     }
 }
@@ -105,6 +108,7 @@ impl Stack {
 [program.app]
 command = ["/bin/sh", "{root}/app/run.sh"]
 startsecs = "200ms"
+critical = {alert_dms}
 [program.app.deploy]
 repo = "{root}/app"
 healthy_after = "300ms"
@@ -119,7 +123,7 @@ watchdog = "2s"
 stopwaitsecs = 10
 fatal_exitcodes = [78]
 backoff = {{ initial = "200ms", max = "1s" }}
-environment = {{ {token}{gateway}{shard}DISCORD_API_BASE = "{api}", DISCORD_RATELIMITER = "{ratelimiter}", DISCORD_OWNERS = "{second}", SUPERVISOR_SOCKET = "{root}/data/supervisor.sock", BOT_DATA_DIR = "{root}/data/bot", BOT_DEPLOY_PROGRAM = "app" }}
+environment = {{ {token}{gateway}{shard}DISCORD_API_BASE = "{api}", DISCORD_RATELIMITER = "{ratelimiter}", DISCORD_OWNERS = "{second}", SUPERVISOR_SOCKET = "{root}/data/supervisor.sock", BOT_DATA_DIR = "{root}/data/bot", BOT_DEPLOY_PROGRAM = "app", DISCORD_ALERT_DMS = "{dms}" }}
 {self_deploy}
 "#,
             root = root.display(),
@@ -128,6 +132,8 @@ environment = {{ {token}{gateway}{shard}DISCORD_API_BASE = "{api}", DISCORD_RATE
             second = SECOND_OWNER_ID,
             ratelimiter = bot.ratelimiter,
             ready_timeout = bot.ready_timeout,
+            alert_dms = bot.alert_dms,
+            dms = if bot.alert_dms { "on" } else { "off" },
         );
         std::fs::write(root.join("work/run.sh"), "").unwrap();
         git(&root.join("work"), &["add", "run.sh"]);
