@@ -4,7 +4,10 @@
 //! the daemon keeps the write end and hands a copy to each spawn, so output of consecutive runs
 //! stays in order in one reader, and nothing still in the pipe is lost when a process exits.
 //! The task waits for readability, reads into a buffer shared by all tasks on the thread, and
-//! writes whole lines; only a trailing partial line is kept until its newline arrives.
+//! writes whole lines; only a trailing partial line is kept until its newline arrives. After a
+//! small read it lets the output gather for [`GATHER`] before reading again: a program that
+//! writes line by line is then read many lines at a time instead of a few per wake-up, and no
+//! line waits longer than that to reach the log and the echo.
 //! Memory stays bounded: the pipe is not read again until the last chunk is written (and, for
 //! the echo, accepted by the bounded queue), so a program writing faster than the disk blocks
 //! on its own pipe.
@@ -29,6 +32,16 @@ const CHUNK: usize = 128 * 1024;
 const MAX_LINE: usize = 1024 * 1024;
 /// Chunks waiting for the echo thread before readers wait for it.
 const ECHO_QUEUE: usize = 64;
+/// After a read smaller than [`BIG_READ`], the pause before the next: the longest a line
+/// waits in the pipe once the reader is awake (docs/CONFIG.md promises 10 ms).
+pub const GATHER: std::time::Duration = std::time::Duration::from_millis(2);
+/// A read this big means a fast writer with a full pipe: read again at once, and give the pipe
+/// room to gather in (its size grows once to [`BUSY_PIPE`]).
+const BIG_READ: usize = 32 * 1024;
+/// The pipe size of a busy program: what a fast writer fills in a few gathering pauses, so
+/// that it does not wait on us. Only pipes that are seen busy grow (the kernel limits how much
+/// pipe memory an unprivileged user may have).
+const BUSY_PIPE: libc::c_int = 1024 * 1024;
 
 thread_local! {
     static BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0; CHUNK]);
@@ -131,18 +144,27 @@ impl Capture {
     pub fn spawn(mut self, reader: OwnedFd) -> io::Result<JoinHandle<()>> {
         let rx = pipe::Receiver::from_owned_fd(reader)?;
         Ok(tokio::spawn(async move {
+            let mut grown = false;
             loop {
                 if rx.readable().await.is_err() {
                     break;
                 }
                 let read = BUFFER.with_borrow_mut(|buf| match rx.try_read(buf) {
                     Ok(0) => Ok(None),
-                    Ok(n) => Ok(Some(self.absorb(&buf[..n]))),
+                    Ok(n) => Ok(Some((n, self.absorb(&buf[..n])))),
                     Err(e) => Err(e),
                 });
                 match read {
                     Ok(None) => break,
-                    Ok(Some(echo)) => self.echo(echo).await,
+                    Ok(Some((n, echo))) => {
+                        self.echo(echo).await;
+                        if n < BIG_READ {
+                            tokio::time::sleep(GATHER).await;
+                        } else if !grown {
+                            grown = true;
+                            grow(&rx);
+                        }
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => {
@@ -264,5 +286,14 @@ impl Capture {
                 Some(out)
             }
         }
+    }
+}
+
+/// Grows a busy pipe to [`BUSY_PIPE`]; if the kernel refuses (over the user's pipe memory), the
+/// pipe keeps its size and capture goes on.
+fn grow(pipe: &pipe::Receiver) {
+    use nix::fcntl::{FcntlArg, fcntl};
+    if let Err(e) = fcntl(pipe, FcntlArg::F_SETPIPE_SZ(BUSY_PIPE)) {
+        tracing::debug!(error = %e, "cannot grow a busy output pipe");
     }
 }
