@@ -402,3 +402,117 @@ fn an_event_listener_names_its_events() {
         assert_eq!(errors(&text), [*expected], "for {lines}");
     }
 }
+
+/// docs/CONFIG.md's defaults are the code's: for every key of the `[supervisor]`, program,
+/// deploy and health tables whose default is a value, writing that value explicitly changes
+/// nothing in what is parsed.
+#[test]
+fn the_documented_defaults_are_the_defaults() {
+    let doc = include_str!("../../../../docs/CONFIG.md");
+    // The base: one table of each kind; a listener (for buffer_size) and a program that waits
+    // for readiness (for ready_timeout) beside a plain one.
+    let base = [
+        ("supervisor", ""),
+        ("program.p", "command = [\"/bin/true\"]\n"),
+        ("program.p.deploy", "repo = \"/srv/p\"\n"),
+        (
+            "program.l",
+            "command = [\"/bin/true\"]\nevents = [\"TICK_5\"]\n",
+        ),
+        (
+            "program.n",
+            "command = [\"/bin/true\"]\nready = \"notify\"\n",
+        ),
+    ];
+    let render = |extra: Option<(&str, &str, &str)>| -> String {
+        let mut text = String::new();
+        for (table, body) in base {
+            text.push_str(&format!("[{table}]\n{body}"));
+            if let Some((t, key, value)) = extra
+                && t == table
+            {
+                text.push_str(&format!("{key} = {value}\n"));
+            }
+        }
+        text
+    };
+    let parsed = |text: &str| -> String {
+        match parse_with_env(Path::new("/etc/app/supervisor.toml"), text, &env) {
+            Ok(c) => format!("{c:?}"),
+            Err(e) => panic!("{e}\nin:\n{text}"),
+        }
+    };
+    let expected = parsed(&render(None));
+    // Which table each documented section's keys go in.
+    let mut table = None;
+    let mut checked = Vec::new();
+    for line in doc.lines() {
+        if line.starts_with("## `[supervisor]`") {
+            table = Some("supervisor");
+        } else if line.starts_with("## `[program.NAME]`") || line.starts_with("### Health") {
+            table = Some("program.p");
+        } else if line.starts_with("### Deploys") {
+            table = Some("program.p.deploy");
+        } else if line.starts_with("#") {
+            table = None;
+        }
+        let Some(section) = table else { continue };
+        let cells: Vec<&str> = line.split(" | ").collect();
+        if !line.starts_with("| `") || cells.len() < 3 {
+            continue;
+        }
+        let keys: Vec<&str> = cells[0]
+            .trim_start_matches("| ")
+            .split(", ")
+            .map(|k| k.trim_end_matches(" **new**").trim_matches('`'))
+            .collect();
+        let defaults: Vec<&str> = if keys.len() == 1 {
+            vec![cells[1]]
+        } else {
+            cells[1].split(", ").collect()
+        };
+        for (key, default) in keys.iter().zip(defaults) {
+            let value = default.trim().trim_matches('`');
+            if !default.trim().starts_with('`') || value.contains("NAME") || value.contains('<') {
+                continue; // "required", "none", "the supervisor's", a path with the name
+            }
+            // A TOML value as written, or else a string (`50MB`, `30s`, `data/logs`).
+            let value = if toml::de::DeTable::parse(&format!("v = {value}")).is_ok() {
+                value.to_owned()
+            } else {
+                format!("{value:?}")
+            };
+            let t = match *key {
+                "buffer_size" => "program.l",
+                "ready_timeout" => "program.n",
+                _ => section,
+            };
+            let explicit = parsed(&render(Some((t, key, &value))));
+            assert_eq!(
+                explicit, expected,
+                "docs/CONFIG.md says {key} defaults to {value}, but writing it changes the result"
+            );
+            checked.push(*key);
+        }
+    }
+    // The table rows were found (a changed heading must not make this test vacuous).
+    for key in [
+        "logdir",
+        "shutdown_timeout",
+        "autorestart",
+        "startsecs",
+        "stdout_logfile_maxbytes",
+        "stderr_logfile_backups",
+        "backoff",
+        "buffer_size",
+        "step_timeout",
+        "keep_releases",
+        "ready",
+        "ready_timeout",
+    ] {
+        assert!(
+            checked.contains(&key),
+            "{key} not checked; checked: {checked:?}"
+        );
+    }
+}
