@@ -56,6 +56,9 @@ pub type EchoSender = mpsc::Sender<Vec<u8>>;
 pub fn start_echo() -> io::Result<(EchoSender, oneshot::Receiver<()>)> {
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(ECHO_QUEUE);
     let (done_tx, done_rx) = oneshot::channel();
+    // Under Docker our stdout is a pipe: a bigger one takes the echo in fewer, larger writes
+    // (fewer round trips with its reader). Not a pipe, or refused: nothing changes.
+    let _ = nix::fcntl::fcntl(io::stdout(), nix::fcntl::FcntlArg::F_SETPIPE_SZ(BUSY_PIPE));
     std::thread::Builder::new()
         .name("echo".into())
         .stack_size(256 * 1024)
@@ -142,7 +145,10 @@ impl Capture {
 
     /// Reads `reader` until every writer has closed it, then flushes a last partial line.
     pub fn spawn(mut self, reader: OwnedFd) -> io::Result<JoinHandle<()>> {
-        let rx = pipe::Receiver::from_owned_fd(reader)?;
+        // A second descriptor of the read end: if the pipe cannot be watched again after a
+        // pause, it is watched from this one, and nothing written to it is lost.
+        let spare = reader.try_clone()?;
+        let mut rx = pipe::Receiver::from_owned_fd(reader)?;
         Ok(tokio::spawn(async move {
             let mut grown = false;
             loop {
@@ -159,7 +165,10 @@ impl Capture {
                     Ok(Some((n, echo))) => {
                         self.echo(echo).await;
                         if n < BIG_READ {
-                            tokio::time::sleep(GATHER).await;
+                            // Out of the poller while gathering: a pipe wakes its reader's
+                            // epoll on every write, so a line-by-line writer would wake the
+                            // thread once a line for nothing.
+                            rx = pause(rx, &spare).await;
                         } else if !grown {
                             grown = true;
                             grow(&rx);
@@ -284,6 +293,26 @@ impl Capture {
                     out.push(b'\n');
                 }
                 Some(out)
+            }
+        }
+    }
+}
+
+/// Takes the pipe out of the poller for [`GATHER`], then watches it again (from `spare`, a
+/// second descriptor of it, if that fails, retrying each second: output waits in the pipe).
+async fn pause(rx: pipe::Receiver, spare: &OwnedFd) -> pipe::Receiver {
+    let fd = rx.into_nonblocking_fd();
+    tokio::time::sleep(GATHER).await;
+    let mut again = fd.and_then(pipe::Receiver::from_owned_fd_unchecked);
+    loop {
+        match again {
+            Ok(rx) => return rx,
+            Err(e) => {
+                tracing::error!(error = %e, "watching a program's output again failed; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                again = spare
+                    .try_clone()
+                    .and_then(pipe::Receiver::from_owned_fd_unchecked);
             }
         }
     }
