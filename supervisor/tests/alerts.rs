@@ -148,3 +148,75 @@ backoff = { initial = "10s", max = "10s" }
         "sick is unhealthy and restarted: false failed once (last: exit status 1)"
     );
 }
+
+#[test]
+fn a_client_raises_an_alert_and_bad_ones_change_nothing() {
+    let dir = Supervisor::dir_with(
+        r#"
+[program.bot]
+command = ["sleep", "1000"]
+"#,
+    );
+    let sup = Supervisor::start(dir, Mode::Plain);
+    sup.wait_state("bot", "RUNNING");
+    let message = "TLS certificate renewal failed: Connection refused";
+    let (code, out, err) = ctl(
+        &sup,
+        &[
+            "raise",
+            "tls",
+            message,
+            "--severity",
+            "critical",
+            "--critical",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("raised ") && out.contains("-tls-"), "{out}");
+    let a = &alerts(&sup)[0];
+    assert_eq!(
+        (
+            a["program"].as_str(),
+            a["kind"].as_str(),
+            a["severity"].as_str(),
+            a["critical"].as_bool(),
+            a["message"].as_str()
+        ),
+        (
+            Some("tls"),
+            Some("reported"),
+            Some("critical"),
+            Some(true),
+            Some(message)
+        )
+    );
+    // Refused with a reason, nothing raised: a subject that is not a name, an empty or an
+    // overlong message, an unknown severity.
+    let long = "x".repeat(1501);
+    for (args, says) in [
+        (vec!["raise", "../tls", "m"], "subject"),
+        (vec!["raise", "tls", "  "], "empty"),
+        (vec!["raise", "tls", long.as_str()], "longer than 1500"),
+        (
+            vec!["raise", "tls", "m", "--severity", "dire"],
+            "info, warning, critical",
+        ),
+    ] {
+        let (code, out, err) = ctl(&sup, &args);
+        assert_ne!(code, 0, "{args:?}: {out}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    assert_eq!(alerts(&sup).len(), 1);
+    // The default severity is warning; the audit trail keeps who raised it.
+    assert_eq!(
+        ctl(&sup, &["raise", "backup", "the nightly copy failed"]).0,
+        0
+    );
+    let a = &alerts(&sup)[0];
+    assert_eq!(
+        (a["severity"].as_str(), a["critical"].as_bool()),
+        (Some("warning"), Some(false))
+    );
+    let (_, audit, _) = ctl(&sup, &["audit", "--json"]);
+    assert!(audit.contains("\"raise\""), "{audit}");
+}

@@ -6,6 +6,7 @@ use tokio::io::BufReader;
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
+use crate::Severity;
 use crate::frame::{self, FrameError};
 use crate::message::{
     ActionResult, Alert, AuditRecord, Body, ClientHello, DeployRecord, ErrorBody, ErrorKind, Event,
@@ -200,6 +201,26 @@ impl Client {
         match self.call(Request::Alerts { limit }).await? {
             Reply::Alerts { records } => Ok(records),
             other => Err(unexpected("alerts", &other)),
+        }
+    }
+
+    /// `raise`: an alert about `subject`; the answer is the alert as it was raised.
+    pub async fn raise(
+        &mut self,
+        subject: &str,
+        message: &str,
+        severity: Severity,
+        critical: bool,
+    ) -> Result<Alert, ClientError> {
+        let request = Request::Raise {
+            subject: subject.to_owned(),
+            message: message.to_owned(),
+            severity,
+            critical,
+        };
+        match self.call(request).await? {
+            Reply::Alerts { mut records } if records.len() == 1 => Ok(records.remove(0)),
+            other => Err(unexpected("raise", &other)),
         }
     }
 

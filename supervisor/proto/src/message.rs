@@ -132,6 +132,22 @@ pub enum Request {
         #[serde(default = "default_deploys_limit")]
         limit: u32,
     },
+    /// Raise an alert about something the supervisor cannot see itself (a certificate renewal
+    /// that failed on the host): it goes where the supervisor's own alerts go.
+    Raise {
+        /// What it is about (`tls`): a name as programs have (letters, digits, `_.-`).
+        subject: String,
+        message: String,
+        #[serde(default = "default_raise_severity")]
+        severity: Severity,
+        /// Treat it as about a `critical` program (the bot also sends it to owners directly).
+        #[serde(default, skip_serializing_if = "is_false")]
+        critical: bool,
+    },
+}
+
+fn default_raise_severity() -> Severity {
+    Severity::Warning
 }
 
 fn default_deploys_limit() -> u32 {
@@ -162,6 +178,7 @@ impl Request {
             | Request::Update
             | Request::Audit { .. }
             | Request::Alerts { .. }
+            | Request::Raise { .. }
             | Request::Events
             | Request::Shutdown
             | Request::Version
@@ -190,6 +207,7 @@ impl Request {
             Request::Deploys { .. } => Verb::Deploys,
             Request::Audit { .. } => Verb::Audit,
             Request::Alerts { .. } => Verb::Alerts,
+            Request::Raise { .. } => Verb::Raise,
         }
     }
 
@@ -205,6 +223,7 @@ impl Request {
                 | Request::Shutdown
                 | Request::Deploy { .. }
                 | Request::Rollback { .. }
+                | Request::Raise { .. }
         )
     }
 }
@@ -315,6 +334,7 @@ pub enum Reply {
     Audit {
         records: Vec<AuditRecord>,
     },
+    /// The answer to `alerts`, and to `raise` (the one alert it raised).
     Alerts {
         records: Vec<Alert>,
     },

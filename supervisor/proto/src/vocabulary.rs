@@ -140,6 +140,9 @@ vocabulary! {
         Quarantined = "quarantined",
         /// RUNNING again after one of the above.
         Recovered = "recovered",
+        /// Raised by a client with the `raise` verb: something outside the supervised programs
+        /// (a failed TLS certificate renewal on the host).
+        Reported = "reported",
     }
 }
 
@@ -164,6 +167,7 @@ vocabulary! {
         Deploys = "deploys",
         Audit = "audit",
         Alerts = "alerts",
+        Raise = "raise",
     }
 }
 

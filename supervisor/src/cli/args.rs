@@ -183,6 +183,23 @@ pub enum Command {
         #[command(flatten)]
         socket: SocketArg,
     },
+    /// Raise an alert about something the supervisor cannot see (a failed certificate renewal
+    /// on the host): it reaches the bot's channels, owners (with --critical) and statusd's
+    /// webhook like the supervisor's own alerts, and `alerts` lists it.
+    Raise {
+        /// What it is about, a name like a program's (`tls`).
+        subject: String,
+        /// For people, one line: `TLS certificate renewal failed: ...`.
+        message: String,
+        /// info, warning or critical.
+        #[arg(long, default_value = "warning", value_parser = parse_severity)]
+        severity: supervisor_proto::Severity,
+        /// Mark it critical: the bot also sends it to each owner directly.
+        #[arg(long)]
+        critical: bool,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
     /// The audit trail: every state-changing request, newest first, with when, who (uid,
     /// process, and whom it acted for), what and the outcome.
     Audit {
@@ -257,4 +274,18 @@ pub enum LogFormat {
 pub enum StreamArg {
     Stdout,
     Stderr,
+}
+
+fn parse_severity(text: &str) -> Result<supervisor_proto::Severity, String> {
+    supervisor_proto::Severity::ALL
+        .iter()
+        .copied()
+        .find(|s| s.as_str() == text)
+        .ok_or_else(|| {
+            let names: Vec<&str> = supervisor_proto::Severity::ALL
+                .iter()
+                .map(|s| s.as_str())
+                .collect();
+            format!("expected one of {}", names.join(", "))
+        })
 }

@@ -491,6 +491,20 @@ async fn run_verb(verb: Command) -> Result<u8, ClientError> {
             }
             Ok(exit::OK)
         }
+        Command::Raise {
+            subject,
+            message,
+            severity,
+            critical,
+            socket,
+        } => {
+            let alert = connect(&socket)
+                .await?
+                .raise(&subject, &message, severity, critical)
+                .await?;
+            let _ = writeln!(out, "raised {}", alert.id);
+            Ok(exit::OK)
+        }
         Command::Audit {
             limit,
             json,

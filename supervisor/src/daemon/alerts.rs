@@ -83,16 +83,30 @@ impl Daemon {
         message: String,
     ) {
         let p = &self.programs[idx];
+        let (program, critical) = (p.cfg.name.to_string(), p.cfg.critical);
+        self.raise_about(program, critical, kind, severity, message);
+    }
+
+    /// An alert about `program` (a program's name, or a client's subject for `raise`): on the
+    /// event stream, in memory and on disk.
+    pub(super) fn raise_about(
+        &mut self,
+        program: String,
+        critical: bool,
+        kind: AlertKind,
+        severity: Severity,
+        message: String,
+    ) -> Alert {
         let now = SystemTime::now();
         self.alerts.seq += 1;
         let alert = Alert {
-            id: format!("{}-{}-{}", unix_ms(now), p.cfg.name, self.alerts.seq),
-            program: p.cfg.name.to_string(),
+            id: format!("{}-{}-{}", unix_ms(now), program, self.alerts.seq),
+            program,
             kind,
             severity,
             message,
             at_ms: unix_ms(now),
-            critical: p.cfg.critical,
+            critical,
         };
         tracing::warn!(program = %alert.program, kind = %kind, severity = %severity, message = %alert.message, "alert");
         let _ = self.alerts.writer.send(alert.clone());
@@ -100,7 +114,8 @@ impl Daemon {
         while self.alerts.recent.len() > KEEP {
             self.alerts.recent.pop_front();
         }
-        let _ = self.events.send(Event::Alert(alert));
+        let _ = self.events.send(Event::Alert(alert.clone()));
+        alert
     }
 
     /// After a state change of program `idx` (from `from`).

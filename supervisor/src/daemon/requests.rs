@@ -17,6 +17,9 @@ use crate::process;
 use crate::status::{describe, unix_ms};
 use nix::unistd::Pid;
 
+/// The longest message `raise` takes, in characters.
+const RAISE_MESSAGE_MAX: usize = 1500;
+
 const TAIL_MAX_LINES: u32 = 1000;
 
 fn error(kind: ErrorKind, message: impl Into<String>) -> ErrorBody {
@@ -94,9 +97,48 @@ impl Daemon {
             Request::Alerts { limit } => Ok(Reply::Alerts {
                 records: self.alerts.newest(limit as usize),
             }),
+            Request::Raise {
+                subject,
+                message,
+                severity,
+                critical,
+            } => self.raise_request(subject, message, severity, critical),
         };
         // The client may have gone; nothing to do about it.
         let _ = reply.send(answer);
+    }
+
+    /// `raise`: a client's alert, checked like everything else that ends up in a channel.
+    fn raise_request(
+        &mut self,
+        subject: String,
+        message: String,
+        severity: supervisor_proto::Severity,
+        critical: bool,
+    ) -> Result<Reply, ErrorBody> {
+        supervisor_proto::ProgramName::new(&subject)
+            .map_err(|e| error(ErrorKind::BadRequest, format!("subject: {e}")))?;
+        let message = message.trim();
+        if message.is_empty() {
+            return Err(error(ErrorKind::BadRequest, "the message is empty"));
+        }
+        // Discord takes 2,000 characters; the bot prefixes a line of its own.
+        if message.chars().count() > RAISE_MESSAGE_MAX {
+            return Err(error(
+                ErrorKind::BadRequest,
+                format!("the message is longer than {RAISE_MESSAGE_MAX} characters"),
+            ));
+        }
+        let alert = self.raise_about(
+            subject,
+            critical,
+            supervisor_proto::AlertKind::Reported,
+            severity,
+            message.to_owned(),
+        );
+        Ok(Reply::Alerts {
+            records: vec![alert],
+        })
     }
 
     /// Program indices for `names`: `all`, names, or (if `empty_is_all`) nothing for all.
