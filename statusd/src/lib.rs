@@ -22,6 +22,7 @@ pub mod page;
 pub mod probe;
 pub mod server;
 pub mod settings;
+pub mod tls;
 pub mod usage;
 pub mod view;
 

@@ -197,6 +197,24 @@ pub fn render(
         );
         c.set(seconds);
     }
+    if let Some(probe) = &s.tls {
+        let read = FloatGauge::default();
+        registry.register(
+            "tls_probe_success",
+            "Whether statusd could read the certificate the HTTPS front serves (TLS_PROBE)",
+            read.clone(),
+        );
+        if let crate::tls::ProbeResult::Read(cert) = &probe.result {
+            read.set(1.0);
+            let expiry = FloatGauge::default();
+            registry.register(
+                "tls_certificate_expiry_seconds",
+                "When the served TLS certificate expires (Unix time, its notAfter)",
+                expiry.clone(),
+            );
+            expiry.set(cert.not_after as f64);
+        }
+    }
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = encode(&mut out, &registry);

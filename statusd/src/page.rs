@@ -150,12 +150,31 @@ pub fn render_live(s: &Snapshot, memory: &HashMap<String, u64>, now_ms: u64) -> 
     if !s.connected {
         h.push_str("<div class=\"banner stale\">The supervisor is unreachable; this is what was last known.</div>\n");
     }
+    if let Some(warning) = s.tls.as_ref().and_then(|t| t.warning(now_ms)) {
+        let _ = writeln!(
+            h,
+            "<div class=\"banner stale\" id=tls>{}</div>",
+            escape(&warning)
+        );
+    }
     if let Some(up) = s.supervisor_uptime() {
         let _ = writeln!(
             h,
             "<p class=muted>Supervisor up {}; page updated {}.</p>",
             supervisor_proto::format_uptime(up),
             time(now_ms, now_ms)
+        );
+    }
+    if let Some(t) = &s.tls
+        && let crate::tls::ProbeResult::Read(cert) = &t.result
+    {
+        let until = chrono::DateTime::from_timestamp(cert.not_after, 0)
+            .map_or_else(String::new, |d| d.format("%Y-%m-%d %H:%M UTC").to_string());
+        let _ = writeln!(
+            h,
+            "<p class=muted id=tls-valid>TLS certificate for {} valid until {until} ({} days).</p>",
+            escape(&t.name),
+            t.days_left(now_ms).unwrap_or(0)
         );
     }
 

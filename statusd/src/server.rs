@@ -71,6 +71,10 @@ pub async fn serve(
         tokio::spawn(async move { view::follow(&socket, view, alerts).await })
     };
     let sampler = tokio::spawn(sample_memory(view.clone()));
+    let prober = settings.tls.clone().map(|probe| {
+        let view = view.clone();
+        tokio::spawn(crate::tls::run(probe, move |p| view::set_tls(&view, p)))
+    });
     let router = app(view, settings.token.as_deref(), &settings.socket);
     // Bounded (timeouts, a connection cap; small answers go out at once, without Nagle).
     let limits = supervised::http::Limits {
@@ -81,6 +85,9 @@ pub async fn serve(
         supervised::http::serve(listener, router, limits, Default::default(), shutdown).await;
     follower.abort();
     sampler.abort();
+    if let Some(prober) = prober {
+        prober.abort();
+    }
     served
 }
 
@@ -232,9 +239,15 @@ async fn status(State(app): State<App>) -> Response {
     let supervisor = s.supervisor.as_ref().map(|sup| {
         json!({"pid": sup.pid, "version": sup.version, "uptime_secs": s.supervisor_uptime(), "shutting_down": sup.shutting_down})
     });
+    // The served certificate, when TLS_PROBE is set: `days_left` as of now.
+    let tls = s.tls.as_ref().map(|t| {
+        let mut v = json!(t);
+        v["days_left"] = json!(t.days_left(view::now_ms()));
+        v
+    });
     json_reply(
         StatusCode::OK,
-        json!({"stale": !s.connected, "supervisor": supervisor, "programs": programs}),
+        json!({"stale": !s.connected, "supervisor": supervisor, "programs": programs, "tls": tls}),
     )
 }
 

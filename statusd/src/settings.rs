@@ -15,6 +15,9 @@ pub struct Settings {
     /// `ALERT_WEBHOOK_URL` (with `ALERT_PROGRAMS`, `ALERT_WEBHOOK_FORMAT`): where alerts about
     /// the bot go when the bot cannot post them.
     pub alerts: Option<crate::alerts::AlertSettings>,
+    /// `TLS_PROBE` (with `TLS_PROBE_NAME`, `TLS_PROBE_INTERVAL`): the HTTPS front whose
+    /// certificate's expiry to watch.
+    pub tls: Option<crate::tls::ProbeSettings>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -24,6 +27,7 @@ impl std::fmt::Debug for Settings {
             .field("socket", &self.socket)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("alerts", &self.alerts)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -41,6 +45,7 @@ impl Settings {
             ),
             token: env("STATUSD_TOKEN").filter(|t| !t.is_empty()),
             alerts: alert_settings(env)?,
+            tls: crate::tls::settings(env)?,
         })
     }
 }

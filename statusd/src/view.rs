@@ -42,6 +42,8 @@ pub struct Snapshot {
     pub history: Arc<Mutex<History>>,
     /// Counts every change to the view; the live page waits on it.
     pub changes: Changes,
+    /// The last TLS probe (`TLS_PROBE`), if there is one.
+    pub tls: Option<crate::tls::Probe>,
 }
 
 /// A counter of the view's changes, to wait on.
@@ -174,6 +176,11 @@ fn write(view: &View, f: impl FnOnce(&mut Snapshot)) {
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     f(&mut guard);
     guard.changes.bump();
+}
+
+/// Keeps the TLS probe's latest result.
+pub fn set_tls(view: &View, probe: crate::tls::Probe) {
+    write(view, |s| s.tls = Some(probe));
 }
 
 /// Keeps `view` current until the task is dropped.

@@ -1,0 +1,413 @@
+//! The TLS probe (`TLS_PROBE`): connects to the HTTPS front (nginx) as a client does, reads the
+//! certificate it serves and keeps its expiry in the view, for `/metrics`
+//! (`tls_certificate_expiry_seconds`), `/status` and the page's warning. What is read is what
+//! clients get: a renewed certificate that nginx has not loaded yet still counts as the old one.
+//!
+//! The probe judges no trust (a forge's client does, with its own roots); it only reads the
+//! certificate, so it accepts any, but still checks that the server holds the certificate's
+//! key (the handshake's signature).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use serde::Serialize;
+
+/// Under this many days left, the page warns.
+pub const WARN_DAYS: i64 = 14;
+/// One probe, connection and handshake, at most this long.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where and how often to probe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeSettings {
+    /// `host:port` (`nginx:443`).
+    pub address: String,
+    /// The name sent in the handshake (SNI): `TLS_PROBE_NAME`, else the address's host.
+    pub name: String,
+    /// `TLS_PROBE_INTERVAL`, default an hour.
+    pub every: Duration,
+}
+
+/// What the last probe found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Probe {
+    pub address: String,
+    pub name: String,
+    /// When it was probed, Unix milliseconds.
+    pub checked_ms: u64,
+    /// The served certificate, or why none was read.
+    #[serde(flatten)]
+    pub result: ProbeResult,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum ProbeResult {
+    Read(Certificate),
+    Failed { error: String },
+}
+
+/// The served (leaf) certificate, as far as the page and metrics need it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Certificate {
+    pub subject: String,
+    pub issuer: String,
+    /// Hex, as `openssl x509 -serial` prints it (upper case, no colons).
+    pub serial: String,
+    /// Unix seconds.
+    pub not_before: i64,
+    pub not_after: i64,
+}
+
+impl Probe {
+    /// The certificate's days left at `now_ms`, if one was read.
+    pub fn days_left(&self, now_ms: u64) -> Option<i64> {
+        match &self.result {
+            ProbeResult::Read(c) => Some((c.not_after - (now_ms / 1000) as i64).div_euclid(86_400)),
+            ProbeResult::Failed { .. } => None,
+        }
+    }
+
+    /// A warning for the page: the certificate expires within [`WARN_DAYS`] (or has), or it
+    /// could not be read.
+    pub fn warning(&self, now_ms: u64) -> Option<String> {
+        match &self.result {
+            ProbeResult::Failed { error } => Some(format!(
+                "The TLS certificate at {} could not be read: {error}",
+                self.address
+            )),
+            ProbeResult::Read(c) => {
+                let left = c.not_after - (now_ms / 1000) as i64;
+                if left <= 0 {
+                    Some(format!(
+                        "The TLS certificate for {} has expired: forges refuse to deliver webhooks",
+                        self.name
+                    ))
+                } else if left < WARN_DAYS * 86_400 {
+                    Some(format!(
+                        "The TLS certificate for {} expires in {}: its renewal is not working",
+                        self.name,
+                        span(left)
+                    ))
+                } else {
+                    None
+                }
+            }
+        }
+    }
+}
+
+/// `13 days`, `1 day`, `5 hours`, `less than an hour`.
+fn span(secs: i64) -> String {
+    match (secs / 86_400, secs / 3600) {
+        (0, 0) => "less than an hour".into(),
+        (0, 1) => "1 hour".into(),
+        (0, h) => format!("{h} hours"),
+        (1, _) => "1 day".into(),
+        (d, _) => format!("{d} days"),
+    }
+}
+
+/// Parses `TLS_PROBE`, `TLS_PROBE_NAME` and `TLS_PROBE_INTERVAL`; `None` without `TLS_PROBE`.
+pub fn settings(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<ProbeSettings>, String> {
+    let Some(address) = env("TLS_PROBE").filter(|a| !a.is_empty()) else {
+        return Ok(None);
+    };
+    let Some((host, port)) = address.rsplit_once(':') else {
+        return Err(format!(
+            "TLS_PROBE={address:?} is not host:port (such as nginx:443)"
+        ));
+    };
+    if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
+        return Err(format!(
+            "TLS_PROBE={address:?} is not host:port (such as nginx:443)"
+        ));
+    }
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let name = env("TLS_PROBE_NAME")
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| host.to_owned());
+    if ServerName::try_from(name.clone()).is_err() {
+        return Err(format!(
+            "TLS_PROBE_NAME={name:?} is not a DNS name or an IP address"
+        ));
+    }
+    let every = match env("TLS_PROBE_INTERVAL").filter(|i| !i.is_empty()) {
+        None => Duration::from_secs(3600),
+        Some(text) => interval(&text).ok_or_else(|| {
+            format!(
+                "TLS_PROBE_INTERVAL={text:?}: use seconds, minutes or hours, such as 30s, 10m, 1h"
+            )
+        })?,
+    };
+    Ok(Some(ProbeSettings {
+        address,
+        name,
+        every,
+    }))
+}
+
+/// `30s`, `10m`, `1h` (at least a second).
+fn interval(text: &str) -> Option<Duration> {
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit())?);
+    let n: u64 = number.parse().ok()?;
+    let seconds = match unit {
+        "s" => n,
+        "m" => n.checked_mul(60)?,
+        "h" => n.checked_mul(3600)?,
+        _ => return None,
+    };
+    (seconds > 0).then(|| Duration::from_secs(seconds))
+}
+
+/// Probes every `settings.every` (the first at once), calling `found` with each result.
+pub async fn run(settings: ProbeSettings, found: impl Fn(Probe)) {
+    let config = match client_config() {
+        Ok(c) => Arc::new(c),
+        Err(error) => {
+            tracing::error!(%error, "no TLS probe");
+            found(Probe {
+                address: settings.address.clone(),
+                name: settings.name.clone(),
+                checked_ms: crate::view::now_ms(),
+                result: ProbeResult::Failed { error },
+            });
+            return;
+        }
+    };
+    let mut ticks = tokio::time::interval(settings.every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let result =
+            match tokio::time::timeout(PROBE_TIMEOUT, read(&settings, config.clone())).await {
+                Ok(Ok(cert)) => ProbeResult::Read(cert),
+                Ok(Err(error)) => ProbeResult::Failed { error },
+                Err(_) => ProbeResult::Failed {
+                    error: format!("no TLS handshake within {}s", PROBE_TIMEOUT.as_secs()),
+                },
+            };
+        if let ProbeResult::Failed { error } = &result {
+            tracing::warn!(address = %settings.address, %error, "TLS probe failed");
+        }
+        found(Probe {
+            address: settings.address.clone(),
+            name: settings.name.clone(),
+            checked_ms: crate::view::now_ms(),
+            result,
+        });
+    }
+}
+
+/// One handshake: the served leaf certificate.
+async fn read(
+    settings: &ProbeSettings,
+    config: Arc<rustls::ClientConfig>,
+) -> Result<Certificate, String> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(&settings.address)
+        .await
+        .map_err(|e| format!("cannot resolve {}: {e}", settings.address))?
+        .collect();
+    let mut last = format!("{} resolves to no address", settings.address);
+    let mut tcp = None;
+    for addr in addrs {
+        match tokio::net::TcpStream::connect(addr).await {
+            Ok(s) => {
+                tcp = Some(s);
+                break;
+            }
+            Err(e) => last = format!("cannot connect to {addr}: {e}"),
+        }
+    }
+    let tcp = tcp.ok_or(last)?;
+    let name = ServerName::try_from(settings.name.clone())
+        .map_err(|e| format!("{}: {e}", settings.name))?;
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS handshake: {e}"))?;
+    let (_, session) = tls.get_ref();
+    let leaf = session
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .ok_or("the server sent no certificate")?;
+    parse(leaf.as_ref())
+}
+
+/// The fields of a DER certificate.
+pub fn parse(der: &[u8]) -> Result<Certificate, String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| format!("the served certificate cannot be read: {e}"))?;
+    let validity = cert.validity();
+    Ok(Certificate {
+        subject: cert.subject().to_string(),
+        issuer: cert.issuer().to_string(),
+        serial: cert.raw_serial_as_string().replace(':', "").to_uppercase(),
+        not_before: validity.not_before.timestamp(),
+        not_after: validity.not_after.timestamp(),
+    })
+}
+
+fn client_config() -> Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(ReadOnly(provider.clone()));
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS client: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth())
+}
+
+/// Accepts any certificate (reading it is the point), but checks the handshake's signatures:
+/// the server must hold the key of the certificate it serves.
+#[derive(Debug)]
+struct ReadOnly(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for ReadOnly {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // in a test, an unwrap is an assertion
+    use super::*;
+
+    fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(key, _)| *key == k)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn settings_read_and_refuse_with_the_variable_named() {
+        assert_eq!(settings(&env(&[])).unwrap(), None);
+        let s = settings(&env(&[("TLS_PROBE", "nginx:443")]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (s.name.as_str(), s.every),
+            ("nginx", Duration::from_secs(3600))
+        );
+        let s = settings(&env(&[
+            ("TLS_PROBE", "[::1]:8443"),
+            ("TLS_PROBE_NAME", "bot.example.org"),
+            ("TLS_PROBE_INTERVAL", "10m"),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (s.name.as_str(), s.every),
+            ("bot.example.org", Duration::from_secs(600))
+        );
+        for (pairs, says) in [
+            (&[("TLS_PROBE", "nginx")][..], "TLS_PROBE="),
+            (&[("TLS_PROBE", "nginx:0")][..], "TLS_PROBE="),
+            (&[("TLS_PROBE", ":443")][..], "TLS_PROBE="),
+            (
+                &[("TLS_PROBE", "nginx:443"), ("TLS_PROBE_NAME", "a b")][..],
+                "TLS_PROBE_NAME=",
+            ),
+            (
+                &[("TLS_PROBE", "nginx:443"), ("TLS_PROBE_INTERVAL", "0s")][..],
+                "TLS_PROBE_INTERVAL=",
+            ),
+            (
+                &[("TLS_PROBE", "nginx:443"), ("TLS_PROBE_INTERVAL", "1d")][..],
+                "TLS_PROBE_INTERVAL=",
+            ),
+        ] {
+            let pairs: &'static [(&str, &str)] = Box::leak(pairs.to_vec().into_boxed_slice());
+            let e = settings(&env(pairs)).unwrap_err();
+            assert!(e.starts_with(says), "{pairs:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn warns_under_fourteen_days_and_when_unreadable() {
+        let now_ms = 1_795_520_000_000u64;
+        let now = (now_ms / 1000) as i64;
+        let probe = |not_after: i64| Probe {
+            address: "nginx:443".into(),
+            name: "bot.example.org".into(),
+            checked_ms: now_ms,
+            result: ProbeResult::Read(Certificate {
+                subject: "CN=bot.example.org".into(),
+                issuer: "CN=Pebble".into(),
+                serial: "01".into(),
+                not_before: now - 86_400,
+                not_after,
+            }),
+        };
+        assert_eq!(probe(now + 20 * 86_400).warning(now_ms), None);
+        assert_eq!(probe(now + 20 * 86_400).days_left(now_ms), Some(20));
+        let soon = probe(now + 13 * 86_400).warning(now_ms).unwrap();
+        assert!(soon.contains("expires in 13 days:"), "{soon}");
+        let hours = probe(now + 5 * 3600 + 10).warning(now_ms).unwrap();
+        assert!(hours.contains("expires in 5 hours:"), "{hours}");
+        let gone = probe(now - 1).warning(now_ms).unwrap();
+        assert!(gone.contains("has expired"), "{gone}");
+        let failed = Probe {
+            result: ProbeResult::Failed {
+                error: "cannot connect".into(),
+            },
+            ..probe(0)
+        };
+        assert!(
+            failed
+                .warning(now_ms)
+                .unwrap()
+                .contains("could not be read")
+        );
+        assert_eq!(failed.days_left(now_ms), None);
+    }
+}
