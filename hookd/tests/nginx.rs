@@ -103,5 +103,27 @@ fn the_shipped_nginx_front_routes_limits_and_redirects() {
         String::from_utf8_lossy(&out.stdout),
         format!("301 https://127.0.0.1:{https}/status")
     );
+    // ACME's HTTP-01 answers come from the webroot over plain HTTP, and only those: a missing
+    // token is a 404, and no other file is reachable through that path.
+    let token = nginx.acme.join(".well-known/acme-challenge/t0ken");
+    std::fs::create_dir_all(token.parent().unwrap()).unwrap();
+    std::fs::write(&token, "t0ken.thumbprint").unwrap();
+    std::fs::write(nginx.acme.join("secret"), "no").unwrap();
+    let plain = |path: &str| {
+        let out = Command::new("curl")
+            .args(["-s", "--path-as-is", "-w", "\n%{http_code}"])
+            .arg(format!("http://127.0.0.1:{http}{path}"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(
+        plain("/.well-known/acme-challenge/t0ken"),
+        "t0ken.thumbprint\n200"
+    );
+    assert!(plain("/.well-known/acme-challenge/other").ends_with("\n404"));
+    let escape = plain("/.well-known/acme-challenge/../../secret");
+    assert!(!escape.ends_with("\n200"), "{escape}");
+    assert!(plain("/secret").ends_with("\n301"));
     assert_eq!(stack.history().len(), 1, "only the signed push deployed");
 }

@@ -92,6 +92,10 @@ pub struct Nginx {
     child: Child,
     pub https: u16,
     pub http: u16,
+    /// The ACME webroot it serves `/.well-known/acme-challenge/` from.
+    pub acme: PathBuf,
+    /// `nginx -p DIR -c CONF`: add `-s reload` or `-t`.
+    pub command: Vec<String>,
 }
 
 impl Nginx {
@@ -99,26 +103,19 @@ impl Nginx {
     /// minimal nginx.conf under `dir`, with a self-signed certificate made there, and starts
     /// nginx in the foreground, listening on 127.0.0.1.
     pub fn start(dir: &Path, hookd: u16, statusd: u16) -> Self {
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        self_signed(&cert, &key, "localhost", 1);
+        Self::start_with(dir, hookd, statusd, &cert, &key)
+    }
+
+    /// As [`Nginx::start`], serving the certificate and key at `cert` and `key`.
+    pub fn start_with(dir: &Path, hookd: u16, statusd: u16, cert: &Path, key: &Path) -> Self {
         let (http, https) = (free_port(), free_port());
         let template =
             std::fs::read_to_string(workspace().join("deploy/nginx/templates/bot.conf.template"))
                 .unwrap();
-        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-        let made = Command::new("openssl")
-            .args([
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-            ])
-            .args(["-subj", "/CN=localhost", "-keyout"])
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert)
-            .output()
-            .expect("openssl: install Debian's openssl (scripts/test does, as root)");
-        assert!(
-            made.status.success(),
-            "{}",
-            String::from_utf8_lossy(&made.stderr)
-        );
+        let acme = dir.join("acme");
+        std::fs::create_dir_all(&acme).unwrap();
         let site = [
             ("${HTTP_LISTEN}", format!("127.0.0.1:{http}")),
             ("${HTTPS_LISTEN}", format!("127.0.0.1:{https}")),
@@ -127,6 +124,7 @@ impl Nginx {
             ("${TLS_KEY}", key.display().to_string()),
             ("${HOOKD}", format!("127.0.0.1:{hookd}")),
             ("${STATUSD}", format!("127.0.0.1:{statusd}")),
+            ("${ACME_WEBROOT}", acme.display().to_string()),
         ]
         .iter()
         .fold(template, |text, (var, value)| text.replace(var, value));
@@ -162,7 +160,20 @@ impl Nginx {
         wait_until("nginx to listen", || {
             std::net::TcpStream::connect(("127.0.0.1", https)).is_ok()
         });
-        Self { child, https, http }
+        let command = vec![
+            "nginx".into(),
+            "-p".into(),
+            dir.display().to_string(),
+            "-c".into(),
+            conf.display().to_string(),
+        ];
+        Self {
+            child,
+            https,
+            http,
+            acme,
+            command,
+        }
     }
 
     /// `https://127.0.0.1:PORT`
@@ -178,6 +189,28 @@ impl Drop for Nginx {
             .status();
         let _ = self.child.wait();
     }
+}
+
+/// A self-signed certificate for `name`, valid `days`, made by openssl.
+pub fn self_signed(cert: &Path, key: &Path, name: &str, days: u32) {
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days"])
+        .arg(days.to_string())
+        .arg("-subj")
+        .arg(format!("/CN={name}"))
+        .arg("-addext")
+        .arg(format!("subjectAltName=DNS:{name},IP:127.0.0.1"))
+        .arg("-keyout")
+        .arg(key)
+        .arg("-out")
+        .arg(cert)
+        .output()
+        .expect("openssl: install Debian's openssl (scripts/test does, as root)");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
 }
 
 /// `curl` (a self-signed certificate accepted, 20 s at most); the status and the body.
