@@ -1,0 +1,425 @@
+//! The TLS certificate's life, with real parts: Debian's `pebble` (Let's Encrypt's test ACME
+//! server, with `pebble-challtestsrv` answering its DNS) as the CA on 127.0.0.1, certbot as the
+//! client, the shipped nginx template in front, `scripts/tls-certificate` between them, a real
+//! supervisor for the alert and statusd probing what nginx serves. Issue through nginx's
+//! webroot, renew while a request is in flight (it is answered; new connections get the new
+//! certificate), a failed renewal (pebble stopped) raised as an alert, nothing else changed.
+//!
+//! Needs pebble, certbot, nginx and openssl (Debian; scripts/test installs them as root).
+
+#![allow(clippy::unwrap_used)] // in a test, an unwrap is an assertion
+#![allow(clippy::disallowed_methods)] // tests run the real binaries and tools: std spawns them
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+use testkit::{Nginx, PATIENCE, free_port, wait_until, workspace};
+
+const DOMAIN: &str = "bot.example.org";
+
+fn supervisor_bin() -> PathBuf {
+    testkit::sibling(env!("CARGO_BIN_EXE_statusd"), "supervisor")
+}
+
+/// Children killed (and reaped) on drop, last started first.
+#[derive(Default)]
+struct Children(Vec<Child>);
+
+impl Children {
+    fn spawn(&mut self, cmd: &mut Command, what: &str) -> usize {
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{what}: {e} (scripts/test installs it as root)"));
+        self.0.push(child);
+        self.0.len() - 1
+    }
+
+    fn stop(&mut self, index: usize) {
+        let child = &mut self.0[index];
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for child in self.0.iter_mut().rev() {
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The body of a GET to statusd; empty while it does not listen yet.
+fn get(port: u16, path: &str) -> String {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default()
+}
+
+fn status_tls(port: u16) -> Value {
+    serde_json::from_str::<Value>(&get(port, "/status")).unwrap_or_default()["tls"].clone()
+}
+
+/// `openssl x509` fields of a PEM certificate (the first of a chain).
+fn x509(pem: &[u8], field: &str) -> String {
+    let mut child = Command::new("openssl")
+        .args(["x509", "-noout", field])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(pem).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.trim()
+        .split_once('=')
+        .map_or(text.clone(), |(_, v)| v.trim().to_owned())
+}
+
+/// The certificate a new connection to `port` is served, as PEM.
+fn served(port: u16) -> Vec<u8> {
+    let out = Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .args(["-servername", DOMAIN])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let begin = text
+        .find("-----BEGIN CERTIFICATE-----")
+        .expect("a certificate");
+    let end = text.find("-----END CERTIFICATE-----").unwrap() + 25;
+    text[begin..end].as_bytes().to_vec()
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap();
+    eprintln!(
+        "{:?}: {}\n{}{}",
+        cmd.get_args().collect::<Vec<_>>(),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[test]
+fn issued_renewed_under_load_and_a_failed_renewal_is_raised() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let mut children = Children::default();
+
+    // The supervisor (for the alert), with one program.
+    std::fs::write(
+        root.join("supervisor.toml"),
+        "[program.idle]\ncommand = [\"sleep\", \"1000\"]\n",
+    )
+    .unwrap();
+    let socket = root.join("data/supervisor.sock");
+    children.spawn(
+        Command::new(supervisor_bin())
+            .args(["run", "-c"])
+            .arg(root.join("supervisor.toml")),
+        "supervisor",
+    );
+    wait_until("the supervisor's socket", || socket.exists());
+
+    // nginx with a self-signed placeholder (as scripts/pi-setup leaves one), in front of
+    // statusd, which probes it every second.
+    let tls = root.join("tls");
+    std::fs::create_dir(&tls).unwrap();
+    let (cert, key) = (tls.join("fullchain.pem"), tls.join("privkey.pem"));
+    testkit::self_signed(&cert, &key, DOMAIN, 30);
+    let placeholder = std::fs::read(&cert).unwrap();
+    let nginx_dir = root.join("nginx");
+    std::fs::create_dir(&nginx_dir).unwrap();
+    let statusd_port = free_port();
+    let nginx = Nginx::start_with(&nginx_dir, free_port(), statusd_port, &cert, &key);
+    children.spawn(
+        Command::new(env!("CARGO_BIN_EXE_statusd"))
+            .env("STATUSD_LISTEN", format!("127.0.0.1:{statusd_port}"))
+            .env("SUPERVISOR_SOCKET", &socket)
+            .env("TLS_PROBE", format!("127.0.0.1:{}", nginx.https))
+            .env("TLS_PROBE_NAME", DOMAIN)
+            .env("TLS_PROBE_INTERVAL", "1s")
+            .env_remove("STATUSD_TOKEN"),
+        "statusd",
+    );
+    wait_until("statusd to read the placeholder", || {
+        status_tls(statusd_port)["serial"] == x509(&placeholder, "-serial")
+    });
+
+    // The CA: pebble, validating HTTP-01 on nginx's port 80 stand-in, names resolved to
+    // 127.0.0.1 by pebble-challtestsrv.
+    let ca = root.join("ca");
+    std::fs::create_dir(&ca).unwrap();
+    testkit::self_signed(&ca.join("cert.pem"), &ca.join("key.pem"), "localhost", 2);
+    let (acme, dns) = (free_port(), free_port());
+    std::fs::write(
+        ca.join("pebble.json"),
+        serde_json::json!({"pebble": {
+            "listenAddress": format!("127.0.0.1:{acme}"),
+            "managementListenAddress": format!("127.0.0.1:{}", free_port()),
+            "certificate": ca.join("cert.pem"),
+            "privateKey": ca.join("key.pem"),
+            "httpPort": nginx.http,
+            "tlsPort": free_port(),
+            "ocspResponderURL": "",
+            "externalAccountBindingRequired": false,
+        }})
+        .to_string(),
+    )
+    .unwrap();
+    children.spawn(
+        Command::new("pebble-challtestsrv")
+            .args([
+                "-defaultIPv6",
+                "",
+                "-http01",
+                "",
+                "-https01",
+                "",
+                "-tlsalpn01",
+                "",
+            ])
+            .args(["-dns01", &format!("127.0.0.1:{dns}")])
+            .args(["-management", &format!("127.0.0.1:{}", free_port())]),
+        "pebble-challtestsrv (Debian's pebble)",
+    );
+    let pebble = children.spawn(
+        Command::new("pebble")
+            .arg("-config")
+            .arg(ca.join("pebble.json"))
+            .args(["-dnsserver", &format!("127.0.0.1:{dns}")])
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .env("PEBBLE_WFE_NONCEREJECT", "0"),
+        "pebble",
+    );
+    wait_until("pebble to listen", || {
+        TcpStream::connect(("127.0.0.1", acme)).is_ok()
+    });
+
+    let letsencrypt = root.join("letsencrypt");
+    let script = |args: &[&str]| {
+        let mut cmd = Command::new(workspace().join("scripts/tls-certificate"));
+        cmd.args(args)
+            .env("TLS_DIR", &tls)
+            .env("ACME_DIR", &nginx.acme)
+            .env("LETSENCRYPT_DIR", &letsencrypt)
+            .env(
+                "CERTBOT",
+                format!(
+                    "certbot --server https://127.0.0.1:{acme}/dir --work-dir {} --logs-dir {}",
+                    root.join("certbot-work").display(),
+                    root.join("certbot-logs").display()
+                ),
+            )
+            .env("REQUESTS_CA_BUNDLE", ca.join("cert.pem"))
+            .env("NGINX", nginx.command.join(" "))
+            .env("SUPERVISOR", supervisor_bin())
+            .env("SUPERVISOR_SOCKET", &socket)
+            .env("HTTP_PORT", nginx.http.to_string());
+        run(&mut cmd)
+    };
+
+    // Issue while nginx holds the HTTP port: the challenge goes through its webroot.
+    let out = script(&["issue", DOMAIN, "owner@example.org"]);
+    assert!(out.status.success());
+    let issued = std::fs::read(&cert).unwrap();
+    assert_ne!(issued, placeholder);
+    assert!(
+        x509(&issued, "-issuer").contains("Pebble"),
+        "{}",
+        x509(&issued, "-issuer")
+    );
+    let mode = |p: &Path| {
+        std::os::unix::fs::PermissionsExt::mode(&p.metadata().unwrap().permissions()) & 0o777
+    };
+    assert_eq!((mode(&tls), mode(&key)), (0o700, 0o600));
+    assert_eq!(
+        served(nginx.https),
+        served_first(&issued),
+        "nginx serves the new one"
+    );
+    let serial = x509(&issued, "-serial");
+    wait_until("statusd to read the issued certificate", || {
+        status_tls(statusd_port)["serial"] == serial.as_str()
+    });
+    // Run again: nothing is due, nothing changes.
+    assert!(
+        script(&["issue", DOMAIN, "owner@example.org"])
+            .status
+            .success()
+    );
+    assert_eq!(std::fs::read(&cert).unwrap(), issued);
+
+    // The metric is the certificate's notAfter.
+    let tls_now = status_tls(statusd_port);
+    let metrics = get(statusd_port, "/metrics");
+    assert!(
+        metrics.contains(&format!(
+            "tls_certificate_expiry_seconds {}.0",
+            tls_now["not_after"]
+        )),
+        "{metrics}"
+    );
+    assert!(metrics.contains("tls_probe_success 1"), "{metrics}");
+    let page = get(statusd_port, "/");
+    assert!(
+        page.contains("id=tls-valid") && page.contains(DOMAIN),
+        "{page}"
+    );
+    assert!(
+        !page.contains("id=tls>"),
+        "no warning for a 5-year certificate: {page}"
+    );
+
+    // Renewal (made due: pebble's certificates last years), with a request in flight across
+    // nginx's reload: a first request proves the connection, the second is half sent.
+    let conf = letsencrypt.join(format!("renewal/{DOMAIN}.conf"));
+    let text = std::fs::read_to_string(&conf).unwrap();
+    std::fs::write(&conf, format!("renew_before_expiry = 100000 days\n{text}")).unwrap();
+    let mut client = Command::new("openssl")
+        .args([
+            "s_client",
+            "-quiet",
+            "-connect",
+            &format!("127.0.0.1:{}", nginx.https),
+        ])
+        .args(["-servername", DOMAIN])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut to_nginx = client.stdin.take().unwrap();
+    let lines = {
+        let (tx, rx) = mpsc::channel();
+        let stdout = client.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        rx
+    };
+    let answer = |rx: &mpsc::Receiver<String>| {
+        let mut seen = Vec::new();
+        loop {
+            match rx.recv_timeout(PATIENCE) {
+                Ok(line) if line.contains("\"status\":\"ok\"") => return seen,
+                Ok(line) => seen.push(line),
+                Err(e) => panic!("no answer ({e}); got {seen:?}"),
+            }
+        }
+    };
+    write!(to_nginx, "GET /ping HTTP/1.1\r\nHost: {DOMAIN}\r\n\r\n").unwrap();
+    let first = answer(&lines);
+    assert!(first[0].starts_with("HTTP/1.1 200"), "{first:?}");
+    write!(to_nginx, "GET /ping HTTP/1.1\r\nHost: {DOMAIN}\r\n").unwrap();
+    to_nginx.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let out = script(&["renew"]);
+    assert!(out.status.success());
+    let renewed = std::fs::read(&cert).unwrap();
+    assert_ne!(renewed, issued, "renewed");
+    assert_eq!(
+        served(nginx.https),
+        served_first(&renewed),
+        "nginx reloaded"
+    );
+    // The request in flight through the reload is answered, on its old connection.
+    write!(to_nginx, "Connection: close\r\n\r\n").unwrap();
+    let second = answer(&lines);
+    assert!(second[0].starts_with("HTTP/1.1 200"), "{second:?}");
+    drop(to_nginx);
+    let _ = client.wait();
+    let serial = x509(&renewed, "-serial");
+    wait_until("statusd to read the renewed certificate", || {
+        status_tls(statusd_port)["serial"] == serial.as_str()
+    });
+
+    // The CA is gone: the renewal fails, an alert is raised, the certificate stays.
+    children.stop(pebble);
+    let out = script(&["renew"]);
+    assert!(!out.status.success());
+    assert_eq!(std::fs::read(&cert).unwrap(), renewed);
+    assert_eq!(served(nginx.https), served_first(&renewed));
+    let alerts = Command::new(supervisor_bin())
+        .args(["alerts", "--json", "-s"])
+        .arg(&socket)
+        .output()
+        .unwrap();
+    let alerts: Value = serde_json::from_slice(&alerts.stdout).unwrap();
+    let a = &alerts[0];
+    assert_eq!(
+        (
+            a["program"].as_str(),
+            a["kind"].as_str(),
+            a["severity"].as_str(),
+            a["critical"].as_bool()
+        ),
+        (Some("tls"), Some("reported"), Some("critical"), Some(true)),
+        "{alerts}"
+    );
+    let message = a["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("TLS certificate renewal failed") && message.contains(DOMAIN),
+        "{message}"
+    );
+}
+
+/// The first certificate of a PEM chain, as `openssl s_client` prints it.
+fn served_first(chain: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(chain);
+    let end = text.find("-----END CERTIFICATE-----").unwrap() + 25;
+    text[..end].trim_start().as_bytes().to_vec()
+}
+
+/// The systemd units scripts/pi-setup installs for the renewal, with the checkout's path put
+/// in, pass `systemd-analyze verify`.
+#[test]
+fn the_renewal_timer_units_are_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkout = workspace().canonicalize().unwrap();
+    for unit in ["bot-tls-renew.service", "bot-tls-renew.timer"] {
+        let text = std::fs::read_to_string(checkout.join("deploy/systemd").join(unit)).unwrap();
+        std::fs::write(
+            dir.path().join(unit),
+            text.replace("@CHECKOUT@", &checkout.display().to_string()),
+        )
+        .unwrap();
+    }
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(dir.path().join("bot-tls-renew.timer"))
+        .arg(dir.path().join("bot-tls-renew.service"))
+        .output()
+        .expect("systemd-analyze: install Debian's systemd (scripts/test does, as root)");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && said.trim().is_empty(), "{said}");
+}
