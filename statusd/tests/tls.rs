@@ -145,8 +145,8 @@ fn issued_renewed_under_load_and_a_failed_renewal_is_raised() {
     );
     wait_until("the supervisor's socket", || socket.exists());
 
-    // nginx with a self-signed placeholder (as scripts/pi-setup leaves one), in front of
-    // statusd, which probes it every second.
+    // nginx with a self-signed certificate (a stack first set up for the LAN, as
+    // scripts/pi-setup without DOMAIN leaves it), in front of statusd, probing it every second.
     let tls = root.join("tls");
     std::fs::create_dir(&tls).unwrap();
     let (cert, key) = (tls.join("fullchain.pem"), tls.join("privkey.pem"));
@@ -274,8 +274,20 @@ fn issued_renewed_under_load_and_a_failed_renewal_is_raised() {
     );
     assert_eq!(std::fs::read(&cert).unwrap(), issued);
 
-    // The metric is the certificate's notAfter.
+    // The metric is the certificate's notAfter; /status's `tls` is as documented.
     let tls_now = status_tls(statusd_port);
+    let doc: Value = serde_json::from_str(
+        &std::fs::read_to_string(workspace().join("docs/statusd.openapi.json")).unwrap(),
+    )
+    .unwrap();
+    let documented = &doc["paths"]["/status"]["get"]["responses"]["200"]["content"]["application/json"]
+        ["schema"]["properties"]["tls"]["properties"];
+    for key in tls_now.as_object().unwrap().keys() {
+        assert!(
+            documented.get(key).is_some(),
+            "/status tls.{key} is not in docs/statusd.openapi.json"
+        );
+    }
     let metrics = get(statusd_port, "/metrics");
     assert!(
         metrics.contains(&format!(
