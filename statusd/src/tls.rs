@@ -19,6 +19,8 @@ use serde::Serialize;
 
 /// Under this many days left, the page warns.
 pub const WARN_DAYS: i64 = 14;
+/// After a failed probe, the next one is at most this far away.
+const RETRY_FAILED: Duration = Duration::from_secs(30);
 /// One probe, connection and handshake, at most this long.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -165,7 +167,8 @@ fn interval(text: &str) -> Option<Duration> {
     (seconds > 0).then(|| Duration::from_secs(seconds))
 }
 
-/// Probes every `settings.every` (the first at once), calling `found` with each result.
+/// Probes every `settings.every` (the first at once; after a failure, within 30 s), calling
+/// `found` with each result.
 pub async fn run(settings: ProbeSettings, found: impl Fn(Probe)) {
     let config = match client_config() {
         Ok(c) => Arc::new(c),
@@ -180,10 +183,7 @@ pub async fn run(settings: ProbeSettings, found: impl Fn(Probe)) {
             return;
         }
     };
-    let mut ticks = tokio::time::interval(settings.every);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        ticks.tick().await;
         let result =
             match tokio::time::timeout(PROBE_TIMEOUT, read(&settings, config.clone())).await {
                 Ok(Ok(cert)) => ProbeResult::Read(cert),
@@ -192,15 +192,21 @@ pub async fn run(settings: ProbeSettings, found: impl Fn(Probe)) {
                     error: format!("no TLS handshake within {}s", PROBE_TIMEOUT.as_secs()),
                 },
             };
-        if let ProbeResult::Failed { error } = &result {
-            tracing::warn!(address = %settings.address, %error, "TLS probe failed");
-        }
+        // A failure (nginx still starting beside statusd) is tried again soon.
+        let next = match &result {
+            ProbeResult::Failed { error } => {
+                tracing::warn!(address = %settings.address, %error, "TLS probe failed");
+                settings.every.min(RETRY_FAILED)
+            }
+            ProbeResult::Read(_) => settings.every,
+        };
         found(Probe {
             address: settings.address.clone(),
             name: settings.name.clone(),
             checked_ms: crate::view::now_ms(),
             result,
         });
+        tokio::time::sleep(next).await;
     }
 }
 
