@@ -177,7 +177,7 @@ pub async fn run(settings: ProbeSettings, found: impl Fn(Probe)) {
             found(Probe {
                 address: settings.address.clone(),
                 name: settings.name.clone(),
-                checked_ms: crate::view::now_ms(),
+                checked_ms: now_ms(),
                 result: ProbeResult::Failed { error },
             });
             return;
@@ -203,11 +203,18 @@ pub async fn run(settings: ProbeSettings, found: impl Fn(Probe)) {
         found(Probe {
             address: settings.address.clone(),
             name: settings.name.clone(),
-            checked_ms: crate::view::now_ms(),
+            checked_ms: now_ms(),
             result,
         });
         tokio::time::sleep(next).await;
     }
+}
+
+/// Wall-clock now, Unix milliseconds.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// One handshake: the served leaf certificate.
