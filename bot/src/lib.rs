@@ -36,7 +36,7 @@ pub const BUILT_FROM: &str = env!("BOT_BUILT_FROM");
 /// `EX_CONFIG`: the configuration cannot work (no token, a token Discord refuses, intents the
 /// application lacks). The bot's `fatal_exitcodes` lists it, so the supervisor shows FATAL
 /// with this reason instead of restarting in a loop.
-pub const EXIT_CONFIG: u8 = 78;
+pub const EXIT_CONFIG: u8 = supervised::EX_CONFIG;
 
 /// How long closing the gateway may take on SIGTERM (`stopwaitsecs` is larger).
 const CLOSE_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);

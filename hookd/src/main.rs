@@ -2,10 +2,6 @@
 
 use std::process::ExitCode;
 
-/// `EX_CONFIG`: list it in the program's `fatal_exitcodes` so a missing secret is FATAL with
-/// its reason, not a restart loop.
-const EXIT_CONFIG: u8 = 78;
-
 fn main() -> ExitCode {
     let settings = match hookd::Settings::from_env(&|k| std::env::var(k).ok()) {
         Ok(s) => s,
@@ -13,7 +9,7 @@ fn main() -> ExitCode {
             for p in problems.lines() {
                 eprintln!("hookd: {p}");
             }
-            return ExitCode::from(EXIT_CONFIG);
+            return ExitCode::from(supervised::EX_CONFIG);
         }
     };
     supervised::logging::init(std::env::var("RUST_LOG").ok().as_deref());
@@ -33,7 +29,7 @@ fn main() -> ExitCode {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("hookd: cannot listen on {}: {e}", settings.listen);
-                return ExitCode::from(EXIT_CONFIG);
+                return ExitCode::from(supervised::EX_CONFIG);
             }
         };
         // The address bound, with the port the system chose for `:0`.

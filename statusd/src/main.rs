@@ -3,15 +3,12 @@
 
 use std::process::ExitCode;
 
-/// `EX_CONFIG`, for `fatal_exitcodes`.
-const EXIT_CONFIG: u8 = 78;
-
 fn main() -> ExitCode {
     let settings = match statusd::Settings::from_env(&|k| std::env::var(k).ok()) {
         Ok(s) => s,
         Err(problem) => {
             eprintln!("statusd: {problem}");
-            return ExitCode::from(EXIT_CONFIG);
+            return ExitCode::from(supervised::EX_CONFIG);
         }
     };
     match std::env::args().nth(1).as_deref() {
@@ -54,7 +51,7 @@ fn main() -> ExitCode {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("statusd: cannot listen on {}: {e}", settings.listen);
-                return ExitCode::from(EXIT_CONFIG);
+                return ExitCode::from(supervised::EX_CONFIG);
             }
         };
         // The address bound, with the port the system chose for `:0`.

@@ -19,3 +19,9 @@ pub mod secret;
 pub mod shutdown;
 
 pub use secret::Secret;
+
+/// sysexits' `EX_CONFIG`: what hookd, statusd and the bot exit with when their settings are
+/// wrong or they cannot listen. Their programs list it in `fatal_exitcodes`, so a missing
+/// secret is FATAL with its reason instead of a restart loop. (The supervisor's own binary
+/// keeps supervisorctl's codes: 2 for a usage or configuration error.)
+pub const EX_CONFIG: u8 = 78;

@@ -42,9 +42,6 @@ pub mod status;
 use std::future::Future;
 use std::path::Path;
 
-/// Exit code for a configuration that does not validate.
-pub const EXIT_CONFIG: u8 = 2;
-
 /// What `run` and `check` can fail with, mapped to exit codes by the binary.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -60,10 +57,10 @@ pub enum Error {
 }
 
 impl Error {
-    pub fn exit_code(&self) -> u8 {
+    pub fn exit_code(&self) -> cli::Exit {
         match self {
-            Error::Config(_) | Error::Strict(_) => EXIT_CONFIG,
-            Error::Runtime(_) => 1,
+            Error::Config(_) | Error::Strict(_) => cli::Exit::Usage,
+            Error::Runtime(_) => cli::Exit::Failed,
         }
     }
 }

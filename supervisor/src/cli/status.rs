@@ -1,0 +1,152 @@
+//! `status` and `pid`: what runs, in supervisorctl's words (and `--json`, `--resources`).
+
+use std::io::Write;
+
+use supervisor_proto::{ClientError, ProgramInfo, Reply, Request};
+
+use super::args::SocketArg;
+use super::exit::Exit;
+use super::{connect, unexpected};
+
+/// `status [NAME...]`: exit 0 when every program shown is RUNNING, 3 when one is not, 4 for
+/// an unknown name.
+pub async fn status(
+    names: Vec<String>,
+    json: bool,
+    resources: bool,
+    socket: &SocketArg,
+) -> Result<Exit, ClientError> {
+    let mut out = std::io::stdout().lock();
+    let (supervisor, programs) = connect(socket).await?.status().await?;
+    let (shown, unknown) = pick(programs, &names);
+    let used = if resources {
+        usage(&shown).await
+    } else {
+        Vec::new()
+    };
+    if json {
+        let mut value = serde_json::json!({ "supervisor": supervisor, "programs": shown });
+        for (i, u) in used.iter().enumerate() {
+            if let Some((cpu, rss)) = u {
+                value["programs"][i]["cpu_percent"] = serde_json::json!(cpu);
+                value["programs"][i]["memory_bytes"] = serde_json::json!(rss);
+            }
+        }
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        );
+    } else {
+        for (i, p) in shown.iter().enumerate() {
+            match used.get(i) {
+                Some(Some((cpu, rss))) => {
+                    let mib = *rss as f64 / (1024.0 * 1024.0);
+                    let _ = writeln!(
+                        out,
+                        "{}",
+                        status_line(p).replacen(
+                            &format!("{:<10}", p.state),
+                            &format!("{:<10}cpu {cpu:>5.1}%  mem {mib:>7.1} MiB  ", p.state),
+                            1
+                        )
+                    );
+                }
+                _ => {
+                    let _ = writeln!(out, "{}", status_line(p));
+                }
+            }
+        }
+    }
+    for name in &unknown {
+        let _ = writeln!(out, "{name}: ERROR (no such process)");
+    }
+    Ok(if !unknown.is_empty() {
+        Exit::Unknown
+    } else if shown.iter().all(|p| p.state == "RUNNING") {
+        Exit::Ok
+    } else {
+        Exit::NotRunning
+    })
+}
+
+/// `pid [NAME...]`: the supervisor's pid without names, else each program's (0 when stopped).
+pub async fn pid(names: Vec<String>, socket: &SocketArg) -> Result<Exit, ClientError> {
+    let mut out = std::io::stdout().lock();
+    let mut client = connect(socket).await?;
+    let reply = client
+        .call(Request::Pid {
+            names: names.clone(),
+        })
+        .await?;
+    let Reply::Pids {
+        supervisor,
+        programs,
+    } = reply
+    else {
+        return Err(unexpected(&reply));
+    };
+    if names.is_empty() {
+        let _ = writeln!(out, "{supervisor}");
+    }
+    for p in programs {
+        let _ = writeln!(out, "{}", p.pid.unwrap_or(0));
+    }
+    Ok(Exit::Ok)
+}
+
+/// CPU percent (over a quarter second) and resident bytes of each program's process group.
+async fn usage(programs: &[ProgramInfo]) -> Vec<Option<(f64, u64)>> {
+    use supervisor_proto::resources::group_usage;
+    const OVER: std::time::Duration = std::time::Duration::from_millis(250);
+    let first: Vec<_> = programs
+        .iter()
+        .map(|p| p.pid.and_then(group_usage))
+        .collect();
+    tokio::time::sleep(OVER).await;
+    programs
+        .iter()
+        .zip(first)
+        .map(|(p, before)| {
+            let (before, now) = (before?, p.pid.and_then(group_usage)?);
+            let cpu =
+                ((now.cpu_seconds - before.cpu_seconds) / OVER.as_secs_f64() * 100.0).max(0.0);
+            Some(((cpu * 10.0).round() / 10.0, now.rss_bytes))
+        })
+        .collect()
+}
+
+/// The programs to show, in the daemon's order, and the names that match none.
+fn pick(programs: Vec<ProgramInfo>, names: &[String]) -> (Vec<ProgramInfo>, Vec<String>) {
+    if names.is_empty() || names.iter().any(|n| n == "all") {
+        return (programs, Vec::new());
+    }
+    let matches = |n: &str, p: &ProgramInfo| match n.split_once(':') {
+        Some((group, member)) => {
+            p.group.as_deref() == Some(group) && (member == "*" || p.name == member)
+        }
+        None => p.name == n,
+    };
+    let unknown = names
+        .iter()
+        .filter(|n| !programs.iter().any(|p| matches(n, p)))
+        .cloned()
+        .collect();
+    let shown = programs
+        .into_iter()
+        .filter(|p| names.iter().any(|n| matches(n, p)))
+        .collect();
+    (shown, unknown)
+}
+
+/// supervisorctl's status line: `%(name)-32s %(state)-10s%(desc)s`.
+/// supervisorctl's line: a program of a group is named `group:name`, as supervisorctl names it.
+pub fn status_line(p: &ProgramInfo) -> String {
+    let name = match &p.group {
+        Some(group) => format!("{group}:{}", p.name),
+        None => p.name.clone(),
+    };
+    format!("{name:<32} {:<10}{}", p.state, p.description)
+        .trim_end()
+        .to_owned()
+}
