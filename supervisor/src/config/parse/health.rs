@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use toml::de::DeValue;
 
-use super::{Env, MAX_DURATION, Value, Walker, get};
+use super::values::{Env, MAX_DURATION, Value, Walker, get, set};
 use crate::config::health::{
     HealthCheck, LogPattern, Probe, ProbeSpec, Ready, StartLimit, defaults,
 };
@@ -83,8 +83,8 @@ impl Walker<'_> {
                     let kpath = format!("{path}.{name}");
                     match name {
                         "http" | "tcp" | "command" => {}
-                        "interval" => super::set(&mut interval, self.positive(value, &kpath)),
-                        "timeout" => super::set(&mut timeout, self.positive(value, &kpath)),
+                        "interval" => set(&mut interval, self.positive(value, &kpath)),
+                        "timeout" => set(&mut timeout, self.positive(value, &kpath)),
                         _ => self.unknown_key(k, &kpath, READY_PROBE_KEYS),
                     }
                 }
@@ -123,10 +123,10 @@ impl Walker<'_> {
             let kpath = format!("{path}.{name}");
             match name {
                 "http" | "tcp" | "command" => {}
-                "interval" => super::set(&mut check.interval, self.positive(value, &kpath)),
-                "timeout" => super::set(&mut check.timeout, self.positive(value, &kpath)),
-                "start_period" => super::set(&mut check.start_period, self.duration(value, &kpath)),
-                "retries" => super::set(
+                "interval" => set(&mut check.interval, self.positive(value, &kpath)),
+                "timeout" => set(&mut check.timeout, self.positive(value, &kpath)),
+                "start_period" => set(&mut check.start_period, self.duration(value, &kpath)),
+                "retries" => set(
                     &mut check.retries,
                     self.integer(value, &kpath, 1, 1000).map(|n| n as u32),
                 ),
@@ -148,7 +148,7 @@ impl Walker<'_> {
             let kpath = format!("{path}.{name}");
             match name {
                 "burst" => burst = self.integer(value, &kpath, 1, 10_000).map(|n| n as u32),
-                "interval" => super::set(&mut interval, self.positive(value, &kpath)),
+                "interval" => set(&mut interval, self.positive(value, &kpath)),
                 _ => self.unknown_key(k, &kpath, START_LIMIT_KEYS),
             }
         }

@@ -4,6 +4,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use super::*;
+use crate::config::{AutoRestart, Backoff, OnFatal};
 
 fn env(name: &str) -> Option<String> {
     match name {

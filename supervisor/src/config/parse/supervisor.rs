@@ -1,0 +1,197 @@
+//! The `[supervisor]` and `[control]` sections: the daemon's own settings and who may do what.
+
+use std::time::Duration;
+
+use toml::de::{DeTable, DeValue};
+
+use crate::config::{ControlSection, Grant, SupervisorSection};
+
+use super::accounts::{resolve_group, resolve_user};
+use super::values::{Env, Value, Walker, raw, suggest};
+
+pub(super) const SUPERVISOR_KEYS: &[&str] = &[
+    "logdir",
+    "socket",
+    "socket_mode",
+    "socket_group",
+    "shutdown_timeout",
+    "env_file",
+    "deploydir",
+    "statedir",
+    "echo_format",
+];
+
+impl Walker<'_> {
+    pub(super) fn supervisor(
+        &mut self,
+        table: Option<&DeTable<'_>>,
+        env: &Env<'_>,
+    ) -> SupervisorSection {
+        let mut s = SupervisorSection {
+            logdir: self.base.join("data/logs"),
+            socket: self.base.join("data/supervisor.sock"),
+            shutdown_timeout: Duration::from_secs(30),
+            env_file: None,
+            socket_mode: 0o600,
+            socket_group: None,
+            deploydir: self.base.join("data/deploys"),
+            statedir: self.base.join("data/state"),
+            echo_format: crate::config::EchoFormat::Text,
+        };
+        let Some(table) = table else {
+            return s;
+        };
+        for (key, value) in table.iter() {
+            let name = key.get_ref().as_ref();
+            let path = format!("supervisor.{name}");
+            match name {
+                "logdir" => {
+                    if let Some(v) = self.string(value, &path, env) {
+                        s.logdir = self.resolve(&v);
+                    }
+                }
+                "socket" => {
+                    if let Some(v) = self.string(value, &path, env) {
+                        s.socket = self.resolve(&v);
+                    }
+                }
+                "env_file" => {
+                    if let Some(v) = self.string(value, &path, env) {
+                        s.env_file = Some(self.resolve(&v));
+                    }
+                }
+                "deploydir" => {
+                    if let Some(v) = self.string(value, &path, env) {
+                        s.deploydir = self.resolve(&v);
+                    }
+                }
+                "statedir" => {
+                    if let Some(v) = self.string(value, &path, env) {
+                        s.statedir = self.resolve(&v);
+                    }
+                }
+                "echo_format" => match self.string(value, &path, env).as_deref() {
+                    Some("text") => s.echo_format = crate::config::EchoFormat::Text,
+                    Some("json") => s.echo_format = crate::config::EchoFormat::Json,
+                    Some(other) => self.error(
+                        value.span(),
+                        &path,
+                        format!("{other:?} is not an echo format (\"text\" or \"json\")"),
+                    ),
+                    None => {}
+                },
+                "socket_mode" => {
+                    if let Some(mode) = self.mode(value, &path) {
+                        s.socket_mode = mode;
+                    }
+                }
+                "socket_group" => {
+                    if let Some(g) = self.string(value, &path, env) {
+                        match resolve_group(&g) {
+                            Ok(gid) => s.socket_group = Some((g, gid)),
+                            Err(message) => self.error(value.span(), &path, message),
+                        }
+                    }
+                }
+                "shutdown_timeout" => {
+                    if let Some(d) = self.duration(value, &path) {
+                        s.shutdown_timeout = d;
+                    }
+                }
+                _ => self.unknown_key(key, &path, SUPERVISOR_KEYS),
+            }
+        }
+        s
+    }
+
+    pub(super) fn control(&mut self, v: &Value<'_>, env: &Env<'_>) -> ControlSection {
+        let mut c = ControlSection::default();
+        let Some(t) = self.table(v, "control") else {
+            return c;
+        };
+        for (k, value) in t.iter() {
+            let name = k.get_ref().as_ref();
+            let path = format!("control.{name}");
+            if name != "allow" {
+                self.unknown_key(k, &path, &["allow"]);
+                continue;
+            }
+            let Some(allow) = self.table(value, &path) else {
+                continue;
+            };
+            for (verb, users) in allow.iter() {
+                let verb_name = verb.get_ref().as_ref();
+                let vpath = format!("control.allow.{verb_name}");
+                let Ok(parsed) = verb_name.parse::<supervisor_proto::Verb>() else {
+                    let verbs: Vec<&str> = supervisor_proto::Verb::ALL
+                        .iter()
+                        .map(|v| v.as_str())
+                        .collect();
+                    let hint = suggest(verb_name, &verbs);
+                    self.error(verb.span(), &vpath, format!("unknown verb{hint}"));
+                    continue;
+                };
+                let Some(list) = self.string_list(users, &vpath, env) else {
+                    continue;
+                };
+                let mut grants = Vec::new();
+                for entry in list {
+                    // `USER`, or `USER:PROGRAM,PROGRAM` to narrow the grant to those programs.
+                    let (user, programs) = match entry.split_once(':') {
+                        Some((u, p)) => {
+                            let names: Vec<String> = p
+                                .split(',')
+                                .map(|n| n.trim().to_owned())
+                                .filter(|n| !n.is_empty())
+                                .collect();
+                            if names.is_empty() {
+                                let message = format!(
+                                    "{entry:?} names no program after \":\" (write \"USER\", or \"USER:PROGRAM,PROGRAM\")"
+                                );
+                                self.error(users.span(), &vpath, message);
+                                continue;
+                            }
+                            (u, Some(names))
+                        }
+                        None => (entry.as_str(), None),
+                    };
+                    match resolve_user(user) {
+                        Ok(u) => grants.push(Grant {
+                            uid: u.uid,
+                            programs,
+                        }),
+                        Err(message) => self.error(users.span(), &vpath, message),
+                    }
+                }
+                c.allow.insert(parsed, grants);
+            }
+        }
+        c
+    }
+
+    /// A file mode: an integer (`0o660` in TOML) or an octal string (`"0660"`).
+    pub(super) fn mode(&mut self, v: &Value<'_>, path: &str) -> Option<u32> {
+        let parsed = match v.get_ref() {
+            DeValue::Integer(i) => u32::from_str_radix(i.as_str(), i.radix()).ok(),
+            DeValue::String(s) => u32::from_str_radix(s.trim_start_matches("0o"), 8).ok(),
+            _ => {
+                self.type_error(v, path, "a mode such as \"0660\"");
+                return None;
+            }
+        };
+        match parsed {
+            Some(m) if m <= 0o777 => Some(m),
+            _ => {
+                self.error(
+                    v.span(),
+                    path,
+                    format!(
+                        "{} is not a file mode (write it in octal, such as \"0660\")",
+                        raw(v)
+                    ),
+                );
+                None
+            }
+        }
+    }
+}
