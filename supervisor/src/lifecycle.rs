@@ -15,9 +15,10 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use crate::backoff::delay;
+use crate::config::AutoRestart;
+pub use crate::config::Policy;
 use crate::config::health::StartLimit;
 use crate::config::units::signal_name;
-use crate::config::{AutoRestart, Backoff, ProgramConfig};
 
 /// Why a process is no longer running.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,39 +47,6 @@ impl fmt::Display for ExitReason {
                 )
             }
             ExitReason::Unhealthy(what) => write!(f, "unhealthy: {what}"),
-        }
-    }
-}
-
-/// The part of a program's configuration that drives its lifecycle.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Policy {
-    pub startsecs: Duration,
-    pub startretries: u32,
-    pub autorestart: AutoRestart,
-    pub exitcodes: Vec<i32>,
-    pub fatal_exitcodes: Vec<i32>,
-    pub stopsignal: Signal,
-    pub stopwaitsecs: Duration,
-    pub backoff: Backoff,
-    /// `Some(ready_timeout)` when RUNNING waits for an [`Event::Ready`] rather than `startsecs`.
-    pub ready_timeout: Option<Duration>,
-    pub start_limit: Option<StartLimit>,
-}
-
-impl From<&ProgramConfig> for Policy {
-    fn from(p: &ProgramConfig) -> Self {
-        Self {
-            startsecs: p.startsecs,
-            startretries: p.startretries,
-            autorestart: p.autorestart,
-            exitcodes: p.exitcodes.clone(),
-            fatal_exitcodes: p.fatal_exitcodes.clone(),
-            stopsignal: p.stopsignal,
-            stopwaitsecs: p.stopwaitsecs,
-            backoff: p.backoff,
-            ready_timeout: p.ready.waits().then_some(p.ready_timeout),
-            start_limit: p.start_limit,
         }
     }
 }

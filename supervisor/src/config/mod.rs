@@ -153,6 +153,41 @@ pub struct UserSpec {
     pub home: String,
 }
 
+/// The part of a program's configuration that drives its lifecycle (crate::lifecycle), with
+/// supervisord's defaults.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Policy {
+    pub startsecs: Duration,
+    pub startretries: u32,
+    pub autorestart: AutoRestart,
+    pub exitcodes: Vec<i32>,
+    pub fatal_exitcodes: Vec<i32>,
+    pub stopsignal: Signal,
+    pub stopwaitsecs: Duration,
+    pub backoff: Backoff,
+    /// `Some(ready_timeout)` when RUNNING waits for the program's `ready` rule rather than
+    /// `startsecs` (set from `ready` and `ready_timeout` once the program is read).
+    pub ready_timeout: Option<Duration>,
+    pub start_limit: Option<health::StartLimit>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            startsecs: Duration::from_secs(1),
+            startretries: 3,
+            autorestart: AutoRestart::Unexpected,
+            exitcodes: vec![0],
+            fatal_exitcodes: Vec::new(),
+            stopsignal: Signal::SIGTERM,
+            stopwaitsecs: Duration::from_secs(10),
+            backoff: Backoff::default(),
+            ready_timeout: None,
+            start_limit: None,
+        }
+    }
+}
+
 /// One `[program.NAME]` table.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ProgramConfig {
@@ -168,18 +203,12 @@ pub struct ProgramConfig {
     /// Folders made before each start and owned by `user` (systemd's `StateDirectory=`).
     pub state_dirs: Vec<PathBuf>,
     pub autostart: bool,
-    pub autorestart: AutoRestart,
-    pub exitcodes: Vec<i32>,
-    pub fatal_exitcodes: Vec<i32>,
-    pub startsecs: Duration,
-    pub startretries: u32,
-    pub stopsignal: Signal,
-    pub stopwaitsecs: Duration,
+    /// How it is started, restarted and stopped: what the lifecycle reads.
+    pub policy: Policy,
     pub priority: i32,
     pub redirect_stderr: bool,
     pub stdout: LogTarget,
     pub stderr: LogTarget,
-    pub backoff: Backoff,
     pub depends_on: Vec<ProgramName>,
     pub on_fatal: OnFatal,
     pub echo_output: bool,
@@ -196,7 +225,6 @@ pub struct ProgramConfig {
     pub healthcheck: Option<health::HealthCheck>,
     /// Once RUNNING, no `WATCHDOG=1` on its notify socket within this is unhealthy.
     pub watchdog: Option<Duration>,
-    pub start_limit: Option<health::StartLimit>,
     /// `events`: an event listener, which gets the supervisor's events on its stdin
     /// (supervisord's `[eventlistener:x]`).
     pub listener: Option<crate::listener::ListenerConfig>,

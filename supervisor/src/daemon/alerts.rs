@@ -127,6 +127,7 @@ impl Daemon {
             State::Fatal { reason } => {
                 let reason = reason.clone();
                 let budget = p
+                    .cfg
                     .policy
                     .start_limit
                     .as_ref()
@@ -182,7 +183,7 @@ impl Daemon {
             }
             State::Running { .. } => {
                 if p.watch.trouble.is_some() {
-                    let stable = p.policy.backoff.reset.min(STABLE_AT_MOST);
+                    let stable = p.cfg.policy.backoff.reset.min(STABLE_AT_MOST);
                     p.watch.recover_at = Some(crate::lifecycle::later(now, stable));
                 }
             }

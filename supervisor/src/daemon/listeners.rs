@@ -359,7 +359,7 @@ impl Daemon {
             && matches!(p.state, State::Backoff { .. } | State::Fatal { .. })
         {
             let expected = match &p.last_exit {
-                Some(ExitReason::Exited(code)) => p.policy.exitcodes.contains(code),
+                Some(ExitReason::Exited(code)) => p.cfg.policy.exitcodes.contains(code),
                 _ => false,
             };
             let payload = listener::process_state_payload(

@@ -46,9 +46,7 @@ use crate::dirs;
 use crate::health::Report;
 use crate::health::budget::{self, Starts};
 use crate::health::notify::{self, NotifySocket};
-use crate::lifecycle::{
-    Context, Effect, Event as LifeEvent, ExitReason, Policy, State, transition,
-};
+use crate::lifecycle::{Context, Effect, Event as LifeEvent, ExitReason, State, transition};
 use crate::logs::capture::{Capture, Echo, EchoSender, LogWatch, start_echo};
 use crate::logs::rotation::LogFile;
 use crate::process::{self, Outputs};
@@ -198,7 +196,6 @@ enum Retire {
 
 struct Program {
     cfg: ProgramConfig,
-    policy: Policy,
     state: State,
     /// Length of the longest `depends_on` chain below it: shutdown stops the deepest first.
     depth: u32,
@@ -346,7 +343,6 @@ impl Program {
             captures.push(capture.spawn(reader).context("watching an output pipe")?);
         }
         let program = Program {
-            policy: Policy::from(&cfg),
             state: State::initial(),
             depth: 0,
             pending_start: cfg.autostart,
@@ -360,7 +356,7 @@ impl Program {
             deploy: None,
             health,
             starts: Starts::new(
-                cfg.start_limit,
+                cfg.policy.start_limit,
                 setup.statedir,
                 cfg.name.as_str(),
                 setup.writer,
@@ -607,7 +603,7 @@ impl Daemon {
                 jitter: self.jitter.sample(),
                 start_budget_spent: p.starts.spent(SystemTime::now()),
             };
-            let (next, effect) = transition(&p.state, &event, &p.policy, cx);
+            let (next, effect) = transition(&p.state, &event, &p.cfg.policy, cx);
             let became_fatal =
                 matches!(next, State::Fatal { .. }) && !matches!(p.state, State::Fatal { .. });
             let previous = std::mem::replace(&mut p.state, next);
@@ -782,7 +778,7 @@ impl Daemon {
         let programs = self
             .programs
             .iter()
-            .filter_map(|p| p.state.deadline(&p.policy));
+            .filter_map(|p| p.state.deadline(&p.cfg.policy));
         let shutdown = self
             .shutdown
             .as_ref()
@@ -803,7 +799,7 @@ impl Daemon {
         let now = Instant::now();
         for i in 0..self.programs.len() {
             let p = &self.programs[i];
-            if p.state.deadline(&p.policy).is_some_and(|d| d <= now) {
+            if p.state.deadline(&p.cfg.policy).is_some_and(|d| d <= now) {
                 self.feed(i, LifeEvent::Tick);
             }
         }

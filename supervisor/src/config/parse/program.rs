@@ -3,16 +3,14 @@
 
 use std::ops::Range;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use nix::sys::signal::Signal;
 use toml::de::{DeTable, DeValue};
 
 use crate::config::environ;
 use crate::config::expand::{last_value, read_env_file};
 use crate::config::health::{Ready, defaults};
 use crate::config::{
-    AutoRestart, Backoff, LogTarget, OnFatal, ProgramConfig, ProgramName, SupervisorSection,
+    AutoRestart, Backoff, LogTarget, OnFatal, Policy, ProgramConfig, ProgramName, SupervisorSection,
 };
 
 use super::accounts::resolve_user;
@@ -98,13 +96,7 @@ impl Walker<'_> {
             user: None,
             state_dirs: Vec::new(),
             autostart: true,
-            autorestart: AutoRestart::Unexpected,
-            exitcodes: vec![0],
-            fatal_exitcodes: Vec::new(),
-            startsecs: Duration::from_secs(1),
-            startretries: 3,
-            stopsignal: Signal::SIGTERM,
-            stopwaitsecs: Duration::from_secs(10),
+            policy: Policy::default(),
             priority: 999,
             redirect_stderr: false,
             stdout: LogTarget {
@@ -117,7 +109,6 @@ impl Walker<'_> {
                 maxbytes: 50 << 20,
                 backups: 10,
             },
-            backoff: Backoff::default(),
             depends_on: Vec::new(),
             on_fatal: OnFatal::Ignore,
             echo_output: true,
@@ -128,7 +119,6 @@ impl Walker<'_> {
             ready_timeout: defaults::READY_TIMEOUT,
             healthcheck: None,
             watchdog: None,
-            start_limit: None,
             listener: None,
         };
         let mut environment = Vec::new();
@@ -167,18 +157,18 @@ impl Walker<'_> {
                     }
                 }
                 "autostart" => set(&mut p.autostart, self.boolean(v, &path)),
-                "autorestart" => set(&mut p.autorestart, self.autorestart(v, &path)),
-                "exitcodes" => set(&mut p.exitcodes, self.exit_codes(v, &path)),
-                "fatal_exitcodes" => set(&mut p.fatal_exitcodes, self.exit_codes(v, &path)),
-                "startsecs" => set(&mut p.startsecs, self.duration(v, &path)),
+                "autorestart" => set(&mut p.policy.autorestart, self.autorestart(v, &path)),
+                "exitcodes" => set(&mut p.policy.exitcodes, self.exit_codes(v, &path)),
+                "fatal_exitcodes" => set(&mut p.policy.fatal_exitcodes, self.exit_codes(v, &path)),
+                "startsecs" => set(&mut p.policy.startsecs, self.duration(v, &path)),
                 "startretries" => {
                     set(
-                        &mut p.startretries,
+                        &mut p.policy.startretries,
                         self.integer(v, &path, 0, 1000).map(|n| n as u32),
                     );
                 }
-                "stopsignal" => set(&mut p.stopsignal, self.signal(v, &path)),
-                "stopwaitsecs" => set(&mut p.stopwaitsecs, self.duration(v, &path)),
+                "stopsignal" => set(&mut p.policy.stopsignal, self.signal(v, &path)),
+                "stopwaitsecs" => set(&mut p.policy.stopwaitsecs, self.duration(v, &path)),
                 "priority" => set(
                     &mut p.priority,
                     self.integer(v, &path, -1_000_000, 1_000_000)
@@ -203,7 +193,7 @@ impl Walker<'_> {
                     &mut p.stderr.backups,
                     self.integer(v, &path, 0, 1000).map(|n| n as u32),
                 ),
-                "backoff" => set(&mut p.backoff, self.backoff(v, &path)),
+                "backoff" => set(&mut p.policy.backoff, self.backoff(v, &path)),
                 "depends_on" => {
                     if let Some(list) = self.string_list(v, &path, env) {
                         let mut deps = Vec::new();
@@ -227,7 +217,7 @@ impl Walker<'_> {
                 "ready_timeout" => set(&mut p.ready_timeout, self.positive(v, &path)),
                 "healthcheck" => p.healthcheck = self.healthcheck(v, &path, env),
                 "watchdog" => set(&mut p.watchdog, self.watchdog(v, &path, env)),
-                "start_limit" => p.start_limit = self.start_limit(v, &path),
+                "start_limit" => p.policy.start_limit = self.start_limit(v, &path),
                 "events" => {
                     if let Some(events) = self.events(v, &path) {
                         p.listener = Some(crate::listener::ListenerConfig {
@@ -261,9 +251,10 @@ impl Walker<'_> {
         }
         if let Some((_, v)) = get(t, "exitcodes") {
             let overlap: Vec<_> = p
+                .policy
                 .fatal_exitcodes
                 .iter()
-                .filter(|c| p.exitcodes.contains(c))
+                .filter(|c| p.policy.exitcodes.contains(c))
                 .collect();
             if !overlap.is_empty() {
                 self.error(
@@ -288,8 +279,9 @@ impl Walker<'_> {
             );
         }
         self.listener_keys(t, &key, &mut p);
+        p.policy.ready_timeout = p.ready.waits().then_some(p.ready_timeout);
         if let Some((_, v)) = get(t, "deploy") {
-            p.deploy = self.deploy(v, &key("deploy"), env, &name, p.startsecs);
+            p.deploy = self.deploy(v, &key("deploy"), env, &name, p.policy.startsecs);
             if let Some(d) = p.deploy.as_mut()
                 && d.user.is_none()
             {

@@ -40,12 +40,12 @@ fn defaults_follow_supervisord() {
     let p = &c.programs[0];
     assert_eq!(p.name.as_str(), "bot");
     assert!(p.autostart);
-    assert_eq!(p.autorestart, AutoRestart::Unexpected);
-    assert_eq!(p.exitcodes, [0]);
-    assert_eq!(p.startsecs, Duration::from_secs(1));
-    assert_eq!(p.startretries, 3);
-    assert_eq!(p.stopsignal, Signal::SIGTERM);
-    assert_eq!(p.stopwaitsecs, Duration::from_secs(10));
+    assert_eq!(p.policy.autorestart, AutoRestart::Unexpected);
+    assert_eq!(p.policy.exitcodes, [0]);
+    assert_eq!(p.policy.startsecs, Duration::from_secs(1));
+    assert_eq!(p.policy.startretries, 3);
+    assert_eq!(p.policy.stopsignal, Signal::SIGTERM);
+    assert_eq!(p.policy.stopwaitsecs, Duration::from_secs(10));
     assert_eq!(p.priority, 999);
     assert_eq!(
         p.stdout.path.as_deref(),
@@ -131,13 +131,13 @@ priority = 1
     );
     assert_eq!(p.user.as_ref().map(|u| u.uid), Some(0));
     assert!(!p.autostart);
-    assert_eq!(p.autorestart, AutoRestart::Always);
-    assert_eq!(p.exitcodes, [0, 2]);
-    assert_eq!(p.fatal_exitcodes, [78]);
-    assert_eq!(p.startsecs, Duration::from_millis(250));
-    assert_eq!(p.startretries, 5);
-    assert_eq!(p.stopsignal, Signal::SIGINT);
-    assert_eq!(p.stopwaitsecs, Duration::from_secs(3));
+    assert_eq!(p.policy.autorestart, AutoRestart::Always);
+    assert_eq!(p.policy.exitcodes, [0, 2]);
+    assert_eq!(p.policy.fatal_exitcodes, [78]);
+    assert_eq!(p.policy.startsecs, Duration::from_millis(250));
+    assert_eq!(p.policy.startretries, 5);
+    assert_eq!(p.policy.stopsignal, Signal::SIGINT);
+    assert_eq!(p.policy.stopwaitsecs, Duration::from_secs(3));
     assert_eq!(p.priority, 10);
     assert!(p.redirect_stderr);
     assert_eq!(
@@ -148,7 +148,7 @@ priority = 1
     assert_eq!(p.stderr.path, None);
     assert_eq!((p.stderr.maxbytes, p.stderr.backups), (1024, 0));
     assert_eq!(
-        p.backoff,
+        p.policy.backoff,
         Backoff {
             initial: Duration::from_millis(100),
             max: Duration::from_secs(10),
