@@ -7,13 +7,13 @@
 
 #![allow(clippy::unwrap_used)] // in a test, an unwrap is an assertion
 
-mod common;
+mod stack;
 
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use common::*;
+use stack::*;
 
 fn nix_is_root() -> bool {
     // SAFETY: geteuid has no preconditions.

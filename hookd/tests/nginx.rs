@@ -4,11 +4,11 @@
 
 #![allow(clippy::unwrap_used)] // in a test, an unwrap is an assertion
 
-mod common;
+mod stack;
 
 use std::process::Command;
 
-use common::*;
+use stack::*;
 use testkit::{Nginx, curl};
 
 #[test]

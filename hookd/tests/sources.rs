@@ -4,12 +4,12 @@
 
 #![allow(clippy::unwrap_used)] // in a test, an unwrap is an assertion
 
-mod common;
+mod stack;
 
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 
-use common::*;
+use stack::*;
 
 struct Hookd(Child);
 
@@ -109,7 +109,7 @@ fn rust_log_is_honoured() {
         wait_until("hookd to listen", || {
             TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
-        common::nix_kill(child.id(), "TERM").unwrap();
+        stack::nix_kill(child.id(), "TERM").unwrap();
         let out = child.wait_with_output().unwrap();
         String::from_utf8_lossy(&out.stderr).into_owned()
     };

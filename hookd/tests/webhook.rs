@@ -3,12 +3,12 @@
 
 #![allow(clippy::unwrap_used)] // in a test, an unwrap is an assertion
 
-mod common;
+mod stack;
 
 use std::time::Duration;
 
-use common::*;
 use serde_json::Value;
+use stack::*;
 
 #[test]
 fn a_signed_push_deploys_the_new_commit() {

@@ -4,9 +4,9 @@
 #![allow(clippy::unwrap_used)] // in a test, an unwrap is an assertion
 #![allow(clippy::disallowed_methods)] // tests run the real binary and tools: std spawns them
 
-mod common;
+mod fixture;
 
-use common::*;
+use fixture::*;
 use serde_json::Value;
 
 fn alerts(sup: &Supervisor) -> Vec<Value> {

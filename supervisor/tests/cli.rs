@@ -3,11 +3,11 @@
 #![allow(clippy::unwrap_used)] // in a test, an unwrap is an assertion
 #![allow(clippy::disallowed_methods)] // tests run the real binary and tools: std spawns them
 
-mod common;
+mod fixture;
 
 use std::process::Command;
 
-use common::BIN;
+use fixture::BIN;
 
 fn run(args: &[&str], dir: &std::path::Path) -> (i32, String, String) {
     let out = Command::new(BIN)

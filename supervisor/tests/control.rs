@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used)] // in a test, an unwrap is an assertion
 #![allow(clippy::disallowed_methods)] // tests run the real binary and tools: std spawns them
 
-mod common;
+mod fixture;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use fixture::*;
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 

@@ -4,12 +4,12 @@
 #![allow(clippy::unwrap_used)] // in a test, an unwrap is an assertion
 #![allow(clippy::disallowed_methods)] // tests run the real binary and tools: std spawns them
 
-mod common;
+mod fixture;
 
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use fixture::*;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 use testkit::git;

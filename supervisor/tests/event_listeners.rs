@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used)] // in a test, an unwrap is an assertion
 #![allow(clippy::disallowed_methods)] // tests run the real binary and tools: std spawns them
 
-mod common;
+mod fixture;
 
 use std::collections::BTreeMap;
 use std::io::BufRead as _;
@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use fixture::*;
 use nix::sys::signal::Signal;
 
 /// Debian's Python, which has supervisord's `supervisor` package (superlance imports its

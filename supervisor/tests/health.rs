@@ -6,14 +6,14 @@
 #![allow(clippy::unwrap_used)] // in a test, an unwrap is an assertion
 #![allow(clippy::disallowed_methods)] // tests run the real binary and tools: std spawns them
 
-mod common;
+mod fixture;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
-use common::*;
+use fixture::*;
 use serde_json::Value;
 
 /// The program's row of `status --json`.

@@ -4,12 +4,12 @@
 #![allow(clippy::unwrap_used)] // in a test, an unwrap is an assertion
 #![allow(clippy::disallowed_methods)] // tests run the real binary and tools: std spawns them
 
-mod common;
+mod fixture;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::*;
+use fixture::*;
 use nix::sys::signal::Signal;
 
 /// The log files of one stream, oldest first (`x.log.N` … `x.log.1`, `x.log`).

@@ -5,11 +5,11 @@
 #![allow(clippy::unwrap_used)] // in a test, an unwrap is an assertion
 #![allow(clippy::disallowed_methods)] // tests run the real binary and tools: std spawns them
 
-mod common;
+mod fixture;
 
 use std::time::{Duration, Instant};
 
-use common::*;
+use fixture::*;
 use nix::sys::signal::Signal;
 
 /// Skips (with a note) where namespaces cannot be made; CI runs as root, where they can.

@@ -4,13 +4,13 @@
 #![allow(clippy::unwrap_used)] // in a test, an unwrap is an assertion
 #![allow(clippy::disallowed_methods)] // tests run the real binary and tools: std spawns them
 
-mod common;
+mod fixture;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use fixture::*;
 
 const CONF: &str = r#"[unix_http_server]
 file=%(here)s/run/supervisor.sock

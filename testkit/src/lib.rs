@@ -2,10 +2,13 @@
 //!
 //! # Layout
 //! - `git`, `wait_until`, `free_port`: the small things every end-to-end test needs.
+//! - [`supervisor`]: the real supervisor in a temporary folder, its JSON log followed.
 //! - `nginx`: the shipped TLS front (`deploy/nginx/templates/bot.conf.template`) rendered for
 //!   127.0.0.1 with a self-signed certificate, run by the real nginx; `curl` to talk to it.
 
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)] // test code: a panic is a failure
+
+pub mod supervisor;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -1,5 +1,6 @@
-//! The stack the end-to-end tests run: a real supervisor running hookd, statusd and a program
-//! deployable from a local bare git repository; and a small HTTP client.
+//! The stack the end-to-end tests run: a real supervisor (testkit's fixture, its log followed)
+//! running hookd, statusd and a program deployable from a local bare git repository; and a
+//! small HTTP client.
 //!
 //! Needs the supervisor and statusd binaries beside hookd's (`cargo test --workspace` builds
 //! them all).
@@ -9,12 +10,13 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use serde_json::Value;
 
 pub const SECRET: &str = "hookd-test-secret";
+#[allow(unused_imports)] // each test file uses its own part
+pub use testkit::supervisor::{Mode, Supervisor};
 #[allow(unused_imports)] // each test file uses its own part
 pub use testkit::{PATIENCE, free_port, git, push_version as push, wait_until};
 
@@ -28,8 +30,8 @@ pub fn fixtures() -> PathBuf {
 
 /// A supervisor running the `app` program (deployable from the local bare remote) and hookd.
 pub struct Stack {
-    pub dir: tempfile::TempDir,
-    sup: Child,
+    /// testkit's: its log is followed, and a wait that fails shows it.
+    pub sup: Supervisor,
     pub port: u16,
     pub port_master: u16,
     pub statusd_port: u16,
@@ -103,13 +105,8 @@ environment = {{ STATUSD_LISTEN = "127.0.0.1:0", SUPERVISOR_SOCKET = "{root}/dat
             root = root.display()
         );
         std::fs::write(root.join("supervisor.toml"), config).unwrap();
-        let sup = Command::new(supervisor_bin())
-            .args(["run", "-c"])
-            .arg(root.join("supervisor.toml"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let root = root.to_owned();
+        let sup = Supervisor::start(dir, Mode::Plain);
         let listening = |program: &str| {
             let log = root.join(format!("data/logs/{program}.err.log"));
             let mut port = 0;
@@ -125,23 +122,23 @@ environment = {{ STATUSD_LISTEN = "127.0.0.1:0", SUPERVISOR_SOCKET = "{root}/dat
             listening("statusd"),
         );
         let stack = Self {
-            dir,
             sup,
             port,
             port_master,
             statusd_port,
         };
+        stack.sup.wait_state("app", "RUNNING");
         wait_until("app to run", || stack.app_log().contains("version 1"));
         stack
     }
 
     pub fn root(&self) -> &Path {
-        self.dir.path()
+        self.sup.dir.path()
     }
 
     /// The supervisor's resident memory, from /proc.
     pub fn supervisor_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.sup.id())).unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.sup.pid)).unwrap();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -165,18 +162,6 @@ environment = {{ STATUSD_LISTEN = "127.0.0.1:0", SUPERVISOR_SOCKET = "{root}/dat
     /// No deploy ran or runs.
     pub fn no_deploy(&self) -> bool {
         self.history().is_empty() && !self.root().join("data/deploys/app.inflight").exists()
-    }
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        let _ = nix_kill(self.sup.id(), "TERM");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.sup.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.sup.kill();
-        let _ = self.sup.wait();
     }
 }
 

@@ -1,7 +1,6 @@
-//! A fixture that runs the real `supervisor` binary in a temporary folder, reads its JSON log,
-//! and kills and reaps it on drop.
-
-#![allow(dead_code)] // each test file uses its own part of this
+//! The real `supervisor` binary in a temporary folder, its JSON log read as it is written (so
+//! that a test waits on what the daemon says, and a failure shows its last lines), killed and
+//! reaped on drop; and the small things tests of it need (scripts, /proc, the CLI).
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -11,12 +10,27 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_supervisor");
+use crate::PATIENCE;
 
-/// How long any awaited condition may take before the test fails.
-pub const PATIENCE: Duration = Duration::from_secs(20);
+/// The workspace's `supervisor` binary, beside the running test's (cargo builds it for every
+/// integration test of the workspace: `cargo test --workspace`, or `cargo build -p supervisor`).
+pub fn bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/debug/deps/TEST-HASH -> target/debug/supervisor
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("supervisor"))
+        .unwrap();
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p supervisor` (or `cargo test --workspace`)",
+        bin.display()
+    );
+    bin
+}
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Seen {
     log: Vec<Value>,
     stdout: String,
@@ -24,6 +38,7 @@ struct Seen {
     stdout_closed: bool,
 }
 
+#[derive(Debug)]
 pub struct Supervisor {
     pub dir: tempfile::TempDir,
     child: Option<Child>,
@@ -32,6 +47,7 @@ pub struct Supervisor {
     pub pid: i32,
 }
 
+#[derive(Clone, Copy, Debug)]
 pub enum Mode {
     Plain,
     /// PID 1 of a new PID namespace (root only).
@@ -69,10 +85,11 @@ impl Supervisor {
     pub fn start_with(dir: tempfile::TempDir, mode: Mode, config: &str) -> Self {
         let config = dir.path().join(config);
         let mut cmd = match mode {
-            Mode::Plain => Command::new(BIN),
+            Mode::Plain => Command::new(bin()),
             Mode::Pid1 => {
                 let mut c = Command::new("unshare");
-                c.args(["--pid", "--fork", "--mount-proc", "--kill-child", BIN]);
+                c.args(["--pid", "--fork", "--mount-proc", "--kill-child"])
+                    .arg(bin());
                 c
             }
         };
@@ -272,15 +289,6 @@ pub fn field<'a>(e: &'a Value, name: &str) -> &'a str {
     e.get(name).and_then(Value::as_str).unwrap_or("")
 }
 
-/// Waits for `cond` to hold, then returns; panics with `what` after `PATIENCE`.
-pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !cond() {
-        assert!(Instant::now() < deadline, "waited for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// Lines of a file, empty when it does not exist.
 pub fn lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
@@ -342,10 +350,10 @@ pub fn ctl_as(sup: &Supervisor, args: &[&str], uid: Option<u32>) -> (i32, String
             c.arg(format!("--reuid={uid}"))
                 .arg(format!("--regid={uid}"))
                 .arg("--clear-groups")
-                .arg(BIN);
+                .arg(bin());
             c
         }
-        None => Command::new(BIN),
+        None => Command::new(bin()),
     };
     let out = cmd
         .args(args)
