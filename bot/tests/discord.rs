@@ -2,12 +2,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
+mod stack;
 
 use std::time::{Duration, Instant};
 
-use common::*;
 use serde_json::{Value, json};
+use stack::*;
 
 const WITHIN: Duration = Duration::from_secs(20);
 

@@ -10,15 +10,15 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
+mod stack;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::*;
 use serde_json::{Value, json};
+use stack::*;
 use testkit::curl;
 
 const SECRET: &str = "whole-loop-secret";

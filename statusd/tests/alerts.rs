@@ -7,17 +7,13 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use testkit::supervisor::{Mode, Supervisor};
 use testkit::{free_port, wait_until};
-
-fn supervisor_bin() -> PathBuf {
-    testkit::sibling(env!("CARGO_BIN_EXE_statusd"), "supervisor")
-}
 
 /// What the fake webhook received: (path, body, when).
 type Received = Arc<Mutex<Vec<(String, Value, Instant)>>>;
@@ -65,16 +61,15 @@ fn webhook(listener: TcpListener, refuse: usize) -> Received {
 }
 
 struct Stack {
-    _dir: tempfile::TempDir,
-    processes: Vec<Child>,
+    _supervisor: Supervisor,
+    statusd: Child,
 }
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        for p in &mut self.processes {
-            let _ = p.kill();
-            let _ = p.wait();
-        }
+        // The supervisor goes with its own drop.
+        let _ = self.statusd.kill();
+        let _ = self.statusd.wait();
     }
 }
 
@@ -100,16 +95,9 @@ fn stack(url: &str) -> Stack {
         .unwrap();
     // statusd first, so that it follows the supervisor from its start.
     std::thread::sleep(Duration::from_millis(200));
-    let sup = Command::new(supervisor_bin())
-        .args(["run", "-c"])
-        .arg(dir.path().join("supervisor.toml"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
     Stack {
-        _dir: dir,
-        processes: vec![sup, statusd],
+        _supervisor: Supervisor::start(dir, Mode::Plain),
+        statusd,
     }
 }
 

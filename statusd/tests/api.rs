@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
 
+use testkit::supervisor::{Mode, Supervisor};
 use testkit::{PATIENCE, free_port, wait_until};
 
 fn supervisor_bin() -> PathBuf {
@@ -19,29 +20,10 @@ fn supervisor_bin() -> PathBuf {
 }
 
 fn get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(PATIENCE)).unwrap();
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+    let auth: Vec<(&str, String)> = token
+        .map(|t| vec![("Authorization", format!("Bearer {t}"))])
         .unwrap_or_default();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{auth}\r\n"
-    )
-    .unwrap();
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    testkit::http(port, "GET", path, &auth, b"")
 }
 
 fn json(port: u16, path: &str) -> Value {
@@ -51,10 +33,13 @@ fn json(port: u16, path: &str) -> Value {
 }
 
 struct Stack {
-    dir: tempfile::TempDir,
-    supervisor: Option<Child>,
+    /// The folder while no supervisor runs; the supervisor (testkit's, which owns the folder
+    /// while it runs, its log followed) otherwise.
+    dir: Option<tempfile::TempDir>,
+    supervisor: Option<Supervisor>,
     statusd: Child,
     port: u16,
+    socket: PathBuf,
 }
 
 const CONFIG: &str = r#"
@@ -76,10 +61,11 @@ impl Stack {
     fn start(token: Option<&str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("supervisor.toml"), CONFIG).unwrap();
+        let socket = dir.path().join("data/supervisor.sock");
         let port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_statusd"));
         cmd.env("STATUSD_LISTEN", format!("127.0.0.1:{port}"))
-            .env("SUPERVISOR_SOCKET", dir.path().join("data/supervisor.sock"))
+            .env("SUPERVISOR_SOCKET", &socket)
             .env_remove("STATUSD_TOKEN")
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -88,10 +74,11 @@ impl Stack {
         }
         let statusd = cmd.spawn().unwrap();
         let mut stack = Self {
-            dir,
+            dir: Some(dir),
             supervisor: None,
             statusd,
             port,
+            socket,
         };
         wait_until("statusd to listen", || {
             TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -101,21 +88,13 @@ impl Stack {
     }
 
     fn start_supervisor(&mut self) {
-        self.supervisor = Some(
-            Command::new(supervisor_bin())
-                .args(["run", "-c"])
-                .arg(self.dir.path().join("supervisor.toml"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
+        let dir = self.dir.take().expect("no supervisor running");
+        self.supervisor = Some(Supervisor::start(dir, Mode::Plain));
     }
 
     fn stop_supervisor(&mut self) {
-        if let Some(mut sup) = self.supervisor.take() {
-            let _ = Command::new("kill").arg(sup.id().to_string()).status();
-            let _ = sup.wait();
+        if let Some(sup) = self.supervisor.take() {
+            self.dir = Some(sup.stop());
         }
     }
 
@@ -123,7 +102,7 @@ impl Stack {
         let out = Command::new(supervisor_bin())
             .args(args)
             .arg("-s")
-            .arg(self.dir.path().join("data/supervisor.sock"))
+            .arg(&self.socket)
             .output()
             .unwrap();
         assert!(
@@ -136,7 +115,7 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        self.stop_supervisor();
+        // The supervisor (if any) goes with its own drop.
         let _ = self.statusd.kill();
         let _ = self.statusd.wait();
     }
@@ -758,7 +737,7 @@ fn health_fails_when_the_supervisor_stops_answering() {
     let stack = Stack::start(None);
     let port = stack.port;
     wait_until("healthy", || get(port, "/health", None).0 == 200);
-    let pid = stack.supervisor.as_ref().unwrap().id() as i32;
+    let pid = stack.supervisor.as_ref().unwrap().pid;
     // SAFETY: kill with a valid signal has no memory effects.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
     let stopped = std::time::Instant::now();

@@ -10,7 +10,7 @@
 #![allow(clippy::unwrap_used)] // in a test, an unwrap is an assertion
 #![allow(clippy::disallowed_methods)] // tests run the real binaries and tools: std spawns them
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -18,6 +18,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::Value;
+use testkit::supervisor::{Mode, Supervisor};
 use testkit::{Nginx, PATIENCE, free_port, wait_until, workspace};
 
 const DOMAIN: &str = "bot.example.org";
@@ -59,20 +60,7 @@ impl Drop for Children {
 
 /// The body of a GET to statusd; empty while it does not listen yet.
 fn get(port: u16, path: &str) -> String {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return String::new();
-    };
-    s.set_read_timeout(Some(PATIENCE)).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default()
+    testkit::http(port, "GET", path, &[], b"").1
 }
 
 fn status_tls(port: u16) -> Value {
@@ -127,23 +115,16 @@ fn run(cmd: &mut Command) -> Output {
 #[test]
 fn issued_renewed_under_load_and_a_failed_renewal_is_raised() {
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    let mut children = Children::default();
-
-    // The supervisor (for the alert), with one program.
+    // The supervisor (for the alert), with one program: testkit's, its log followed.
     std::fs::write(
-        root.join("supervisor.toml"),
+        dir.path().join("supervisor.toml"),
         "[program.idle]\ncommand = [\"sleep\", \"1000\"]\n",
     )
     .unwrap();
+    let supervisor = Supervisor::start(dir, Mode::Plain);
+    let root = supervisor.dir.path();
     let socket = root.join("data/supervisor.sock");
-    children.spawn(
-        Command::new(supervisor_bin())
-            .args(["run", "-c"])
-            .arg(root.join("supervisor.toml")),
-        "supervisor",
-    );
-    wait_until("the supervisor's socket", || socket.exists());
+    let mut children = Children::default();
 
     // nginx with a self-signed certificate (a stack first set up for the LAN, as
     // scripts/pi-setup without DOMAIN leaves it), in front of statusd, probing it every second.

@@ -1,7 +1,8 @@
 //! Helpers the integration tests of several crates share (a dev-dependency only).
 //!
 //! # Layout
-//! - `git`, `wait_until`, `free_port`: the small things every end-to-end test needs.
+//! - `git`, `wait_until`, `PATIENCE`, `free_port`, `http`: the small things every end-to-end
+//!   test needs (one patience, one HTTP client for the whole workspace).
 //! - [`supervisor`]: the real supervisor in a temporary folder, its JSON log followed.
 //! - `nginx`: the shipped TLS front (`deploy/nginx/templates/bot.conf.template`) rendered for
 //!   127.0.0.1 with a self-signed certificate, run by the real nginx; `curl` to talk to it.
@@ -10,6 +11,7 @@
 
 pub mod supervisor;
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -192,6 +194,44 @@ impl Drop for Nginx {
             .status();
         let _ = self.child.wait();
     }
+}
+
+/// One HTTP/1.1 request to 127.0.0.1:`port` (the tests' one client); returns the status and
+/// the body, or status 0 when nothing listens there.
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> (u16, String) {
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new());
+    };
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let _ = s.write_all(body);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
 }
 
 /// A self-signed certificate for `name`, valid `days`, made by openssl.

@@ -158,6 +158,15 @@ impl Supervisor {
         std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
     }
 
+    /// Stops it as `docker stop` would (SIGTERM), waits for a clean exit and returns the
+    /// folder, for a new supervisor on the same data.
+    pub fn stop(mut self) -> tempfile::TempDir {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        let status = self.wait_exit(PATIENCE);
+        assert!(status.success(), "the supervisor exited with {status}");
+        self.take_dir()
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
@@ -245,7 +254,8 @@ impl Drop for Supervisor {
             // A graceful stop first, so that the programs go too; then no mercy.
             let pid = nix::unistd::Pid::from_raw(self.pid);
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-            let deadline = Instant::now() + Duration::from_secs(5);
+            // Long enough for programs with a long stopwaitsecs (the bot's is 10 s).
+            let deadline = Instant::now() + Duration::from_secs(15);
             while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
             }

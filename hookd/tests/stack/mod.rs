@@ -7,8 +7,6 @@
 
 #![allow(dead_code)] // each test file uses its own part of this
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -18,7 +16,7 @@ pub const SECRET: &str = "hookd-test-secret";
 #[allow(unused_imports)] // each test file uses its own part
 pub use testkit::supervisor::{Mode, Supervisor};
 #[allow(unused_imports)] // each test file uses its own part
-pub use testkit::{PATIENCE, free_port, git, push_version as push, wait_until};
+pub use testkit::{PATIENCE, free_port, git, http, push_version as push, wait_until};
 
 pub fn supervisor_bin() -> PathBuf {
     testkit::sibling(env!("CARGO_BIN_EXE_hookd"), "supervisor")
@@ -179,41 +177,6 @@ pub fn nix_kill(pid: u32, sig: &str) -> std::io::Result<std::process::ExitStatus
         .arg(format!("-{sig}"))
         .arg(pid.to_string())
         .status()
-}
-
-/// One HTTP/1.1 request; returns the status and the body.
-pub fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &[(&str, String)],
-    body: &[u8],
-) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(PATIENCE)).unwrap();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    let _ = s.write_all(body);
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
 }
 
 pub type Headers = Vec<(&'static str, String)>;

@@ -1,5 +1,6 @@
-//! The bot's test stack: the fake Discord, and a real supervisor running the real bot binary
-//! and `app`, a program deployable from a local bare git repository.
+//! The bot's test stack: the fake Discord, and a real supervisor (testkit's fixture, its log
+//! followed) running the real bot binary and `app`, a program deployable from a local bare git
+//! repository.
 //!
 //! Needs the supervisor binary beside the bot's (`cargo test --workspace` builds both).
 
@@ -8,13 +9,13 @@
 pub mod fake_discord;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use serde_json::Value;
 
 pub use fake_discord::*;
 
+pub use testkit::supervisor::{Mode, Supervisor};
 #[allow(unused_imports)] // each test file uses its own part
 pub use testkit::{PATIENCE, free_port, git, push_version as push, wait_until};
 
@@ -61,8 +62,8 @@ impl Default for BotEnv<'_> {
 }
 
 pub struct Stack {
-    pub dir: tempfile::TempDir,
-    sup: Child,
+    /// testkit's: its log is followed, and a wait that fails shows it.
+    pub sup: Supervisor,
     pub discord: FakeDiscord,
 }
 
@@ -141,20 +142,14 @@ environment = {{ {token}{gateway}{shard}DISCORD_API_BASE = "{api}", DISCORD_RATE
         git(root, &["clone", "-q", "remote.git", "app"]);
         git(root, &["clone", "-q", "remote.git", "botsrc"]);
         std::fs::write(root.join("supervisor.toml"), config).unwrap();
-        let sup = Command::new(supervisor_bin())
-            .args(["run", "-c"])
-            .arg(root.join("supervisor.toml"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(root.join("supervisor.out")).unwrap())
-            .spawn()
-            .unwrap();
-        let stack = Self { dir, sup, discord };
+        let sup = Supervisor::start(dir, Mode::Plain);
+        let stack = Self { sup, discord };
         wait_until("app to run", || stack.log("app").contains("version 1"));
         stack
     }
 
     pub fn root(&self) -> &Path {
-        self.dir.path()
+        self.sup.dir.path()
     }
 
     /// Commits a new version of `app` and pushes it.
@@ -162,9 +157,15 @@ environment = {{ {token}{gateway}{shard}DISCORD_API_BASE = "{api}", DISCORD_RATE
         push(self.root(), version)
     }
 
-    /// The supervisor's own log (its stderr).
+    /// The supervisor's own log so far, a JSON object a line.
     pub fn supervisor_output(&self) -> String {
-        std::fs::read_to_string(self.root().join("supervisor.out")).unwrap_or_default()
+        let lines: Vec<String> = self
+            .sup
+            .log_events(|_| true)
+            .iter()
+            .map(Value::to_string)
+            .collect();
+        lines.join("\n")
     }
 
     pub fn log(&self, program: &str) -> String {
@@ -222,19 +223,5 @@ environment = {{ {token}{gateway}{shard}DISCORD_API_BASE = "{api}", DISCORD_RATE
                 .count()
                 >= n
         });
-    }
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.sup.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while self.sup.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.sup.kill();
-        let _ = self.sup.wait();
     }
 }
