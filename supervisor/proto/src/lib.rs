@@ -22,4 +22,5 @@ pub use client::{Client, ClientError, EventStream};
 pub use message::*;
 pub use vocabulary::{
     AlertKind, DeployKind, DeployResult, DeployStage, ProgramName, ProgramState, Severity, Verb,
+    selects,
 };

@@ -171,6 +171,24 @@ vocabulary! {
     }
 }
 
+/// Whether the name a client gave (`all`, a program's name, or supervisorctl's `group:name`
+/// and `group:*`) selects the program `name` of `group`: the one rule of the daemon and the
+/// CLI.
+///
+/// ```
+/// use supervisor_proto::selects;
+/// assert!(selects("web:*", "web_1", Some("web")));
+/// assert!(selects("web:web_1", "web_1", Some("web")) && !selects("web:web_2", "web_1", Some("web")));
+/// assert!(selects("bot", "bot", None) && selects("all", "bot", None));
+/// assert!(!selects("web:*", "bot", None) && !selects("bo", "bot", None));
+/// ```
+pub fn selects(selector: &str, name: &str, group: Option<&str>) -> bool {
+    match selector.split_once(':') {
+        Some((wanted, member)) => group == Some(wanted) && (member == "*" || member == name),
+        None => selector == "all" || selector == name,
+    }
+}
+
 /// A program's name: `[A-Za-z0-9_.-]+`, because it names log files and appears in CLI verbs.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]

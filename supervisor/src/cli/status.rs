@@ -121,12 +121,8 @@ fn pick(programs: Vec<ProgramInfo>, names: &[String]) -> (Vec<ProgramInfo>, Vec<
     if names.is_empty() || names.iter().any(|n| n == "all") {
         return (programs, Vec::new());
     }
-    let matches = |n: &str, p: &ProgramInfo| match n.split_once(':') {
-        Some((group, member)) => {
-            p.group.as_deref() == Some(group) && (member == "*" || p.name == member)
-        }
-        None => p.name == n,
-    };
+    let matches =
+        |n: &str, p: &ProgramInfo| supervisor_proto::selects(n, &p.name, p.group.as_deref());
     let unknown = names
         .iter()
         .filter(|n| !programs.iter().any(|p| matches(n, p)))

@@ -152,17 +152,13 @@ impl Daemon {
         }
         let mut ids = Vec::new();
         for n in names {
-            let found: Vec<usize> = match n.split_once(':') {
-                // supervisorctl's `group:*` and `group:name`.
-                Some((group, member)) => (0..self.programs.len())
-                    .filter(|&i| {
-                        let cfg = &self.programs[i].cfg;
-                        cfg.group.as_deref() == Some(group)
-                            && (member == "*" || cfg.name.as_str() == member)
-                    })
-                    .collect(),
-                None => self.index(n).into_iter().collect(),
-            };
+            // A name, or supervisorctl's `group:*` and `group:name`.
+            let found: Vec<usize> = (0..self.programs.len())
+                .filter(|&i| {
+                    let cfg = &self.programs[i].cfg;
+                    supervisor_proto::selects(n, cfg.name.as_str(), cfg.group.as_deref())
+                })
+                .collect();
             if found.is_empty() {
                 return Err(error(
                     ErrorKind::UnknownProgram,
