@@ -10,9 +10,19 @@ use crate::Severity;
 use crate::frame::{self, FrameError};
 use crate::message::{
     ActionResult, Alert, AuditRecord, Body, ClientHello, DeployRecord, ErrorBody, ErrorKind, Event,
-    HelloBody, PROTOCOL_VERSION, ProgramInfo, Reply, Request, RequestFrame, ServerFrame,
-    ServerHello, Stream, SupervisorInfo,
+    HelloBody, PROTOCOL_VERSION, ProgramInfo, ProgramPid, Reply, Request, RequestFrame,
+    ServerFrame, ServerHello, Stream, SupervisorInfo,
 };
+
+/// What `reread` found, or `update` applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Changes {
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+    /// False for `reread`, true for `update`.
+    pub applied: bool,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -159,20 +169,112 @@ impl Client {
         }
     }
 
+    /// `tail` with the file the lines come from (what `tail -f` follows).
+    pub async fn tail_file(
+        &mut self,
+        name: &str,
+        stream: Stream,
+        lines: u32,
+    ) -> Result<(String, String), ClientError> {
+        let request = Request::Tail {
+            name: name.to_owned(),
+            stream,
+            lines,
+        };
+        match self.call(request).await? {
+            Reply::Tail { text, path, .. } => Ok((text, path)),
+            other => Err(unexpected("tail", &other)),
+        }
+    }
+
     /// `deploy`: the deploy's id, and whether it was queued behind a running one.
     pub async fn deploy(
         &mut self,
         name: &str,
         trigger: Option<String>,
     ) -> Result<(String, bool), ClientError> {
+        self.deploy_forced(name, trigger, false).await
+    }
+
+    /// `deploy`, with `force`: also a commit quarantined for failing its health gate.
+    pub async fn deploy_forced(
+        &mut self,
+        name: &str,
+        trigger: Option<String>,
+        force: bool,
+    ) -> Result<(String, bool), ClientError> {
         let request = Request::Deploy {
             name: name.to_owned(),
             trigger,
-            force: false,
+            force,
         };
         match self.call(request).await? {
             Reply::Deploy { id, queued, .. } => Ok((id, queued)),
             other => Err(unexpected("deploy", &other)),
+        }
+    }
+
+    /// `rollback`: the rollback's id, and whether it was queued behind a running deploy.
+    pub async fn rollback(&mut self, name: &str) -> Result<(String, bool), ClientError> {
+        let request = Request::Rollback {
+            name: name.to_owned(),
+        };
+        match self.call(request).await? {
+            Reply::Deploy { id, queued, .. } => Ok((id, queued)),
+            other => Err(unexpected("rollback", &other)),
+        }
+    }
+
+    /// `pid`: the supervisor's pid and each named program's (every program's when empty).
+    pub async fn pids(
+        &mut self,
+        names: Vec<String>,
+    ) -> Result<(u32, Vec<ProgramPid>), ClientError> {
+        match self.call(Request::Pid { names }).await? {
+            Reply::Pids {
+                supervisor,
+                programs,
+            } => Ok((supervisor, programs)),
+            other => Err(unexpected("pid", &other)),
+        }
+    }
+
+    /// `version`: the daemon's version.
+    pub async fn version(&mut self) -> Result<String, ClientError> {
+        match self.call(Request::Version).await? {
+            Reply::Version { version, .. } => Ok(version),
+            other => Err(unexpected("version", &other)),
+        }
+    }
+
+    /// `reread` (`apply` false) or `update` (true): added, changed and removed programs.
+    pub async fn changes(&mut self, apply: bool) -> Result<Changes, ClientError> {
+        let request = if apply {
+            Request::Update
+        } else {
+            Request::Reread
+        };
+        match self.call(request).await? {
+            Reply::Changes {
+                added,
+                changed,
+                removed,
+                applied,
+            } => Ok(Changes {
+                added,
+                changed,
+                removed,
+                applied,
+            }),
+            other => Err(unexpected(if apply { "update" } else { "reread" }, &other)),
+        }
+    }
+
+    /// `shutdown`: the daemon stops everything and exits.
+    pub async fn shutdown(&mut self) -> Result<(), ClientError> {
+        match self.call(Request::Shutdown).await? {
+            Reply::ShuttingDown => Ok(()),
+            other => Err(unexpected("shutdown", &other)),
         }
     }
 

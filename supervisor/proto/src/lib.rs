@@ -18,7 +18,7 @@ pub mod message;
 pub mod resources;
 pub mod vocabulary;
 
-pub use client::{Client, ClientError, EventStream};
+pub use client::{Changes, Client, ClientError, EventStream};
 pub use message::*;
 pub use vocabulary::{
     AlertKind, DeployKind, DeployResult, DeployStage, ProgramName, ProgramState, Severity, Verb,

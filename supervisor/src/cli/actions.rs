@@ -3,11 +3,11 @@
 
 use std::io::Write;
 
-use supervisor_proto::{ActionResult, ClientError, Outcome, Reply, Request};
+use supervisor_proto::{ActionResult, Changes, ClientError, Outcome, Request};
 
 use super::args::SocketArg;
+use super::connect;
 use super::exit::Exit;
-use super::{connect, unexpected};
 
 /// start, stop, restart, signal: a line per result, exit 1 if any failed.
 pub async fn act(socket: &SocketArg, request: Request) -> Result<Exit, ClientError> {
@@ -27,18 +27,13 @@ pub async fn act(socket: &SocketArg, request: Request) -> Result<Exit, ClientErr
 
 /// reread and update, in supervisorctl's words: reread says what is available, changed or
 /// gone; update what it removed, updated and added.
-pub async fn changes(socket: &SocketArg, request: Request) -> Result<Exit, ClientError> {
-    let mut client = connect(socket).await?;
-    let reply = client.call(request).await?;
-    let Reply::Changes {
+pub async fn changes(socket: &SocketArg, apply: bool) -> Result<Exit, ClientError> {
+    let Changes {
         added,
         changed,
         removed,
         applied,
-    } = reply
-    else {
-        return Err(unexpected(&reply));
-    };
+    } = connect(socket).await?.changes(apply).await?;
     let mut out = std::io::stdout().lock();
     if !applied && added.is_empty() && changed.is_empty() && removed.is_empty() {
         let _ = writeln!(out, "No config updates to processes");
@@ -63,8 +58,7 @@ pub async fn changes(socket: &SocketArg, request: Request) -> Result<Exit, Clien
 /// `shutdown`: the daemon stops everything and exits.
 pub async fn shutdown(socket: &SocketArg) -> Result<Exit, ClientError> {
     let mut out = std::io::stdout().lock();
-    let mut client = connect(socket).await?;
-    client.call(Request::Shutdown).await?;
+    connect(socket).await?.shutdown().await?;
     let _ = writeln!(out, "Shut down");
     Ok(Exit::Ok)
 }
@@ -72,11 +66,7 @@ pub async fn shutdown(socket: &SocketArg) -> Result<Exit, ClientError> {
 /// `version`: the daemon's.
 pub async fn version(socket: &SocketArg) -> Result<Exit, ClientError> {
     let mut out = std::io::stdout().lock();
-    let mut client = connect(socket).await?;
-    let reply = client.call(Request::Version).await?;
-    let Reply::Version { version, .. } = reply else {
-        return Err(unexpected(&reply));
-    };
+    let version = connect(socket).await?.version().await?;
     let _ = writeln!(out, "{version}");
     Ok(Exit::Ok)
 }

@@ -3,11 +3,11 @@
 
 use std::io::Write;
 
-use supervisor_proto::{ClientError, DeployResult, DeployStage, Reply, Request};
+use supervisor_proto::{ClientError, DeployResult, DeployStage};
 
 use super::args::SocketArg;
 use super::exit::Exit;
-use super::{connect, print_json, unexpected};
+use super::{connect, print_json};
 
 /// `deploys [NAME...]`: the history, newest first.
 pub async fn history(
@@ -48,12 +48,19 @@ pub async fn history(
     Ok(Exit::Ok)
 }
 
-pub fn whoami() -> String {
+fn whoami() -> String {
     let uid = nix::unistd::getuid();
     nix::unistd::User::from_uid(uid)
         .ok()
         .flatten()
         .map_or_else(|| format!("uid {uid}"), |u| u.name)
+}
+
+/// A deploy of the branch tip (`force`: even a quarantined commit), or a rollback.
+#[derive(Clone, Copy, Debug)]
+pub enum What {
+    Deploy { force: bool },
+    Rollback,
 }
 
 /// How `deploy --wait` follows a deploy.
@@ -69,7 +76,7 @@ pub struct Follow {
 pub async fn deploy(
     socket: &SocketArg,
     name: &str,
-    request: Request,
+    what: What,
     follow: Follow,
 ) -> Result<Exit, ClientError> {
     use supervisor_proto::Event;
@@ -81,9 +88,12 @@ pub async fn deploy(
     };
     let asked = std::time::Instant::now();
     let mut client = connect(socket).await?;
-    let reply = client.call(request).await?;
-    let Reply::Deploy { id, queued, .. } = reply else {
-        return Err(unexpected(&reply));
+    let (id, queued) = match what {
+        What::Deploy { force } => {
+            let trigger = Some(format!("cli ({})", whoami()));
+            client.deploy_forced(name, trigger, force).await?
+        }
+        What::Rollback => client.rollback(name).await?,
     };
     if !follow.json {
         println!(

@@ -3,11 +3,11 @@
 use std::io::Write;
 use std::path::Path;
 
-use supervisor_proto::{ClientError, Reply, Request, Stream};
+use supervisor_proto::{ClientError, Stream};
 
 use super::args::{SocketArg, StreamArg};
+use super::connect;
 use super::exit::Exit;
-use super::{connect, unexpected};
 
 /// `tail [-f] [-n N] NAME [stderr]`.
 pub async fn tail(
@@ -24,16 +24,7 @@ pub async fn tail(
     };
     let mut client = connect(socket).await?;
     let asked = if follow { 0 } else { lines };
-    let reply = client
-        .call(Request::Tail {
-            name,
-            stream,
-            lines: asked,
-        })
-        .await?;
-    let Reply::Tail { text, path, .. } = reply else {
-        return Err(unexpected(&reply));
-    };
+    let (text, path) = client.tail_file(&name, stream, asked).await?;
     if !follow {
         let _ = out.write_all(text.as_bytes());
         return Ok(Exit::Ok);

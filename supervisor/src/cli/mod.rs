@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
-use supervisor_proto::{Client, ClientError, Reply, Request};
+use supervisor_proto::{Client, ClientError, Request};
 
 use args::{Cli, Command, LogFormat, SocketArg};
 
@@ -250,8 +250,8 @@ async fn run_verb(verb: Command) -> Result<Exit, ClientError> {
             names,
             socket,
         } => actions::act(&socket, Request::Signal { signal, names }).await,
-        Command::Reread { socket } => actions::changes(&socket, Request::Reread).await,
-        Command::Update { socket } => actions::changes(&socket, Request::Update).await,
+        Command::Reread { socket } => actions::changes(&socket, false).await,
+        Command::Update { socket } => actions::changes(&socket, true).await,
         Command::Shutdown { socket } => actions::shutdown(&socket).await,
         Command::Version { socket } => actions::version(&socket).await,
         Command::Tail {
@@ -269,12 +269,8 @@ async fn run_verb(verb: Command) -> Result<Exit, ClientError> {
             force,
             socket,
         } => {
-            let request = Request::Deploy {
-                name: name.clone(),
-                trigger: Some(format!("cli ({})", deploys::whoami())),
-                force,
-            };
-            deploys::deploy(&socket, &name, request, deploys::Follow { wait, json }).await
+            let what = deploys::What::Deploy { force };
+            deploys::deploy(&socket, &name, what, deploys::Follow { wait, json }).await
         }
         Command::Rollback {
             name,
@@ -282,8 +278,8 @@ async fn run_verb(verb: Command) -> Result<Exit, ClientError> {
             json,
             socket,
         } => {
-            let request = Request::Rollback { name: name.clone() };
-            deploys::deploy(&socket, &name, request, deploys::Follow { wait, json }).await
+            let what = deploys::What::Rollback;
+            deploys::deploy(&socket, &name, what, deploys::Follow { wait, json }).await
         }
         Command::Deploys {
             names,
@@ -323,8 +319,4 @@ pub(crate) fn print_json(out: &mut impl Write, value: &impl serde::Serialize) {
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_default()
     );
-}
-
-pub(crate) fn unexpected(reply: &Reply) -> ClientError {
-    ClientError::Protocol(format!("unexpected reply: {reply:?}"))
 }

@@ -2,11 +2,11 @@
 
 use std::io::Write;
 
-use supervisor_proto::{ClientError, ProgramInfo, Reply, Request};
+use supervisor_proto::{ClientError, ProgramInfo};
 
 use super::args::SocketArg;
+use super::connect;
 use super::exit::Exit;
-use super::{connect, unexpected};
 
 /// `status [NAME...]`: exit 0 when every program shown is RUNNING, 3 when one is not, 4 for
 /// an unknown name.
@@ -73,19 +73,7 @@ pub async fn status(
 /// `pid [NAME...]`: the supervisor's pid without names, else each program's (0 when stopped).
 pub async fn pid(names: Vec<String>, socket: &SocketArg) -> Result<Exit, ClientError> {
     let mut out = std::io::stdout().lock();
-    let mut client = connect(socket).await?;
-    let reply = client
-        .call(Request::Pid {
-            names: names.clone(),
-        })
-        .await?;
-    let Reply::Pids {
-        supervisor,
-        programs,
-    } = reply
-    else {
-        return Err(unexpected(&reply));
-    };
+    let (supervisor, programs) = connect(socket).await?.pids(names.clone()).await?;
     if names.is_empty() {
         let _ = writeln!(out, "{supervisor}");
     }
