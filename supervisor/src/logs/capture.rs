@@ -47,14 +47,39 @@ thread_local! {
     static BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0; CHUNK]);
 }
 
-/// Sends prefixed output lines to the thread that writes them to fd 1.
-pub type EchoSender = mpsc::Sender<Vec<u8>>;
+/// Sends prefixed output lines to the thread that writes them to fd 1, and takes its written
+/// buffers back for the next chunks.
+#[derive(Clone, Debug)]
+pub struct EchoSender {
+    tx: mpsc::Sender<Vec<u8>>,
+    spare: Spare,
+}
+
+/// Buffers the echo thread has written, for the readers to fill again: a burst of output
+/// allocates its buffers (and faults their pages in) a few times, not once per chunk.
+type Spare = Arc<std::sync::Mutex<Vec<Vec<u8>>>>;
+/// At most this many spare buffers are kept, each at most [`SPARE_SIZE`].
+const SPARES: usize = 4;
+const SPARE_SIZE: usize = 2 * CHUNK;
+
+impl EchoSender {
+    /// An empty buffer, a written one if there is one.
+    fn buffer(&self) -> Vec<u8> {
+        self.spare
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop()
+            .unwrap_or_default()
+    }
+}
 
 /// Starts the thread that copies output lines to the supervisor's stdout. Writing there may
 /// block (a full pipe to `docker logs`), and must never block the daemon itself. The returned
 /// receiver resolves once every sender is gone and everything queued was written.
 pub fn start_echo() -> io::Result<(EchoSender, oneshot::Receiver<()>)> {
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(ECHO_QUEUE);
+    let spare: Spare = Arc::default();
+    let returned = spare.clone();
     let (done_tx, done_rx) = oneshot::channel();
     // Under Docker our stdout is a pipe: a bigger one takes the echo in fewer, larger writes
     // (fewer round trips with its reader). Not a pipe, or refused: nothing changes.
@@ -64,15 +89,25 @@ pub fn start_echo() -> io::Result<(EchoSender, oneshot::Receiver<()>)> {
         .stack_size(256 * 1024)
         .spawn(move || {
             let stdout = io::stdout();
-            while let Some(chunk) = rx.blocking_recv() {
+            while let Some(mut chunk) = rx.blocking_recv() {
                 let mut out = stdout.lock();
                 // Nothing useful can be done if our own stdout is gone; the log files still
                 // have everything.
                 let _ = out.write_all(&chunk).and_then(|()| out.flush());
+                drop(out);
+                if chunk.capacity() <= SPARE_SIZE {
+                    chunk.clear();
+                    let mut spare = returned
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if spare.len() < SPARES {
+                        spare.push(chunk);
+                    }
+                }
             }
             let _ = done_tx.send(());
         })?;
-    Ok((tx, done_rx))
+    Ok((EchoSender { tx, spare }, done_rx))
 }
 
 /// A log file with one writer for every stream that goes to it (several programs may share
@@ -191,9 +226,9 @@ impl Capture {
     }
 
     async fn echo(&mut self, chunk: Option<Vec<u8>>) {
-        if let (Some(tx), Some(chunk)) = (&self.echo, chunk) {
+        if let (Some(echo), Some(chunk)) = (&self.echo, chunk) {
             // A closed queue means the supervisor is exiting; the file already has the bytes.
-            let _ = tx.send(chunk).await;
+            let _ = echo.tx.send(chunk).await;
         }
         if let (Some(run), Some(watch)) = (self.ready_seen.take(), &self.ready) {
             let report = Report::LogReady {
@@ -261,16 +296,23 @@ impl Capture {
                 }
             }
         }
-        self.echo.as_ref()?;
+        let mut out = self.echo.as_ref()?.buffer();
         match &self.style {
             Echo::Text(prefix) => {
-                let mut out = Vec::with_capacity(lines.len() + 16 * prefix.len());
-                for line in lines.split_inclusive(|&b| b == b'\n') {
+                // Newlines found by memchr (vectorised), not a test per byte: for a program
+                // that writes short lines this loop is most of the echo's cost.
+                let guess = lines.len() / 64 + 1;
+                out.reserve(lines.len() + guess * prefix.len());
+                let mut start = 0;
+                for nl in memchr::memchr_iter(b'\n', lines) {
                     out.extend_from_slice(prefix);
-                    out.extend_from_slice(line);
-                    if line.last() != Some(&b'\n') {
-                        out.push(b'\n');
-                    }
+                    out.extend_from_slice(&lines[start..=nl]);
+                    start = nl + 1;
+                }
+                if start < lines.len() {
+                    out.extend_from_slice(prefix);
+                    out.extend_from_slice(&lines[start..]);
+                    out.push(b'\n');
                 }
                 Some(out)
             }
@@ -278,7 +320,7 @@ impl Capture {
                 let now: chrono::DateTime<chrono::Utc> = std::time::SystemTime::now().into();
                 // The key and form of the supervisor's own JSON log (`--log-format json`).
                 let ts = now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-                let mut out = Vec::with_capacity(lines.len() * 2);
+                out.reserve(lines.len() * 2);
                 for line in lines.split(|&b| b == b'\n') {
                     if line.is_empty() {
                         continue;
