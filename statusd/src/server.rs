@@ -73,7 +73,11 @@ pub async fn serve(
     let sampler = tokio::spawn(sample_memory(view.clone()));
     let prober = settings.tls.clone().map(|probe| {
         let view = view.clone();
-        tokio::spawn(crate::tls::run(probe, move |p| view::set_tls(&view, p)))
+        let expiry = crate::tls::ExpiryAlert::new(settings.socket.clone());
+        tokio::spawn(crate::tls::run(probe, move |p| {
+            expiry.consider(&p);
+            view::set_tls(&view, p);
+        }))
     });
     let router = app(view, settings.token.as_deref(), &settings.socket);
     // Bounded (timeouts, a connection cap; small answers go out at once, without Nagle).

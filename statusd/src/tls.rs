@@ -17,8 +17,10 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use serde::Serialize;
 
-/// Under this many days left, the page warns.
+/// Under this many days left, the page warns and an alert is raised.
 pub const WARN_DAYS: i64 = 14;
+/// An expiry alert is raised again after this long while it holds.
+const ALERT_AGAIN: Duration = Duration::from_secs(24 * 3600);
 /// After a failed probe, the next one is at most this far away.
 const RETRY_FAILED: Duration = Duration::from_secs(30);
 /// One probe, connection and handshake, at most this long.
@@ -101,6 +103,72 @@ impl Probe {
                 }
             }
         }
+    }
+}
+
+/// Raises an alert through the supervisor (`raise tls ...`, critical) when the served
+/// certificate expires within [`WARN_DAYS`]: the second line behind the renewal's own alert,
+/// for a renewal that never runs at all. Once a day while it holds; never for a probe that
+/// failed (nginx restarting is not the certificate's problem).
+#[derive(Debug)]
+pub struct ExpiryAlert {
+    socket: std::path::PathBuf,
+    /// When it was last raised; cleared when raising failed, to try again at the next probe.
+    last: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+}
+
+impl ExpiryAlert {
+    pub fn new(socket: std::path::PathBuf) -> Self {
+        Self {
+            socket,
+            last: Arc::default(),
+        }
+    }
+
+    /// After a probe: raises the alert (in a task of its own) when it is due.
+    pub fn consider(&self, probe: &Probe) {
+        if !matches!(probe.result, ProbeResult::Read(_)) {
+            return;
+        }
+        let Some(warning) = probe.warning(probe.checked_ms) else {
+            return;
+        };
+        let now = std::time::Instant::now();
+        {
+            let mut last = self
+                .last
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if last.is_some_and(|at| now.duration_since(at) < ALERT_AGAIN) {
+                return;
+            }
+            *last = Some(now);
+        }
+        let (socket, last) = (self.socket.clone(), self.last.clone());
+        tokio::spawn(async move {
+            let raised = async {
+                let mut client = supervisor_proto::Client::connect(
+                    &socket,
+                    concat!("statusd/", env!("CARGO_PKG_VERSION")),
+                )
+                .await?;
+                client
+                    .raise("tls", &warning, supervisor_proto::Severity::Critical, true)
+                    .await
+            };
+            let failed = match tokio::time::timeout(PROBE_TIMEOUT, raised).await {
+                Ok(Ok(alert)) => {
+                    tracing::warn!(id = %alert.id, %warning, "TLS expiry alert raised");
+                    return;
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "the supervisor did not answer in time".to_owned(),
+            };
+            tracing::error!(error = %failed, %warning, "cannot raise the TLS expiry alert; trying again at the next probe");
+            *last
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        });
     }
 }
 

@@ -52,7 +52,10 @@ impl Children {
 impl Drop for Children {
     fn drop(&mut self) {
         for child in self.0.iter_mut().rev() {
-            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg(child.id().to_string())
+                .stderr(Stdio::null())
+                .status();
             let _ = child.wait();
         }
     }
@@ -362,12 +365,7 @@ fn issued_renewed_under_load_and_a_failed_renewal_is_raised() {
     assert!(!out.status.success());
     assert_eq!(std::fs::read(&cert).unwrap(), renewed);
     assert_eq!(served(nginx.https), served_first(&renewed));
-    let alerts = Command::new(supervisor_bin())
-        .args(["alerts", "--json", "-s"])
-        .arg(&socket)
-        .output()
-        .unwrap();
-    let alerts: Value = serde_json::from_slice(&alerts.stdout).unwrap();
+    let alerts = alerts(&socket);
     let a = &alerts[0];
     assert_eq!(
         (
@@ -384,6 +382,83 @@ fn issued_renewed_under_load_and_a_failed_renewal_is_raised() {
         message.starts_with("TLS certificate renewal failed") && message.contains(DOMAIN),
         "{message}"
     );
+}
+
+/// `supervisor alerts --json`: the newest first.
+fn alerts(socket: &Path) -> Value {
+    let out = Command::new(supervisor_bin())
+        .args(["alerts", "--json", "-s"])
+        .arg(socket)
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// statusd's second line: a certificate about to expire (a renewal that never ran) shows a
+/// warning on the page and raises one critical alert through the supervisor, not one a probe.
+#[test]
+fn a_certificate_about_to_expire_warns_and_raises_one_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("supervisor.toml"),
+        "[program.idle]\ncommand = [\"sleep\", \"1000\"]\n",
+    )
+    .unwrap();
+    let supervisor = Supervisor::start(dir, Mode::Plain);
+    let root = supervisor.dir.path();
+    let socket = root.join("data/supervisor.sock");
+    let (cert, key) = (root.join("fullchain.pem"), root.join("privkey.pem"));
+    testkit::self_signed(&cert, &key, DOMAIN, 3);
+    let nginx_dir = root.join("nginx");
+    std::fs::create_dir(&nginx_dir).unwrap();
+    let statusd_port = free_port();
+    let nginx = Nginx::start_with(&nginx_dir, free_port(), statusd_port, &cert, &key);
+    let mut children = Children::default();
+    children.spawn(
+        Command::new(env!("CARGO_BIN_EXE_statusd"))
+            .env("STATUSD_LISTEN", format!("127.0.0.1:{statusd_port}"))
+            .env("SUPERVISOR_SOCKET", &socket)
+            .env("TLS_PROBE", format!("127.0.0.1:{}", nginx.https))
+            .env("TLS_PROBE_NAME", DOMAIN)
+            .env("TLS_PROBE_INTERVAL", "1s")
+            .env_remove("STATUSD_TOKEN"),
+        "statusd",
+    );
+    let tls_alerts = || -> Vec<Value> {
+        alerts(&socket)
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["program"] == "tls")
+            .cloned()
+            .collect()
+    };
+    wait_until("the expiry alert", || !tls_alerts().is_empty());
+    let a = &tls_alerts()[0];
+    assert_eq!(
+        (
+            a["kind"].as_str(),
+            a["severity"].as_str(),
+            a["critical"].as_bool()
+        ),
+        (Some("reported"), Some("critical"), Some(true)),
+        "{a}"
+    );
+    let message = a["message"].as_str().unwrap();
+    // Three days from the certificate's start: 2 or 3 days left, as the second falls.
+    let left = ["expires in 2 days:", "expires in 3 days:"];
+    assert!(
+        message.contains(DOMAIN) && left.iter().any(|l| message.contains(l)),
+        "{message}"
+    );
+    let page = get(statusd_port, "/");
+    assert!(
+        page.contains("id=tls>") && left.iter().any(|l| page.contains(l)),
+        "{page}"
+    );
+    // Three more probes: still one alert (the next is due in a day).
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(tls_alerts().len(), 1, "{:?}", tls_alerts());
 }
 
 /// The first certificate of a PEM chain, as `openssl s_client` prints it.
