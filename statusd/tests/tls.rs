@@ -115,16 +115,35 @@ fn run(cmd: &mut Command) -> Output {
     out
 }
 
-#[test]
-fn issued_renewed_under_load_and_a_failed_renewal_is_raised() {
+/// The supervisor (for the alerts), with one program: testkit's, its log followed.
+fn supervisor() -> Supervisor {
     let dir = tempfile::tempdir().unwrap();
-    // The supervisor (for the alert), with one program: testkit's, its log followed.
     std::fs::write(
         dir.path().join("supervisor.toml"),
         "[program.idle]\ncommand = [\"sleep\", \"1000\"]\n",
     )
     .unwrap();
-    let supervisor = Supervisor::start(dir, Mode::Plain);
+    Supervisor::start(dir, Mode::Plain)
+}
+
+/// statusd on `port`, following the supervisor at `socket` and probing nginx's `https` port
+/// every second.
+fn statusd(children: &mut Children, port: u16, socket: &Path, https: u16) {
+    children.spawn(
+        Command::new(env!("CARGO_BIN_EXE_statusd"))
+            .env("STATUSD_LISTEN", format!("127.0.0.1:{port}"))
+            .env("SUPERVISOR_SOCKET", socket)
+            .env("TLS_PROBE", format!("127.0.0.1:{https}"))
+            .env("TLS_PROBE_NAME", DOMAIN)
+            .env("TLS_PROBE_INTERVAL", "1s")
+            .env_remove("STATUSD_TOKEN"),
+        "statusd",
+    );
+}
+
+#[test]
+fn issued_renewed_under_load_and_a_failed_renewal_is_raised() {
+    let supervisor = supervisor();
     let root = supervisor.dir.path();
     let socket = root.join("data/supervisor.sock");
     let mut children = Children::default();
@@ -140,16 +159,7 @@ fn issued_renewed_under_load_and_a_failed_renewal_is_raised() {
     std::fs::create_dir(&nginx_dir).unwrap();
     let statusd_port = free_port();
     let nginx = Nginx::start_with(&nginx_dir, free_port(), statusd_port, &cert, &key);
-    children.spawn(
-        Command::new(env!("CARGO_BIN_EXE_statusd"))
-            .env("STATUSD_LISTEN", format!("127.0.0.1:{statusd_port}"))
-            .env("SUPERVISOR_SOCKET", &socket)
-            .env("TLS_PROBE", format!("127.0.0.1:{}", nginx.https))
-            .env("TLS_PROBE_NAME", DOMAIN)
-            .env("TLS_PROBE_INTERVAL", "1s")
-            .env_remove("STATUSD_TOKEN"),
-        "statusd",
-    );
+    statusd(&mut children, statusd_port, &socket, nginx.https);
     wait_until("statusd to read the placeholder", || {
         status_tls(statusd_port)["serial"] == x509(&placeholder, "-serial")
     });
@@ -398,13 +408,7 @@ fn alerts(socket: &Path) -> Value {
 /// warning on the page and raises one critical alert through the supervisor, not one a probe.
 #[test]
 fn a_certificate_about_to_expire_warns_and_raises_one_alert() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("supervisor.toml"),
-        "[program.idle]\ncommand = [\"sleep\", \"1000\"]\n",
-    )
-    .unwrap();
-    let supervisor = Supervisor::start(dir, Mode::Plain);
+    let supervisor = supervisor();
     let root = supervisor.dir.path();
     let socket = root.join("data/supervisor.sock");
     let (cert, key) = (root.join("fullchain.pem"), root.join("privkey.pem"));
@@ -414,16 +418,7 @@ fn a_certificate_about_to_expire_warns_and_raises_one_alert() {
     let statusd_port = free_port();
     let nginx = Nginx::start_with(&nginx_dir, free_port(), statusd_port, &cert, &key);
     let mut children = Children::default();
-    children.spawn(
-        Command::new(env!("CARGO_BIN_EXE_statusd"))
-            .env("STATUSD_LISTEN", format!("127.0.0.1:{statusd_port}"))
-            .env("SUPERVISOR_SOCKET", &socket)
-            .env("TLS_PROBE", format!("127.0.0.1:{}", nginx.https))
-            .env("TLS_PROBE_NAME", DOMAIN)
-            .env("TLS_PROBE_INTERVAL", "1s")
-            .env_remove("STATUSD_TOKEN"),
-        "statusd",
-    );
+    statusd(&mut children, statusd_port, &socket, nginx.https);
     let tls_alerts = || -> Vec<Value> {
         alerts(&socket)
             .as_array()

@@ -299,6 +299,16 @@ pub fn field<'a>(e: &'a Value, name: &str) -> &'a str {
     e.get(name).and_then(Value::as_str).unwrap_or("")
 }
 
+/// The deploy history of `program` under the supervisor folder `root` (its JSON lines), oldest
+/// first; empty before the first deploy.
+pub fn deploy_history(root: &Path, program: &str) -> Vec<Value> {
+    std::fs::read_to_string(root.join(format!("data/deploys/{program}.jsonl")))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 /// Lines of a file, empty when it does not exist.
 pub fn lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)

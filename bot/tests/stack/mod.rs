@@ -179,11 +179,7 @@ environment = {{ {token}{gateway}{shard}DISCORD_API_BASE = "{api}", DISCORD_RATE
     }
 
     pub fn history(&self) -> Vec<Value> {
-        std::fs::read_to_string(self.root().join("data/deploys/app.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        testkit::supervisor::deploy_history(self.root(), "app")
     }
 
     /// Runs the supervisor's CLI against this stack.

@@ -150,11 +150,7 @@ environment = {{ STATUSD_LISTEN = "127.0.0.1:0", SUPERVISOR_SOCKET = "{root}/dat
     }
 
     pub fn history(&self) -> Vec<Value> {
-        std::fs::read_to_string(self.root().join("data/deploys/app.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        testkit::supervisor::deploy_history(self.root(), "app")
     }
 
     /// No deploy ran or runs.
