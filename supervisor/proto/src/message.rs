@@ -1,4 +1,8 @@
 //! Every message of the protocol. `docs/PROTOCOL.md` shows each as JSON; a test decodes them.
+//!
+//! Why this file is past 600 lines: it is the protocol's one list of requests, answers, events
+//! and records, read side by side with docs/PROTOCOL.md; the vocabulary and the client are
+//! already files of their own.
 
 use serde::{Deserialize, Serialize};
 
