@@ -275,3 +275,49 @@ startsecs = 0
     let err = lines.iter().find(|v| v["stream"] == "stderr").unwrap();
     assert_eq!(err["line"], "oops");
 }
+
+/// A program that writes one line per `write()` (a line-buffered logger), with the echo on: the
+/// log file and the echoed copy on the supervisor's stdout (a pipe, as under Docker) both get
+/// every line, whole and in order, the copy with its `name | ` prefix. Enough lines that the
+/// echo's buffers are handed back and filled again many times.
+#[test]
+fn a_line_writer_is_logged_and_echoed_complete_and_in_order() {
+    const LINES: usize = 250_000; // 20 MiB of 80-byte lines
+    let dir = Supervisor::dir_with(&format!(
+        r#"
+[program.flood]
+command = ["perl", "-e", "$|=1; printf(\"%079d\\n\", $_) for 1..{LINES}"]
+autorestart = false
+startsecs = 0
+stdout_logfile_maxbytes = 0
+"#
+    ));
+    let sup = Supervisor::start(dir, Mode::Plain);
+    sup.wait_state("flood", "EXITED");
+    let log = sup.path("data/logs/flood.log");
+    wait_until("the whole log", || lines(&log).len() == LINES);
+    for (i, line) in lines(&log).iter().enumerate() {
+        assert_eq!(line, &format!("{:079}", i + 1), "log line {}", i + 1);
+    }
+    wait_until("the whole echo", || {
+        sup.stdout()
+            .lines()
+            .filter(|l| l.starts_with("flood | "))
+            .count()
+            == LINES
+    });
+    let echoed: Vec<String> = sup
+        .stdout()
+        .lines()
+        .filter(|l| l.starts_with("flood | "))
+        .map(str::to_owned)
+        .collect();
+    for (i, line) in echoed.iter().enumerate() {
+        assert_eq!(
+            line,
+            &format!("flood | {:079}", i + 1),
+            "echoed line {}",
+            i + 1
+        );
+    }
+}
