@@ -164,78 +164,17 @@ fn issued_renewed_under_load_and_a_failed_renewal_is_raised() {
         status_tls(statusd_port)["serial"] == x509(&placeholder, "-serial")
     });
 
-    // The CA: pebble, validating HTTP-01 on nginx's port 80 stand-in, names resolved to
-    // 127.0.0.1 by pebble-challtestsrv.
-    let ca = root.join("ca");
-    std::fs::create_dir(&ca).unwrap();
-    testkit::self_signed(&ca.join("cert.pem"), &ca.join("key.pem"), "localhost", 2);
-    let (acme, dns) = (free_port(), free_port());
-    std::fs::write(
-        ca.join("pebble.json"),
-        serde_json::json!({"pebble": {
-            "listenAddress": format!("127.0.0.1:{acme}"),
-            "managementListenAddress": format!("127.0.0.1:{}", free_port()),
-            "certificate": ca.join("cert.pem"),
-            "privateKey": ca.join("key.pem"),
-            "httpPort": nginx.http,
-            "tlsPort": free_port(),
-            "ocspResponderURL": "",
-            "externalAccountBindingRequired": false,
-        }})
-        .to_string(),
-    )
-    .unwrap();
-    children.spawn(
-        Command::new("pebble-challtestsrv")
-            .args([
-                "-defaultIPv6",
-                "",
-                "-http01",
-                "",
-                "-https01",
-                "",
-                "-tlsalpn01",
-                "",
-            ])
-            .args(["-dns01", &format!("127.0.0.1:{dns}")])
-            .args(["-management", &format!("127.0.0.1:{}", free_port())]),
-        "pebble-challtestsrv (Debian's pebble)",
-    );
-    let pebble = children.spawn(
-        Command::new("pebble")
-            .arg("-config")
-            .arg(ca.join("pebble.json"))
-            .args(["-dnsserver", &format!("127.0.0.1:{dns}")])
-            .env("PEBBLE_VA_NOSLEEP", "1")
-            .env("PEBBLE_WFE_NONCEREJECT", "0"),
-        "pebble",
-    );
-    wait_until("pebble to listen", || {
-        TcpStream::connect(("127.0.0.1", acme)).is_ok()
-    });
-
-    let letsencrypt = root.join("letsencrypt");
+    // The CA, validating HTTP-01 on nginx's port 80 stand-in.
+    let ca = Ca::start(&mut children, root, nginx.http);
+    let pebble = ca.pebble;
     let script = |args: &[&str]| {
-        let mut cmd = Command::new(workspace().join("scripts/tls-certificate"));
-        cmd.args(args)
-            .env("TLS_DIR", &tls)
-            .env("ACME_DIR", &nginx.acme)
-            .env("LETSENCRYPT_DIR", &letsencrypt)
-            .env(
-                "CERTBOT",
-                format!(
-                    "certbot --server https://127.0.0.1:{acme}/dir --work-dir {} --logs-dir {}",
-                    root.join("certbot-work").display(),
-                    root.join("certbot-logs").display()
-                ),
-            )
-            .env("REQUESTS_CA_BUNDLE", ca.join("cert.pem"))
-            .env("NGINX", nginx.command.join(" "))
+        let mut cmd = ca.script(root, args, &tls, &nginx.acme, nginx.http);
+        cmd.env("NGINX", nginx.command.join(" "))
             .env("SUPERVISOR", supervisor_bin())
-            .env("SUPERVISOR_SOCKET", &socket)
-            .env("HTTP_PORT", nginx.http.to_string());
+            .env("SUPERVISOR_SOCKET", &socket);
         run(&mut cmd)
     };
+    let letsencrypt = root.join("letsencrypt");
 
     // Issue while nginx holds the HTTP port: the challenge goes through its webroot.
     let out = script(&["issue", DOMAIN, "owner@example.org"]);
@@ -392,6 +331,131 @@ fn issued_renewed_under_load_and_a_failed_renewal_is_raised() {
         message.starts_with("TLS certificate renewal failed") && message.contains(DOMAIN),
         "{message}"
     );
+}
+
+/// Let's Encrypt's stand-in: pebble on 127.0.0.1, validating HTTP-01 on `http_port`, with
+/// pebble-challtestsrv resolving every name to 127.0.0.1.
+struct Ca {
+    acme: u16,
+    dir: PathBuf,
+    /// Its index in the children, to stop it.
+    pebble: usize,
+}
+
+impl Ca {
+    fn start(children: &mut Children, root: &Path, http_port: u16) -> Self {
+        let dir = root.join("ca");
+        std::fs::create_dir(&dir).unwrap();
+        testkit::self_signed(&dir.join("cert.pem"), &dir.join("key.pem"), "localhost", 2);
+        let (acme, dns) = (free_port(), free_port());
+        std::fs::write(
+            dir.join("pebble.json"),
+            serde_json::json!({"pebble": {
+                "listenAddress": format!("127.0.0.1:{acme}"),
+                "managementListenAddress": format!("127.0.0.1:{}", free_port()),
+                "certificate": dir.join("cert.pem"),
+                "privateKey": dir.join("key.pem"),
+                "httpPort": http_port,
+                "tlsPort": free_port(),
+                "ocspResponderURL": "",
+                "externalAccountBindingRequired": false,
+            }})
+            .to_string(),
+        )
+        .unwrap();
+        children.spawn(
+            Command::new("pebble-challtestsrv")
+                .args([
+                    "-defaultIPv6",
+                    "",
+                    "-http01",
+                    "",
+                    "-https01",
+                    "",
+                    "-tlsalpn01",
+                    "",
+                ])
+                .args(["-dns01", &format!("127.0.0.1:{dns}")])
+                .args(["-management", &format!("127.0.0.1:{}", free_port())]),
+            "pebble-challtestsrv (Debian's pebble)",
+        );
+        let pebble = children.spawn(
+            Command::new("pebble")
+                .arg("-config")
+                .arg(dir.join("pebble.json"))
+                .args(["-dnsserver", &format!("127.0.0.1:{dns}")])
+                .env("PEBBLE_VA_NOSLEEP", "1")
+                .env("PEBBLE_WFE_NONCEREJECT", "0"),
+            "pebble",
+        );
+        wait_until("pebble to listen", || {
+            TcpStream::connect(("127.0.0.1", acme)).is_ok()
+        });
+        Self { acme, dir, pebble }
+    }
+
+    /// scripts/tls-certificate with `args`, certbot pointed at this CA, its state under `root`.
+    fn script(
+        &self,
+        root: &Path,
+        args: &[&str],
+        tls: &Path,
+        acme_dir: &Path,
+        http_port: u16,
+    ) -> Command {
+        let mut cmd = Command::new(workspace().join("scripts/tls-certificate"));
+        cmd.args(args)
+            .env("TLS_DIR", tls)
+            .env("ACME_DIR", acme_dir)
+            .env("LETSENCRYPT_DIR", root.join("letsencrypt"))
+            .env(
+                "CERTBOT",
+                format!(
+                    "certbot --server https://127.0.0.1:{}/dir --work-dir {} --logs-dir {}",
+                    self.acme,
+                    root.join("certbot-work").display(),
+                    root.join("certbot-logs").display()
+                ),
+            )
+            .env("REQUESTS_CA_BUNDLE", self.dir.join("cert.pem"))
+            .env("HTTP_PORT", http_port.to_string());
+        cmd
+    }
+}
+
+/// Before the stack is up nothing holds the HTTP port: `issue` serves the challenge there
+/// itself for the duration, and only copies the certificate into TLS_DIR (no nginx to reload
+/// yet: NGINX is `false` here, and would fail the run if called).
+#[test]
+fn issued_before_the_stack_is_up_through_a_temporary_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let mut children = Children::default();
+    let http_port = free_port();
+    let ca = Ca::start(&mut children, root, http_port);
+    let (tls, acme_dir) = (root.join("tls"), root.join("acme"));
+    let mut cmd = ca.script(
+        root,
+        &["issue", DOMAIN, "owner@example.org"],
+        &tls,
+        &acme_dir,
+        http_port,
+    );
+    cmd.env("NGINX", "false").env("SUPERVISOR", "false");
+    assert!(run(&mut cmd).status.success());
+    let issued = std::fs::read(tls.join("fullchain.pem")).unwrap();
+    assert!(
+        x509(&issued, "-issuer").contains("Pebble"),
+        "{}",
+        x509(&issued, "-issuer")
+    );
+    let key = tls.join("privkey.pem");
+    let mode = |p: &Path| {
+        std::os::unix::fs::PermissionsExt::mode(&p.metadata().unwrap().permissions()) & 0o777
+    };
+    assert_eq!((mode(&tls), mode(&key)), (0o700, 0o600));
+    // The temporary server is gone with the script.
+    assert!(TcpStream::connect(("127.0.0.1", http_port)).is_err());
 }
 
 /// `supervisor alerts --json`: the newest first.
