@@ -3,9 +3,11 @@
 //! client, the shipped nginx template in front, `scripts/tls-certificate` between them, a real
 //! supervisor for the alert and statusd probing what nginx serves. Issue through nginx's
 //! webroot, renew while a request is in flight (it is answered; new connections get the new
-//! certificate), a failed renewal (pebble stopped) raised as an alert, nothing else changed.
+//! certificate), a failed renewal (pebble stopped) raised as an alert, nothing else changed;
+//! issue before the stack is up; a certificate about to expire; the renewal timer's units.
 //!
-//! Needs pebble, certbot, nginx and openssl (Debian; scripts/test installs them as root).
+//! Needs pebble, certbot, nginx, openssl, ss and systemd-analyze (Debian; scripts/test installs
+//! them as root).
 
 #![allow(clippy::unwrap_used)] // in a test, an unwrap is an assertion
 #![allow(clippy::disallowed_methods)] // tests run the real binaries and tools: std spawns them
