@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""The daemon's memory, three ways, side by side in one run: RSS (what `ps` shows), PSS (shared
+pages divided among the processes that map them: what the process really costs the machine) and
+anonymous memory (heap, stacks: what no other process shares), read from /proc/PID/smaps_rollup
+with 3 programs running, 1.2 s after they started. For each of our builds given (e.g. the static
+one the container ships and a dynamic one) and for supervisord 4.2.5. Median of 5 starts.
+
+Usage: scripts/bench/memory.py NAME=BINARY [NAME=BINARY ...]
+Needs: supervisord (Debian package `supervisor`), sleep.
+"""
+
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from supervisor_vs_supervisord import Ours, Supervisord, sleepers, sleeping, start, stop, wait_for  # noqa: E402
+
+ROUNDS = 5
+
+
+def rollup(pid):
+    """Rss, Pss and Anonymous of `pid`, in KiB."""
+    fields = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 2 and parts[0].rstrip(":") in ("Rss", "Pss", "Anonymous"):
+                fields[parts[0].rstrip(":")] = int(parts[1])
+    return fields
+
+
+def measure(impl):
+    samples = []
+    for _ in range(ROUNDS):
+        with tempfile.TemporaryDirectory() as d:
+            proc, _ = start(impl, d, sleeping(3))
+            try:
+                wait_for("3 children", lambda: len(sleepers(proc.pid)) == 3)
+                time.sleep(1.2)
+                samples.append(rollup(proc.pid))
+            finally:
+                stop(proc)
+    return {k: statistics.median(s[k] for s in samples) for k in ("Rss", "Pss", "Anonymous")}
+
+
+def main():
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    rows = []
+    for arg in sys.argv[1:]:
+        name, _, binary = arg.partition("=")
+        impl = Ours(os.path.abspath(binary))
+        rows.append((f"ours, {name}", measure(impl), os.path.getsize(binary)))
+    rows.append(("supervisord 4.2.5", measure(Supervisord()), None))
+    print(f"{'3 programs, KiB (median of 5)':<32} {'RSS':>7} {'PSS':>7} {'anon':>7} {'binary':>9}")
+    for name, m, size in rows:
+        size_text = f"{size / 1048576:.1f} MiB" if size else ""
+        print(f"{name:<32} {m['Rss']:>7.0f} {m['Pss']:>7.0f} {m['Anonymous']:>7.0f} {size_text:>9}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The supervisor's memory with 3 programs (RSS, PSS, anonymous) for the static build the
+# container ships and a dynamic one, beside supervisord's, in one run.
+#   scripts/bench/memory.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+. scripts/bench/build-supervisor
+cargo build --quiet --release --locked -p supervisor
+exec python3 scripts/bench/memory.py "static=$ours" "dynamic=target/release/supervisor"
