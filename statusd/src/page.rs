@@ -10,8 +10,7 @@ use std::fmt::Write as _;
 use supervisor_proto::{DeployResult, ProgramState};
 
 use crate::history::{History, WINDOW_MS};
-use crate::server::running_commit;
-use crate::view::Snapshot;
+use crate::view::{Snapshot, running_commit};
 
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;")

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 use crate::settings::Settings;
-use crate::view::{self, Snapshot, View};
+use crate::view::{self, Snapshot, View, running_commit};
 
 /// statusd takes no request bodies worth more than this.
 const BODY_LIMIT: u64 = 64 * 1024;
@@ -157,31 +157,6 @@ async fn bearer(
         }
     }
     next.run(request).await
-}
-
-/// The commit a program runs, from its last conclusive deploy.
-#[derive(Debug)]
-pub struct Running {
-    pub commit: Option<String>,
-    /// The commit's subject line.
-    pub subject: Option<String>,
-    pub result: supervisor_proto::DeployResult,
-    /// When the deploy that put it there ended (Unix ms).
-    pub at_ms: u64,
-    pub deploy_id: String,
-}
-
-/// The commit a program runs, and when it was deployed, from its last conclusive deploy.
-pub fn running_commit(s: &Snapshot, program: &str) -> Option<Running> {
-    let d = supervisor_proto::last_conclusive(&s.deploys, program)?;
-    let (commit, subject) = d.running_commit();
-    Some(Running {
-        commit: commit.map(str::to_owned),
-        subject: subject.map(str::to_owned),
-        result: d.result,
-        at_ms: d.started_ms + d.duration_ms,
-        deploy_id: d.id.clone(),
-    })
 }
 
 fn read(app: &App) -> Snapshot {

@@ -381,3 +381,28 @@ mod tests {
         assert_eq!(s.description(&fatal), "Exited too quickly");
     }
 }
+
+/// The commit a program runs, from its last conclusive deploy.
+#[derive(Debug)]
+pub struct Running {
+    pub commit: Option<String>,
+    /// The commit's subject line.
+    pub subject: Option<String>,
+    pub result: supervisor_proto::DeployResult,
+    /// When the deploy that put it there ended (Unix ms).
+    pub at_ms: u64,
+    pub deploy_id: String,
+}
+
+/// The commit a program runs, and when it was deployed, from its last conclusive deploy.
+pub fn running_commit(s: &Snapshot, program: &str) -> Option<Running> {
+    let d = supervisor_proto::last_conclusive(&s.deploys, program)?;
+    let (commit, subject) = d.running_commit();
+    Some(Running {
+        commit: commit.map(str::to_owned),
+        subject: subject.map(str::to_owned),
+        result: d.result,
+        at_ms: d.started_ms + d.duration_ms,
+        deploy_id: d.id.clone(),
+    })
+}

@@ -25,9 +25,10 @@ use supervisor_proto::{
 };
 
 use super::Daemon;
+use crate::deploy::git::Commit;
 use crate::deploy::git::{self, is_commit, redact_url, step_environment};
 use crate::deploy::history::{self, Quarantined};
-use crate::deploy::machine::{Commit, Effect, Input, Machine, Observed, Setup};
+use crate::deploy::machine::{Effect, Input, Machine, Observed, Setup};
 use crate::deploy::release;
 use crate::dirs::{self, Existing};
 use crate::lifecycle::{Event as LifeEvent, ExitReason, State, later};

@@ -3,8 +3,14 @@
 
 use std::path::Path;
 
-use super::machine::Commit;
 use crate::config::DeployConfig;
+
+/// A commit and its subject line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Commit {
+    pub id: String,
+    pub subject: Option<String>,
+}
 
 fn git(args: &[&str]) -> Vec<String> {
     std::iter::once("git")

@@ -19,16 +19,9 @@ use std::time::Instant;
 
 use supervisor_proto::{DeployKind, DeployResult, DeployStage, StepRecord};
 
-use super::git;
+use super::git::{self, Commit};
 use crate::config::DeployConfig;
 use crate::lifecycle::later;
-
-/// A commit and its subject line.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Commit {
-    pub id: String,
-    pub subject: Option<String>,
-}
 
 /// What the machine needs to know from disk, read by the daemon before it starts.
 #[derive(Clone, Debug)]

@@ -473,7 +473,7 @@ fn program(
             Some(o) => expand(o)?,
             None => interpolate(process_name, &lookup).map_err(|m| invalid(s, None, m))?,
         };
-        crate::config::ProgramName::new(&name).map_err(|m| invalid(s, name_opt, m))?;
+        supervisor_proto::ProgramName::new(&name).map_err(|m| invalid(s, name_opt, m))?;
         let _ = writeln!(out, "\n[program.{}]", toml_key(&name));
         if let Some(g) = &group {
             let why = if explicit_group.is_some() {
