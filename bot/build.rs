@@ -18,9 +18,8 @@ fn main() {
     };
     watch(&git_dir.join("HEAD"));
     watch(&git_dir.join("packed-refs"));
-    if let Ok(text) = std::fs::read_to_string(git_dir.join("HEAD"))
-        && let Some(branch) = text.trim().strip_prefix("ref: ")
-    {
+    let head = std::fs::read_to_string(git_dir.join("HEAD")).unwrap_or_default();
+    if let Some(branch) = head.trim().strip_prefix("ref: ") {
         let loose = git_dir.join(branch);
         if loose.exists() {
             watch(&loose);

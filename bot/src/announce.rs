@@ -171,10 +171,9 @@ async fn direct_messages(http: &serenity::Http, shared: &Shared, text: &str) {
     let mut owners: Vec<u64> = shared.settings.owners.iter().copied().collect();
     match http.get_current_application_info().await {
         Ok(app) => {
-            if let Some(owner) = app.owner
-                && !owners.contains(&owner.id.get())
-            {
-                owners.push(owner.id.get());
+            let owner = app.owner.map(|o| o.id.get());
+            if let Some(owner) = owner.filter(|o| !owners.contains(o)) {
+                owners.push(owner);
             }
         }
         Err(e) => tracing::warn!("cannot ask Discord for the application's owner: {e}"),

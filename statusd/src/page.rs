@@ -164,9 +164,11 @@ pub fn render_live(s: &Snapshot, memory: &HashMap<String, u64>, now_ms: u64) -> 
             time(now_ms, now_ms)
         );
     }
-    if let Some(t) = &s.tls
-        && let crate::tls::ProbeResult::Read(cert) = &t.result
-    {
+    let read = s.tls.as_ref().and_then(|t| match &t.result {
+        crate::tls::ProbeResult::Read(cert) => Some((t, cert)),
+        _ => None,
+    });
+    if let Some((t, cert)) = read {
         let until = chrono::DateTime::from_timestamp(cert.not_after, 0)
             .map_or_else(String::new, |d| d.format("%Y-%m-%d %H:%M UTC").to_string());
         let _ = writeln!(

@@ -24,10 +24,10 @@ impl UsageCache {
             .last
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((at, asked, usage)) = last.as_ref()
-            && at.elapsed() < FRESH
-            && asked == pids
-        {
+        let fresh = last
+            .as_ref()
+            .filter(|(at, asked, _)| at.elapsed() < FRESH && asked == pids);
+        if let Some((_, _, usage)) = fresh {
             return usage.clone();
         }
         let usage = usage_by_group(pids);

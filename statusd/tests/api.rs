@@ -510,9 +510,8 @@ fn webdriver(port: u16, method: &str, path: &str, body: Option<&Value>) -> Value
         if reader.read_line(&mut line).unwrap() <= 2 {
             break;
         }
-        if let Some((name, value)) = line.split_once(':')
-            && name.eq_ignore_ascii_case("content-length")
-        {
+        let header = line.split_once(':');
+        if let Some((_, value)) = header.filter(|(n, _)| n.eq_ignore_ascii_case("content-length")) {
             length = value.trim().parse().unwrap();
         }
     }

@@ -160,8 +160,10 @@ async fn respond(
     request: Request<Incoming>,
     limits: Limits,
 ) -> Result<Response<Body>, Infallible> {
-    if let Some(limit) = limits.body_limit
-        && declared_length(&request).is_some_and(|n| n > limit)
+    let declared = declared_length(&request);
+    if limits
+        .body_limit
+        .is_some_and(|limit| declared.is_some_and(|n| n > limit))
     {
         return Ok(plain(
             StatusCode::PAYLOAD_TOO_LARGE,

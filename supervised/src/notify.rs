@@ -50,9 +50,10 @@ impl Notifier {
 
     /// Sends `text` (`KEY=VALUE` lines) as one datagram.
     pub fn send(&self, text: &str) {
-        if let Some((socket, addr)) = &self.target
-            && let Err(e) = socket.send_to_addr(text.as_bytes(), addr)
-        {
+        let Some((socket, addr)) = &self.target else {
+            return;
+        };
+        if let Err(e) = socket.send_to_addr(text.as_bytes(), addr) {
             tracing::debug!(error = %e, "notification not sent");
         }
     }

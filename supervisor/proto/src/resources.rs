@@ -38,9 +38,7 @@ pub fn usage_by_group(pgids: &[u32]) -> std::collections::HashMap<u32, Usage> {
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
             continue;
         };
-        if let Some((group, ticks, _)) = parse_stat(&stat)
-            && pgids.contains(&group)
-        {
+        if let Some((group, ticks, _)) = parse_stat(&stat).filter(|(g, _, _)| pgids.contains(g)) {
             let total = out.entry(group).or_default();
             total.cpu_seconds += ticks as f64 / USER_HZ;
             // In kB, whatever the page size (4 KiB on x86, 16 KiB on a Pi 5's kernel).

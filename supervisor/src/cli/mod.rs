@@ -51,11 +51,11 @@ pub fn main() -> ExitCode {
             log_level,
         } => {
             init_tracing(log_format, log_level.unwrap_or(tracing::Level::INFO));
-            if let Some(user) = user
-                && let Err(e) = crate::process::become_user(&user)
-            {
-                eprintln!("supervisor: cannot switch to user {user}: {e}");
-                return Exit::Usage.into();
+            if let Some(user) = user {
+                if let Err(e) = crate::process::become_user(&user) {
+                    eprintln!("supervisor: cannot switch to user {user}: {e}");
+                    return Exit::Usage.into();
+                }
             }
             match crate::run(&config.config, strict, std::future::pending()) {
                 // The daemon's own code (0 or 1, README "Exit codes").

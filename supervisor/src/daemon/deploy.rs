@@ -560,9 +560,7 @@ impl Daemon {
         {
             self.programs[idx].pending_start = true;
         }
-        if let Some(f) = followup
-            && self.shutdown.is_none()
-        {
+        if let Some(f) = followup.filter(|_| self.shutdown.is_none()) {
             let trigger = format!("{} (queued)", f.trigger);
             let _ = self.request_deploy(&program, DeployKind::Deploy, trigger, f.force);
         }
@@ -615,9 +613,8 @@ impl Daemon {
                 .into_iter()
                 .find(DeployRecord::is_conclusive)
                 .and_then(|r| r.running_commit().0.map(str::to_owned));
-            if cfg.artifact.is_none()
-                && let Some(good) = good.filter(|c: &String| is_commit(c))
-            {
+            let good = good.filter(|c: &String| cfg.artifact.is_none() && is_commit(c));
+            if let Some(good) = good {
                 // As every deploy step: the deploy's user, its environment, its own process
                 // group, within the step timeout (at most a minute: the daemon is starting).
                 let argv = git::checkout(&good);

@@ -179,20 +179,21 @@ impl Daemon {
                 continue;
             }
             let h = &mut self.programs[idx].health;
-            if h.ready_poll.as_mut().is_some_and(|s| s.start_if_due(now))
-                && let Ready::Probe(spec) = &self.programs[idx].cfg.ready
-            {
-                let (probe, timeout) = (spec.probe.clone(), spec.timeout);
-                self.start_probe(idx, ProbeKind::Ready, probe, timeout);
+            if h.ready_poll.as_mut().is_some_and(|s| s.start_if_due(now)) {
+                if let Ready::Probe(spec) = &self.programs[idx].cfg.ready {
+                    let (probe, timeout) = (spec.probe.clone(), spec.timeout);
+                    self.start_probe(idx, ProbeKind::Ready, probe, timeout);
+                }
             }
             let h = &mut self.programs[idx].health;
             if h.liveness
                 .as_mut()
                 .is_some_and(|l| l.schedule.start_if_due(now))
-                && let Some(check) = &self.programs[idx].cfg.healthcheck
             {
-                let (probe, timeout) = (check.probe.clone(), check.timeout);
-                self.start_probe(idx, ProbeKind::Live, probe, timeout);
+                if let Some(check) = &self.programs[idx].cfg.healthcheck {
+                    let (probe, timeout) = (check.probe.clone(), check.timeout);
+                    self.start_probe(idx, ProbeKind::Live, probe, timeout);
+                }
             }
         }
         for (pid, c) in self.probe_pids.iter_mut() {
@@ -299,10 +300,11 @@ impl Daemon {
                 }
             }
             Report::LogReady { program, run } => {
-                if let Some(idx) = self.index(program.as_str())
-                    && self.programs[idx].health.run == run
-                    && matches!(self.programs[idx].state, State::Starting { .. })
-                {
+                let waiting = |idx: &usize| {
+                    let p = &self.programs[*idx];
+                    p.health.run == run && matches!(p.state, State::Starting { .. })
+                };
+                if let Some(idx) = self.index(program.as_str()).filter(waiting) {
                     tracing::info!(program = %program, "ready: its log line appeared");
                     self.feed(idx, LifeEvent::Ready);
                 }

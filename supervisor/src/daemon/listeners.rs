@@ -154,10 +154,10 @@ async fn pump(
                 Some(bytes) => {
                     // A listener that exited or closed its stdin: the event goes back to the
                     // pool when the daemon sees the exit.
-                    if let Some(w) = writer.as_mut()
-                        && w.write_all(&bytes).await.is_err()
-                    {
-                        writer = None;
+                    if let Some(w) = writer.as_mut() {
+                        if w.write_all(&bytes).await.is_err() {
+                            writer = None;
+                        }
                     }
                 }
                 None => return,
@@ -197,11 +197,11 @@ impl Daemon {
     pub(super) fn notify_listeners(&mut self, kind: EventType, payload: String) {
         let mut pools: Vec<(String, usize)> = Vec::new();
         for p in &self.programs {
-            if let Some(l) = &p.cfg.listener
-                && l.wants(kind)
-                && !pools.iter().any(|(name, _)| name == pool_of(&p.cfg))
-            {
-                pools.push((pool_of(&p.cfg).to_owned(), l.buffer_size));
+            let pool = pool_of(&p.cfg);
+            let listener = p.cfg.listener.as_ref();
+            let fresh = listener.filter(|l| l.wants(kind) && !pools.iter().any(|(n, _)| n == pool));
+            if let Some(l) = fresh {
+                pools.push((pool.to_owned(), l.buffer_size));
             }
         }
         if pools.is_empty() {
@@ -303,10 +303,11 @@ impl Daemon {
     }
 
     fn requeue(&mut self, pool: &str, event: Option<Queued>) {
-        if let Some(event) = event
-            && let Some(buffer) = self.listeners.pools.get_mut(pool)
-            && let Some(dropped) = buffer.requeue(event)
-        {
+        let buffer = self.listeners.pools.get_mut(pool);
+        let dropped = event
+            .zip(buffer)
+            .and_then(|(event, buffer)| buffer.requeue(event));
+        if let Some(dropped) = dropped {
             tracing::error!(pool = %pool, serial = dropped.serial, event = %dropped.kind,
                 "event buffer overflowed; discarding the oldest event");
         }
@@ -336,11 +337,11 @@ impl Daemon {
     pub(super) fn listener_state_change(&mut self, idx: usize, previous: &State) {
         let p = &mut self.programs[idx];
         if p.cfg.listener.is_some() {
-            if !p.state.is_live()
-                && let Some(conn) = p.listener.take()
-            {
-                let pool = pool_of(&p.cfg).to_owned();
-                self.requeue(&pool, conn.busy);
+            if !p.state.is_live() {
+                if let Some(conn) = p.listener.take() {
+                    let pool = pool_of(&p.cfg).to_owned();
+                    self.requeue(&pool, conn.busy);
+                }
             } else if matches!(p.state, State::Running { .. }) {
                 let pool = pool_of(&p.cfg).to_owned();
                 self.dispatch(&pool);
@@ -375,10 +376,14 @@ impl Daemon {
             self.notify_listeners(EventType::ProcessStateExited, payload);
         }
         // A start that failed for the last time: supervisord goes STARTING → BACKOFF → FATAL.
-        if let State::Spawning { failed_starts, .. } | State::Starting { failed_starts, .. } =
-            previous
-            && matches!(self.programs[idx].state, State::Fatal { .. })
-        {
+        let failed = match previous {
+            State::Spawning { failed_starts, .. } | State::Starting { failed_starts, .. } => {
+                Some(failed_starts)
+            }
+            _ => None,
+        };
+        let fatal = matches!(self.programs[idx].state, State::Fatal { .. });
+        if let Some(failed_starts) = failed.filter(|_| fatal) {
             let payload = listener::process_state_payload(
                 &name,
                 &group,

@@ -79,9 +79,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     // Handlers next: as PID 1 a signal without a handler is simply dropped, and SIGCHLD must
     // be caught before the first child can exit.
     let mut signals = Signals::install().context("installing signal handlers")?;
-    if std::process::id() != 1
-        && let Err(e) = process::become_subreaper()
-    {
+    let subreaper = match std::process::id() {
+        1 => Ok(()),
+        _ => process::become_subreaper(),
+    };
+    if let Err(e) = subreaper {
         tracing::warn!(error = %e, "cannot become a child subreaper; orphans will not be reaped by us");
     }
     let nofile = process::raise_nofile();
@@ -718,10 +720,12 @@ impl Daemon {
             }
             if let Some(program) = self.main_pids.remove(&pid) {
                 // The declared main process ended: that is the program's exit.
-                if let Some(idx) = self.index(&program)
-                    && self.programs[idx].health.main_pid == Some(pid)
-                    && let Some(leader) = self.programs[idx].state.pid()
-                {
+                let main = self.index(&program).and_then(|idx| {
+                    let p = &self.programs[idx];
+                    let leader = p.state.pid().filter(|_| p.health.main_pid == Some(pid));
+                    leader.map(|leader| (idx, leader))
+                });
+                if let Some((idx, leader)) = main {
                     tracing::info!(program = %program, pid = pid.as_raw(), reason = %reason, "main process exited");
                     self.programs[idx].health.main_pid = None;
                     self.programs[idx].last_exit = Some(reason.clone());
@@ -764,11 +768,9 @@ impl Daemon {
         // A stopping program whose leader is gone is done when its group is empty; the last
         // member's exit was just reaped if it was an orphan of ours.
         for i in 0..self.programs.len() {
-            if let State::Stopping {
-                pid, last: Some(_), ..
-            } = self.programs[i].state
-                && !process::group_alive(pid)
-            {
+            let gone = matches!(self.programs[i].state,
+                State::Stopping { pid, last: Some(_), .. } if !process::group_alive(pid));
+            if gone {
                 self.feed(i, LifeEvent::GroupGone);
             }
         }

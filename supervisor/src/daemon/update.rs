@@ -94,9 +94,10 @@ impl Daemon {
             }
         }
         for name in &added {
-            if let Some(cfg) = new.program(name)
-                && let Err(e) = self.add_program(cfg.clone())
-            {
+            let Some(cfg) = new.program(name) else {
+                continue;
+            };
+            if let Err(e) = self.add_program(cfg.clone()) {
                 tracing::error!(program = %name, error = %e, "cannot add the program");
             }
         }

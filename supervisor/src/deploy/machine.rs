@@ -258,9 +258,11 @@ impl Machine {
             Input::Switched(result) => self.switched(&mut out, result),
             Input::Program(observed) => self.observed(&mut out, observed),
             Input::Tick(now) => {
-                if let Phase::Gate { rollback, until } = self.phase
-                    && now >= until
-                {
+                let due = match self.phase {
+                    Phase::Gate { rollback, until } if now >= until => Some(rollback),
+                    _ => None,
+                };
+                if let Some(rollback) = due {
                     let (result, message) = if rollback {
                         (
                             DeployResult::RolledBack,
@@ -602,8 +604,10 @@ impl Machine {
 
     /// The new version failed its gate: quarantine it, put the previous version back.
     fn roll_back(&mut self, out: &mut Out, why: String) {
-        if self.kind == DeployKind::Deploy
-            && let Some(new) = &self.new
+        if let Some(new) = self
+            .new
+            .as_ref()
+            .filter(|_| self.kind == DeployKind::Deploy)
         {
             out.push(Effect::Quarantine {
                 commit: new.id.clone(),

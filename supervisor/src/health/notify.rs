@@ -166,9 +166,7 @@ impl NotifySocket {
         }
         let std_socket = std::os::unix::net::UnixDatagram::bind(&path)?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-        if let Some(u) = user
-            && nix::unistd::geteuid().is_root()
-        {
+        if let Some(u) = user.filter(|_| nix::unistd::geteuid().is_root()) {
             std::os::unix::fs::chown(&path, Some(u.uid), Some(u.gid))?;
         }
         setsockopt(&std_socket, sockopt::PassCred, &true).map_err(std::io::Error::from)?;
@@ -250,7 +248,7 @@ async fn receive(
     let reject = |why: &str, pid: Option<i32>| {
         let n = rejected.fetch_add(1, Ordering::Relaxed) + 1;
         // The first, then every thousandth: a flood must not flood the log too.
-        if n == 1 || n.is_multiple_of(1000) {
+        if n == 1 || n % 1000 == 0 {
             tracing::warn!(program = %program, sender = ?pid, reason = why, rejected = n,
                 "notification ignored");
         }

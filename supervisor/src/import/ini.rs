@@ -126,10 +126,11 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Section>, IniError> {
         let indent = raw.len() - raw.trim_start().len();
         let content = strip_inline_comment(raw);
         let content_trimmed = content.trim();
-        if let (Some(opt_indent), Some(section)) = (option_indent, sections.last_mut())
-            && indent > opt_indent
-            && let Some(opt) = section.options.last_mut()
-        {
+        let continued = option_indent
+            .filter(|&opt_indent| indent > opt_indent)
+            .and_then(|_| sections.last_mut())
+            .and_then(|section| section.options.last_mut());
+        if let Some(opt) = continued {
             if !content_trimmed.is_empty() {
                 opt.value.push('\n');
                 opt.value.push_str(content_trimmed);

@@ -263,12 +263,13 @@ impl Capture {
 
     /// Writes whole lines to the file and returns their prefixed copy for the echo.
     fn emit(&mut self, lines: &[u8]) -> Option<Vec<u8>> {
-        if let Some(watch) = &self.ready
-            && watch.armed.load(Ordering::Acquire) != 0
-            && lines
-                .split(|&b| b == b'\n')
-                .any(|line| watch.pattern.is_match(line))
-        {
+        let seen = self.ready.as_ref().filter(|watch| {
+            watch.armed.load(Ordering::Acquire) != 0
+                && lines
+                    .split(|&b| b == b'\n')
+                    .any(|line| watch.pattern.is_match(line))
+        });
+        if let Some(watch) = seen {
             let run = watch.armed.swap(0, Ordering::AcqRel);
             if run != 0 {
                 self.ready_seen = Some(run);

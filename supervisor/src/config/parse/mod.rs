@@ -97,9 +97,7 @@ impl Walker<'_> {
         let mut programs = Vec::new();
         let mut spans = HashMap::new();
         let mut logs = Vec::new();
-        if let Some((_, value)) = get(doc, "program")
-            && let Some(table) = self.table(value, "program")
-        {
+        if let Some(table) = get(doc, "program").and_then(|(_, v)| self.table(v, "program")) {
             for (key, value) in table.iter() {
                 let raw_name = key.get_ref().as_ref();
                 let path = format!("program.{raw_name}");

@@ -76,12 +76,12 @@ impl Walker<'_> {
 
         // The program's env_file feeds both its environment and its own `${VAR}` expansion.
         let mut file_env = Vec::new();
-        if let Some((_, v)) = get(t, "env_file")
-            && let Some(p) = self.string(v, &key("env_file"), global_lookup)
-        {
-            match read_env_file(&self.resolve(&p)) {
-                Ok(vars) => file_env = vars,
-                Err(message) => self.error(v.span(), &key("env_file"), message),
+        if let Some((_, v)) = get(t, "env_file") {
+            if let Some(p) = self.string(v, &key("env_file"), global_lookup) {
+                match read_env_file(&self.resolve(&p)) {
+                    Ok(vars) => file_env = vars,
+                    Err(message) => self.error(v.span(), &key("env_file"), message),
+                }
             }
         }
         let lookup = |n: &str| last_value(&file_env, n).or_else(|| global_lookup(n));
@@ -269,9 +269,7 @@ impl Walker<'_> {
         }
         // Without `ready`, a timeout for readiness is a mistake worth naming; with an explicit
         // ready = "started" (perhaps from `${VAR}`) it simply does not apply.
-        if let Some((_, v)) = get(t, "ready_timeout")
-            && get(t, "ready").is_none()
-        {
+        if let Some((_, v)) = get(t, "ready_timeout").filter(|_| get(t, "ready").is_none()) {
             self.error(
                 v.span(),
                 &key("ready_timeout"),
@@ -282,9 +280,7 @@ impl Walker<'_> {
         p.policy.ready_timeout = p.ready.waits().then_some(p.ready_timeout);
         if let Some((_, v)) = get(t, "deploy") {
             p.deploy = self.deploy(v, &key("deploy"), env, &name, p.policy.startsecs);
-            if let Some(d) = p.deploy.as_mut()
-                && d.user.is_none()
-            {
+            if let Some(d) = p.deploy.as_mut().filter(|d| d.user.is_none()) {
                 d.user.clone_from(&p.user);
             }
         }
@@ -367,9 +363,8 @@ impl Walker<'_> {
                 _ => {}
             }
         }
-        if p.listener.is_some()
-            && p.redirect_stderr
-            && let Some((_, v)) = get(t, "redirect_stderr")
+        if let Some((_, v)) =
+            get(t, "redirect_stderr").filter(|_| p.listener.is_some() && p.redirect_stderr)
         {
             self.error(
                 v.span(),

@@ -429,9 +429,7 @@ fn the_documented_defaults_are_the_defaults() {
         let mut text = String::new();
         for (table, body) in base {
             text.push_str(&format!("[{table}]\n{body}"));
-            if let Some((t, key, value)) = extra
-                && t == table
-            {
+            if let Some((_, key, value)) = extra.filter(|(t, _, _)| *t == table) {
                 text.push_str(&format!("{key} = {value}\n"));
             }
         }
