@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Our supervisor against supervisord (Debian package `supervisor`), side by side in one run.
-# Builds the supervisor as the container ships it (static glibc, see docs/DECISIONS.md), installs
+# Builds the supervisor in release, static glibc (see docs/DECISIONS.md), installs
 # supervisord if missing (as root), then prints the figures and ratios.
 #   scripts/bench/supervisor.sh [--quick]
 set -euo pipefail

@@ -10,7 +10,8 @@
 //!   file, line and key.
 //! - [`lifecycle`]: a program's states and the pure transition function.
 //! - [`backoff`]: the restart delay formula.
-//! - [`process`]: spawning, signalling and reaping; the only place with `unsafe`.
+//! - [`process`]: spawning, signalling and reaping; with [`memory`], the only places with `unsafe`.
+//! - [`memory`]: start-up's code pages given back once the daemon is up.
 //! - [`logs`]: output capture, rotation and the echo to stdout.
 //! - [`deploy`]: the deploy machine, its git commands, releases and history on disk.
 //! - [`dirs`]: folders made for the user that writes them (`state_dirs`, a deploy's tree).
@@ -36,6 +37,7 @@ pub mod jsonl;
 pub mod lifecycle;
 pub mod listener;
 pub mod logs;
+pub mod memory;
 pub mod process;
 pub mod status;
 

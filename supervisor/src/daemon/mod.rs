@@ -118,6 +118,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     tokio::pin!(shutdown);
     let mut asked = false;
     daemon.drive();
+    tokio::spawn(release_startup_code());
     while !daemon.finished() {
         let deadline = daemon.next_deadline();
         let sleep = tokio::time::sleep_until(
@@ -147,6 +148,20 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let _ = std::fs::remove_file(&socket);
     Ok(daemon.finish(echo_done).await)
 }
+
+/// Start-up's code (the command line, the configuration reader, the first spawns) is done with
+/// shortly after start: its pages go back to the page cache (memory.rs), off the daemon's thread.
+async fn release_startup_code() {
+    tokio::time::sleep(RELEASE_STARTUP_CODE_AFTER).await;
+    match tokio::task::spawn_blocking(crate::memory::release_startup_code).await {
+        Ok(Ok(bytes)) => tracing::debug!(bytes, "start-up code pages released"),
+        Ok(Err(e)) => tracing::debug!(error = %e, "cannot release start-up code pages"),
+        Err(_) => {}
+    }
+}
+
+/// Long enough for the first programs' `startsecs` (1 s by default) to pass.
+const RELEASE_STARTUP_CODE_AFTER: Duration = Duration::from_secs(2);
 
 struct Signals {
     chld: SignalStream,

@@ -1,0 +1,113 @@
+//! Giving back the pages of code that only start-up ran.
+//!
+//! One binary holds the daemon, its command-line client, the supervisord importer and the
+//! configuration reader; by the time the programs are started, the kernel has mapped most of
+//! its text (it maps the file 64 KiB around each fault, and start-up touches code all over it).
+//! Most of those pages are never run again. Once the daemon is up, [`release_startup_code`]
+//! unmaps the binary's executable pages; the ones the running daemon needs come back on their
+//! next use, from the page cache (a minor fault, no I/O while the file is cached). What this
+//! saves, measured: docs/BENCHMARKS.md ("Memory").
+//!
+//! Only mappings of the executable itself, executable, and holding no page of their own (no
+//! copy-on-write copy: `Anonymous: 0 kB` in smaps) are touched: for those, dropping a page
+//! cannot change what the next read sees, it is read again from the same file.
+
+use std::ffi::c_void;
+use std::ptr::NonNull;
+
+use nix::sys::mman::{MmapAdvise, madvise};
+
+/// The executable mappings of this process's own binary that hold no private page, as
+/// (start, length), read from `/proc/self/smaps`. Slow-ish (a few hundred lines): call it off
+/// the daemon's thread.
+fn clean_code_mappings(smaps: &str, exe: &str) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut current: Option<(usize, usize)> = None;
+    for line in smaps.lines() {
+        let mut fields = line.split_whitespace();
+        let Some(first) = fields.next() else {
+            continue;
+        };
+        if let Some((a, b)) = first.split_once('-') {
+            // A mapping's header: range, permissions, offset, device, inode, path.
+            let range = usize::from_str_radix(a, 16)
+                .ok()
+                .zip(usize::from_str_radix(b, 16).ok());
+            let perms = fields.next().unwrap_or("");
+            // The rest of the line is the path (it may hold spaces).
+            let path = fields.skip(3).collect::<Vec<_>>().join(" ");
+            current = range
+                .filter(|_| perms.contains('x') && !perms.contains('w') && path == exe)
+                .map(|(a, b)| (a, b.saturating_sub(a)));
+        } else if first == "Anonymous:" {
+            let private = fields.next() != Some("0");
+            if let Some(mapping) = current.take().filter(|_| !private) {
+                out.push(mapping);
+            }
+        }
+    }
+    out
+}
+
+/// Unmaps the binary's clean executable pages (see the module's comment); returns how many
+/// bytes of mappings were advised. Blocking: run it on a blocking thread.
+pub fn release_startup_code() -> std::io::Result<usize> {
+    let exe = std::fs::read_link("/proc/self/exe")?;
+    let smaps = std::fs::read_to_string("/proc/self/smaps")?;
+    let mut released = 0;
+    for (start, len) in clean_code_mappings(&smaps, &exe.to_string_lossy()) {
+        let Some(addr) = NonNull::new(start as *mut c_void) else {
+            continue;
+        };
+        // SAFETY: a private mapping of the executable file, not writable, with no
+        // copy-on-write page (checked above): after MADV_DONTNEED the next access faults the
+        // same bytes back in from the file, so no code or reference sees anything change.
+        unsafe { madvise(addr, len, MmapAdvise::MADV_DONTNEED) }.map_err(std::io::Error::from)?;
+        released += len;
+    }
+    Ok(released)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SMAPS: &str = "\
+55d0a0000000-55d0a0100000 r--p 00000000 fe:01 1234 /usr/bin/supervisor
+Rss:                1024 kB
+Anonymous:             0 kB
+55d0a0100000-55d0a0400000 r-xp 00100000 fe:01 1234 /usr/bin/supervisor
+Rss:                3000 kB
+Anonymous:             0 kB
+55d0a0400000-55d0a0410000 r-xp 00400000 fe:01 1234 /usr/bin/supervisor
+Rss:                  64 kB
+Anonymous:             4 kB
+55d0a0500000-55d0a0510000 rw-p 00500000 fe:01 1234 /usr/bin/supervisor
+Anonymous:            64 kB
+7f0000000000-7f0000100000 r-xp 00000000 fe:01 99 /usr/lib/x86_64-linux-gnu/libc.so.6
+Anonymous:             0 kB
+7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0 [stack]
+Anonymous:           132 kB
+";
+
+    #[test]
+    fn only_the_binarys_clean_code_is_chosen() {
+        // Not its read-only data, not a code mapping with a patched page, not its writable
+        // data, not another file's code.
+        assert_eq!(
+            clean_code_mappings(SMAPS, "/usr/bin/supervisor"),
+            vec![(0x55d0a0100000, 0x300000)]
+        );
+        assert_eq!(clean_code_mappings(SMAPS, "/usr/bin/other"), vec![]);
+    }
+
+    #[test]
+    fn released_code_still_runs() {
+        let released = release_startup_code().expect("madvise");
+        assert!(released > 0, "the test binary has executable pages");
+        // The code this test runs next is faulted back in.
+        let sum: u64 = (1..=100u64).map(std::hint::black_box).sum();
+        assert_eq!(sum, 5050);
+        assert!(format!("{:?}", clean_code_mappings(SMAPS, "x")).contains('['));
+    }
+}
