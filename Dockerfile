@@ -3,14 +3,22 @@
 #   docker build -t bot-stack .                                       # small: no Rust toolchain
 #   docker build -t bot-stack --build-arg BASE=rust:1-bookworm .      # git-push deploys rebuild the bot
 #
+# For a Pi, built on an x86 machine (the build stage cross-compiles; rustc is not emulated):
+#   docker buildx build --platform linux/arm64 -t bot-stack .          # BuildKit
+#   docker build --build-arg TARGETARCH=arm64 --build-arg BASE=arm64v8/debian:bookworm-slim -t bot-stack .
+# (`arm` and arm32v7/debian for Pi OS 32-bit). Built on the Pi itself, it compiles natively.
+#
 # Plain Dockerfile syntax on purpose (no `# syntax=`, heredocs or digest pins): it builds with the
-# classic builder and offline mirrors too. Nothing here is architecture-specific (amd64, arm64,
-# armv7). See docs/CONTAINER.md for sizes and build times.
+# classic builder and offline mirrors too. See docs/CONTAINER.md for sizes and build times.
 
 ARG BASE=debian:bookworm-slim
+# The machine that compiles: BuildKit sets it; for the classic builder "linux" is its own.
+ARG BUILDPLATFORM=linux
 
 # ---- build: the workspace, with the dependencies in their own cached layer ----
-FROM rust:1-bookworm AS build
+FROM --platform=$BUILDPLATFORM rust:1-bookworm AS build
+# The image's architecture (see deploy/container/compile): empty means the build machine's.
+ARG TARGETARCH=""
 WORKDIR /src
 # Extra CA certificates (PEM) for a build behind an intercepting proxy; used only in this stage.
 ARG EXTRA_CA_CERTS=""
@@ -26,13 +34,15 @@ COPY hookd/Cargo.toml hookd/
 COPY statusd/Cargo.toml statusd/
 COPY bot/Cargo.toml bot/
 COPY testkit/Cargo.toml testkit/
+COPY scripts/cross scripts/cross
+COPY deploy/container/compile /usr/local/bin/compile
 # Empty crates with the real manifests: this layer compiles only the dependencies, and is reused
 # until Cargo.toml or Cargo.lock change.
 RUN for c in supervisor supervisor/proto supervised hookd statusd bot testkit; do \
       mkdir -p $c/src && echo '' > $c/src/lib.rs && echo 'fn main() {}' > $c/src/main.rs; \
     done \
-    && cargo build --release --locked \
-    && rm -rf supervisor/src supervisor/proto/src supervised/src hookd/src statusd/src bot/src testkit/src
+    && compile \
+    && rm -rf /out supervisor/src supervisor/proto/src supervised/src hookd/src statusd/src bot/src testkit/src
 COPY supervisor supervisor
 COPY supervised supervised
 COPY testkit testkit
@@ -42,9 +52,7 @@ COPY bot bot
 # The commit the bot reports in /version (the build context has no .git).
 ARG BOT_BUILD_COMMIT=unknown
 RUN find supervisor supervised hookd statusd bot testkit -name '*.rs' -exec touch {} + \
-    && BOT_BUILD_COMMIT="$BOT_BUILD_COMMIT" cargo build --release --locked \
-    && mkdir -p /out \
-    && cp target/release/supervisor target/release/hookd target/release/statusd target/release/bot /out/
+    && BOT_BUILD_COMMIT="$BOT_BUILD_COMMIT" compile
 
 # ---- runtime ----
 FROM ${BASE} AS runtime
