@@ -219,7 +219,8 @@ impl Capture {
             }
             let rest = std::mem::take(&mut self.carry);
             if !rest.is_empty() {
-                let echo = self.emit(&rest);
+                let mut echo = None;
+                self.emit(&rest, &mut echo);
                 self.echo(echo).await;
             }
         }))
@@ -241,28 +242,38 @@ impl Capture {
 
     /// Takes newly read bytes; writes the complete lines, keeps the partial one.
     fn absorb(&mut self, data: &[u8]) -> Option<Vec<u8>> {
-        let Some(last_nl) = data.iter().rposition(|&b| b == b'\n') else {
+        let mut echo = None;
+        let Some(last_nl) = memchr::memrchr(b'\n', data) else {
             self.carry.extend_from_slice(data);
-            if self.carry.len() < MAX_LINE {
-                return None;
+            if self.carry.len() >= MAX_LINE {
+                let long = std::mem::take(&mut self.carry);
+                self.emit(&long, &mut echo);
             }
-            let long = std::mem::take(&mut self.carry);
-            return self.emit(&long);
+            return echo;
         };
-        let (lines, rest) = data.split_at(last_nl + 1);
-        let echo = if self.carry.is_empty() {
-            self.emit(lines)
-        } else {
-            let mut joined = std::mem::take(&mut self.carry);
-            joined.extend_from_slice(lines);
-            self.emit(&joined)
-        };
+        let (mut lines, rest) = data.split_at(last_nl + 1);
+        if !self.carry.is_empty() {
+            // The partial line from before is completed and written on its own; the rest of
+            // the chunk is written from the read buffer, never copied (a writer whose blocks
+            // end mid-line would otherwise have every chunk copied once more).
+            let first_nl = memchr::memchr(b'\n', lines).unwrap_or(lines.len() - 1);
+            let mut head = std::mem::take(&mut self.carry);
+            head.extend_from_slice(&lines[..=first_nl]);
+            self.emit(&head, &mut echo);
+            head.clear();
+            self.carry = head;
+            lines = &lines[first_nl + 1..];
+        }
+        if !lines.is_empty() {
+            self.emit(lines, &mut echo);
+        }
         self.carry.extend_from_slice(rest);
         echo
     }
 
-    /// Writes whole lines to the file and returns their prefixed copy for the echo.
-    fn emit(&mut self, lines: &[u8]) -> Option<Vec<u8>> {
+    /// Writes whole lines to the file and appends their prefixed copy to `echo` (a buffer
+    /// from the echo's pool, taken at the first call).
+    fn emit(&mut self, lines: &[u8], echo: &mut Option<Vec<u8>>) {
         let seen = self.ready.as_ref().filter(|watch| {
             watch.armed.load(Ordering::Acquire) != 0
                 && lines
@@ -297,7 +308,10 @@ impl Capture {
                 }
             }
         }
-        let mut out = self.echo.as_ref()?.buffer();
+        let Some(sender) = self.echo.as_ref() else {
+            return;
+        };
+        let out = echo.get_or_insert_with(|| sender.buffer());
         match &self.style {
             Echo::Text(prefix) => {
                 // Newlines found by memchr (vectorised), not a test per byte: for a program
@@ -315,7 +329,6 @@ impl Capture {
                     out.extend_from_slice(&lines[start..]);
                     out.push(b'\n');
                 }
-                Some(out)
             }
             Echo::Json { program, stream } => {
                 let now: chrono::DateTime<chrono::Utc> = std::time::SystemTime::now().into();
@@ -335,7 +348,6 @@ impl Capture {
                     out.extend_from_slice(record.to_string().as_bytes());
                     out.push(b'\n');
                 }
-                Some(out)
             }
         }
     }
@@ -367,5 +379,45 @@ fn grow(pipe: &pipe::Receiver) {
     use nix::fcntl::{FcntlArg, fcntl};
     if let Err(e) = fcntl(pipe, FcntlArg::F_SETPIPE_SZ(BUSY_PIPE)) {
         tracing::debug!(error = %e, "cannot grow a busy output pipe");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Chunks that end mid-line, a line spread over three chunks, a chunk with no newline:
+    /// the file gets exactly the complete lines, in order, and the echo each one prefixed.
+    #[test]
+    fn lines_split_across_reads_are_written_whole_and_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.log");
+        let file = Arc::new(std::sync::Mutex::new(LogFile::open(&path, 0, 0).unwrap()));
+        let (tx, mut rx) = mpsc::channel(16);
+        let echo = EchoSender {
+            tx,
+            spare: Arc::default(),
+        };
+        let (_reopen, reopen_rx) = watch::channel(0);
+        let mut capture = Capture::new(
+            Echo::Text(b"p | ".to_vec()),
+            Some(file),
+            Some(echo),
+            reopen_rx,
+        );
+        let chunks: [&[u8]; 6] = [b"one\ntw", b"o\nthree\nfo", b"u", b"r\n", b"five\nsix\nse", b"ven\n"];
+        let mut echoed = Vec::new();
+        for chunk in chunks {
+            if let Some(out) = capture.absorb(chunk) {
+                echoed.extend_from_slice(&out);
+            }
+        }
+        assert!(capture.carry.is_empty());
+        drop(capture);
+        assert!(rx.try_recv().is_err(), "absorb returns the echo, it does not send it");
+        let lines = "one\ntwo\nthree\nfour\nfive\nsix\nseven\n";
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), lines);
+        let prefixed: String = lines.lines().map(|l| format!("p | {l}\n")).collect();
+        assert_eq!(String::from_utf8(echoed).unwrap(), prefixed);
     }
 }
