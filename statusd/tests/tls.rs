@@ -314,7 +314,11 @@ fn issued_renewed_under_load_and_a_failed_renewal_is_raised() {
     let out = script(&["renew"]);
     assert!(!out.status.success());
     assert_eq!(std::fs::read(&cert).unwrap(), renewed);
-    assert_eq!(served(nginx.https), served_first(&renewed), "still the renewed one");
+    assert_eq!(
+        served(nginx.https),
+        served_first(&renewed),
+        "still the renewed one"
+    );
     let alerts = alerts(&socket);
     let a = &alerts[0];
     assert_eq!(

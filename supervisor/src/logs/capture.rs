@@ -405,7 +405,14 @@ mod tests {
             Some(echo),
             reopen_rx,
         );
-        let chunks: [&[u8]; 6] = [b"one\ntw", b"o\nthree\nfo", b"u", b"r\n", b"five\nsix\nse", b"ven\n"];
+        let chunks: [&[u8]; 6] = [
+            b"one\ntw",
+            b"o\nthree\nfo",
+            b"u",
+            b"r\n",
+            b"five\nsix\nse",
+            b"ven\n",
+        ];
         let mut echoed = Vec::new();
         for chunk in chunks {
             if let Some(out) = capture.absorb(chunk) {
@@ -414,7 +421,10 @@ mod tests {
         }
         assert!(capture.carry.is_empty());
         drop(capture);
-        assert!(rx.try_recv().is_err(), "absorb returns the echo, it does not send it");
+        assert!(
+            rx.try_recv().is_err(),
+            "absorb returns the echo, it does not send it"
+        );
         let lines = "one\ntwo\nthree\nfour\nfive\nsix\nseven\n";
         assert_eq!(std::fs::read_to_string(&path).unwrap(), lines);
         let prefixed: String = lines.lines().map(|l| format!("p | {l}\n")).collect();
