@@ -240,7 +240,9 @@ def bench_200(impl, idle_seconds):
         try:
             wait_for("200 children", lambda: len(sleepers(proc.pid)) == 200)
             started = time.monotonic() - t0
-            time.sleep(2)
+            # Settled: past our one-time release of start-up's code pages, 2 s after start
+            # (supervisor/src/memory.rs), which is not idle work.
+            time.sleep(3)
             rss = rss_kib(proc.pid)
             cpu0, cs0 = cpu_seconds(proc.pid), context_switches(proc.pid)
             time.sleep(idle_seconds)
