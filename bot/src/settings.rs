@@ -16,7 +16,8 @@ pub struct Settings {
     pub gateway_url: Option<String>,
     /// serenity's REST rate limiter (`DISCORD_RATELIMITER=off` turns it off).
     pub ratelimiter: bool,
-    /// `DISCORD_SHARD=ID/COUNT`: run one shard of several (one process per shard).
+    /// `DISCORD_SHARD=ID/COUNT`: run one shard of several (one process per shard), ID from 0;
+    /// or `DISCORD_SHARD_SLOT=SLOT/COUNT`, from 1 (Docker Swarm's `{{.Task.Slot}}`): shard SLOT - 1.
     pub shard: Option<(u32, u32)>,
     /// `BOT_PREFIX`: prefix for message commands (`!` unless set; empty turns them off).
     pub prefix: Option<String>,
@@ -30,6 +31,12 @@ pub struct Settings {
     /// `DISCORD_ALERT_DMS=on`: alerts about `critical` programs also go to each owner as a direct
     /// message (off unless set).
     pub alert_dms: bool,
+}
+
+/// `A/B` as two numbers.
+fn ratio(v: &str) -> Option<(u32, u32)> {
+    let (a, b) = v.split_once('/')?;
+    Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
 }
 
 impl Settings {
@@ -101,18 +108,40 @@ impl Settings {
                     .into(),
             );
         }
-        let shard = env("DISCORD_SHARD").and_then(|v| {
-            let parsed = v
-                .split_once('/')
-                .and_then(|(id, n)| Some((id.trim().parse().ok()?, n.trim().parse().ok()?)))
-                .filter(|&(id, n): &(u32, u32)| n > 0 && id < n);
-            if parsed.is_none() {
-                problems.push(format!(
-                    "DISCORD_SHARD={v:?} must be ID/COUNT with ID < COUNT, such as 0/2"
-                ));
+        let shard = match (env("DISCORD_SHARD"), env("DISCORD_SHARD_SLOT")) {
+            (Some(_), Some(_)) => {
+                problems.push(
+                    "DISCORD_SHARD and DISCORD_SHARD_SLOT are both set: use one (ID/COUNT counts from 0, SLOT/COUNT from 1)"
+                        .into(),
+                );
+                None
             }
-            parsed
-        });
+            (Some(v), None) => {
+                let parsed = ratio(&v).filter(|&(id, n)| n > 0 && id < n);
+                if parsed.is_none() {
+                    problems.push(format!(
+                        "DISCORD_SHARD={v:?} must be ID/COUNT with ID < COUNT, such as 0/2"
+                    ));
+                }
+                parsed
+            }
+            (None, Some(v)) => match ratio(&v) {
+                Some((slot, n)) if n > 0 && (1..=n).contains(&slot) => Some((slot - 1, n)),
+                Some((slot, n)) => {
+                    problems.push(format!(
+                        "DISCORD_SHARD_SLOT={v:?}: slot {slot} of {n} does not exist (slots count from 1 to COUNT; under Docker Swarm, the service's replicas must equal COUNT)"
+                    ));
+                    None
+                }
+                None => {
+                    problems.push(format!(
+                        "DISCORD_SHARD_SLOT={v:?} must be SLOT/COUNT with 1 <= SLOT <= COUNT, such as \"{{{{.Task.Slot}}}}/2\" in a Swarm stack"
+                    ));
+                    None
+                }
+            },
+            (None, None) => None,
+        };
         // Set but empty: message commands off.
         let prefix = match lookup("BOT_PREFIX") {
             None => Some("!".to_owned()),
@@ -245,5 +274,26 @@ mod tests {
         assert_eq!(s.owners, HashSet::from([1, 2, 3]));
         assert_eq!(s.shard, Some((1, 4)));
         assert_eq!(s.data_dir, PathBuf::from("/app/data/bot"));
+    }
+
+    #[test]
+    fn a_swarm_slot_counts_from_one() {
+        let slot = |v: &str| read(&[("DISCORD_TOKEN", "t"), ("DISCORD_SHARD_SLOT", v)]);
+        assert_eq!(slot("1/2").unwrap().shard, Some((0, 2)));
+        assert_eq!(slot("2/2").unwrap().shard, Some((1, 2)));
+        let e = slot("3/2").unwrap_err();
+        assert!(e.contains("slot 3 of 2 does not exist"), "{e}");
+        assert!(e.contains("replicas must equal COUNT"), "{e}");
+        assert!(slot("0/2").unwrap_err().contains("slot 0 of 2"));
+        // An unexpanded template (a plain `docker run` of the stack's environment).
+        let e = slot("{{.Task.Slot}}/2").unwrap_err();
+        assert!(e.contains("must be SLOT/COUNT"), "{e}");
+        let e = read(&[
+            ("DISCORD_TOKEN", "t"),
+            ("DISCORD_SHARD", "0/2"),
+            ("DISCORD_SHARD_SLOT", "1/2"),
+        ])
+        .unwrap_err();
+        assert!(e.contains("both set"), "{e}");
     }
 }

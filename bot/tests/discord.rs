@@ -561,12 +561,44 @@ fn a_deploy_of_the_bot_itself_is_announced_by_the_new_bot() {
 #[test]
 fn a_shard_is_chosen_by_the_environment() {
     let stack = Stack::start(BotEnv {
-        shard: Some("1/2"),
+        shard: Some(("DISCORD_SHARD", "1/2")),
         ..Default::default()
     });
     stack.wait_ready(1);
     let identify = stack.discord.gateway(|g| g.identifies[0].clone());
     assert_eq!(identify["shard"], json!([1, 2]));
+}
+
+#[test]
+fn a_swarm_slot_is_the_shard_after_it() {
+    let stack = Stack::start(BotEnv {
+        shard: Some(("DISCORD_SHARD_SLOT", "2/2")),
+        ..Default::default()
+    });
+    stack.wait_ready(1);
+    let identify = stack.discord.gateway(|g| g.identifies[0].clone());
+    assert_eq!(identify["shard"], json!([1, 2]));
+}
+
+#[test]
+fn a_slot_beyond_the_shard_count_is_fatal_with_the_reason() {
+    // Swarm scaled to 3 replicas of a bot configured for 2 shards: the third must not connect.
+    let stack = Stack::start(BotEnv {
+        shard: Some(("DISCORD_SHARD_SLOT", "3/2")),
+        ..Default::default()
+    });
+    wait_until("the bot to be FATAL", || {
+        stack.program("bot")["state"] == "FATAL"
+    });
+    let bot = stack.program("bot");
+    assert_eq!(bot["spawns"], 1, "{bot}");
+    assert_eq!(bot["last_exit_code"], 78, "{bot}");
+    assert!(
+        stack.err_log("bot").contains("slot 3 of 2 does not exist"),
+        "{}",
+        stack.err_log("bot")
+    );
+    assert_eq!(stack.discord.gateway(|g| g.connections), 0);
 }
 
 #[test]

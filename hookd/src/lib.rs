@@ -9,9 +9,11 @@
 //! - [`signature`]: HMAC and token checks, constant-time.
 //! - [`forge`]: which forge sent a delivery, and what it asks for.
 //! - [`server`]: the HTTP endpoints.
+//! - [`relay`]: a verified push passed on to the other replicas (`HOOKD_PEERS`).
 //! - [`source`]: who sent a request (through a trusted proxy) and whether it may.
 
 pub mod forge;
+pub mod relay;
 pub mod server;
 pub mod settings;
 pub mod signature;

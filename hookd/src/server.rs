@@ -28,6 +28,8 @@ const SUPERVISOR_TIMEOUT: Duration = Duration::from_secs(3);
 struct App {
     settings: Settings,
     seen: Mutex<Seen>,
+    /// For relays to `HOOKD_PEERS` (None: no peers, or no client could be made).
+    relay: Option<reqwest::Client>,
 }
 
 /// What hookd has acted on, newest last.
@@ -45,9 +47,21 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let limit = settings.body_limit;
+    let relay = if settings.peers.is_empty() {
+        None
+    } else {
+        match crate::relay::client() {
+            Ok(client) => Some(client),
+            Err(e) => {
+                tracing::error!("no relays to HOOKD_PEERS: cannot make an HTTP client: {e}");
+                None
+            }
+        }
+    };
     let app = Arc::new(App {
         settings,
         seen: Mutex::new(Seen::default()),
+        relay,
     });
     let webhooks = Router::new()
         .route("/webhook", post(default_program))
@@ -214,9 +228,22 @@ async fn handle(app: &App, program: &str, headers: &HeaderMap, body: &[u8]) -> R
                 );
                 return reply(StatusCode::OK, json!({"status": "duplicate"}));
             }
-            let trigger = format!("hookd: {forge_name} {event} {id}")
+            let relayed_by = header(crate::relay::RELAYED_BY).map(|by| tidy(&by));
+            if let (Some(client), None) = (&app.relay, &relayed_by) {
+                crate::relay::spawn(
+                    client.clone(),
+                    app.settings.peers.clone(),
+                    program.to_owned(),
+                    headers,
+                    Bytes::copy_from_slice(body),
+                );
+            }
+            let mut trigger = format!("hookd: {forge_name} {event} {id}")
                 .trim_end()
                 .to_owned();
+            if let Some(by) = relayed_by {
+                trigger = format!("{trigger} relayed by {by}");
+            }
             match ask_deploy(&app.settings, program, trigger).await {
                 Ok((deploy_id, queued)) => {
                     tracing::info!(forge = forge_name, event, delivery = id, decision = "deploy", program, branch, deploy = %deploy_id, queued);

@@ -23,6 +23,10 @@ pub struct Settings {
     /// `HOOKD_ALLOW_FROM` (networks that may deliver; default any) and
     /// `HOOKD_TRUSTED_PROXIES` (whose `X-Forwarded-For` is believed; default none).
     pub sources: Sources,
+    /// `HOOKD_PEERS`: other replicas' hookd, `HOST:PORT` each, comma-separated (a name may stand
+    /// for several, such as Swarm's `tasks.bot:5000`). A verified push is relayed to every
+    /// address they resolve to, which verifies it again; empty (the default): no relay.
+    pub peers: Vec<String>,
 }
 
 /// A program name as the supervisor accepts it (supervisor-proto's one rule).
@@ -96,6 +100,25 @@ impl Settings {
             allow: networks("HOOKD_ALLOW_FROM"),
             trusted_proxies: networks("HOOKD_TRUSTED_PROXIES"),
         };
+        let mut peers = Vec::new();
+        for peer in env("HOOKD_PEERS").unwrap_or_default().split(',') {
+            let peer = peer.trim();
+            if peer.is_empty() {
+                continue;
+            }
+            match peer.rsplit_once(':') {
+                Some((host, port))
+                    if !host.is_empty()
+                        && !host.contains(['/', ' '])
+                        && port.parse::<u16>().is_ok_and(|p| p > 0) =>
+                {
+                    peers.push(peer.to_owned())
+                }
+                _ => problems.push(format!(
+                    "HOOKD_PEERS: {peer:?} is not HOST:PORT, such as tasks.bot:5000"
+                )),
+            }
+        }
         match (listen, secret) {
             (Some(listen), Some(secret)) if problems.is_empty() => Ok(Self {
                 listen,
@@ -105,6 +128,7 @@ impl Settings {
                 socket,
                 body_limit,
                 sources,
+                peers,
             }),
             _ => Err(problems.join("\n")),
         }
@@ -152,5 +176,20 @@ mod tests {
         assert!(from(&[("HOOKD_SECRET_FILE", file.to_str().unwrap())]).is_ok());
         let e = from(&[("HOOKD_LISTEN", "nowhere"), ("HOOKD_PROGRAM", "a b")]).unwrap_err();
         assert_eq!(e.lines().count(), 3, "{e}");
+    }
+
+    #[test]
+    fn peers_are_host_and_port() {
+        let s = from(&[
+            ("HOOKD_SECRET", "s"),
+            ("HOOKD_PEERS", " tasks.bot:5000, 10.0.0.7:5000,"),
+        ])
+        .unwrap();
+        assert_eq!(s.peers, ["tasks.bot:5000", "10.0.0.7:5000"]);
+        assert!(from(&[("HOOKD_SECRET", "s")]).unwrap().peers.is_empty());
+        for bad in ["tasks.bot", "http://bot:5000", ":5000", "bot:0", "bot:x"] {
+            let e = from(&[("HOOKD_SECRET", "s"), ("HOOKD_PEERS", bad)]).unwrap_err();
+            assert!(e.contains("is not HOST:PORT"), "{bad}: {e}");
+        }
     }
 }

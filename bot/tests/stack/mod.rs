@@ -35,8 +35,8 @@ pub struct BotEnv<'a> {
     pub self_deploy: bool,
     /// REST names a gateway where nothing listens (Discord unreachable).
     pub unreachable_gateway: bool,
-    /// `DISCORD_SHARD`.
-    pub shard: Option<&'a str>,
+    /// `DISCORD_SHARD` (or `DISCORD_SHARD_SLOT`) and its value.
+    pub shard: Option<(&'a str, &'a str)>,
     /// The gateway never sends READY.
     pub withhold_ready: bool,
     /// The bot's `ready_timeout` (it runs with `ready = "notify"` and a watchdog, as shipped).
@@ -79,7 +79,7 @@ impl Stack {
         git(root, &["clone", "-q", "remote.git", "work"]);
         let shard = bot
             .shard
-            .map_or(String::new(), |s| format!(r#"DISCORD_SHARD = "{s}", "#));
+            .map_or(String::new(), |(k, v)| format!(r#"{k} = "{v}", "#));
         let token = match bot.token {
             Some(t) => format!(r#"DISCORD_TOKEN = "{t}", "#),
             None => String::new(),

@@ -43,6 +43,11 @@ impl Stack {
     /// The stack with hookd and statusd running as `user` (root only), as in the container:
     /// their own uid, granted only their verbs.
     pub fn start_as(steps: &str, user: Option<&str>) -> Self {
+        Self::start_with(steps, user, "")
+    }
+
+    /// `hookd_env`: more of hookd's environment, as TOML inline-table entries ending in `, `.
+    pub fn start_with(steps: &str, user: Option<&str>, hookd_env: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         let (run_as, grants) = match user {
@@ -87,7 +92,7 @@ healthy_after = "300ms"
 command = ["{hookd}"]
 {run_as}startsecs = "300ms"
 fatal_exitcodes = [78]
-environment = {{ HOOKD_LISTEN = "127.0.0.1:0", HOOKD_SECRET = "{SECRET}", HOOKD_PROGRAM = "app", SUPERVISOR_SOCKET = "{root}/data/supervisor.sock", HOOKD_BODY_LIMIT = "65536" }}
+environment = {{ {hookd_env}HOOKD_LISTEN = "127.0.0.1:0", HOOKD_SECRET = "{SECRET}", HOOKD_PROGRAM = "app", SUPERVISOR_SOCKET = "{root}/data/supervisor.sock", HOOKD_BODY_LIMIT = "65536" }}
 
 [program.hookd-master]
 command = ["{hookd}"]
