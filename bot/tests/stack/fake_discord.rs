@@ -4,8 +4,12 @@
 //! types (serenity drops an event it cannot parse with only a debug log, so a fake payload
 //! that is wrong would otherwise look like a bot that does not answer).
 //!
-//! It runs on its own Tokio runtime; the tests talk to it from plain threads.
+//! It runs on its own Tokio runtime; the tests talk to it from plain threads. Several shards may
+//! connect at once: a guild's events go to the connection of the shard that owns the guild.
+//! `bot/examples/fake_discord.rs` runs it as a service (the Swarm test), driven over HTTP by
+//! `/_fake/...` routes on its REST port.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -56,16 +60,28 @@ pub struct GatewayLog {
     pub closes: Vec<Option<u16>>,
 }
 
+/// A gateway connection: its writer and its sequence number.
+type Connection = (mpsc::UnboundedSender<WsMessage>, Arc<AtomicU64>);
+
+/// The shard that owns `guild` among `count` (Discord's rule).
+pub fn shard_of(guild: u64, count: u64) -> u64 {
+    (guild >> 22) % count.max(1)
+}
+
 #[derive(Default)]
 struct Shared {
     calls: Mutex<Vec<RestCall>>,
     gateway: Mutex<GatewayLog>,
     /// Sends text frames to the bot's current gateway connection.
-    current: Mutex<Option<(mpsc::UnboundedSender<WsMessage>, Arc<AtomicU64>)>>,
+    current: Mutex<Option<Connection>>,
+    /// The latest connection of each shard that identified with one: `(id, count)`.
+    shards: Mutex<HashMap<u64, (u64, Connection)>>,
     /// Payloads that did not parse with serenity's types (a bug in this fake).
     errors: Mutex<Vec<String>>,
     ids: AtomicU64,
     ws_port: u16,
+    /// The host name the gateway URLs it hands out carry.
+    public_host: String,
     /// What `GET /gateway` answers instead of this fake's gateway.
     gateway_answer: Mutex<Option<String>>,
     /// Accept IDENTIFY but never send READY (a gateway that hangs the handshake).
@@ -131,14 +147,21 @@ fn message(shared: &Shared, channel: &str, author: Value, content: &str) -> Valu
 
 impl FakeDiscord {
     pub fn start() -> Self {
-        let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let ws = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::start_on("127.0.0.1", 0, 0, "127.0.0.1")
+    }
+
+    /// Listens on `ip` (REST on `http_port`, the gateway on `ws_port`; 0: any free port) and
+    /// names its gateway `ws://PUBLIC_HOST:PORT`.
+    pub fn start_on(ip: &str, http_port: u16, ws_port: u16, public_host: &str) -> Self {
+        let http = std::net::TcpListener::bind((ip, http_port)).unwrap();
+        let ws = std::net::TcpListener::bind((ip, ws_port)).unwrap();
         http.set_nonblocking(true).unwrap();
         ws.set_nonblocking(true).unwrap();
         let http_port = http.local_addr().unwrap().port();
         let ws_port = ws.local_addr().unwrap().port();
         let shared = Arc::new(Shared {
             ws_port,
+            public_host: public_host.to_owned(),
             ..Default::default()
         });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -151,7 +174,7 @@ impl FakeDiscord {
             runtime.block_on(async move {
                 let http = tokio::net::TcpListener::from_std(http).unwrap();
                 let ws = tokio::net::TcpListener::from_std(ws).unwrap();
-                let app = axum::Router::new().fallback(rest).with_state(state.clone());
+                let app = control_routes().fallback(rest).with_state(state.clone());
                 tokio::spawn(async move {
                     let _ = axum::serve(http, app).await;
                 });
@@ -187,7 +210,7 @@ impl FakeDiscord {
     }
 
     pub fn api_base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.http_port)
+        format!("http://{}:{}", self.shared.public_host, self.http_port)
     }
 
     pub fn calls(&self) -> Vec<RestCall> {
@@ -233,36 +256,16 @@ impl FakeDiscord {
         assert!(errors.is_empty(), "{}", errors.join("\n\n"));
     }
 
-    /// Sends a dispatch (`op` 0) to the connected bot.
+    /// Sends a dispatch (`op` 0) about the test guild to the bot (the shard that owns it).
     pub fn dispatch(&self, event: &str, d: Value) {
-        let current = self.shared.current.lock().unwrap().clone();
-        let (tx, seq) = current.expect("no bot is connected to the gateway");
-        let s = seq.fetch_add(1, Ordering::SeqCst) + 1;
-        let frame = json!({"op": 0, "t": event, "s": s, "d": d});
-        checked::<serenity::GatewayEvent>(&self.shared, event, frame.clone());
+        dispatch(&self.shared, event, d).unwrap();
         self.assert_payloads_parsed();
-        tx.send(WsMessage::Text(frame.to_string())).unwrap();
     }
 
     /// A slash command from `user` in the test channel. `options` as Discord sends them;
     /// `resolved` for channel options. Returns the interaction's id.
     pub fn slash(&self, user_id: u64, name: &str, options: Value, resolved: Value) -> u64 {
-        let id = self.shared.next_id();
-        let d = json!({
-            "id": id.to_string(), "application_id": APP_ID.to_string(), "type": 2,
-            "data": {
-                "id": (id + 1).to_string(), "name": name, "type": 1,
-                "options": options, "resolved": resolved,
-            },
-            "guild_id": GUILD_ID.to_string(), "channel_id": CHANNEL_ID.to_string(),
-            "member": member(user_id, &format!("user{user_id}")),
-            "token": format!("itoken-{id}"), "version": 1, "locale": "en-US",
-            "guild_locale": "en-US", "app_permissions": "2147483647", "entitlements": [],
-            "attachment_size_limit": 26_214_400,
-        });
-        checked::<serenity::Interaction>(&self.shared, "INTERACTION_CREATE", d.clone());
-        self.dispatch("INTERACTION_CREATE", d);
-        id
+        slash(&self.shared, user_id, name, options, resolved).unwrap()
     }
 
     /// A button press on the bot's message.
@@ -305,6 +308,97 @@ impl FakeDiscord {
     }
 }
 
+/// Sends a dispatch (`op` 0) about the test guild to the shard that owns it (the latest
+/// connection when no shard identified).
+fn dispatch(shared: &Shared, event: &str, d: Value) -> Result<(), String> {
+    let connection = {
+        let shards = shared.shards.lock().unwrap();
+        match shards.values().next() {
+            Some(&(count, _)) => shards
+                .get(&shard_of(GUILD_ID, count))
+                .map(|(_, c)| c.clone()),
+            None => shared.current.lock().unwrap().clone(),
+        }
+    };
+    let (tx, seq) =
+        connection.ok_or("no bot (or not the guild's shard) is connected to the gateway")?;
+    let s = seq.fetch_add(1, Ordering::SeqCst) + 1;
+    let frame = json!({"op": 0, "t": event, "s": s, "d": d});
+    checked::<serenity::GatewayEvent>(shared, event, frame.clone());
+    tx.send(WsMessage::Text(frame.to_string()))
+        .map_err(|_| "the guild's shard is gone".to_owned())
+}
+
+/// See [`FakeDiscord::slash`].
+fn slash(
+    shared: &Shared,
+    user_id: u64,
+    name: &str,
+    options: Value,
+    resolved: Value,
+) -> Result<u64, String> {
+    let id = shared.next_id();
+    let d = json!({
+        "id": id.to_string(), "application_id": APP_ID.to_string(), "type": 2,
+        "data": {
+            "id": (id + 1).to_string(), "name": name, "type": 1,
+            "options": options, "resolved": resolved,
+        },
+        "guild_id": GUILD_ID.to_string(), "channel_id": CHANNEL_ID.to_string(),
+        "member": member(user_id, &format!("user{user_id}")),
+        "token": format!("itoken-{id}"), "version": 1, "locale": "en-US",
+        "guild_locale": "en-US", "app_permissions": "2147483647", "entitlements": [],
+        "attachment_size_limit": 26_214_400,
+    });
+    checked::<serenity::Interaction>(shared, "INTERACTION_CREATE", d.clone());
+    dispatch(shared, "INTERACTION_CREATE", d)?;
+    Ok(id)
+}
+
+/// `/_fake/...`: what a test outside this process reads and drives (the Swarm test).
+///   GET  /_fake/calls     the REST calls, as `[{method, path, body}]`
+///   GET  /_fake/gateway   `{connections, identifies, heartbeats}`
+///   POST /_fake/slash     `{user, name, options, resolved}`: a slash command; answers its id
+fn control_routes() -> axum::Router<Arc<Shared>> {
+    use axum::routing::{get, post};
+    axum::Router::new()
+        .route(
+            "/_fake/calls",
+            get(|State(shared): State<Arc<Shared>>| async move {
+                let calls: Vec<Value> = shared
+                    .calls
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .map(|c| json!({"method": c.method, "path": c.path, "body": c.body}))
+                    .collect();
+                json_response(StatusCode::OK, &Value::from(calls))
+            }),
+        )
+        .route(
+            "/_fake/gateway",
+            get(|State(shared): State<Arc<Shared>>| async move {
+                let g = shared.gateway.lock().unwrap();
+                let v = json!({"connections": g.connections, "identifies": g.identifies, "heartbeats": g.heartbeats});
+                json_response(StatusCode::OK, &v)
+            }),
+        )
+        .route(
+            "/_fake/slash",
+            post(|State(shared): State<Arc<Shared>>, body: Bytes| async move {
+                let Ok(v) = serde_json::from_slice::<Value>(&body) else {
+                    return json_response(StatusCode::BAD_REQUEST, &json!({"error": "not JSON"}));
+                };
+                let user = v["user"].as_u64().unwrap_or(OWNER_ID);
+                let name = v["name"].as_str().unwrap_or_default();
+                match slash(&shared, user, name, v["options"].clone(), v["resolved"].clone()) {
+                    Ok(id) => json_response(StatusCode::OK, &json!({"id": id.to_string()})),
+                    Err(e) => json_response(StatusCode::CONFLICT, &json!({"error": e})),
+                }
+            }),
+        )
+}
+
 fn json_response(status: StatusCode, v: &Value) -> Response {
     (
         status,
@@ -338,7 +432,8 @@ async fn rest(
     match (method.as_str(), parts.as_slice()) {
         ("GET", ["gateway"]) => {
             let answer = shared.gateway_answer.lock().unwrap().clone();
-            let url = answer.unwrap_or_else(|| format!("ws://127.0.0.1:{}", shared.ws_port));
+            let url =
+                answer.unwrap_or_else(|| format!("ws://{}:{}", shared.public_host, shared.ws_port));
             ok(json!({"url": url}))
         }
         ("GET", ["oauth2", "applications", "@me"]) => {
@@ -454,11 +549,25 @@ async fn gateway_connection(tcp: tokio::net::TcpStream, _peer: SocketAddr, share
                     continue;
                 }
                 let s = seq.fetch_add(1, Ordering::SeqCst) + 1;
+                // A sharded bot hears of the guild only on the shard that owns it.
+                let mut guilds = vec![json!({"id": GUILD_ID.to_string(), "unavailable": true})];
+                if let (Some(id), Some(count)) =
+                    (v["d"]["shard"][0].as_u64(), v["d"]["shard"][1].as_u64())
+                {
+                    shared
+                        .shards
+                        .lock()
+                        .unwrap()
+                        .insert(id, (count, (tx.clone(), seq.clone())));
+                    if shard_of(GUILD_ID, count) != id {
+                        guilds.clear();
+                    }
+                }
                 let ready = json!({
                     "v": 10, "user": user(BOT_ID, "testbot", true),
-                    "guilds": [{"id": GUILD_ID.to_string(), "unavailable": true}],
+                    "guilds": guilds,
                     "session_id": format!("session-{s}"),
-                    "resume_gateway_url": format!("ws://127.0.0.1:{}", shared.ws_port),
+                    "resume_gateway_url": format!("ws://{}:{}", shared.public_host, shared.ws_port),
                     "shard": v["d"]["shard"].clone(),
                     "application": {"id": APP_ID.to_string(), "flags": 0},
                     "private_channels": [],
