@@ -158,6 +158,43 @@ while :; do sleep 0.05; done"#,
 }
 
 #[test]
+fn a_dependency_that_does_not_autostart_is_not_waited_for() {
+    // statusd runs in a container of its own: `autostart = false` here, and the bot, which
+    // depends on it, starts anyway; a dependency that does start is still waited for.
+    let dir = Supervisor::dir_with(
+        r#"
+[program.statusd]
+command = ["sleep", "60"]
+autostart = "${RUN_STATUSD:-false}"
+
+[program.db]
+command = ["sleep", "60"]
+startsecs = "300ms"
+
+[program.bot]
+command = ["sleep", "60"]
+depends_on = ["statusd", "db"]
+startsecs = 0
+"#,
+    );
+    let mut sup = Supervisor::start(dir, Mode::Plain);
+    sup.wait_state("bot", "RUNNING");
+    let (_, out, _) = ctl(&sup, &["status"]);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("statusd") && l.contains("STOPPED")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("db") && l.contains("RUNNING")),
+        "{out}"
+    );
+    sup.signal(Signal::SIGTERM);
+    assert!(sup.wait_exit(PATIENCE).success());
+}
+
+#[test]
 fn on_fatal_shutdown_stops_everything_with_a_non_zero_exit() {
     let dir = Supervisor::dir_with(
         r#"

@@ -561,7 +561,15 @@ impl Daemon {
                         && !p.state.is_live()
                         && p.cfg.depends_on.iter().all(|d| {
                             self.index(d.as_str()).is_some_and(|j| {
-                                matches!(self.programs[j].state, State::Running { .. })
+                                let dep = &self.programs[j];
+                                // Ordering, as systemd's After=: a dependency that is not
+                                // set to start (autostart = false, not asked, not running:
+                                // it runs elsewhere, such as its own container) is not
+                                // waited for.
+                                matches!(dep.state, State::Running { .. })
+                                    || (!dep.cfg.autostart
+                                        && !dep.pending_start
+                                        && !dep.state.is_live())
                             })
                         })
                 })

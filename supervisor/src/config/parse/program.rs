@@ -156,7 +156,7 @@ impl Walker<'_> {
                         }
                     }
                 }
-                "autostart" => set(&mut p.autostart, self.boolean(v, &path)),
+                "autostart" => set(&mut p.autostart, self.expanded_boolean(v, &path, env)),
                 "autorestart" => set(&mut p.policy.autorestart, self.autorestart(v, &path)),
                 "exitcodes" => set(&mut p.policy.exitcodes, self.exit_codes(v, &path)),
                 "fatal_exitcodes" => set(&mut p.policy.fatal_exitcodes, self.exit_codes(v, &path)),

@@ -198,6 +198,27 @@ command = ["/bin/true"]
 
 /// Each kind of mistake, with the exact message a person reads.
 #[test]
+fn autostart_may_come_from_the_environment() {
+    let run = |value: &str| {
+        ok(&format!(
+            "[program.a]\ncommand = [\"/bin/a\"]\nautostart = {value}\n"
+        ))
+        .programs[0]
+            .autostart
+    };
+    assert!(!run("false"));
+    assert!(run("\"${NOT_SET:-true}\""));
+    assert!(!run("\"${NOT_SET:-false}\""));
+    let e = errors("[program.a]\ncommand = [\"/bin/a\"]\nautostart = \"${BOT_HOME}\"\n");
+    assert_eq!(
+        e,
+        [
+            "conf/supervisor.toml:3: program.a.autostart: expected true or false, found \"/srv/bot\" (from \"${BOT_HOME}\")"
+        ]
+    );
+}
+
+#[test]
 fn each_kind_of_error_names_file_line_and_key() {
     let cases: &[(&str, &str)] = &[
         (
@@ -206,7 +227,7 @@ fn each_kind_of_error_names_file_line_and_key() {
         ),
         (
             "[program.bot]\ncommand = [\"/bin/bot\"]\nautostart = \"yes\"\n",
-            "conf/supervisor.toml:3: program.bot.autostart: expected true or false, found a string",
+            "conf/supervisor.toml:3: program.bot.autostart: expected true or false, found \"yes\"",
         ),
         (
             "[program.bot]\ncommand = [\"/bin/bot\"]\nstartsecs = -1\n",

@@ -137,6 +137,32 @@ impl<'a> Walker<'a> {
         }
     }
 
+    /// A boolean, or a string that expands (`${VAR}`) to `true` or `false`: for keys one file
+    /// sets differently per place (`autostart` of a program that runs in its own container).
+    pub(super) fn expanded_boolean(
+        &mut self,
+        v: &Value<'_>,
+        path: &str,
+        env: &Env<'_>,
+    ) -> Option<bool> {
+        if !matches!(v.get_ref(), DeValue::String(_)) {
+            return self.boolean(v, path);
+        }
+        let expanded = matches!(v.get_ref(), DeValue::String(s) if s.contains("${"));
+        match self.string(v, path, env)?.as_str() {
+            "true" => Some(true),
+            "false" => Some(false),
+            other => {
+                let mut message = format!("expected true or false, found {other:?}");
+                if expanded {
+                    message.push_str(&format!(" (from {})", raw(v)));
+                }
+                self.error(v.span(), path, message);
+                None
+            }
+        }
+    }
+
     pub(super) fn integer(&mut self, v: &Value<'_>, path: &str, min: i64, max: i64) -> Option<i64> {
         let n = match v.get_ref() {
             DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix()).ok(),
