@@ -560,24 +560,16 @@ fn a_deploy_of_the_bot_itself_is_announced_by_the_new_bot() {
 
 #[test]
 fn a_shard_is_chosen_by_the_environment() {
-    let stack = Stack::start(BotEnv {
-        shard: Some(("DISCORD_SHARD", "1/2")),
-        ..Default::default()
-    });
-    stack.wait_ready(1);
-    let identify = stack.discord.gateway(|g| g.identifies[0].clone());
-    assert_eq!(identify["shard"], json!([1, 2]));
-}
-
-#[test]
-fn a_swarm_slot_is_the_shard_after_it() {
-    let stack = Stack::start(BotEnv {
-        shard: Some(("DISCORD_SHARD_SLOT", "2/2")),
-        ..Default::default()
-    });
-    stack.wait_ready(1);
-    let identify = stack.discord.gateway(|g| g.identifies[0].clone());
-    assert_eq!(identify["shard"], json!([1, 2]));
+    // Shard 1 of 2, as its id (from 0) and as Swarm's task slot (from 1).
+    for shard in [("DISCORD_SHARD", "1/2"), ("DISCORD_SHARD_SLOT", "2/2")] {
+        let stack = Stack::start(BotEnv {
+            shard: Some(shard),
+            ..Default::default()
+        });
+        stack.wait_ready(1);
+        let identify = stack.discord.gateway(|g| g.identifies[0].clone());
+        assert_eq!(identify["shard"], json!([1, 2]), "{shard:?}");
+    }
 }
 
 #[test]
