@@ -35,7 +35,7 @@ fn check_lists_every_error_and_exits_2() {
     assert_eq!(
         stderr,
         "supervisor.toml:3: program.bot.startsecs: -1 is negative; durations cannot be\n\
-         supervisor.toml:4: program.bot.autostart: expected true or false, found a string\n\
+         supervisor.toml:4: program.bot.autostart: expected true or false, found \"yes\"\n\
          supervisor.toml:7: program.web.depends_on: unknown program \"db\"\n"
     );
 }
