@@ -369,6 +369,30 @@ startsecs = 0
 }
 
 #[test]
+fn a_script_without_an_interpreter_line_runs_with_sh() {
+    // As execvp does (and std's Command did): ENOEXEC means "a shell script".
+    let dir = Supervisor::dir_with(
+        r#"
+[program.script]
+command = ["@DIR@/plain-script", "argument"]
+startsecs = 0
+autorestart = false
+"#,
+    );
+    let script = dir.path().join("plain-script");
+    std::fs::write(
+        &script,
+        "echo \"ran with $1\" > \"$(dirname \"$0\")/out\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let sup = Supervisor::start(dir, Mode::Plain);
+    wait_until("the script's output", || {
+        std::fs::read_to_string(sup.path("out")).is_ok_and(|s| s == "ran with argument\n")
+    });
+}
+
+#[test]
 fn a_program_runs_as_its_user() {
     if !is_root() {
         eprintln!("skipped: needs root to switch users");

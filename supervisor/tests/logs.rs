@@ -83,6 +83,38 @@ stdout_logfile_backups = 100
 }
 
 #[test]
+fn a_silent_programs_log_files_exist_once_it_runs() {
+    // They are created off the daemon's thread after the spawns, not at the first output.
+    let dir = Supervisor::dir_with(
+        r#"
+[program.quiet]
+command = ["sleep", "60"]
+startsecs = 0
+
+[program.shared]
+command = ["sleep", "60"]
+startsecs = 0
+stdout_logfile = "@DIR@/deeper/folder/shared.log"
+stderr_logfile = "@DIR@/deeper/folder/shared.log"
+"#,
+    );
+    let sup = Supervisor::start(dir, Mode::Plain);
+    sup.wait_state("quiet", "RUNNING");
+    sup.wait_state("shared", "RUNNING");
+    wait_until("the log files", || {
+        sup.path("data/logs/quiet.log").exists()
+            && sup.path("data/logs/quiet.err.log").exists()
+            && sup.path("deeper/folder/shared.log").exists()
+    });
+    let mode = |p: &str| {
+        std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(sup.path(p)).unwrap().permissions(),
+        )
+    };
+    assert_eq!(mode("data/logs/quiet.log") & 0o007, 0, "not for everyone");
+}
+
+#[test]
 fn output_written_just_before_exit_is_kept() {
     let dir = Supervisor::dir_with(
         r#"

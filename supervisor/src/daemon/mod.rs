@@ -64,7 +64,13 @@ pub const EXIT_FATAL: i32 = 1;
 
 /// Runs the daemon until a shutdown (a signal, a `shutdown` request, or `shutdown` resolving)
 /// has stopped every program. Returns the process exit code.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<i32> {
+/// `nofile` is the open-files limit the supervisor was started with, for its children
+/// (process::raise_nofile).
+pub async fn run(
+    config: Config,
+    nofile: Option<libc::rlimit>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<i32> {
     // Nothing it writes is for everyone (DESIGN.md decision 4).
     process::restrict_umask();
     // The socket first: a second supervisor must not touch the first one's programs or logs.
@@ -86,7 +92,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     if let Err(e) = subreaper {
         tracing::warn!(error = %e, "cannot become a child subreaper; orphans will not be reaped by us");
     }
-    let nofile = process::raise_nofile();
     let (echo_tx, echo_done) = start_echo().context("starting the output thread")?;
     let (requests_tx, mut requests) = mpsc::channel(64);
     let (events, _) = broadcast::channel(1024);
@@ -118,6 +123,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     tokio::pin!(shutdown);
     let mut asked = false;
     daemon.drive();
+    daemon.log_files.open_pending();
     tokio::spawn(release_startup_code());
     while !daemon.finished() {
         let deadline = daemon.next_deadline();
@@ -142,6 +148,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             }
         }
         daemon.drive();
+        daemon.log_files.open_pending();
     }
     server.abort();
     drop(requests);
@@ -240,10 +247,14 @@ struct Program {
     listener: Option<listeners::Conn>,
 }
 
-/// The log files open, shared by every stream that writes to one (weakly: a file closes when
-/// its last program goes).
+/// The log files, shared by every stream that writes to one (weakly: a file closes when its
+/// last program goes). A file is opened off the daemon's thread after the spawns
+/// ([`LogFiles::open_pending`]), or by the first write that comes before.
 #[derive(Debug, Default)]
-struct LogFiles(HashMap<std::path::PathBuf, std::sync::Weak<std::sync::Mutex<LogFile>>>);
+struct LogFiles {
+    files: HashMap<std::path::PathBuf, std::sync::Weak<std::sync::Mutex<LogFile>>>,
+    pending: Vec<crate::logs::capture::SharedLog>,
+}
 
 impl LogFiles {
     fn open(
@@ -251,17 +262,38 @@ impl LogFiles {
         path: &std::path::Path,
         maxbytes: u64,
         backups: u32,
-    ) -> std::io::Result<crate::logs::capture::SharedLog> {
-        if let Some(open) = self.0.get(path).and_then(std::sync::Weak::upgrade) {
-            return Ok(open);
+    ) -> crate::logs::capture::SharedLog {
+        if let Some(open) = self.files.get(path).and_then(std::sync::Weak::upgrade) {
+            return open;
         }
-        let file = std::sync::Arc::new(std::sync::Mutex::new(LogFile::open(
+        let file = std::sync::Arc::new(std::sync::Mutex::new(LogFile::unopened(
             path, maxbytes, backups,
-        )?));
-        self.0.retain(|_, w| w.strong_count() > 0);
-        self.0
+        )));
+        self.files.retain(|_, w| w.strong_count() > 0);
+        self.files
             .insert(path.to_owned(), std::sync::Arc::downgrade(&file));
-        Ok(file)
+        self.pending.push(file.clone());
+        file
+    }
+
+    /// Opens (creates) the files set up since the last call, on a blocking thread: 400 files
+    /// of 200 programs take tens of milliseconds, which the first spawns need not wait for.
+    fn open_pending(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        tokio::task::spawn_blocking(move || {
+            for shared in pending {
+                let mut file = shared
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if let Err(e) = file.ensure_open() {
+                    tracing::error!(path = %file.path().display(), error = %e,
+                        "cannot open the log file; it is tried again at the next output");
+                }
+            }
+        });
     }
 }
 
@@ -328,16 +360,10 @@ impl Program {
         };
         let mut captures = Vec::new();
         for (reader, target, stream) in streams {
-            let file = target.path.as_ref().and_then(|path| {
-                setup
-                    .log_files
-                    .open(path, target.maxbytes, target.backups)
-                    .inspect_err(|e| {
-                        tracing::error!(program = %cfg.name, path = %path.display(), error = %e,
-                            "cannot open the log file; this output is only echoed")
-                    })
-                    .ok()
-            });
+            let file = target
+                .path
+                .as_ref()
+                .map(|path| setup.log_files.open(path, target.maxbytes, target.backups));
             let style = match setup.echo_format {
                 crate::config::EchoFormat::Text => {
                     Echo::Text(format!("{} | ", cfg.name).into_bytes())

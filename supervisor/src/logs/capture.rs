@@ -287,8 +287,9 @@ impl Capture {
             }
         }
         if let Some(shared) = self.file.as_ref() {
-            // Every capture runs on the daemon's one thread: the lock is never contended, and
-            // it is never held across an await.
+            // Every capture runs on the daemon's one thread; the lock is contended only while
+            // the file is first opened off that thread (daemon::LogFiles), and it is never held
+            // across an await.
             let mut file = shared
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);

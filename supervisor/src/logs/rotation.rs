@@ -25,15 +25,28 @@ pub struct LogFile {
 impl LogFile {
     /// Opens (creating folders as needed) `path` for appending.
     pub fn open(path: &Path, maxbytes: u64, backups: u32) -> io::Result<Self> {
-        let mut log = Self {
+        let mut log = Self::unopened(path, maxbytes, backups);
+        log.reopen()?;
+        Ok(log)
+    }
+
+    /// The log file at `path`, opened by [`LogFile::ensure_open`] or by the first write.
+    pub fn unopened(path: &Path, maxbytes: u64, backups: u32) -> Self {
+        Self {
             path: path.to_owned(),
             maxbytes,
             backups,
             file: None,
             size: 0,
-        };
-        log.reopen()?;
-        Ok(log)
+        }
+    }
+
+    /// Opens the file unless it is open.
+    pub fn ensure_open(&mut self) -> io::Result<()> {
+        match self.file {
+            Some(_) => Ok(()),
+            None => self.reopen(),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -43,13 +56,22 @@ impl LogFile {
     /// Closes and opens the file again, for an external rotation (SIGUSR2).
     pub fn reopen(&mut self) -> io::Result<()> {
         self.file = None;
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)?;
+        let open = || {
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+        };
+        let file = match open() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // Its folder is missing: made once, not looked at before every open.
+                if let Some(dir) = self.path.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                open()?
+            }
+            other => other?,
+        };
         self.size = file.metadata()?.len();
         self.file = Some(file);
         Ok(())
@@ -59,6 +81,8 @@ impl LogFile {
     /// `data` normally ends with a newline; a line longer than `maxbytes` is written whole
     /// into a file of its own rather than split.
     pub fn write(&mut self, mut data: &[u8]) -> io::Result<()> {
+        // Its size counts from the file as it is.
+        self.ensure_open()?;
         while !data.is_empty() {
             let room = if self.maxbytes == 0 {
                 u64::MAX
@@ -177,6 +201,22 @@ mod tests {
         let mut log = LogFile::open(&other, 0, 3).unwrap();
         log.write(&[b'x'; 10_000]).unwrap();
         assert_eq!(read(&other).len(), 10_000);
+    }
+
+    #[test]
+    fn an_unopened_file_opens_at_the_first_write_in_a_new_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new/a.log");
+        std::fs::create_dir(dir.path().join("new")).unwrap();
+        std::fs::write(&path, "old\n").unwrap();
+        let mut log = LogFile::unopened(&path, 6, 1);
+        log.write(b"new\n").unwrap();
+        assert_eq!(read(&dir.path().join("new/a.log.1")), "old\n");
+        assert_eq!(read(&path), "new\n");
+        let deeper = dir.path().join("x/y/b.log");
+        let mut log = LogFile::unopened(&deeper, 0, 0);
+        log.ensure_open().unwrap();
+        assert!(deeper.exists());
     }
 
     #[test]
