@@ -285,7 +285,11 @@ pub fn reserve_descriptors(count: usize) {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
         return;
     }
-    let top = (count as u64).min(limit.rlim_cur).saturating_sub(1);
+    // rlim_t is 32 bits wide on 32-bit ARM.
+    #[allow(clippy::useless_conversion)]
+    let top = (count as u64)
+        .min(u64::from(limit.rlim_cur))
+        .saturating_sub(1);
     let Ok(top) = libc::c_int::try_from(top) else {
         return;
     };
