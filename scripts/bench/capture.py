@@ -6,7 +6,8 @@ line-buffered logger does) and for one that writes 4 KiB blocks (seq through std
 For each: the supervisor's CPU for 200 MiB, the writer's wall time against the floor's, the
 supervisor's context switches, and the log checked line by line (nothing lost, split or out of
 order). Ours is also run with `echo_output = true` and its stdout going to a pipe, as under
-Docker, to price the echo. Prints the figures and the ratios.
+Docker, to price the echo, with a control run: the CPU of only writing the echo's bytes into a
+pipe, the floor of any echo. Prints the figures and the ratios.
 
 Usage: scripts/bench/capture.py OUR_BINARY [--quick]   (--quick: 50 MiB)
 Needs: supervisord (Debian package `supervisor`), perl, seq, cat.
@@ -14,6 +15,7 @@ Needs: supervisord (Debian package `supervisor`), perl, seq, cat.
 
 import json
 import os
+import resource
 import shlex
 import signal
 import subprocess
@@ -180,6 +182,27 @@ LATENCY_WRITER = [
 ]
 
 
+def echo_floor(lines):
+    """The control run for the echo: only writing its bytes (every line with its `flood | `
+    prefix) into a pipe read by cat, 1 MiB per write(), no reading or copying. The CPU of that
+    alone bounds how cheap an echo can be."""
+    prefix = b"flood | "
+    line = b"0" * (LINE - 1) + b"\n"
+    per_write = (1024 * 1024) // (len(prefix) + LINE)
+    buf = (prefix + line) * per_write
+    total = lines * (len(prefix) + LINE)
+    sink = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    fd = sink.stdin.fileno()
+    t0 = resource.getrusage(resource.RUSAGE_SELF)
+    written = 0
+    while written < total:
+        written += os.write(fd, memoryview(buf)[: min(len(buf), total - written)])
+    t1 = resource.getrusage(resource.RUSAGE_SELF)
+    sink.stdin.close()
+    sink.wait(timeout=60)
+    return (t1.ru_utime - t0.ru_utime) + (t1.ru_stime - t0.ru_stime)
+
+
 def latency(binary):
     """A line every 20 ms, each carrying the time it was written (CLOCK_MONOTONIC, shared by
     every process): how long until it is in the log file (polled every 0.2 ms)."""
@@ -239,6 +262,12 @@ def main():
             )
         ours, echo, theirs = rows["ours"], rows["ours, echo to a pipe"], rows["supervisord"]
         print(f"supervisord CPU / ours: {theirs['cpu'] / ours['cpu']:.2f}x; echo on / off: {echo['cpu'] / ours['cpu']:.2f}x")
+        floor_cpu = echo_floor(lines)
+        print(
+            f"the echo's own CPU (on - off): {echo['cpu'] - ours['cpu']:.3f} s; control, only writing its "
+            f"{lines * (LINE + 8) / 1048576:.0f} MiB into a pipe: {floor_cpu:.3f} s "
+            f"(on / off at that floor: {(ours['cpu'] + floor_cpu) / ours['cpu']:.2f}x)"
+        )
 
 
 if __name__ == "__main__":

@@ -1,23 +1,27 @@
-//! Giving back the pages of code that only start-up ran.
+//! Giving back the pages of code (and constants) that only start-up used.
 //!
 //! One binary holds the daemon, its command-line client, the supervisord importer and the
 //! configuration reader; by the time the programs are started, the kernel has mapped most of
 //! its text (it maps the file 64 KiB around each fault, and start-up touches code all over it).
 //! Most of those pages are never run again. Once the daemon is up, [`release_startup_code`]
-//! unmaps the binary's executable pages; the ones the running daemon needs come back on their
-//! next use, from the page cache (a minor fault, no I/O while the file is cached). What this
-//! saves, measured: docs/BENCHMARKS.md ("Memory").
+//! unmaps the binary's read-only pages (code, constants, unwinding tables); the ones the
+//! running daemon needs come back on their next use, from the page cache (a minor fault, no
+//! I/O while the file is cached). The functions it keeps running are linked side by side
+//! (supervisor/link/hot.ld), so that few pages come back. What this saves, measured:
+//! docs/BENCHMARKS.md ("Memory").
 //!
-//! Only mappings of the executable itself, executable, and holding no page of their own (no
-//! copy-on-write copy: `Anonymous: 0 kB` in smaps) are touched: for those, dropping a page
-//! cannot change what the next read sees, it is read again from the same file.
+//! Only mappings of the executable itself, not writable, and holding no page of their own (no
+//! copy-on-write copy, such as relocated data: `Anonymous: 0 kB` in smaps) are touched: for
+//! those, dropping a page cannot change what the next read sees, it is read again from the
+//! same file.
 
 use std::ffi::c_void;
 use std::ptr::NonNull;
 
 use nix::sys::mman::{MmapAdvise, madvise};
 
-/// The executable mappings of this process's own binary that hold no private page, as
+/// The read-only mappings (code, constants) of this process's own binary that hold no
+/// private page, as
 /// (start, length), read from `/proc/self/smaps`. Slow-ish (a few hundred lines): call it off
 /// the daemon's thread.
 fn clean_code_mappings(smaps: &str, exe: &str) -> Vec<(usize, usize)> {
@@ -37,7 +41,7 @@ fn clean_code_mappings(smaps: &str, exe: &str) -> Vec<(usize, usize)> {
             // The rest of the line is the path (it may hold spaces).
             let path = fields.skip(3).collect::<Vec<_>>().join(" ");
             current = range
-                .filter(|_| perms.contains('x') && !perms.contains('w') && path == exe)
+                .filter(|_| !perms.contains('w') && path == exe)
                 .map(|(a, b)| (a, b.saturating_sub(a)));
         } else if first == "Anonymous:" {
             let private = fields.next() != Some("0");
@@ -49,7 +53,7 @@ fn clean_code_mappings(smaps: &str, exe: &str) -> Vec<(usize, usize)> {
     out
 }
 
-/// Unmaps the binary's clean executable pages (see the module's comment); returns how many
+/// Unmaps the binary's clean read-only pages (see the module's comment); returns how many
 /// bytes of mappings were advised. Blocking: run it on a blocking thread.
 pub fn release_startup_code() -> std::io::Result<usize> {
     let exe = std::fs::read_link("/proc/self/exe")?;
@@ -59,7 +63,7 @@ pub fn release_startup_code() -> std::io::Result<usize> {
         let Some(addr) = NonNull::new(start as *mut c_void) else {
             continue;
         };
-        // SAFETY: a private mapping of the executable file, not writable, with no
+        // SAFETY: a private mapping of the binary's file, not writable, with no
         // copy-on-write page (checked above): after MADV_DONTNEED the next access faults the
         // same bytes back in from the file, so no code or reference sees anything change.
         unsafe { madvise(addr, len, MmapAdvise::MADV_DONTNEED) }.map_err(std::io::Error::from)?;
@@ -91,12 +95,12 @@ Anonymous:           132 kB
 ";
 
     #[test]
-    fn only_the_binarys_clean_code_is_chosen() {
-        // Not its read-only data, not a code mapping with a patched page, not its writable
+    fn only_the_binarys_clean_read_only_pages_are_chosen() {
+        // Its constants and code; not a code mapping with a patched page, not its writable
         // data, not another file's code.
         assert_eq!(
             clean_code_mappings(SMAPS, "/usr/bin/supervisor"),
-            vec![(0x55d0a0100000, 0x300000)]
+            vec![(0x55d0a0000000, 0x100000), (0x55d0a0100000, 0x300000)]
         );
         assert_eq!(clean_code_mappings(SMAPS, "/usr/bin/other"), vec![]);
     }

@@ -45,7 +45,7 @@ pub struct ControlRequest {
 #[derive(Clone, Debug)]
 pub struct Shared {
     pub requests: mpsc::Sender<ControlRequest>,
-    pub events: broadcast::Sender<Event>,
+    pub events: broadcast::Sender<std::sync::Arc<Event>>,
     pub acl: watch::Receiver<Acl>,
     pub audit: AuditLog,
 }
@@ -354,7 +354,7 @@ async fn connection(stream: UnixStream, peer: Peer, shared: Shared) -> Result<()
 /// Forwards events until the client leaves or the supervisor ends the stream.
 async fn stream_events<R, W>(
     id: u64,
-    mut events: broadcast::Receiver<Event>,
+    mut events: broadcast::Receiver<std::sync::Arc<Event>>,
     mut reader: BufReader<R>,
     mut w: W,
 ) -> Result<(), FrameError>
@@ -367,7 +367,7 @@ where
         tokio::select! {
             event = events.recv() => {
                 let event = match event {
-                    Ok(e) => e,
+                    Ok(e) => Event::clone(&e),
                     Err(broadcast::error::RecvError::Lagged(missed)) => Event::Lagged { missed },
                     Err(broadcast::error::RecvError::Closed) => return Ok(()),
                 };

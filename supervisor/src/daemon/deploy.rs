@@ -107,20 +107,20 @@ impl DeployRun {
 
     fn emit(
         &self,
-        events: &tokio::sync::broadcast::Sender<Event>,
+        events: &tokio::sync::broadcast::Sender<std::sync::Arc<Event>>,
         stage: DeployStage,
         message: &str,
         commit: Option<String>,
     ) {
         // Nobody listening is fine.
-        let _ = events.send(Event::Deploy {
+        let _ = events.send(std::sync::Arc::new(Event::Deploy {
             program: self.program.clone(),
             id: self.id.clone(),
             stage,
             message: message.to_owned(),
             commit,
             at_ms: unix_ms(SystemTime::now()),
-        });
+        }));
     }
 }
 

@@ -448,12 +448,12 @@ impl Daemon {
     }
 
     pub(super) fn emit_health(&self, idx: usize, healthy: bool, message: String) {
-        let _ = self.events.send(Event::Health {
+        let _ = self.events.send(std::sync::Arc::new(Event::Health {
             program: self.programs[idx].cfg.name.to_string(),
             healthy,
             message,
             at_ms: unix_ms(SystemTime::now()),
-        });
+        }));
     }
 
     /// The environment a spawn of `cfg` gets for its notify socket and watchdog.

@@ -107,12 +107,12 @@ impl Daemon {
         self.config = new;
         self.reindex();
         tracing::info!(added = ?added, changed = ?changed, removed = ?removed, "configuration updated");
-        let _ = self.events.send(Event::Config {
+        let _ = self.events.send(std::sync::Arc::new(Event::Config {
             added: added.clone(),
             changed: changed.clone(),
             removed: removed.clone(),
             at_ms: unix_ms(SystemTime::now()),
-        });
+        }));
         Ok(Reply::Changes {
             added,
             changed,
