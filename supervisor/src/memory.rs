@@ -4,27 +4,26 @@
 //! configuration reader; by the time the programs are started, the kernel has mapped most of
 //! its text (it maps the file 64 KiB around each fault, and start-up touches code all over it).
 //! Most of those pages are never run again. Once the daemon is up, [`release_startup_code`]
-//! unmaps the binary's read-only pages (code, constants, unwinding tables); the ones the
-//! running daemon needs come back on their next use, from the page cache (a minor fault, no
-//! I/O while the file is cached). The functions it keeps running are linked side by side
-//! (supervisor/link/hot.ld), so that few pages come back. What this saves, measured:
-//! docs/BENCHMARKS.md ("Memory").
+//! unmaps the read-only pages of the binary and of its shared libraries (code, constants,
+//! unwinding tables); the ones the running daemon needs come back on their next use, from the
+//! page cache (a minor fault, no I/O while the file is cached). The functions it keeps running
+//! are linked side by side (supervisor/link/hot.ld), so that few pages come back. What this
+//! saves, measured: docs/BENCHMARKS.md ("Memory").
 //!
-//! Only mappings of the executable itself, not writable, and holding no page of their own (no
+//! Only private mappings of files, not writable, and holding no page of their own (no
 //! copy-on-write copy, such as relocated data: `Anonymous: 0 kB` in smaps) are touched: for
 //! those, dropping a page cannot change what the next read sees, it is read again from the
-//! same file.
+//! same file (which the mapping keeps, even if it is replaced on disk meanwhile).
 
 use std::ffi::c_void;
 use std::ptr::NonNull;
 
 use nix::sys::mman::{MmapAdvise, madvise};
 
-/// The read-only mappings (code, constants) of this process's own binary that hold no
-/// private page, as
-/// (start, length), read from `/proc/self/smaps`. Slow-ish (a few hundred lines): call it off
-/// the daemon's thread.
-fn clean_code_mappings(smaps: &str, exe: &str) -> Vec<(usize, usize)> {
+/// The private read-only mappings of files (code and constants of the binary and of its
+/// shared libraries) that hold no private page, as (start, length), read from
+/// `/proc/self/smaps`. Slow-ish (a few hundred lines): call it off the daemon's thread.
+fn clean_file_mappings(smaps: &str) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut current: Option<(usize, usize)> = None;
     for line in smaps.lines() {
@@ -40,8 +39,10 @@ fn clean_code_mappings(smaps: &str, exe: &str) -> Vec<(usize, usize)> {
             let perms = fields.next().unwrap_or("");
             // The rest of the line is the path (it may hold spaces).
             let path = fields.skip(3).collect::<Vec<_>>().join(" ");
+            // A file (not `[vdso]` or anonymous memory), not a device's memory.
+            let file = path.starts_with('/') && !path.starts_with("/dev/");
             current = range
-                .filter(|_| !perms.contains('w') && path == exe)
+                .filter(|_| file && perms.ends_with('p') && !perms.contains('w'))
                 .map(|(a, b)| (a, b.saturating_sub(a)));
         } else if first == "Anonymous:" {
             let private = fields.next() != Some("0");
@@ -53,21 +54,23 @@ fn clean_code_mappings(smaps: &str, exe: &str) -> Vec<(usize, usize)> {
     out
 }
 
-/// Unmaps the binary's clean read-only pages (see the module's comment); returns how many
-/// bytes of mappings were advised. Blocking: run it on a blocking thread.
+/// Unmaps the clean read-only pages of the binary and its libraries (see the module's
+/// comment); returns how many bytes of mappings were advised. Blocking: run it on a blocking
+/// thread.
 pub fn release_startup_code() -> std::io::Result<usize> {
-    let exe = std::fs::read_link("/proc/self/exe")?;
     let smaps = std::fs::read_to_string("/proc/self/smaps")?;
     let mut released = 0;
-    for (start, len) in clean_code_mappings(&smaps, &exe.to_string_lossy()) {
+    for (start, len) in clean_file_mappings(&smaps) {
         let Some(addr) = NonNull::new(start as *mut c_void) else {
             continue;
         };
-        // SAFETY: a private mapping of the binary's file, not writable, with no
+        // SAFETY: a private mapping of a file, not writable, with no
         // copy-on-write page (checked above): after MADV_DONTNEED the next access faults the
         // same bytes back in from the file, so no code or reference sees anything change.
-        unsafe { madvise(addr, len, MmapAdvise::MADV_DONTNEED) }.map_err(std::io::Error::from)?;
-        released += len;
+        // One mapping refused (it cannot be, for a plain file) leaves the others to release.
+        if unsafe { madvise(addr, len, MmapAdvise::MADV_DONTNEED) }.is_ok() {
+            released += len;
+        }
     }
     Ok(released)
 }
@@ -95,14 +98,17 @@ Anonymous:           132 kB
 ";
 
     #[test]
-    fn only_the_binarys_clean_read_only_pages_are_chosen() {
-        // Its constants and code; not a code mapping with a patched page, not its writable
-        // data, not another file's code.
+    fn only_clean_read_only_pages_of_files_are_chosen() {
+        // The binary's constants and code, a library's code; not a code mapping with a patched
+        // page, not writable data, not the stack.
         assert_eq!(
-            clean_code_mappings(SMAPS, "/usr/bin/supervisor"),
-            vec![(0x55d0a0000000, 0x100000), (0x55d0a0100000, 0x300000)]
+            clean_file_mappings(SMAPS),
+            vec![
+                (0x55d0a0000000, 0x100000),
+                (0x55d0a0100000, 0x300000),
+                (0x7f0000000000, 0x100000)
+            ]
         );
-        assert_eq!(clean_code_mappings(SMAPS, "/usr/bin/other"), vec![]);
     }
 
     #[test]
@@ -112,6 +118,6 @@ Anonymous:           132 kB
         // The code this test runs next is faulted back in.
         let sum: u64 = (1..=100u64).map(std::hint::black_box).sum();
         assert_eq!(sum, 5050);
-        assert!(format!("{:?}", clean_code_mappings(SMAPS, "x")).contains('['));
+        assert!(format!("{:?}", clean_file_mappings(SMAPS)).contains('['));
     }
 }

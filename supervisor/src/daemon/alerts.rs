@@ -114,7 +114,9 @@ impl Daemon {
         while self.alerts.recent.len() > KEEP {
             self.alerts.recent.pop_front();
         }
-        let _ = self.events.send(std::sync::Arc::new(Event::Alert(alert.clone())));
+        let _ = self
+            .events
+            .send(std::sync::Arc::new(Event::Alert(alert.clone())));
         alert
     }
 
