@@ -13,6 +13,7 @@ Usage: scripts/bench/capture.py OUR_BINARY [--quick]   (--quick: 50 MiB)
 Needs: supervisord (Debian package `supervisor`), perl, seq, cat.
 """
 
+import fcntl
 import json
 import os
 import resource
@@ -193,6 +194,8 @@ def echo_floor(lines):
     total = lines * (len(prefix) + LINE)
     sink = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
     fd = sink.stdin.fileno()
+    # The size the supervisor gives its stdout pipe (logs/capture.rs, BUSY_PIPE).
+    fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1024 * 1024)
     t0 = resource.getrusage(resource.RUSAGE_SELF)
     written = 0
     while written < total:
