@@ -353,3 +353,63 @@ stdout_logfile_maxbytes = 0
         );
     }
 }
+
+/// docs/CONFIG.md promises that a line reaches its log file within 10 ms of being written
+/// (2 ms of gathering, then the write), and the echo at the same moment. A program writes a
+/// line carrying its wall-clock time every 50 ms and keeps running (no exit flushes anything);
+/// the test polls the file and the supervisor's stdout (a pipe) every millisecond. The median
+/// delay must be within the promise; no line may take more than a quarter second (room for a
+/// loaded test machine's scheduler, far below what a line held until the pipe fills or the
+/// program exits would take).
+#[test]
+fn a_line_reaches_the_log_and_the_echo_within_the_promised_delay() {
+    const LINES: usize = 20;
+    let dir = Supervisor::dir_with(
+        r#"
+[program.ticker]
+command = ["/bin/sh", "-c", "while :; do date +%s%N; sleep 0.05; done"]
+startsecs = 0
+"#,
+    );
+    let sup = Supervisor::start(dir, Mode::Plain);
+    let log = sup.path("data/logs/ticker.log");
+    let now_ns = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as i64
+    };
+    let stamps = |text: &str, strip: &str| -> Vec<i64> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix(strip)?.trim().parse().ok())
+            .collect()
+    };
+    let (mut file_delays, mut echo_delays) = (Vec::new(), Vec::new());
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while file_delays.len() < LINES || echo_delays.len() < LINES {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the ticker's lines did not come"
+        );
+        let now = now_ns();
+        let in_file = stamps(&std::fs::read_to_string(&log).unwrap_or_default(), "");
+        let echoed = stamps(&sup.stdout(), "ticker | ");
+        for (seen, delays) in [(in_file, &mut file_delays), (echoed, &mut echo_delays)] {
+            for stamp in seen.into_iter().skip(delays.len()) {
+                delays.push((now - stamp) as f64 / 1e6);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    for (what, delays) in [("log file", &mut file_delays), ("echo", &mut echo_delays)] {
+        delays.sort_by(f64::total_cmp);
+        let median = delays[delays.len() / 2];
+        let max = delays[delays.len() - 1];
+        eprintln!("{what}: median {median:.2} ms, max {max:.2} ms");
+        assert!(
+            median <= 10.0,
+            "{what}: median delay {median:.2} ms ({delays:?})"
+        );
+        assert!(max <= 250.0, "{what}: a line took {max:.2} ms ({delays:?})");
+    }
+}
