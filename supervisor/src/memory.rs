@@ -54,11 +54,37 @@ fn clean_file_mappings(smaps: &str) -> Vec<(usize, usize)> {
     out
 }
 
+/// The mappings of files (range, permissions, offset, device, inode, path) are the same in
+/// `maps` and `smaps`. Anonymous memory is left out: other threads may allocate between the
+/// two reads.
+fn same_mappings(maps: &str, smaps: &str) -> bool {
+    let header = |line: &&str| {
+        let mut fields = line.split_whitespace();
+        fields
+            .next()
+            .is_some_and(|first| first.contains('-') && !first.ends_with(':'))
+            && fields.nth(4).is_some_and(|path| path.starts_with('/'))
+    };
+    fn words(line: &str) -> Vec<&str> {
+        line.split_whitespace().collect()
+    }
+    let a: Vec<_> = maps.lines().filter(header).map(words).collect();
+    let b: Vec<_> = smaps.lines().filter(header).map(words).collect();
+    !a.is_empty() && a == b
+}
+
 /// Unmaps the clean read-only pages of the binary and its libraries (see the module's
 /// comment); returns how many bytes of mappings were advised. Blocking: run it on a blocking
 /// thread.
 pub fn release_startup_code() -> std::io::Result<usize> {
     let smaps = std::fs::read_to_string("/proc/self/smaps")?;
+    let maps = std::fs::read_to_string("/proc/self/maps")?;
+    if !same_mappings(&maps, &smaps) {
+        // Not the kernel's own view of this process (qemu-user shows the guest's mappings in
+        // `maps` but the emulator's in `smaps`), or it changed between the reads: the
+        // Anonymous counts cannot be trusted, and nothing is released.
+        return Ok(0);
+    }
     let mut released = 0;
     for (start, len) in clean_file_mappings(&smaps) {
         let Some(addr) = NonNull::new(start as *mut c_void) else {
@@ -109,6 +135,19 @@ Anonymous:           132 kB
                 (0x7f0000000000, 0x100000)
             ]
         );
+    }
+
+    #[test]
+    fn nothing_is_released_when_maps_and_smaps_disagree() {
+        let maps: String = SMAPS
+            .lines()
+            .filter(|l| l.contains(" /"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(same_mappings(&maps, SMAPS));
+        let other = maps.replace("55d0a0000000", "00010000");
+        assert!(!same_mappings(&other, SMAPS));
+        assert!(!same_mappings("", SMAPS));
     }
 
     #[test]
