@@ -5,8 +5,9 @@ anonymous memory (heap, stacks: what no other process shares), read from /proc/P
 with 3 programs running, in a daemon that has worked a little: 3 s after the programs started
 (ours gives back start-up's code pages 2 s after its start: supervisor/src/memory.rs), then five
 `status` commands and a program killed and restarted, then 1 s. For each of our builds given
-(e.g. a static one and the dynamic one the image ships) and for supervisord 4.2.5. Median
-of 5 starts.
+(e.g. the static one the image ships and a dynamic one) and for supervisord 4.2.5. Median
+of 5 starts. The last column is the PSS of the daemon and its 3 programs (`sleep`, linked
+dynamically) together: what the tree costs the machine, shared C library pages included.
 
 Usage: scripts/bench/memory.py NAME=BINARY [NAME=BINARY ...]
 Needs: supervisord (Debian package `supervisor`), sleep.
@@ -51,10 +52,12 @@ def measure(impl):
                 os.kill(victim, signal.SIGKILL)
                 wait_for("a new child", lambda: victim not in sleepers(proc.pid) and len(sleepers(proc.pid)) == 3)
                 time.sleep(1)
-                samples.append(rollup(proc.pid))
+                sample = rollup(proc.pid)
+                sample["Tree"] = sample["Pss"] + sum(rollup(c)["Pss"] for c in sleepers(proc.pid))
+                samples.append(sample)
             finally:
                 stop(proc)
-    return {k: statistics.median(s[k] for s in samples) for k in ("Rss", "Pss", "Anonymous")}
+    return {k: statistics.median(s[k] for s in samples) for k in ("Rss", "Pss", "Anonymous", "Tree")}
 
 
 def main():
@@ -66,10 +69,10 @@ def main():
         impl = Ours(os.path.abspath(binary))
         rows.append((f"ours, {name}", measure(impl), os.path.getsize(binary)))
     rows.append(("supervisord 4.2.5", measure(Supervisord()), None))
-    print(f"{'3 programs, KiB (median of 5)':<32} {'RSS':>7} {'PSS':>7} {'anon':>7} {'binary':>9}")
+    print(f"{'3 programs, KiB (median of 5)':<32} {'RSS':>7} {'PSS':>7} {'anon':>7} {'binary':>9} {'tree PSS':>9}")
     for name, m, size in rows:
         size_text = f"{size / 1048576:.1f} MiB" if size else ""
-        print(f"{name:<32} {m['Rss']:>7.0f} {m['Pss']:>7.0f} {m['Anonymous']:>7.0f} {size_text:>9}")
+        print(f"{name:<32} {m['Rss']:>7.0f} {m['Pss']:>7.0f} {m['Anonymous']:>7.0f} {size_text:>9} {m['Tree']:>9.0f}")
 
 
 if __name__ == "__main__":
