@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The supervisor's memory with 3 programs (RSS, PSS, anonymous) for a static build and the
-# dynamic one the image ships, beside supervisord's, in one run.
+# The supervisor's memory with 3 programs (RSS, PSS, anonymous) for the static build the image
+# ships and a dynamic one, beside supervisord's, in one run.
 #   scripts/bench/memory.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
