@@ -174,6 +174,8 @@ def main():
     arch, binary = sys.argv[1], sys.argv[2]
     spec = ARCHES[arch]
     if subprocess.run(["which", spec["qemu"]], stdout=subprocess.DEVNULL).returncode != 0:
+        if os.geteuid() != 0:
+            sys.exit(f"memory_vm: needs {spec['qemu']}: sudo apt-get install {spec['qemu_package']}")
         run(["apt-get", "install", "-y", "-qq", spec["qemu_package"]], stdout=subprocess.DEVNULL,
             env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
     folder = os.path.abspath(f"target/vm-{arch}")
