@@ -21,6 +21,10 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from supervisor_vs_supervisord import Ours  # noqa: E402
 
 ROUNDS = 5
 KERNEL = "6.1.0-47"
@@ -68,29 +72,7 @@ echo "vm: kernel $(uname -r), $(uname -m), fault-around $(cat /sys/kernel/debug/
 for round in 1 2 3 4 5; do
   d=/tmp/run$round
   mkdir -p $d
-  cat >$d/supervisor.toml <<EOF
-[supervisor]
-logdir = "$d/logs"
-shutdown_timeout = "30s"
-
-[program.p0]
-command = ["/bin/sleep", "100000"]
-startsecs = 0
-echo_output = false
-backoff = { reset = "1s" }
-
-[program.p1]
-command = ["/bin/sleep", "100000"]
-startsecs = 0
-echo_output = false
-backoff = { reset = "1s" }
-
-[program.p2]
-command = ["/bin/sleep", "100000"]
-startsecs = 0
-echo_output = false
-backoff = { reset = "1s" }
-EOF
+  sed "s#@DIR@#$d#g" /bench.toml >$d/supervisor.toml
   (cd $d && exec /supervisor run -c $d/supervisor.toml >/dev/null 2>&1) &
   sup=$!
   wait_for_3 $sup || break
@@ -152,6 +134,15 @@ def cpio_newc(entries):
     return gzip.compress(bytes(out), compresslevel=1)
 
 
+def bench_config():
+    """memory.py's configuration (supervisor_vs_supervisord.Ours) with busybox's `sleep`, its
+    folder left as @DIR@ for the guest to fill in."""
+    with tempfile.TemporaryDirectory() as host:
+        Ours("/supervisor").config(host, [(f"p{i}", ["/bin/sleep", "100000"]) for i in range(3)])
+        with open(os.path.join(host, "supervisor.toml")) as f:
+            return f.read().replace(host, "@DIR@")
+
+
 def initramfs(busybox, binary, path):
     with open(busybox, "rb") as f:
         bb = f.read()
@@ -160,9 +151,10 @@ def initramfs(busybox, binary, path):
     directory, executable, link = 0o040755, 0o100755, 0o120777
     entries = [(d, directory, b"") for d in ("bin", "proc", "sys", "tmp", "dev")]
     entries.append(("bin/busybox", executable, bb))
-    for applet in ("sh", "sleep", "mount", "cat", "awk", "wc", "grep", "head", "mkdir", "poweroff", "uname"):
+    for applet in ("sh", "sleep", "mount", "cat", "awk", "wc", "grep", "head", "mkdir", "poweroff", "uname", "sed"):
         entries.append((f"bin/{applet}", link, b"busybox"))
     entries.append(("init", executable, INIT.encode()))
+    entries.append(("bench.toml", 0o100644, bench_config().encode()))
     entries.append(("supervisor", executable, sup))
     with open(path, "wb") as f:
         f.write(cpio_newc(entries))
