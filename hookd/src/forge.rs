@@ -52,12 +52,16 @@ pub fn identify(header: &dyn Fn(&str) -> Option<String>) -> Option<Delivery> {
     })
 }
 
-/// Checks the delivery's signature (or GitLab's token) against the secret.
+/// Checks the delivery's signature against the secret, or GitLab's token against the GitLab
+/// token. GitLab sends its token itself, in clear, with every delivery: it is a separate
+/// setting, so that the HMAC secret never travels and a captured GitLab token is accepted only
+/// where GitLab is configured.
 pub fn authenticate(
     forge: Forge,
     header: &dyn Fn(&str) -> Option<String>,
     body: &[u8],
     secret: &Secret,
+    gitlab_token: Option<&Secret>,
 ) -> Result<(), AuthError> {
     match forge {
         Forge::GitHub => verify_hmac(secret, body, header("x-hub-signature-256").as_deref()),
@@ -70,7 +74,10 @@ pub fn authenticate(
                 .as_deref(),
         ),
         Forge::Gogs => verify_hmac(secret, body, header("x-gogs-signature").as_deref()),
-        Forge::GitLab => verify_token(secret, header("x-gitlab-token").as_deref()),
+        Forge::GitLab => match gitlab_token {
+            Some(token) => verify_token(token, header("x-gitlab-token").as_deref()),
+            None => Err(AuthError::NotConfigured),
+        },
     }
 }
 

@@ -89,11 +89,16 @@ async fn only_allowed_sources(
     request: axum::extract::Request,
     next: Next,
 ) -> Response {
-    let forwarded = request
+    // Every header line, in order, is one list (RFC 9110 5.3): a proxy may append a line of its
+    // own rather than extend the client's. A line that is not text ends the walk there.
+    let lines: Vec<&str> = request
         .headers()
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok());
-    let client = app.settings.sources.client(peer.ip(), forwarded);
+        .get_all("x-forwarded-for")
+        .iter()
+        .map(|v| v.to_str().unwrap_or("?"))
+        .collect();
+    let forwarded = (!lines.is_empty()).then(|| lines.join(","));
+    let client = app.settings.sources.client(peer.ip(), forwarded.as_deref());
     if !app.settings.sources.allows(client) {
         tracing::warn!(%client, %peer, decision = "refused: source not allowed");
         return reply(
@@ -172,7 +177,15 @@ async fn handle(app: &App, program: &str, headers: &HeaderMap, body: &[u8]) -> R
             json!({"error": "send JSON: set the webhook's content type to application/json"}),
         );
     }
-    if let Err(e) = forge::authenticate(delivery.forge, &header, body, &app.settings.secret) {
+    let settings = &app.settings;
+    let gitlab_token = settings.gitlab_token.as_ref();
+    if let Err(e) = forge::authenticate(
+        delivery.forge,
+        &header,
+        body,
+        &settings.secret,
+        gitlab_token,
+    ) {
         tracing::warn!(forge = forge_name, event, delivery = id, decision = "refused: unauthenticated", reason = %e);
         return reply(
             StatusCode::UNAUTHORIZED,

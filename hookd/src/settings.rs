@@ -12,6 +12,9 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// `HOOKD_SECRET`, or the contents of the file `HOOKD_SECRET_FILE` names.
     pub secret: Secret,
+    /// `HOOKD_GITLAB_TOKEN` or `HOOKD_GITLAB_TOKEN_FILE`: the token GitLab sends; without it
+    /// GitLab's deliveries are refused.
+    pub gitlab_token: Option<Secret>,
     /// `HOOKD_PROGRAM`, default `bot`: what `POST /webhook` deploys.
     pub program: String,
     /// `HOOKD_BRANCH`; by default the program's deploy branch, asked from the supervisor.
@@ -34,6 +37,24 @@ pub fn valid_program(name: &str) -> bool {
     supervisor_proto::ProgramName::new(name).is_ok()
 }
 
+/// A secret from the variable `NAME`, or from the file `NAME_FILE` names; `Ok(None)` when
+/// neither is set (or both are empty).
+fn secret_from(env: &dyn Fn(&str) -> Option<String>, name: &str) -> Result<Option<Secret>, String> {
+    if let Some(s) = env(name).filter(|s| !s.is_empty()) {
+        return Ok(Secret::new(s.into_bytes()));
+    }
+    let Some(path) = env(&format!("{name}_FILE")).filter(|p| !p.is_empty()) else {
+        return Ok(None);
+    };
+    let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {name}_FILE {path}: {e}"))?;
+    // A trailing newline from `echo secret > file` is not part of the secret.
+    let trimmed = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+    let trimmed = trimmed.strip_suffix(b"\r").unwrap_or(trimmed);
+    Secret::new(trimmed.to_vec())
+        .map(Some)
+        .ok_or_else(|| format!("{name}_FILE {path} is empty"))
+}
+
 impl Settings {
     /// Reads the settings through `env`; every problem is reported at once.
     pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<Self, String> {
@@ -47,34 +68,27 @@ impl Settings {
                 ))
             })
             .ok();
-        let secret = match (env("HOOKD_SECRET"), env("HOOKD_SECRET_FILE")) {
-            (Some(s), _) if !s.is_empty() => Secret::new(s.into_bytes()),
-            (_, Some(path)) if !path.is_empty() => match std::fs::read(&path) {
-                Ok(bytes) => {
-                    // A trailing newline from `echo secret > file` is not part of the secret.
-                    let trimmed = bytes.strip_suffix(b"\n").unwrap_or(&bytes).to_vec();
-                    let trimmed = trimmed
-                        .strip_suffix(b"\r")
-                        .map(<[u8]>::to_vec)
-                        .unwrap_or(trimmed);
-                    Secret::new(trimmed).or_else(|| {
-                        problems.push(format!("HOOKD_SECRET_FILE {path} is empty"));
-                        None
-                    })
-                }
-                Err(e) => {
-                    problems.push(format!("cannot read HOOKD_SECRET_FILE {path}: {e}"));
-                    None
-                }
-            },
-            _ => {
+        let secret = match secret_from(env, "HOOKD_SECRET") {
+            Ok(Some(secret)) => Some(secret),
+            Ok(None) => {
                 problems.push(
                     "no webhook secret: set HOOKD_SECRET or HOOKD_SECRET_FILE (the same secret as in the forge's webhook settings)"
                         .into(),
                 );
                 None
             }
+            Err(e) => {
+                problems.push(e);
+                None
+            }
         };
+        let gitlab_token = secret_from(env, "HOOKD_GITLAB_TOKEN").unwrap_or_else(|e| {
+            problems.push(e);
+            None
+        });
+        if matches!((&secret, &gitlab_token), (Some(s), Some(t)) if s.same_as(t)) {
+            problems.push("HOOKD_GITLAB_TOKEN must differ from HOOKD_SECRET: GitLab sends its token in clear with every delivery, and the HMAC secret of the other forges must never travel".into());
+        }
         let program = env("HOOKD_PROGRAM").unwrap_or_else(|| "bot".into());
         if !valid_program(&program) {
             problems.push(format!("HOOKD_PROGRAM={program:?} is not a program name"));
@@ -123,6 +137,7 @@ impl Settings {
             (Some(listen), Some(secret)) if problems.is_empty() => Ok(Self {
                 listen,
                 secret,
+                gitlab_token,
                 program,
                 branch,
                 socket,
@@ -176,6 +191,47 @@ mod tests {
         assert!(from(&[("HOOKD_SECRET_FILE", file.to_str().unwrap())]).is_ok());
         let e = from(&[("HOOKD_LISTEN", "nowhere"), ("HOOKD_PROGRAM", "a b")]).unwrap_err();
         assert_eq!(e.lines().count(), 3, "{e}");
+    }
+
+    #[test]
+    fn a_gitlab_token_is_its_own_setting() {
+        assert!(
+            from(&[("HOOKD_SECRET", "s")])
+                .unwrap()
+                .gitlab_token
+                .is_none()
+        );
+        let s = from(&[("HOOKD_SECRET", "s"), ("HOOKD_GITLAB_TOKEN", "t")]).unwrap();
+        assert!(
+            s.gitlab_token
+                .is_some_and(|t| t.same_as(&Secret::new(b"t".to_vec()).unwrap()))
+        );
+        let e = from(&[("HOOKD_SECRET", "s"), ("HOOKD_GITLAB_TOKEN", "s")]).unwrap_err();
+        assert!(
+            e.starts_with("HOOKD_GITLAB_TOKEN must differ from HOOKD_SECRET"),
+            "{e}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "from-file\r\n").unwrap();
+        let s = from(&[
+            ("HOOKD_SECRET", "s"),
+            ("HOOKD_GITLAB_TOKEN_FILE", file.to_str().unwrap()),
+        ])
+        .unwrap();
+        assert!(
+            s.gitlab_token
+                .is_some_and(|t| t.same_as(&Secret::new(b"from-file".to_vec()).unwrap()))
+        );
+        let e = from(&[
+            ("HOOKD_SECRET", "s"),
+            ("HOOKD_GITLAB_TOKEN_FILE", "/nonexistent/token"),
+        ])
+        .unwrap_err();
+        assert!(
+            e.starts_with("cannot read HOOKD_GITLAB_TOKEN_FILE /nonexistent/token"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -14,6 +14,11 @@ impl Secret {
     pub fn new(bytes: Vec<u8>) -> Option<Self> {
         (!bytes.is_empty()).then_some(Self(bytes))
     }
+
+    /// Whether two settings hold the same secret (checked once, at start: not constant-time).
+    pub fn same_as(&self, other: &Secret) -> bool {
+        self.0 == other.0
+    }
 }
 
 impl fmt::Debug for Secret {
@@ -31,6 +36,9 @@ pub enum AuthError {
     Malformed,
     #[error("the signature does not match")]
     Mismatch,
+    /// A GitLab delivery, and no GitLab token is configured (`HOOKD_GITLAB_TOKEN`).
+    #[error("GitLab deliveries are not accepted: HOOKD_GITLAB_TOKEN is not set")]
+    NotConfigured,
 }
 
 /// Checks a hex HMAC-SHA256 `signature` (with or without `sha256=`) of `body`.
@@ -45,7 +53,7 @@ pub fn verify_hmac(secret: &Secret, body: &[u8], signature: Option<&str>) -> Res
     hmac::verify(&key, body, &tag).map_err(|_| AuthError::Mismatch)
 }
 
-/// Checks GitLab's `X-Gitlab-Token` against the secret in constant time (both sides go
+/// Checks GitLab's `X-Gitlab-Token` against the configured token in constant time (both sides go
 /// through an HMAC with a key of their own, whose tags are then compared by ring).
 pub fn verify_token(secret: &Secret, token: Option<&str>) -> Result<(), AuthError> {
     let token = token.filter(|t| !t.is_empty()).ok_or(AuthError::Missing)?;

@@ -41,12 +41,17 @@ fn hookd(allow: &str, proxies: &str) -> (Hookd, u16) {
 }
 
 fn deliver(port: u16, forwarded_for: Option<&str>) -> u16 {
+    deliver_through(port, forwarded_for.as_slice())
+}
+
+/// With one `X-Forwarded-For` header line per item, in order.
+fn deliver_through(port: u16, forwarded_for: &[&str]) -> u16 {
     let body = push_payload("refs/heads/main", &"a".repeat(40));
     // A wrong signature: a delivery that passes the source check gets 401, one that does not
     // gets 403 before its signature is looked at.
     let mut headers = gitea("d", Some("0".repeat(64)));
-    if let Some(xff) = forwarded_for {
-        headers.push(("X-Forwarded-For", xff.to_owned()));
+    for xff in forwarded_for {
+        headers.push(("X-Forwarded-For", (*xff).to_owned()));
     }
     http(port, "POST", "/webhook", &headers, &body).0
 }
@@ -61,6 +66,10 @@ fn only_allowed_sources_may_deliver() {
         "the proxy's client is"
     );
     assert_eq!(deliver(port, Some("192.0.2.7, 203.0.113.9")), 403);
+    // A proxy that appends its own header line instead of extending the client's: the forged
+    // first line is not the client, the right-most untrusted address over all lines is.
+    assert_eq!(deliver_through(port, &["192.0.2.7", "203.0.113.9"]), 403);
+    assert_eq!(deliver_through(port, &["203.0.113.9", "192.0.2.7"]), 401);
     assert_eq!(
         http(port, "GET", "/healthz", &[], b"").0,
         200,

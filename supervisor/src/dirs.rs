@@ -77,9 +77,11 @@ pub fn prepare(
     }
 }
 
-/// The supervisor's own folders (logs, deploy records): made if missing, and set to 0750, or
-/// with `group` (the socket's) to 2750 and that group, so that the files made inside inherit
-/// it. Existing files made before keep their modes, but are no longer reachable by others.
+/// The supervisor's own folders (logs, deploy records): made if missing, and set to 0750 and
+/// the supervisor's own group, or with `group` (`files_group`) to 2750 and that group, so that
+/// the files made inside inherit it. Existing files made before keep their modes and groups,
+/// but are no longer reachable by others (a folder that belonged to another group before
+/// is taken back).
 pub fn private(dir: &Path, group: Option<u32>) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt as _;
     let fail = |e: io::Error| format!("cannot prepare {}: {e}", dir.display());
@@ -93,7 +95,11 @@ pub fn private(dir: &Path, group: Option<u32>) -> Result<(), String> {
             std::os::unix::fs::lchown(dir, None, Some(gid)).map_err(fail)?;
             0o2750
         }
-        None => 0o750,
+        None => {
+            let own = nix::unistd::getegid().as_raw();
+            std::os::unix::fs::lchown(dir, None, Some(own)).map_err(fail)?;
+            0o750
+        }
     };
     fs::set_permissions(dir, fs::Permissions::from_mode(mode)).map_err(fail)
 }

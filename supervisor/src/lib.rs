@@ -75,6 +75,9 @@ impl Error {
 /// would lose behaviour refuses the start.
 pub fn run(path: &Path, strict: bool, shutdown: impl Future<Output = ()>) -> Result<i32, Error> {
     let (config, findings) = config::load_reporting(path)?;
+    for w in &config.warnings {
+        tracing::warn!(file = %w.file.display(), line = w.line, key = %w.key, "{}", w.message);
+    }
     for f in &findings {
         tracing::warn!(file = %f.file.display(), line = f.line, what = %f.what,
             severity = ?f.severity, advice = %f.advice, "supervisord option not carried over");

@@ -100,3 +100,31 @@ fn completions_for_bash_zsh_and_fish() {
         assert!(stdout.contains("restart"), "{shell} completes the verbs");
     }
 }
+
+#[test]
+fn check_warns_of_a_grant_naming_no_configured_program_and_strict_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let me = nix::unistd::getuid().as_raw();
+    std::fs::write(
+        dir.path().join("supervisor.toml"),
+        format!(
+            "[program.bot]\ncommand = \"sleep 1\"\n\n[control.allow]\ndeploy = [\"{me}:bto,bot\"]\n"
+        ),
+    )
+    .unwrap();
+    let warning = format!(
+        "warning: supervisor.toml:5: control.allow.deploy: \"{me}:bto,bot\" names program \"bto\", which is not configured (did you mean \"bot\"?): the grant gives nothing until a program of that name is added\n"
+    );
+    let (code, stdout, stderr) = run(&["check"], dir.path());
+    assert_eq!(
+        (code, stdout.as_str()),
+        (0, "supervisor.toml: ok (1 program)\n")
+    );
+    assert_eq!(stderr, warning);
+    let (code, stdout, stderr) = run(&["check", "--strict"], dir.path());
+    assert_eq!((code, stdout.as_str()), (2, ""));
+    assert_eq!(
+        stderr,
+        format!("{warning}supervisor.toml: 1 warning(s), refused by --strict\n")
+    );
+}

@@ -480,3 +480,58 @@ startsecs = 0
     let spawned = sup.log_events(|e| msg(e) == "spawned" && field(e, "program") == "db");
     assert!(at(&spawned[0]) < at(&db_running));
 }
+
+/// `update` replaces a changed notify program's socket at the same path: the old socket's
+/// cleanup must not remove the new one's file, or the program can never report ready again.
+#[test]
+fn a_notify_program_updated_ten_times_is_ready_every_time() {
+    assert!(
+        has_systemd_notify(),
+        "scripts/test installs systemd-notify (package systemd)"
+    );
+    let config = |round: u32| {
+        format!(
+            r#"
+[program.n]
+command = ["@DIR@/n.sh"]
+ready = "notify"
+ready_timeout = "10s"
+environment = {{ ROUND = "{round}" }}
+"#
+        )
+    };
+    let dir = Supervisor::dir_with(&config(0));
+    script(
+        dir.path(),
+        "n.sh",
+        "systemd-notify --ready --status=\"round $ROUND\"\nexec sleep 60",
+    );
+    let sup = Supervisor::start(dir, Mode::Plain);
+    sup.wait_state("n", "RUNNING");
+    for round in 1..=10 {
+        let text = config(round).replace(
+            "@DIR@",
+            sup.path("").to_str().unwrap().trim_end_matches('/'),
+        );
+        std::fs::write(sup.path("supervisor.toml"), text).unwrap();
+        let (code, out, err) = ctl(&sup, &["update"]);
+        assert_eq!((code, out.as_str()), (0, "n: updated\n"), "{err}");
+        let want = format!("round {round}");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let n = status_of(&sup, "n");
+            if n["state"] == "RUNNING" && n["status_text"] == want.as_str() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "update {round}: not RUNNING with {want:?}; last seen {n}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(
+            sup.path("data/notify/n.sock").exists(),
+            "update {round}: the notify socket file is gone"
+        );
+    }
+}

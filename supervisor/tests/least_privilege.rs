@@ -329,3 +329,60 @@ ready_timeout = "20s"
     let (_, out, _) = ctl(&sup, &["status", "n"]);
     assert!(out.contains("; as-nobody"), "{out}");
 }
+
+/// The socket's group lets a program connect, where each verb is checked; it must not open the
+/// logs and the audit trail on disk around the `tail` and `audit` grants.
+#[test]
+fn root_the_socket_group_does_not_read_the_files() {
+    if !is_root() {
+        eprintln!("skipped: needs root to act as another user");
+        return;
+    }
+    let dir = Supervisor::dir_with(
+        r#"
+[supervisor]
+socket_mode = "0660"
+socket_group = "daemon"
+[control.allow]
+status = ["daemon"]
+[program.p]
+command = ["/bin/sh", "-c", "echo private-output; exec sleep 1000"]
+startsecs = 0
+"#,
+    );
+    for d in [dir.path().to_owned(), dir.path().join("data")] {
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let sup = Supervisor::start(dir, Mode::Plain);
+    sup.wait_state("p", "RUNNING");
+    let log = sup.path("data/logs/p.log");
+    wait_until("p's output in its log", || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("private-output"))
+    });
+    // An audited request, so that the audit trail exists.
+    assert_eq!(ctl(&sup, &["restart", "p"]).0, 0);
+    let audit = sup.path("data/logs/audit.jsonl");
+    wait_until("the audit trail", || audit.exists());
+    // As a member of the socket's group: the socket answers what is granted...
+    let (code, out, err) = ctl_as(&sup, &["status", "p"], Some(1));
+    assert!(code == 0 || code == 3, "{out}{err}");
+    assert!(out.starts_with("p "), "{out}{err}");
+    // ...and the files stay closed.
+    for file in [&log, &audit] {
+        let out = std::process::Command::new("setpriv")
+            .args(["--reuid=daemon", "--regid=daemon", "--init-groups", "cat"])
+            .arg(file)
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success(),
+            "{} is readable by the socket's group: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    let logs = std::fs::metadata(sup.path("data/logs")).unwrap();
+    assert_eq!(logs.mode() & 0o7777, 0o750);
+    assert_eq!(logs.gid(), nix::unistd::getegid().as_raw());
+}

@@ -13,6 +13,8 @@ use std::process::Command;
 use serde_json::Value;
 
 pub const SECRET: &str = "hookd-test-secret";
+/// The GitLab token of the `master` hookd (the other has none: it refuses GitLab).
+pub const GITLAB_TOKEN: &str = "hookd-test-gitlab-token";
 #[allow(unused_imports)] // each test file uses its own part
 pub use testkit::supervisor::{Mode, Supervisor};
 #[allow(unused_imports)] // each test file uses its own part
@@ -97,7 +99,7 @@ environment = {{ {hookd_env}HOOKD_LISTEN = "127.0.0.1:0", HOOKD_SECRET = "{SECRE
 [program.hookd-master]
 command = ["{hookd}"]
 startsecs = "300ms"
-environment = {{ HOOKD_LISTEN = "127.0.0.1:0", HOOKD_SECRET = "{SECRET}", HOOKD_PROGRAM = "app", HOOKD_BRANCH = "master", SUPERVISOR_SOCKET = "{root}/data/supervisor.sock" }}
+environment = {{ HOOKD_LISTEN = "127.0.0.1:0", HOOKD_SECRET = "{SECRET}", HOOKD_GITLAB_TOKEN = "{GITLAB_TOKEN}", HOOKD_PROGRAM = "app", HOOKD_BRANCH = "master", SUPERVISOR_SOCKET = "{root}/data/supervisor.sock" }}
 
 [program.statusd]
 command = ["{statusd}"]

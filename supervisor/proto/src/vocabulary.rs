@@ -76,8 +76,8 @@ vocabulary! {
         RolledBack = "rolled_back",
         /// The supervisor stopped during the deploy.
         Interrupted = "interrupted",
-        /// The branch tip failed its health gate before; nothing was done (`deploy --force`
-        /// deploys it anyway).
+        /// The branch tip failed its health gate before, or its deploy failed within
+        /// `retry_failed_after`; nothing was done (`deploy --force` deploys it anyway).
         Quarantined = "quarantined",
     }
 }

@@ -40,6 +40,10 @@ pub enum Command {
     Check {
         #[command(flatten)]
         config: ConfigArg,
+        /// Refuse (exit 2) when there are warnings too, such as a grant naming a program that
+        /// is not configured.
+        #[arg(long)]
+        strict: bool,
     },
     /// Show programs: name, state, and pid and uptime or why it is not running. Exit 0 when all
     /// shown are RUNNING, 3 when some are not, 4 for an unknown name or no daemon.

@@ -66,10 +66,21 @@ pub fn main() -> ExitCode {
                 }
             }
         }
-        Command::Check { config } => match crate::check(&config.config) {
+        Command::Check { config, strict } => match crate::check(&config.config) {
             Ok((c, findings)) => {
                 for f in &findings {
                     eprintln!("{f}");
+                }
+                for w in &c.warnings {
+                    eprintln!("warning: {w}");
+                }
+                if strict && !c.warnings.is_empty() {
+                    let n = c.warnings.len();
+                    eprintln!(
+                        "{}: {n} warning(s), refused by --strict",
+                        config.config.display()
+                    );
+                    return Exit::Usage.into();
                 }
                 let n = c.programs.len();
                 let noun = if n == 1 { "program" } else { "programs" };

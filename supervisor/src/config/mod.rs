@@ -33,6 +33,9 @@ pub struct Config {
     pub control: ControlSection,
     /// Programs in start order: by `priority`, then by name.
     pub programs: Vec<ProgramConfig>,
+    /// What is valid but probably not meant (a grant naming a program that is not
+    /// configured): logged at start, listed by `check`, refused by `check --strict`.
+    pub warnings: Vec<ConfigError>,
 }
 
 impl Config {
@@ -55,6 +58,10 @@ pub struct SupervisorSection {
     pub socket_mode: u32,
     /// Group that owns the control socket (name and gid), so its members can connect.
     pub socket_group: Option<(String, u32)>,
+    /// Group that may read the logs, deploy records and audit trail from disk. Separate from
+    /// [`Self::socket_group`]: connecting to the socket is checked per verb, reading the files
+    /// is not, so the programs that may connect do not get the files with it.
+    pub files_group: Option<(String, u32)>,
     /// Deploy history and logs (`NAME.jsonl`, `NAME/<id>.log`).
     pub deploydir: PathBuf,
     /// What must outlive the supervisor besides deploys: each program's recent start times
@@ -262,6 +269,10 @@ pub struct DeployConfig {
     /// Ask the remote for the branch tip this often (`git ls-remote`) and deploy when it moved:
     /// for a machine no forge's webhook can reach.
     pub poll: Option<Duration>,
+    /// A commit whose deploy failed (a step, the switch) is not built again for this long
+    /// unless forced: a forge that redelivers, or a replayed GitLab token, cannot make the
+    /// machine rebuild a broken tip over and over. Zero: no hold.
+    pub retry_failed_after: Duration,
 }
 
 /// One problem in a configuration file.

@@ -15,7 +15,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write as _;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
@@ -231,7 +231,24 @@ impl Daemon {
                 }),
             DeployKind::Deploy => None,
         };
+        // Failed deploys of a commit within `retry_failed_after`, read from the newest records.
+        let now_ms = unix_ms(SystemTime::now());
+        let window_ms = u64::try_from(cfg.retry_failed_after.as_millis()).unwrap_or(u64::MAX);
+        let failed_recently = match kind {
+            DeployKind::Deploy if window_ms > 0 => history::read(&deploydir, name, 20)
+                .into_iter()
+                .filter(|r| r.kind == DeployKind::Deploy && r.result == DeployResult::Failed)
+                .filter_map(|r| {
+                    let ended = r.started_ms.saturating_add(r.duration_ms);
+                    let ago = now_ms.saturating_sub(ended);
+                    let commit = r.new_commit.filter(|_| ago < window_ms)?;
+                    Some((commit, Duration::from_millis(ago)))
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
         let setup = Setup {
+            failed_recently,
             kind,
             init: kind == DeployKind::Deploy
                 && cfg.url.is_some()

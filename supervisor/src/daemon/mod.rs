@@ -77,8 +77,9 @@ pub async fn run(
     let sup = &config.supervisor;
     let group = sup.socket_group.as_ref().map(|g| g.1);
     let (listener, _lock) = control::socket::bind(&sup.socket, sup.socket_mode, group)?;
+    let files_group = sup.files_group.as_ref().map(|g| g.1);
     for dir in [&sup.logdir, &sup.deploydir] {
-        if let Err(message) = dirs::private(dir, group) {
+        if let Err(message) = dirs::private(dir, files_group) {
             tracing::warn!(%message, "cannot make a private folder");
         }
     }

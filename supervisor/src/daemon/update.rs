@@ -68,9 +68,10 @@ impl Daemon {
         if new.supervisor.socket != self.config.supervisor.socket
             || new.supervisor.socket_mode != self.config.supervisor.socket_mode
             || new.supervisor.socket_group != self.config.supervisor.socket_group
+            || new.supervisor.files_group != self.config.supervisor.files_group
         {
             tracing::warn!(
-                "the control socket's settings changed; they apply when the supervisor restarts"
+                "the control socket's or the files' settings changed; they apply when the supervisor restarts"
             );
         }
         self.acl

@@ -15,7 +15,7 @@
 //! that each transition reads beside its neighbours; its tests are in `machine/tests.rs`.
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use supervisor_proto::{DeployKind, DeployResult, DeployStage, StepRecord};
 
@@ -38,6 +38,9 @@ pub struct Setup {
     pub rollback_release_kept: bool,
     /// Commits that failed their gate: not deployed again unless `force`.
     pub quarantined: Vec<String>,
+    /// Commits whose deploy failed within `retry_failed_after`, with how long ago: not built
+    /// again unless `force`.
+    pub failed_recently: Vec<(String, Duration)>,
     pub force: bool,
 }
 
@@ -157,6 +160,7 @@ pub struct Machine {
     rollback_to: Option<Commit>,
     rollback_release_kept: bool,
     quarantined: Vec<String>,
+    failed_recently: Vec<(String, Duration)>,
     force: bool,
 }
 
@@ -184,6 +188,7 @@ impl Machine {
             rollback_to: setup.rollback_to,
             rollback_release_kept: setup.rollback_release_kept,
             quarantined: setup.quarantined,
+            failed_recently: setup.failed_recently,
             force: setup.force,
         };
         let mut out = vec![Effect::Emit {
@@ -413,6 +418,18 @@ impl Machine {
                     let message = format!(
                         "{} failed its health gate before and is quarantined; push a fix, or deploy --force",
                         short(&new.id)
+                    );
+                    return self.finish(out, DeployResult::Quarantined, &message);
+                }
+                let failed = self.failed_recently.iter().find(|(c, _)| *c == new.id);
+                if let Some((_, ago)) = failed.filter(|_| !self.force) {
+                    use crate::config::units::format_duration;
+                    let secs = |d: Duration| Duration::from_secs(d.as_secs());
+                    let message = format!(
+                        "{} failed to deploy {} ago; it is not built again before {} have passed (retry_failed_after): push a fix, or deploy --force",
+                        short(&new.id),
+                        format_duration(secs(*ago)),
+                        format_duration(self.cfg.retry_failed_after)
                     );
                     return self.finish(out, DeployResult::Quarantined, &message);
                 }

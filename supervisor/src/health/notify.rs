@@ -15,7 +15,7 @@
 
 use std::io::IoSliceMut;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -130,10 +130,14 @@ pub fn folder(control_socket: &Path) -> PathBuf {
 }
 
 /// A program's socket and the task reading it. Dropping it stops the task and removes the
-/// socket file.
+/// socket file, if the file is still this socket's: `update` binds the program's new socket at
+/// the same path before the old one is dropped, and the old one must not take the new file
+/// with it.
 #[derive(Debug)]
 pub struct NotifySocket {
     pub path: PathBuf,
+    /// The socket file's device and inode, as bound.
+    file: (u64, u64),
     /// The program's current process group (its leader's pid) and declared main pid; the
     /// actor updates it at each spawn and exit.
     pub group: watch::Sender<Option<(Pid, Option<Pid>)>>,
@@ -145,7 +149,11 @@ pub struct NotifySocket {
 impl Drop for NotifySocket {
     fn drop(&mut self) {
         self.task.abort();
-        let _ = std::fs::remove_file(&self.path);
+        let ours =
+            std::fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.file);
+        if ours {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -165,6 +173,10 @@ impl NotifySocket {
             Err(e) => return Err(e),
         }
         let std_socket = std::os::unix::net::UnixDatagram::bind(&path)?;
+        let file = {
+            let m = std::fs::symlink_metadata(&path)?;
+            (m.dev(), m.ino())
+        };
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
         if let Some(u) = user.filter(|_| nix::unistd::geteuid().is_root()) {
             std::os::unix::fs::chown(&path, Some(u.uid), Some(u.gid))?;
@@ -183,6 +195,7 @@ impl NotifySocket {
         ));
         Ok(Self {
             path,
+            file,
             group,
             rejected,
             task,

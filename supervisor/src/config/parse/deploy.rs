@@ -25,6 +25,7 @@ pub(super) const DEPLOY_KEYS: &[&str] = &[
     "pass_env",
     "environment",
     "poll",
+    "retry_failed_after",
 ];
 
 impl Walker<'_> {
@@ -53,6 +54,7 @@ impl Walker<'_> {
             pass_env: Vec::new(),
             environment: Vec::new(),
             poll: None,
+            retry_failed_after: Duration::from_secs(10 * 60),
         };
         let mut have_repo = false;
         for (k, value) in t.iter() {
@@ -116,6 +118,9 @@ impl Walker<'_> {
                     self.integer(value, &kpath, 1, 1000).map(|n| n as u32),
                 ),
                 "healthy_after" => set(&mut d.healthy_after, self.duration(value, &kpath)),
+                "retry_failed_after" => {
+                    set(&mut d.retry_failed_after, self.duration(value, &kpath))
+                }
                 "poll" => match self.expanded_duration(value, &kpath, env) {
                     Some(p) if p.is_zero() => d.poll = None,
                     Some(p) if p < Duration::from_secs(1) => self.error(

@@ -145,7 +145,7 @@ impl Walker<'_> {
         self.dependencies(&programs, doc, &spans);
         programs.sort_by(|a, b| a.priority.cmp(&b.priority).then(a.name.cmp(&b.name)));
         let control = match get(doc, "control") {
-            Some((_, v)) => self.control(v, env),
+            Some((_, v)) => self.control(v, env, &programs),
             None => ControlSection::default(),
         };
         Some(Config {
@@ -153,6 +153,7 @@ impl Walker<'_> {
             path: std::path::absolute(self.file).unwrap_or_else(|_| self.file.to_owned()),
             supervisor,
             programs,
+            warnings: std::mem::take(&mut self.warnings),
         })
     }
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use toml::de::{DeTable, DeValue};
 
-use crate::config::{ControlSection, Grant, SupervisorSection};
+use crate::config::{ControlSection, Grant, ProgramConfig, SupervisorSection};
 
 use super::accounts::{resolve_group, resolve_user};
 use super::values::{Env, Value, Walker, raw, suggest};
@@ -14,6 +14,7 @@ pub(super) const SUPERVISOR_KEYS: &[&str] = &[
     "socket",
     "socket_mode",
     "socket_group",
+    "files_group",
     "shutdown_timeout",
     "env_file",
     "deploydir",
@@ -34,6 +35,7 @@ impl Walker<'_> {
             env_file: None,
             socket_mode: 0o600,
             socket_group: None,
+            files_group: None,
             deploydir: self.base.join("data/deploys"),
             statedir: self.base.join("data/state"),
             echo_format: crate::config::EchoFormat::Text,
@@ -85,10 +87,11 @@ impl Walker<'_> {
                         s.socket_mode = mode;
                     }
                 }
-                "socket_group" => {
+                "socket_group" | "files_group" => {
                     if let Some(g) = self.string(value, &path, env) {
                         match resolve_group(&g) {
-                            Ok(gid) => s.socket_group = Some((g, gid)),
+                            Ok(gid) if name == "socket_group" => s.socket_group = Some((g, gid)),
+                            Ok(gid) => s.files_group = Some((g, gid)),
                             Err(message) => self.error(value.span(), &path, message),
                         }
                     }
@@ -104,7 +107,12 @@ impl Walker<'_> {
         s
     }
 
-    pub(super) fn control(&mut self, v: &Value<'_>, env: &Env<'_>) -> ControlSection {
+    pub(super) fn control(
+        &mut self,
+        v: &Value<'_>,
+        env: &Env<'_>,
+        programs: &[ProgramConfig],
+    ) -> ControlSection {
         let mut c = ControlSection::default();
         let Some(t) = self.table(v, "control") else {
             return c;
@@ -150,6 +158,15 @@ impl Walker<'_> {
                                 );
                                 self.error(users.span(), &vpath, message);
                                 continue;
+                            }
+                            let known: Vec<&str> =
+                                programs.iter().map(|p| p.name.as_str()).collect();
+                            for name in names.iter().filter(|n| !known.contains(&n.as_str())) {
+                                let hint = suggest(name, &known);
+                                let message = format!(
+                                    "{entry:?} names program {name:?}, which is not configured{hint}: the grant gives nothing until a program of that name is added"
+                                );
+                                self.warning(users.span(), &vpath, message);
                             }
                             (u, Some(names))
                         }

@@ -27,6 +27,8 @@ pub(super) struct Walker<'a> {
     /// The folder relative paths resolve against.
     pub(super) base: PathBuf,
     pub(super) errors: Vec<ConfigError>,
+    /// Problems that do not stop a start (see [`crate::config::Config::warnings`]).
+    pub(super) warnings: Vec<ConfigError>,
 }
 
 impl<'a> Walker<'a> {
@@ -41,6 +43,7 @@ impl<'a> Walker<'a> {
             src,
             base,
             errors: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -51,6 +54,15 @@ impl<'a> Walker<'a> {
             .filter(|&&b| b == b'\n')
             .count()
             + 1
+    }
+
+    pub(super) fn warning(&mut self, span: Range<usize>, key: &str, message: impl Into<String>) {
+        self.warnings.push(ConfigError {
+            file: self.file.to_owned(),
+            line: self.line(span.start),
+            key: key.to_owned(),
+            message: message.into(),
+        });
     }
 
     pub(super) fn error(&mut self, span: Range<usize>, key: &str, message: impl Into<String>) {

@@ -28,6 +28,7 @@ fn cfg(artifact: bool) -> DeployConfig {
         pass_env: Vec::new(),
         environment: Vec::new(),
         poll: None,
+        retry_failed_after: Duration::from_secs(600),
     }
 }
 
@@ -40,6 +41,7 @@ fn setup(kind: DeployKind, artifact: bool) -> Setup {
         rollback_to: None,
         rollback_release_kept: false,
         quarantined: Vec::new(),
+        failed_recently: Vec::new(),
         force: false,
     }
 }
@@ -352,6 +354,36 @@ fn a_new_tip_is_checked_out_an_old_one_is_unchanged_a_quarantined_one_is_refused
     m.phase = Phase::ResolveNew;
     m.handle(ended(true, Some(&tip)));
     assert_eq!(m.phase, Phase::Checkout, "forced");
+    // The same tip failed to build 40 s ago: not built again within the window, unless forced;
+    // another commit that failed is no reason to hold this one.
+    let failed = Setup {
+        failed_recently: vec![(NEW.into(), Duration::from_millis(40_700))],
+        ..setup(DeployKind::Deploy, true)
+    };
+    let (mut m, _) = Machine::start(failed.clone());
+    m.phase = Phase::ResolveNew;
+    let out = m.handle(ended(true, Some(&tip)));
+    assert_eq!(
+        out,
+        vec![finish(
+            DeployResult::Quarantined,
+            "222222222222 failed to deploy 40s ago; it is not built again before 10m have passed (retry_failed_after): push a fix, or deploy --force"
+        )]
+    );
+    let (mut m, _) = Machine::start(Setup {
+        force: true,
+        ..failed.clone()
+    });
+    m.phase = Phase::ResolveNew;
+    m.handle(ended(true, Some(&tip)));
+    assert_eq!(m.phase, Phase::Checkout, "forced");
+    let (mut m, _) = Machine::start(Setup {
+        failed_recently: vec![(OLD.into(), Duration::from_secs(1))],
+        ..failed
+    });
+    m.phase = Phase::ResolveNew;
+    m.handle(ended(true, Some(&tip)));
+    assert_eq!(m.phase, Phase::Checkout, "another commit's failure");
     // The tip that already runs (tree mode: HEAD).
     let mut m = at(Phase::ResolveNew, false);
     m.old = commit(NEW);
