@@ -9,8 +9,10 @@
 //!   connection is closed;
 //! - a `413 Payload Too Large` at once for a declared `Content-Length` over the body limit,
 //!   before any of the body is read;
-//! - a cap on open connections: past it, a new connection is closed at once (and counted)
-//!   rather than queued, so the ones being served keep their resources;
+//! - a cap on open connections, on those of one source, and a reserve of places for sources
+//!   that hold almost none ([`crate::admission`]): past them, a new connection is closed at
+//!   once (and counted) rather than queued, so the ones being served keep their resources and
+//!   one client cannot shut the others out;
 //! - the peer's address as axum's `ConnectInfo<SocketAddr>`, for handlers that need it;
 //! - on shutdown, the listener closes, idle connections close, requests in flight get
 //!   `shutdown_grace` to finish, and whatever is left is dropped.
@@ -28,7 +30,9 @@ use axum::http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
+
+use crate::admission::{Admission, Place};
 use tokio::task::JoinSet;
 use tower::ServiceExt as _;
 
@@ -37,6 +41,11 @@ use tower::ServiceExt as _;
 pub struct Limits {
     /// Connections open at once; more are closed as they arrive.
     pub max_connections: usize,
+    /// Connections one source (an IPv4 address, an IPv6 /64) may hold at once.
+    pub max_per_source: usize,
+    /// The last places, kept for sources holding fewer than 4 connections (at most an eighth
+    /// of `max_connections`).
+    pub reserve: usize,
     /// Time to send a request's head, and the longest a connection may sit idle.
     pub header_timeout: Duration,
     /// Time from a request's head to the end of its response being produced (its body read).
@@ -51,6 +60,8 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_connections: 1024,
+            max_per_source: 256,
+            reserve: 64,
             header_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             body_limit: None,
@@ -81,7 +92,11 @@ pub async fn serve(
     counters: Counters,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let admission = Arc::new(std::sync::Mutex::new(Admission::new(
+        limits.max_connections,
+        limits.max_per_source,
+        limits.reserve,
+    )));
     let (closing, closing_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
@@ -100,17 +115,23 @@ pub async fn serve(
                 }
             },
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            let refused = counters.refused.fetch_add(1, Ordering::Relaxed) + 1;
-            if refused.is_power_of_two() {
-                tracing::warn!(
-                    limit = limits.max_connections,
-                    refused,
-                    "connection limit reached; closing new connections"
-                );
+        let permit = match Place::take(&admission, peer.ip()) {
+            Ok(place) => place,
+            Err(why) => {
+                let refused = counters.refused.fetch_add(1, Ordering::Relaxed) + 1;
+                if refused.is_power_of_two() {
+                    tracing::warn!(
+                        limit = limits.max_connections,
+                        per_source = limits.max_per_source,
+                        %peer,
+                        refused,
+                        "closing new connections: {}",
+                        why.as_str()
+                    );
+                }
+                drop(stream);
+                continue;
             }
-            drop(stream);
-            continue;
         };
         let _ = stream.set_nodelay(true);
         let router = router.clone();

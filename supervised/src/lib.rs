@@ -5,12 +5,15 @@
 //! - [`http`]: serving an axum router with bounds axum's own `serve` lacks: a header read
 //!   timeout (idle connections too), a whole-request timeout, a connection cap, an early 413
 //!   for a declared oversized body, and a graceful shutdown that does not wait on slow clients.
+//! - [`admission`]: who gets a connection place: a share per source, and a reserve for
+//!   sources that hold almost none.
 //! - [`shutdown`]: the future that resolves on SIGTERM or SIGINT.
 //! - [`logging`]: tracing to stderr, with `RUST_LOG` honoured.
 //! - [`secret`]: [`Secret`], a string whose `Debug` and `Display` never show it.
 //! - [`limits`]: the open-files limit raised to what the connection cap needs.
 //! - [`notify`]: `READY=1`, `STATUS=` and watchdog pings to the supervisor (`NOTIFY_SOCKET`).
 
+pub mod admission;
 pub mod http;
 pub mod limits;
 pub mod logging;

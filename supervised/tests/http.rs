@@ -200,3 +200,52 @@ fn shutdown_does_not_wait_on_slow_clients() {
     let took = server.stop();
     assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
 }
+
+/// One request on a new connection from 127.0.0.1; whether it was answered.
+fn served(server: &Server) -> bool {
+    let Ok(mut s) = TcpStream::connect(server.addr) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    if s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 512];
+    s.read(&mut buf)
+        .is_ok_and(|n| String::from_utf8_lossy(&buf[..n]).contains("hello"))
+}
+
+#[test]
+fn one_source_cannot_shut_the_others_out() {
+    supervised::limits::raise_nofile();
+    let server = Server::start(Limits {
+        header_timeout: Duration::from_secs(60),
+        ..Limits::default()
+    });
+    let port = server.addr.port();
+    let from = |last: u8| std::net::Ipv4Addr::new(127, 0, 0, last);
+    // 1,100 idle connections from one client: it gets its share (256), the rest are closed.
+    let mut held: Vec<TcpStream> = (0..1100)
+        .filter_map(|_| testkit::connect_from(from(2), port).ok())
+        .collect();
+    testkit::wait_until("the flood to be sorted", || {
+        server.counters.refused() >= 844
+    });
+    let answered = (0..20).filter(|_| served(&server)).count();
+    assert_eq!(answered, 20, "another client's requests while one floods");
+    // Four more heavy clients fill the places up to the reserve; a light one still gets in.
+    for last in 3..=6 {
+        held.extend((0..256).filter_map(|_| testkit::connect_from(from(last), port).ok()));
+    }
+    // Of 2,124 connections, 1,024 - 64 went to heavy sources and 4 into the reserve.
+    testkit::wait_until("every connection to be sorted", || {
+        server.counters.refused() >= 2124 - 964
+    });
+    let answered = (0..20).filter(|_| served(&server)).count();
+    assert_eq!(
+        answered, 20,
+        "a light client's requests with the places full"
+    );
+    assert_eq!(server.counters.refused(), 2124 - 964);
+    drop(held);
+}

@@ -82,6 +82,39 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// A TCP connection to 127.0.0.1:`port` from the loopback address `from` (127.0.0.2, ...), so
+/// that a test can play several clients: std's `connect` cannot choose the source address.
+pub fn connect_from(from: std::net::Ipv4Addr, port: u16) -> std::io::Result<std::net::TcpStream> {
+    use std::os::fd::FromRawFd as _;
+    let addr = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: socket has no memory preconditions; the descriptor is owned at once below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a new socket that nothing else owns.
+    let stream = unsafe { std::net::TcpStream::from_raw_fd(fd) };
+    let local = addr(from, 0);
+    let remote = addr(std::net::Ipv4Addr::LOCALHOST, port);
+    // SAFETY: both addresses are valid sockaddr_in values of `len` bytes that outlive the calls.
+    unsafe {
+        if libc::bind(fd, (&raw const local).cast(), len) != 0
+            || libc::connect(fd, (&raw const remote).cast(), len) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(stream)
+}
+
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -18,7 +18,7 @@ pub const GITLAB_TOKEN: &str = "hookd-test-gitlab-token";
 #[allow(unused_imports)] // each test file uses its own part
 pub use testkit::supervisor::{Mode, Supervisor};
 #[allow(unused_imports)] // each test file uses its own part
-pub use testkit::{PATIENCE, free_port, git, http, push_version as push, wait_until};
+pub use testkit::{PATIENCE, connect_from, free_port, git, http, push_version as push, wait_until};
 
 pub fn supervisor_bin() -> PathBuf {
     testkit::sibling(env!("CARGO_BIN_EXE_hookd"), "supervisor")
