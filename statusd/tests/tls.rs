@@ -555,3 +555,88 @@ fn the_renewal_timer_units_are_valid() {
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && said.trim().is_empty(), "{said}");
 }
+
+/// certbot's deploy hook (`deployed`) runs as root and writes the key into TLS_DIR: a link
+/// planted there is never followed, and a folder others could plant one in is refused.
+#[test]
+fn the_key_is_never_written_through_a_planted_link() {
+    use std::os::unix::fs::{PermissionsExt as _, symlink};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let lineage = root.join("lineage");
+    std::fs::create_dir(&lineage).unwrap();
+    std::fs::write(lineage.join("privkey.pem"), "the new key\n").unwrap();
+    std::fs::write(lineage.join("fullchain.pem"), "the new chain\n").unwrap();
+    let victim = root.join("victim");
+    std::fs::write(&victim, "untouched\n").unwrap();
+    let deployed = |tls: &Path| {
+        let mut cmd = Command::new(workspace().join("scripts/tls-certificate"));
+        cmd.arg("deployed")
+            .env("RENEWED_LINEAGE", &lineage)
+            .env("TLS_DIR", tls)
+            .env("TLS_COPY_ONLY", "1")
+            .env("NGINX", "false")
+            .env("SUPERVISOR", "false");
+        run(&mut cmd)
+    };
+    let stderr = |out: &Output| String::from_utf8_lossy(&out.stderr).into_owned();
+    // Links where the key and the certificate go, and where the old script put its copies.
+    let tls = root.join("tls");
+    std::fs::create_dir(&tls).unwrap();
+    std::fs::set_permissions(&tls, std::fs::Permissions::from_mode(0o700)).unwrap();
+    for name in [
+        "privkey.pem",
+        "fullchain.pem",
+        ".privkey.pem.new",
+        ".fullchain.pem.new",
+    ] {
+        symlink(&victim, tls.join(name)).unwrap();
+    }
+    assert!(deployed(&tls).status.success());
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched\n");
+    let key = tls.join("privkey.pem");
+    assert!(!key.symlink_metadata().unwrap().file_type().is_symlink());
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), "the new key\n");
+    assert_eq!(key.metadata().unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::read_to_string(tls.join("fullchain.pem")).unwrap(),
+        "the new chain\n"
+    );
+    // A folder others may write into: refused, nothing written.
+    let open = root.join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = deployed(&open);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("others may write into it"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!open.join("privkey.pem").exists());
+    // TLS_DIR itself a link: refused.
+    let linked = root.join("linked");
+    symlink(&open, &linked).unwrap();
+    let out = deployed(&linked);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("is a symbolic link"),
+        "{}",
+        stderr(&out)
+    );
+    // A folder of another user's (root only can make one).
+    if testkit::supervisor::is_root() {
+        let theirs = root.join("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::os::unix::fs::chown(&theirs, Some(65534), None).unwrap();
+        let out = deployed(&theirs);
+        assert!(!out.status.success());
+        assert!(
+            stderr(&out).contains("belongs to uid 65534"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(!theirs.join("privkey.pem").exists());
+    }
+}
