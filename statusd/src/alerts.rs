@@ -27,6 +27,8 @@ const COALESCE: Duration = Duration::from_secs(60);
 /// The longest wait between attempts at a failing URL.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// How much of a reply is read (a 429's `retry_after`): the rest is not, however much is sent.
+const REPLY_LIMIT: usize = 64 * 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -199,7 +201,7 @@ async fn send(client: &reqwest::Client, url: &str, m: &Message) -> Sent {
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<f64>().ok());
-        let body = response.text().await.unwrap_or_default();
+        let body = capped_text(response, REPLY_LIMIT).await;
         // Discord says `retry_after` (seconds, fractional) in the body; others in the header.
         let secs = serde_json::from_str::<serde_json::Value>(&body)
             .ok()
@@ -209,11 +211,41 @@ async fn send(client: &reqwest::Client, url: &str, m: &Message) -> Sent {
             .clamp(0.0, MAX_BACKOFF.as_secs_f64());
         return Sent::Later(Duration::from_secs_f64(secs));
     }
+    if status.is_redirection() {
+        return Sent::Failed(format!(
+            "the webhook answered {status}; redirects are not followed (set ALERT_WEBHOOK_URL to where it leads)"
+        ));
+    }
     Sent::Failed(format!("the webhook answered {status}"))
 }
 
+/// The first `limit` bytes of a reply's body, as text; a reply that sends more (or never ends)
+/// costs no more memory than that, and the request's deadline still holds.
+async fn capped_text(mut response: reqwest::Response, limit: usize) -> String {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let room = limit - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= limit {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&body).into_owned()
+}
+
 async fn run(settings: AlertSettings, mut rx: mpsc::Receiver<Alert>) {
-    let client = reqwest::Client::new();
+    // A webhook that redirects is not followed: the alert (and any token in its URL's path)
+    // would go wherever the answer says, inside the network too.
+    let client = match reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+    {
+        Ok(client) => client,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot make the alert webhook's HTTP client; no alert is sent");
+            return;
+        }
+    };
     let mut queue = Queue::default();
     let mut backoff = Duration::from_secs(1);
     // When the next attempt may be made (after a failure or a 429).

@@ -25,6 +25,9 @@ struct App {
     token: Option<Arc<str>>,
     socket: Arc<std::path::Path>,
     usage: Arc<crate::usage::UsageCache>,
+    /// Places for `/live` streams: each renders the page at every change and lives for
+    /// minutes, so a client opening hundreds must not multiply that work.
+    live_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// The endpoints over `view` (kept current by [`view::follow`]), guarded by `token`; `/audit`
@@ -36,6 +39,7 @@ pub fn app(view: View, token: Option<&str>, socket: &std::path::Path) -> Router 
         token: token.map(Arc::from),
         socket: Arc::from(socket),
         usage: Arc::default(),
+        live_slots: Arc::new(tokio::sync::Semaphore::new(MAX_LIVE)),
     };
     let protected = Router::new()
         .route("/", get(page))
@@ -342,15 +346,31 @@ const LIVE_REFRESH: std::time::Duration = std::time::Duration::from_secs(30);
 /// How long one `/live` stream lasts; the browser reconnects by itself (after `retry`).
 const LIVE_LIFETIME: std::time::Duration = std::time::Duration::from_secs(600);
 
+/// `/live` streams open at once; more get 503 (the page still shows, without updates).
+pub const MAX_LIVE: usize = 32;
+
 /// `/live`: the page's changing part as server-sent events, sent at once, then on every change
 /// the supervisor reports (coalesced) and every 30 s.
 async fn live(State(app): State<App>) -> Response {
     use axum::response::sse::{Event, Sse};
+    let Ok(slot) = app.live_slots.clone().try_acquire_owned() else {
+        let mut response = (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{MAX_LIVE} live pages are open already: reload later\n"),
+        )
+            .into_response();
+        response
+            .headers_mut()
+            .insert("retry-after", axum::http::HeaderValue::from_static("30"));
+        return response;
+    };
     let changes = read(&app).changes.subscribe();
     let until = tokio::time::Instant::now() + LIVE_LIFETIME;
+    // The slot goes with the stream's state: given back when the stream ends or the client
+    // hangs up (hyper drops the body).
     let stream = futures_util::stream::unfold(
-        (app, changes, true),
-        move |(app, mut changes, first)| async move {
+        (app, changes, true, slot),
+        move |(app, mut changes, first, slot)| async move {
             if !first {
                 let wait = (tokio::time::Instant::now() + LIVE_REFRESH).min(until);
                 match tokio::time::timeout_at(wait, changes.changed()).await {
@@ -370,7 +390,7 @@ async fn live(State(app): State<App>) -> Response {
                 .data(html);
             Some((
                 Ok::<_, std::convert::Infallible>(event),
-                (app, changes, false),
+                (app, changes, false, slot),
             ))
         },
     );

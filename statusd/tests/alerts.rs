@@ -1,6 +1,8 @@
 //! statusd's alert webhook against a loopback server that speaks Discord's execute-webhook API:
 //! a FATAL bot is posted (after a 429 with `retry_after`, honoured), nothing about other
-//! programs is, and a webhook that is down at first gets the alert once it is up.
+//! programs is, and a webhook that is down at first gets the alert once it is up. Against a
+//! hostile one: a redirect is not followed, a huge reply is not read whole, and one that never
+//! answers is given up at the deadline and tried again, while statusd keeps serving.
 
 #![allow(clippy::unwrap_used)] // in a test, an unwrap is an assertion
 #![allow(clippy::disallowed_methods)] // tests run the real binary: std spawns it
@@ -63,6 +65,7 @@ fn webhook(listener: TcpListener, refuse: usize) -> Received {
 struct Stack {
     _supervisor: Supervisor,
     statusd: Child,
+    port: u16,
 }
 
 impl Drop for Stack {
@@ -83,8 +86,9 @@ fn stack(url: &str) -> Stack {
     )
     .unwrap();
     let socket = dir.path().join("data/supervisor.sock");
+    let port = free_port();
     let statusd = Command::new(env!("CARGO_BIN_EXE_statusd"))
-        .env("STATUSD_LISTEN", "127.0.0.1:0")
+        .env("STATUSD_LISTEN", format!("127.0.0.1:{port}"))
         .env("SUPERVISOR_SOCKET", &socket)
         .env("ALERT_WEBHOOK_URL", url)
         .env_remove("ALERT_PROGRAMS")
@@ -98,6 +102,7 @@ fn stack(url: &str) -> Stack {
     Stack {
         _supervisor: Supervisor::start(dir, Mode::Plain),
         statusd,
+        port,
     }
 }
 
@@ -146,4 +151,128 @@ fn a_webhook_that_is_down_gets_the_alert_once_it_is_up() {
         got[0].1["content"],
         "🔴 bot is FATAL: Exited too quickly (process log may have details)"
     );
+}
+
+/// A hostile webhook: each connection's request head is read, then `answer` has the stream.
+/// Returns how many connections it took.
+fn hostile(
+    listener: TcpListener,
+    answer: impl Fn(std::net::TcpStream) + Send + Clone + 'static,
+) -> Arc<std::sync::atomic::AtomicUsize> {
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c = count.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().take(20) {
+            let Ok(conn) = conn else { break };
+            c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let answer = answer.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                        break;
+                    }
+                }
+                answer(conn);
+            });
+        }
+    });
+    count
+}
+
+fn ping(port: u16) -> u16 {
+    testkit::http(port, "GET", "/ping", &[], b"").0
+}
+
+#[test]
+fn a_redirecting_webhook_is_not_followed() {
+    let elsewhere = TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = elsewhere.local_addr().unwrap().port();
+    let stolen = hostile(elsewhere, |_| {});
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let asked = hostile(listener, move |mut conn| {
+        let reply = format!(
+            "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:{target}/stolen\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        let _ = conn.write_all(reply.as_bytes());
+    });
+    let stack = stack(&format!("http://127.0.0.1:{port}/api/webhooks/1/t0ken"));
+    // The first attempt and the retry a second later: both stop at the redirect.
+    wait_until("the alert and its retry", || {
+        asked.load(std::sync::atomic::Ordering::SeqCst) >= 2
+    });
+    assert_eq!(
+        stolen.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "followed"
+    );
+    assert_eq!(ping(stack.port), 200);
+}
+
+#[test]
+fn a_huge_reply_is_not_read_whole() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let written = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let w = written.clone();
+    let asked = hostile(listener, move |mut conn| {
+        // A 429 whose body is 2 GB of nothing: up to 256 MiB is offered, until statusd hangs up.
+        let head = "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nContent-Length: 2000000000\r\n\r\n";
+        let _ = conn.write_all(head.as_bytes());
+        let chunk = vec![b' '; 1 << 20];
+        for _ in 0..256 {
+            if conn.write_all(&chunk).is_err() {
+                break;
+            }
+            w.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let stack = stack(&format!("http://127.0.0.1:{port}/api/webhooks/1/t"));
+    // statusd hung up on the first reply and tried again.
+    wait_until("a second attempt", || {
+        asked.load(std::sync::atomic::Ordering::SeqCst) >= 2
+    });
+    let status = std::fs::read_to_string(format!("/proc/{}/status", stack.statusd.id())).unwrap();
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap();
+    assert!(
+        peak_kib < 64 * 1024,
+        "statusd's peak RSS {peak_kib} KiB after a reply of {} MiB was offered",
+        written.load(std::sync::atomic::Ordering::SeqCst)
+    );
+    assert_eq!(ping(stack.port), 200);
+}
+
+#[test]
+fn a_webhook_that_never_answers_is_given_up_at_the_deadline() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let asked = hostile(listener, |conn| {
+        // Holds the connection and says nothing, for longer than statusd waits.
+        std::thread::sleep(Duration::from_secs(30));
+        drop(conn);
+    });
+    let stack = stack(&format!("http://127.0.0.1:{port}/api/webhooks/1/t"));
+    wait_until("the first attempt", || {
+        asked.load(std::sync::atomic::Ordering::SeqCst) >= 1
+    });
+    let first = Instant::now();
+    assert_eq!(
+        ping(stack.port),
+        200,
+        "statusd serves while the webhook hangs"
+    );
+    // Its 10 s deadline, then a retry a second later.
+    let deadline = first + Duration::from_secs(20);
+    while asked.load(std::sync::atomic::Ordering::SeqCst) < 2 {
+        assert!(Instant::now() < deadline, "no second attempt within 20 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let took = first.elapsed();
+    assert!(took >= Duration::from_secs(9), "given up after {took:?}");
 }

@@ -757,3 +757,47 @@ fn health_fails_when_the_supervisor_stops_answering() {
     );
     wait_until("healthy again", || get(port, "/health", None).0 == 200);
 }
+
+/// A flood of `/live` streams from clients that never read: 32 are served, the rest get 503 at
+/// once, `/health` keeps answering, and a stream whose client went away gives its place back
+/// at the next change.
+#[test]
+fn live_streams_are_capped_and_given_back() {
+    let stack = Stack::start(None);
+    let port = stack.port;
+    wait_until("worker running", || {
+        state(&json(port, "/status"), "worker") == "RUNNING"
+    });
+    let open = |what: &str| {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(PATIENCE)).unwrap();
+        write!(s, "GET /live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+        let mut head = [0u8; 12];
+        std::io::Read::read_exact(&mut s, &mut head).unwrap_or_else(|e| panic!("{what}: {e}"));
+        (s, String::from_utf8_lossy(&head).into_owned())
+    };
+    // Served, and then never read again.
+    let mut held: Vec<TcpStream> = (0..32)
+        .map(|i| {
+            let (s, head) = open(&format!("stream {i}"));
+            assert_eq!(head, "HTTP/1.1 200", "stream {i}");
+            s
+        })
+        .collect();
+    for i in 0..8 {
+        let (_, head) = open(&format!("extra stream {i}"));
+        assert_eq!(head, "HTTP/1.1 503", "extra stream {i}");
+    }
+    let answered = (0..20)
+        .filter(|_| testkit::http(port, "GET", "/health", &[], b"").0 == 200)
+        .count();
+    assert_eq!(answered, 20);
+    // Ten clients go away; at the next change their streams fail to write and end.
+    held.truncate(22);
+    stack.ctl(&["stop", "worker"]);
+    wait_until("a live place given back", || {
+        let (_, head) = open("a new stream");
+        head == "HTTP/1.1 200"
+    });
+    drop(held);
+}

@@ -128,3 +128,32 @@ fn check_warns_of_a_grant_naming_no_configured_program_and_strict_refuses() {
         format!("{warning}supervisor.toml: 1 warning(s), refused by --strict\n")
     );
 }
+
+#[test]
+fn a_configuration_that_is_not_utf8_is_named_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("supervisor.toml"),
+        b"[program.p]\ncommand = \"sleep \xff\"\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = run(&["check"], dir.path());
+    assert_eq!(code, 2);
+    assert_eq!(
+        stderr,
+        "supervisor.toml:2: not UTF-8: byte 0xff at column 18 (save the file as UTF-8)\n"
+    );
+    // A supervisord file, and a program name with the bad byte.
+    std::fs::write(
+        dir.path().join("supervisord.conf"),
+        b"[supervisord]\n\n[program:p\xfe]\ncommand=sleep 1\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = run(&["run", "-c", "supervisord.conf"], dir.path());
+    assert_eq!(code, 2);
+    assert_eq!(
+        stderr,
+        "supervisor: supervisord.conf:3: not UTF-8: byte 0xfe at column 11 (save the file as UTF-8)\n"
+    );
+    assert!(!dir.path().join("data").exists(), "nothing may be created");
+}

@@ -413,3 +413,49 @@ startsecs = 0
         assert!(max <= 250.0, "{what}: a line took {max:.2} ms ({delays:?})");
     }
 }
+
+/// Output that is not UTF-8: the log file keeps the bytes as written; the JSON echo and `tail`
+/// (text on the wire) carry replacement characters; nothing else is disturbed.
+#[test]
+fn output_that_is_not_utf8_is_kept_as_bytes_and_shown_as_text() {
+    let dir = Supervisor::dir_with(
+        r#"
+[supervisor]
+echo_format = "json"
+
+[program.bad]
+command = ["/bin/sh", "-c", "printf 'ok \\377\\376 end\\n'; printf 'err \\200\\n' >&2; exec sleep 1000"]
+startsecs = 0
+"#,
+    );
+    let sup = Supervisor::start(dir, Mode::Plain);
+    wait_until("both lines echoed", || sup.stdout().lines().count() >= 2);
+    let lines: Vec<serde_json::Value> = sup
+        .stdout()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    let out = lines.iter().find(|v| v["stream"] == "stdout").unwrap();
+    assert_eq!(out["line"], "ok \u{fffd}\u{fffd} end");
+    let err = lines.iter().find(|v| v["stream"] == "stderr").unwrap();
+    assert_eq!(err["line"], "err \u{fffd}");
+    assert_eq!(
+        std::fs::read(sup.path("data/logs/bad.log")).unwrap(),
+        b"ok \xff\xfe end\n"
+    );
+    assert_eq!(
+        std::fs::read(sup.path("data/logs/bad.err.log")).unwrap(),
+        b"err \x80\n"
+    );
+    let (code, text, err) = ctl(&sup, &["tail", "bad"]);
+    assert_eq!(
+        (code, text.as_str()),
+        (0, "ok \u{fffd}\u{fffd} end\n"),
+        "{err}"
+    );
+    let (code, text, err) = ctl(&sup, &["tail", "bad", "stderr"]);
+    assert_eq!((code, text.as_str()), (0, "err \u{fffd}\n"), "{err}");
+    let (code, table, _) = ctl(&sup, &["status", "bad"]);
+    assert_eq!(code, 0, "{table}");
+    assert!(table.contains("RUNNING"), "{table}");
+}

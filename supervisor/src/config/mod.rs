@@ -314,6 +314,28 @@ impl fmt::Display for ConfigErrors {
     }
 }
 
+/// A configuration file's text; or why not, with the line (0 when it could not be read at
+/// all): a file that is not UTF-8 is named with the line and column of its first bad byte.
+pub fn read_text(path: &Path) -> Result<String, (usize, String)> {
+    let bytes =
+        std::fs::read(path).map_err(|e| (0, format!("cannot read the configuration: {e}")))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let good = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        let line_start = bytes[..good]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |p| p + 1);
+        let line = bytes[..good].iter().filter(|&&b| b == b'\n').count() + 1;
+        let column = good - line_start + 1;
+        let bad = bytes.get(good).copied().unwrap_or_default();
+        (
+            line,
+            format!("not UTF-8: byte 0x{bad:02x} at column {column} (save the file as UTF-8)"),
+        )
+    })
+}
+
 /// Reads and validates the file at `path` against the real environment: a `supervisor.toml`,
 /// or a supervisord configuration (recognised by its content), converted in memory as
 /// `supervisor import` converts it.
@@ -324,12 +346,12 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 /// As [`load`], with what a converted supervisord configuration could not carry over (empty
 /// for `supervisor.toml`).
 pub fn load_reporting(path: &Path) -> Result<(Config, Vec<crate::import::Finding>), ConfigErrors> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let text = read_text(path).map_err(|(line, message)| {
         ConfigErrors(vec![ConfigError {
             file: path.to_owned(),
-            line: 0,
+            line,
             key: String::new(),
-            message: format!("cannot read the configuration: {e}"),
+            message,
         }])
     })?;
     if !crate::import::is_supervisord(&text) {

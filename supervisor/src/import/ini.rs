@@ -51,10 +51,10 @@ fn read_into(path: &Path, sections: &mut Vec<Section>, depth: u32) -> Result<(),
             message: "includes nest more than 10 deep (an include loop?)".into(),
         });
     }
-    let text = std::fs::read_to_string(path).map_err(|e| IniError {
+    let text = crate::config::read_text(path).map_err(|(line, message)| IniError {
         file: path.to_owned(),
-        line: 0,
-        message: format!("cannot read: {e}"),
+        line,
+        message,
     })?;
     let parsed = parse(path, &text)?;
     let here = path.parent().unwrap_or(Path::new("."));
