@@ -520,6 +520,10 @@ backoff = { initial = "10ms", max = "20ms", reset = "1h" }
     );
     w.write_all(b"not json at all\n").unwrap();
     assert_eq!(read_frame(&mut r)["error"]["kind"], "bad_request");
+    // A program name that is not UTF-8.
+    w.write_all(b"{\"id\":9,\"verb\":\"status\",\"names\":[\"fl\xffppy\"]}\n")
+        .unwrap();
+    assert_eq!(read_frame(&mut r)["error"]["kind"], "bad_request");
     w.write_all(b"{\"id\":8,\"verb\":\"version\"}\n").unwrap();
     assert_eq!(read_frame(&mut r)["ok"]["type"], "version");
 
