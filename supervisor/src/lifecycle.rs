@@ -29,6 +29,9 @@ pub enum ExitReason {
     SpawnFailed(String),
     /// It was stopped because it did not become ready within `ready_timeout`.
     NotReady(Duration),
+    /// As `NotReady`, for a program waited on for a log line that wrote nothing at all: its
+    /// output is probably held in its own buffer (Python's `print()` to a pipe).
+    NotReadySilent(Duration),
     /// It was stopped because a liveness check or its watchdog failed; what failed.
     Unhealthy(String),
 }
@@ -46,6 +49,11 @@ impl fmt::Display for ExitReason {
                     crate::config::units::format_duration(*after)
                 )
             }
+            ExitReason::NotReadySilent(after) => write!(
+                f,
+                "not ready after {}, and it wrote nothing: its output may be buffered (Python: PYTHONUNBUFFERED=1)",
+                crate::config::units::format_duration(*after)
+            ),
             ExitReason::Unhealthy(what) => write!(f, "unhealthy: {what}"),
         }
     }

@@ -157,3 +157,23 @@ fn a_configuration_that_is_not_utf8_is_named_with_its_line() {
     );
     assert!(!dir.path().join("data").exists(), "nothing may be created");
 }
+
+#[test]
+fn the_config_option_may_come_before_the_verb() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("custom.toml"),
+        "[program.a]\ncommand = \"sleep 1\"\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = run(&["-c", "custom.toml", "check"], dir.path());
+    assert_eq!(
+        (code, stdout.as_str()),
+        (0, "custom.toml: ok (1 program)\n"),
+        "{stderr}"
+    );
+    // A client verb: the socket the file names is not there (no daemon), and it says so.
+    let (code, _, stderr) = run(&["-c", "custom.toml", "status"], dir.path());
+    assert_eq!(code, 4, "{stderr}");
+    assert!(stderr.contains("supervisor.sock"), "{stderr}");
+}

@@ -535,3 +535,33 @@ environment = {{ ROUND = "{round}" }}
         );
     }
 }
+
+/// A program waited on for a log line that writes nothing at all (Python's block-buffered
+/// `print()` to a pipe): its reason says the output may be buffered. One that writes something
+/// else gets the plain reason.
+#[test]
+fn a_silent_program_waited_on_for_a_line_is_told_its_output_may_be_buffered() {
+    let dir = Supervisor::dir_with(
+        r#"
+[program.silent]
+command = ["sleep", "60"]
+ready = { log = "Logged in as" }
+ready_timeout = "300ms"
+startretries = 0
+
+[program.chatty]
+command = ["/bin/sh", "-c", "echo connecting; exec sleep 60"]
+ready = { log = "Logged in as" }
+ready_timeout = "300ms"
+startretries = 0
+"#,
+    );
+    let sup = Supervisor::start(dir, Mode::Plain);
+    let fatal = sup.wait_state("silent", "FATAL");
+    assert_eq!(
+        field(&fatal, "reason"),
+        "not ready after 300ms, and it wrote nothing: its output may be buffered (Python: PYTHONUNBUFFERED=1)"
+    );
+    let fatal = sup.wait_state("chatty", "FATAL");
+    assert_eq!(field(&fatal, "reason"), "not ready after 300ms");
+}

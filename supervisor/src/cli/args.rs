@@ -1,5 +1,6 @@
 //! The command line: the daemon (`run`), `check`, and the client verbs, close to supervisorctl's.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -292,4 +293,80 @@ fn parse_severity(text: &str) -> Result<supervisor_proto::Severity, String> {
                 .collect();
             format!("expected one of {}", names.join(", "))
         })
+}
+
+/// `supervisor -c FILE status` as `supervisor status -c FILE`: the options every verb shares
+/// (`-c`/`--config`, `-s`/`--socket`), typed before the verb as with supervisorctl, are moved
+/// after it. Anything else before the verb is left for clap to report.
+pub fn options_after_the_verb(args: Vec<OsString>) -> Vec<OsString> {
+    let takes_value = |a: &str| matches!(a, "-c" | "--config" | "-s" | "--socket");
+    let attached = |a: &str| {
+        ["--config=", "--socket="].iter().any(|p| a.starts_with(p))
+            || ((a.starts_with("-c") || a.starts_with("-s")) && a.len() > 2 && !a.starts_with("--"))
+    };
+    let mut moved = Vec::new();
+    let mut i = 1;
+    while let Some(arg) = args.get(i).and_then(|a| a.to_str()) {
+        if takes_value(arg) && i + 1 < args.len() {
+            moved.extend_from_slice(&args[i..i + 2]);
+            i += 2;
+        } else if attached(arg) {
+            moved.push(args[i].clone());
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    if moved.is_empty() || i >= args.len() {
+        return args;
+    }
+    // The verb and what follows it, then the moved options (before any `--`).
+    let mut out = vec![args[0].clone(), args[i].clone()];
+    let rest = &args[i + 1..];
+    let split = rest.iter().position(|a| a == "--").unwrap_or(rest.len());
+    out.extend_from_slice(&rest[..split]);
+    out.extend(moved);
+    out.extend_from_slice(&rest[split..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn moved(line: &str) -> String {
+        let args = line.split(' ').map(OsString::from).collect();
+        let out: Vec<String> = options_after_the_verb(args)
+            .into_iter()
+            .map(|a| a.into_string().unwrap_or_default())
+            .collect();
+        out.join(" ")
+    }
+
+    #[test]
+    fn shared_options_before_the_verb_move_after_it() {
+        assert_eq!(
+            moved("supervisor -c a.toml status"),
+            "supervisor status -c a.toml"
+        );
+        assert_eq!(
+            moved("supervisor --config=a.toml -s /run/s.sock tail -f bot"),
+            "supervisor tail -f bot --config=a.toml -s /run/s.sock"
+        );
+        assert_eq!(
+            moved("supervisor -ca.toml check"),
+            "supervisor check -ca.toml"
+        );
+        assert_eq!(
+            moved("supervisor -c a.toml signal -- HUP bot"),
+            "supervisor signal -c a.toml -- HUP bot"
+        );
+        // Nothing to move, or nothing after the options: unchanged.
+        assert_eq!(
+            moved("supervisor status -c a.toml"),
+            "supervisor status -c a.toml"
+        );
+        assert_eq!(moved("supervisor -c a.toml"), "supervisor -c a.toml");
+        assert_eq!(moved("supervisor --version"), "supervisor --version");
+    }
 }

@@ -41,7 +41,7 @@ pub fn main() -> ExitCode {
             return Exit::Usage.into();
         }
     };
-    let cli = Cli::parse_from(args);
+    let cli = Cli::parse_from(args::options_after_the_verb(args));
     ExitCode::from(match cli.command {
         Command::Run {
             config,

@@ -29,6 +29,8 @@ pub(super) struct ProgramHealth {
     /// The spawn (`run`) a `ready = { log = ... }` program's capture looks for its line for;
     /// 0 when not looking. The capture clears it on a match.
     pub log_armed: Option<Arc<AtomicU64>>,
+    /// The last spawn of such a program that wrote anything (set by its capture).
+    pub log_heard: Option<Arc<AtomicU64>>,
     /// `STATUS=`, with `RELOADING=1` / `STOPPING=1` / `ERRNO=` noted.
     pub status_text: Option<String>,
     pub errno: Option<i32>,

@@ -341,10 +341,13 @@ impl Program {
         let log_watch = match &cfg.ready {
             Ready::Log(pattern) => {
                 let armed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+                let heard = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
                 health.log_armed = Some(armed.clone());
+                health.log_heard = Some(heard.clone());
                 Some(LogWatch {
                     pattern: pattern.0.clone(),
                     armed,
+                    heard,
                     program: cfg.name.clone(),
                     reports: setup.reports.clone(),
                 })
@@ -657,7 +660,20 @@ impl Daemon {
                 jitter: self.jitter.sample(),
                 start_budget_spent: p.starts.spent(SystemTime::now()),
             };
-            let (next, effect) = transition(&p.state, &event, &p.cfg.policy, cx);
+            let (mut next, effect) = transition(&p.state, &event, &p.cfg.policy, cx);
+            // Not ready, waited on for a log line, and not a byte came: say why that may be.
+            if let State::Stopping {
+                then: crate::lifecycle::Then::Retry { reason, .. },
+                ..
+            } = &mut next
+            {
+                let silent = p.health.log_heard.as_ref().is_some_and(|heard| {
+                    heard.load(std::sync::atomic::Ordering::Acquire) != p.health.run
+                });
+                if let (&mut ExitReason::NotReady(after), true) = (&mut *reason, silent) {
+                    *reason = ExitReason::NotReadySilent(after);
+                }
+            }
             let became_fatal =
                 matches!(next, State::Fatal { .. }) && !matches!(p.state, State::Fatal { .. });
             let previous = std::mem::replace(&mut p.state, next);

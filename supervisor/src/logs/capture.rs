@@ -149,6 +149,8 @@ pub struct LogWatch {
     pub pattern: regex::bytes::Regex,
     /// The spawn waiting for its line (0: none); cleared here on the first match.
     pub armed: Arc<AtomicU64>,
+    /// The spawn that last wrote anything while armed, line or not.
+    pub heard: Arc<AtomicU64>,
     pub program: ProgramName,
     pub reports: mpsc::Sender<Report>,
 }
@@ -242,6 +244,12 @@ impl Capture {
 
     /// Takes newly read bytes; writes the complete lines, keeps the partial one.
     fn absorb(&mut self, data: &[u8]) -> Option<Vec<u8>> {
+        if let Some(watch) = &self.ready {
+            let run = watch.armed.load(Ordering::Acquire);
+            if run != 0 {
+                watch.heard.store(run, Ordering::Release);
+            }
+        }
         let mut echo = None;
         let Some(last_nl) = memchr::memrchr(b'\n', data) else {
             self.carry.extend_from_slice(data);

@@ -33,10 +33,14 @@ impl Walker<'_> {
     pub(super) fn ready(&mut self, v: &Value<'_>, path: &str, env: &Env<'_>) -> Option<Ready> {
         match v.get_ref() {
             // `${VAR}` expands, so that one file serves where the program cannot be ready
-            // (the container tests have no Discord: BOT_READY=started).
+            // (the container tests have no Discord: BOT_READY=started). A variable may hold
+            // any rule: a table is written as in the file, `{ log = "Logged in as" }`.
             DeValue::String(_) => match self.string(v, path, env)?.as_str() {
                 "started" => Some(Ready::Started),
                 "notify" => Some(Ready::Notify),
+                table if table.trim_start().starts_with('{') => {
+                    self.ready_from_text(table, v.span(), path, env)
+                }
                 other => {
                     self.error(
                         v.span(),
@@ -100,6 +104,38 @@ impl Walker<'_> {
                 None
             }
         }
+    }
+
+    /// A table rule given as text (what a `${VAR}` expanded to): parsed and checked as if it
+    /// were in the file; its problems are reported at the string, quoting the text.
+    fn ready_from_text(
+        &mut self,
+        text: &str,
+        span: std::ops::Range<usize>,
+        path: &str,
+        env: &Env<'_>,
+    ) -> Option<Ready> {
+        let doc = format!("ready = {text}");
+        let parsed = match toml::de::DeTable::parse(&doc) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                let message = format!("{text:?} is not a TOML table: {}", e.message().trim_end());
+                self.error(span, path, message);
+                return None;
+            }
+        };
+        let (_, value) = get(parsed.get_ref(), "ready")?;
+        if !matches!(value.get_ref(), DeValue::Table(_)) {
+            self.error(span, path, format!("{text:?} is not a TOML table"));
+            return None;
+        }
+        let mut inner = Walker::new(self.file, &doc);
+        let ready = inner.ready(value, path, env);
+        for e in inner.errors {
+            let key = e.key.clone();
+            self.error(span.clone(), &key, format!("{} (in {text:?})", e.message));
+        }
+        ready
     }
 
     /// `healthcheck = { http | tcp | command, interval, timeout, retries, start_period }`.

@@ -536,3 +536,40 @@ fn the_documented_defaults_are_the_defaults() {
         );
     }
 }
+
+#[test]
+fn ready_through_a_variable_takes_every_form() {
+    let vars = |name: &str| match name {
+        "LOG_READY" => Some(r#"{ log = "Logged in as" }"#.to_owned()),
+        "TCP_READY" => Some(r#"{ tcp = "127.0.0.1:8080", interval = "2s" }"#.to_owned()),
+        "BAD_KEY" => Some(r#"{ log = "x", port = 3 }"#.to_owned()),
+        "NOT_TOML" => Some("{ log = ".to_owned()),
+        _ => None,
+    };
+    let parse = |ready: &str| {
+        let text = format!("[program.bot]\ncommand = [\"/usr/bin/bot\"]\nready = \"{ready}\"\n");
+        parse_with_env(Path::new("conf/supervisor.toml"), &text, &vars)
+    };
+    let c = parse("${LOG_READY}").unwrap();
+    match &c.programs[0].ready {
+        crate::config::health::Ready::Log(p) => assert!(p.0.is_match(b"Logged in as testbot")),
+        other => panic!("{other:?}"),
+    }
+    let c = parse("${TCP_READY}").unwrap();
+    match &c.programs[0].ready {
+        crate::config::health::Ready::Probe(p) => assert_eq!(p.interval, Duration::from_secs(2)),
+        other => panic!("{other:?}"),
+    }
+    let e = parse("${BAD_KEY}").unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "conf/supervisor.toml:3: program.bot.ready.port: a log readiness rule takes only `log` (in \"{ log = \\\"x\\\", port = 3 }\")"
+    );
+    let e = parse("${NOT_TOML}").unwrap_err().to_string();
+    assert!(
+        e.starts_with(
+            "conf/supervisor.toml:3: program.bot.ready: \"{ log = \" is not a TOML table:"
+        ),
+        "{e}"
+    );
+}
