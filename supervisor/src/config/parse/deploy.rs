@@ -88,7 +88,7 @@ impl Walker<'_> {
                     };
                     let mut steps = Vec::new();
                     for item in items.iter() {
-                        if let Some(argv) = self.command(item, &kpath, env) {
+                        if let Some(argv) = self.argv(item, &kpath, env) {
                             steps.push(argv);
                         }
                     }
@@ -150,6 +150,13 @@ impl Walker<'_> {
                 path,
                 "missing \"repo\" (the git working tree to deploy from)",
             );
+        }
+        // A step runs in `repo`: a relative program path with a slash (`.venv/bin/pip`) is the
+        // repository's, not the config file's folder's.
+        for argv in &mut d.steps {
+            if argv[0].contains('/') && !argv[0].starts_with('/') {
+                argv[0] = d.repo.join(&argv[0]).to_string_lossy().into_owned();
+            }
         }
         (self.errors.len() == errors_before).then_some(d)
     }

@@ -288,6 +288,21 @@ impl<'a> Walker<'a> {
         path: &str,
         env: &Env<'_>,
     ) -> Option<Vec<String>> {
+        let mut argv = self.argv(v, path, env)?;
+        // A relative program path with a slash is relative to the config file, like every path.
+        if argv[0].contains('/') && !argv[0].starts_with('/') {
+            argv[0] = self.resolve(&argv[0]).to_string_lossy().into_owned();
+        }
+        Some(argv)
+    }
+
+    /// A command as written: an argv array, or a command line split like a shell's words.
+    pub(super) fn argv(
+        &mut self,
+        v: &Value<'_>,
+        path: &str,
+        env: &Env<'_>,
+    ) -> Option<Vec<String>> {
         let argv = match v.get_ref() {
             DeValue::String(_) => {
                 let line = self.string(v, path, env)?;
@@ -308,11 +323,6 @@ impl<'a> Walker<'a> {
         if argv.first().is_none_or(|a| a.is_empty()) {
             self.error(v.span(), path, "the command is empty");
             return None;
-        }
-        let mut argv = argv;
-        // A relative program path with a slash is relative to the config file, like every path.
-        if argv[0].contains('/') && !argv[0].starts_with('/') {
-            argv[0] = self.resolve(&argv[0]).to_string_lossy().into_owned();
         }
         Some(argv)
     }
