@@ -436,6 +436,18 @@ async fn rest(
                 answer.unwrap_or_else(|| format!("ws://{}:{}", shared.public_host, shared.ws_port));
             ok(json!({"url": url}))
         }
+        // What discord.py asks: the URL with the shard count and the login budget.
+        ("GET", ["gateway", "bot"]) => {
+            let answer = shared.gateway_answer.lock().unwrap().clone();
+            let url =
+                answer.unwrap_or_else(|| format!("ws://{}:{}", shared.public_host, shared.ws_port));
+            ok(json!({
+                "url": url, "shards": 1,
+                "session_start_limit": {
+                    "total": 1000, "remaining": 999, "reset_after": 14_400_000, "max_concurrency": 1,
+                },
+            }))
+        }
         ("GET", ["oauth2", "applications", "@me"]) => {
             let app = json!({
                 "id": APP_ID.to_string(), "name": "testbot", "icon": null, "description": "",
@@ -537,7 +549,8 @@ async fn gateway_connection(tcp: tokio::net::TcpStream, _peer: SocketAddr, share
                     .unwrap()
                     .identifies
                     .push(v["d"].clone());
-                if v["d"]["token"] != "Bot test-token" {
+                // serenity sends `Bot TOKEN`, discord.py the bare token: Discord takes both.
+                if v["d"]["token"] != "Bot test-token" && v["d"]["token"] != "test-token" {
                     // What Discord does: close with 4004, "Authentication failed".
                     let _ = tx.send(WsMessage::Close(Some(CloseFrame {
                         code: CloseCode::from(4004),

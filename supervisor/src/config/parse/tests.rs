@@ -581,7 +581,10 @@ fn a_step_program_path_is_relative_to_the_repository() {
         "[program.bot]\ncommand = \"bot/run\"\n[program.bot.deploy]\nsteps = [[\".venv/bin/pip\", \"install\", \"-r\", \"requirements.txt\"], [\"python3\", \"-m\", \"venv\", \".venv\"], [\"/usr/bin/make\"]]\nrepo = \"src\"\n",
     );
     let p = &c.programs[0];
-    assert_eq!(p.command[0], "/etc/app/bot/run", "a program's is the file's folder's");
+    assert_eq!(
+        p.command[0], "/etc/app/bot/run",
+        "a program's is the file's folder's"
+    );
     let steps = &p.deploy.as_ref().unwrap().steps;
     assert_eq!(steps[0][0], "/etc/app/src/.venv/bin/pip");
     assert_eq!(steps[0][1..], ["install", "-r", "requirements.txt"]);

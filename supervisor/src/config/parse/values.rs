@@ -297,12 +297,7 @@ impl<'a> Walker<'a> {
     }
 
     /// A command as written: an argv array, or a command line split like a shell's words.
-    pub(super) fn argv(
-        &mut self,
-        v: &Value<'_>,
-        path: &str,
-        env: &Env<'_>,
-    ) -> Option<Vec<String>> {
+    pub(super) fn argv(&mut self, v: &Value<'_>, path: &str, env: &Env<'_>) -> Option<Vec<String>> {
         let argv = match v.get_ref() {
             DeValue::String(_) => {
                 let line = self.string(v, path, env)?;
