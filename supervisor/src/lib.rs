@@ -93,6 +93,9 @@ pub fn run(path: &Path, strict: bool, shutdown: impl Future<Output = ()>) -> Res
     // program's pipes and logs. Grown later, with threads, each doubling waits for an RCU
     // grace period in the kernel (about 20 ms here, three times for 200 programs).
     let nofile = process::raise_nofile();
+    // Last in the OOM killer's order: a runaway program or build is killed before PID 1.
+    let oom_score_adj = process::protect_from_oom();
+    tracing::debug!(oom_score_adj, "the supervisor's own OOM score");
     process::reserve_descriptors(64 + 8 * config.programs.len());
     // One thread: the daemon is an actor, spawning and reaping must share a thread, and a
     // small footprint matters on a Raspberry Pi.

@@ -11,6 +11,7 @@
 pub mod environ;
 pub mod expand;
 pub mod health;
+pub mod limits;
 pub mod parse;
 pub mod units;
 
@@ -235,6 +236,12 @@ pub struct ProgramConfig {
     /// `events`: an event listener, which gets the supervisor's events on its stdin
     /// (supervisord's `[eventlistener:x]`).
     pub listener: Option<crate::listener::ListenerConfig>,
+    /// Resource limits set in the child before `exec`.
+    pub rlimits: Vec<limits::Rlimit>,
+    /// Its place in the OOM killer's order, -1000 (never) to 1000 (first).
+    pub oom_score_adj: i32,
+    /// Memory and CPU ceilings on its process group, watched from outside.
+    pub limits: limits::Ceilings,
 }
 
 /// `[program.NAME.deploy]`.

@@ -419,6 +419,8 @@ impl Daemon {
                     stdin: None,
                     stdout: &stdout,
                     stderr: &stderr,
+                    rlimits: &[],
+                    oom_score_adj: process::STEP_OOM_SCORE_ADJ,
                 },
                 nofile,
             )
@@ -649,6 +651,8 @@ impl Daemon {
                             stdin: None,
                             stdout: &null,
                             stderr: &null,
+                            rlimits: &[],
+                            oom_score_adj: process::STEP_OOM_SCORE_ADJ,
                         },
                         self.nofile,
                         cfg.step_timeout.min(std::time::Duration::from_secs(60)),

@@ -267,6 +267,8 @@ impl Daemon {
                 stdin: None,
                 stdout: &devnull,
                 stderr: &devnull,
+                rlimits: &cfg.rlimits,
+                oom_score_adj: cfg.oom_score_adj,
             },
             self.nofile,
         )

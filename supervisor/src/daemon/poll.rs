@@ -149,6 +149,8 @@ impl Daemon {
                     stdin: None,
                     stdout: &out,
                     stderr: &null,
+                    rlimits: &[],
+                    oom_score_adj: process::STEP_OOM_SCORE_ADJ,
                 },
                 self.nofile,
             )

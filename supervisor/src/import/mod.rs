@@ -94,6 +94,18 @@ fn invalid(section: &Section, opt: Option<&Opt>, message: impl Into<String>) -> 
     }
 }
 
+/// `minfds = N` as supervisord applies it: the soft and hard limits raised to at least N, never
+/// lowered; so the limits in force here, now, decide (`nofile = "SOFT:HARD"`).
+fn at_least(resource: (&str, libc::__rlimit_resource_t), n: u64) -> String {
+    let (name, which) = resource;
+    let text = |v: u64| match v {
+        crate::config::limits::INFINITY => "infinity".to_owned(),
+        v => v.max(n).to_string(),
+    };
+    let (soft, hard) = crate::process::current_rlimit(which).unwrap_or((n, n));
+    format!("{name} = \"{}:{}\"", text(soft), text(hard))
+}
+
 /// Options of `[supervisord]` and what they become.
 fn supervisord_option(key: &str) -> Option<(Severity, &'static str)> {
     Some(match key {
@@ -117,10 +129,6 @@ fn supervisord_option(key: &str) -> Option<(Severity, &'static str)> {
         "strip_ansi" => (
             Severity::Unsupported,
             "output is kept as written; strip colours in the program",
-        ),
-        "minfds" | "minprocs" => (
-            Severity::Unsupported,
-            "set the limit on the container (docker run --ulimit, compose ulimits)",
         ),
         "umask" => (
             Severity::Unsupported,
@@ -209,6 +217,10 @@ pub fn import(path: &Path) -> Result<Imported, ImportError> {
 
     let mut group_of: HashMap<String, String> = HashMap::new();
     let mut global_env: Vec<(String, String)> = Vec::new();
+    // `minfds`/`minprocs` as every program's `rlimits` (supervisord raises its own limits,
+    // which its programs inherit).
+    let mut rlimits: Vec<String> = Vec::new();
+    let mut rlimit_notes: Vec<String> = Vec::new();
     let mut sup: Vec<String> = Vec::new();
     let mut programs = Vec::new();
     for s in &sections {
@@ -228,6 +240,17 @@ pub fn import(path: &Path) -> Result<Imported, ImportError> {
                             let v = expand_here(s, o, &host)?;
                             global_env =
                                 environment_pairs(&v).map_err(|m| invalid(s, Some(o), m))?;
+                        }
+                        "minfds" | "minprocs" => {
+                            let n: u64 = o.value.trim().parse().map_err(|_| {
+                                invalid(s, Some(o), format!("{:?} is not an integer", o.value))
+                            })?;
+                            let resource = match o.key.as_str() {
+                                "minfds" => ("nofile", libc::RLIMIT_NOFILE),
+                                _ => ("nproc", libc::RLIMIT_NPROC),
+                            };
+                            rlimits.push(at_least(resource, n));
+                            rlimit_notes.push(format!("{} = {n}", o.key));
                         }
                         key => match supervisord_option(key) {
                             Some((severity, advice)) => finding(s, Some(o), severity, advice),
@@ -361,7 +384,22 @@ pub fn import(path: &Path) -> Result<Imported, ImportError> {
         }
     }
     for s in programs {
-        program(s, &group_of, &global_env, &host, &mut out, &mut finding)?;
+        let rlimits = (!rlimits.is_empty()).then(|| {
+            format!(
+                "rlimits = {{ {} }}  # from [supervisord] {}",
+                rlimits.join(", "),
+                rlimit_notes.join(", ")
+            )
+        });
+        program(
+            s,
+            &group_of,
+            &global_env,
+            rlimits.as_deref(),
+            &host,
+            &mut out,
+            &mut finding,
+        )?;
     }
     findings.sort_by(|a, b| a.file.cmp(&b.file).then(a.line.cmp(&b.line)));
     Ok(Imported {
@@ -393,6 +431,7 @@ fn program(
     s: &Section,
     group_of: &HashMap<String, String>,
     global_env: &[(String, String)],
+    rlimits: Option<&str>,
     host: &str,
     out: &mut String,
     report: &mut Report<'_>,
@@ -490,6 +529,9 @@ fn program(
         let argv = shlex::split(&line)
             .ok_or_else(|| invalid(s, Some(command), "unbalanced quotes in the command"))?;
         let _ = writeln!(out, "command = {}", array(&argv));
+        if let Some(line) = rlimits {
+            let _ = writeln!(out, "{line}");
+        }
         if let Some(events) = &events {
             let names: Vec<String> = events.iter().map(|e| e.name().to_owned()).collect();
             let _ = writeln!(out, "events = {}", array(&names));

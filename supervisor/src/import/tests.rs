@@ -149,7 +149,6 @@ fn everything_unsupported_is_reported_with_its_line() {
         report,
         [
             "2 [supervisord] nodaemon ignored",
-            "3 [supervisord] minfds unsupported",
             "4 [supervisord] user unsupported",
             "6 [inet_http_server] unsupported",
             "12 [unix_http_server] password unsupported",
@@ -256,4 +255,29 @@ fn the_same_input_gives_the_same_output() {
         body(&one.toml).starts_with("[program.b]"),
         "file order is kept"
     );
+}
+
+#[test]
+fn minfds_and_minprocs_raise_every_programs_limits_and_never_lower_them() {
+    let (_dir, out) = import_text(&[(
+        "supervisord.conf",
+        "[supervisord]\nminfds=64\nminprocs=4000000000\n[program:p]\ncommand=p\n",
+    )]);
+    assert!(out.findings.is_empty(), "{:?}", out.findings);
+    let (soft, hard) = crate::process::current_rlimit(libc::RLIMIT_NOFILE).unwrap();
+    let text = |v: u64, n: u64| match v {
+        u64::MAX => "infinity".to_owned(),
+        v => v.max(n).to_string(),
+    };
+    let (psoft, phard) = crate::process::current_rlimit(libc::RLIMIT_NPROC).unwrap();
+    let line = format!(
+        "rlimits = {{ nofile = \"{}:{}\", nproc = \"{}:{}\" }}  # from [supervisord] minfds = 64, minprocs = 4000000000\n",
+        text(soft, 64),
+        text(hard, 64),
+        text(psoft, 4_000_000_000),
+        text(phard, 4_000_000_000)
+    );
+    assert!(out.toml.contains(&line), "{}\nwanted {line}", out.toml);
+    // The limit in force is above 64: kept, not lowered.
+    assert!(soft >= 64 && !line.contains("nofile = \"64:"));
 }

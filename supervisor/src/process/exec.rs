@@ -55,9 +55,22 @@ pub struct Prepared {
     credentials: Option<Credentials>,
     nofile: Option<libc::rlimit>,
     umask: libc::mode_t,
+    /// `rlimits`, set before the credentials (raising a hard limit needs root).
+    limits: Vec<(libc::__rlimit_resource_t, libc::rlimit)>,
+    /// Their names, in the same order, for the error message.
+    limit_names: Vec<&'static str>,
+    /// `/proc/self/oom_score_adj` and what to write there, when it differs from the
+    /// supervisor's own (which the child inherits).
+    oom_path: CString,
+    oom_value: Option<Vec<u8>>,
     /// Write end of the report pipe (set by [`launch`]).
     report: RawFd,
 }
+
+/// A failure's stage travels with its errno in the report: `errno + STAGE * n`, where n is 1 +
+/// the index of the `rlimits` entry that failed, or [`OOM_STAGE`].
+const STAGE: c_int = 1 << 16;
+const OOM_STAGE: c_int = 0x7000;
 
 fn invalid(what: &str) -> io::Error {
     io::Error::new(
@@ -149,6 +162,10 @@ impl Prepared {
             credentials,
             nofile,
             umask,
+            limits: Vec::new(),
+            limit_names: Vec::new(),
+            oom_path: CString::from(c"/proc/self/oom_score_adj"),
+            oom_value: None,
             report: -1,
         };
         if let Some(slot) = prepared.pid_slot.as_mut() {
@@ -158,6 +175,46 @@ impl Prepared {
         prepared._envp = std::mem::take(&mut envp);
         prepared.envp_ptrs = envp_ptrs;
         Ok(prepared)
+    }
+
+    /// Resource limits and an OOM score for the child.
+    pub fn with_limits(
+        mut self,
+        rlimits: &[crate::config::limits::Rlimit],
+        oom_score_adj: i32,
+    ) -> Self {
+        self.limits = rlimits
+            .iter()
+            .map(|r| (r.resource.resource, r.to_libc()))
+            .collect();
+        self.limit_names = rlimits.iter().map(|r| r.resource.name).collect();
+        // A configured open-files limit replaces the one restored from the supervisor's start.
+        if rlimits
+            .iter()
+            .any(|r| r.resource.resource == libc::RLIMIT_NOFILE)
+        {
+            self.nofile = None;
+        }
+        self.oom_value = (oom_score_adj != super::own_oom_score_adj())
+            .then(|| oom_score_adj.to_string().into_bytes());
+        self
+    }
+
+    /// What a report from the child means: the errno, and which limit it was about.
+    fn describe(&self, code: c_int) -> io::Error {
+        let (stage, errno) = (code / STAGE, code % STAGE);
+        let os = io::Error::from_raw_os_error(errno);
+        match stage {
+            0 => os,
+            OOM_STAGE => io::Error::other(format!(
+                "cannot set oom_score_adj to {}: {os}",
+                String::from_utf8_lossy(self.oom_value.as_deref().unwrap_or_default())
+            )),
+            n => {
+                let name = self.limit_names.get(n as usize - 1).copied().unwrap_or("?");
+                io::Error::other(format!("cannot set rlimits.{name}: {os}"))
+            }
+        }
     }
 
     /// The entry the child fills in, for tests.
@@ -208,9 +265,9 @@ pub fn launch(prepared: &mut Prepared) -> io::Result<Pid> {
     let pid = cloned?;
     match read_report(&report_r) {
         Ok(None) => Ok(pid),
-        Ok(Some(errno)) => {
+        Ok(Some(code)) => {
             reap(pid);
-            Err(io::Error::from_raw_os_error(errno))
+            Err(prepared.describe(code))
         }
         Err(e) => {
             // Unknown whether it runs: leave it to the daemon's reaper, report the error.
@@ -320,6 +377,20 @@ extern "C" fn child(arg: *mut c_void) -> c_int {
             if let Err(e) = place(from, to as RawFd) {
                 fail(report, e);
             }
+        }
+        // Limits and the OOM score while still root: a hard limit is raised, and a score below
+        // the supervisor's set, only with privileges the program may not keep.
+        for (i, (resource, limit)) in p.limits.iter().enumerate() {
+            if libc::setrlimit(*resource, limit) != 0 {
+                fail(report, errno() + STAGE * (i as c_int + 1));
+            }
+        }
+        if let Some(value) = &p.oom_value {
+            let oom = libc::open(p.oom_path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if oom < 0 || libc::write(oom, value.as_ptr().cast(), value.len()) < 0 {
+                fail(report, errno() + STAGE * OOM_STAGE);
+            }
+            libc::close(oom);
         }
         if let Some(c) = &p.credentials {
             let euid = libc::geteuid();

@@ -22,6 +22,7 @@ mod exec;
 use std::path::Path;
 
 use crate::config::environ::{self, Account};
+use crate::config::limits::Rlimit;
 use crate::config::{ProgramConfig, UserSpec};
 use crate::lifecycle::ExitReason;
 
@@ -47,6 +48,60 @@ pub struct Spec<'a> {
     pub stdin: Option<&'a OwnedFd>,
     pub stdout: &'a OwnedFd,
     pub stderr: &'a OwnedFd,
+    /// Set in the child before `exec`.
+    pub rlimits: &'a [Rlimit],
+    /// Written to the child's `/proc/self/oom_score_adj` (the supervisor's own is lower, and
+    /// children would inherit it).
+    pub oom_score_adj: i32,
+}
+
+/// The soft and hard limits of `resource` in force for this process (`u64::MAX`: infinity).
+// `rlim_t` is 32 bits wide on 32-bit ARM and 64 on the others.
+#[allow(clippy::useless_conversion)]
+pub fn current_rlimit(resource: libc::__rlimit_resource_t) -> Option<(u64, u64)> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(resource, &mut limit) } != 0 {
+        return None;
+    }
+    // The soft limit children get, not the supervisor's raised one.
+    if resource == libc::RLIMIT_NOFILE {
+        if let Some(&original) = ORIGINAL_NOFILE.get() {
+            limit.rlim_cur = original;
+        }
+    }
+    let wide = |v: libc::rlim_t| match v {
+        libc::RLIM_INFINITY => u64::MAX,
+        v => u64::from(v),
+    };
+    Some((wide(limit.rlim_cur), wide(limit.rlim_max)))
+}
+
+/// What build steps get: the OOM killer takes a runaway build before the bot or PID 1.
+pub const STEP_OOM_SCORE_ADJ: i32 = 1000;
+
+/// The supervisor's own `oom_score_adj`, which its children inherit.
+static OWN_OOM_SCORE_ADJ: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+pub fn own_oom_score_adj() -> i32 {
+    OWN_OOM_SCORE_ADJ.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Puts the supervisor last in the OOM killer's order, as low as it may: -1000 needs
+/// `CAP_SYS_RESOURCE` (root in a container usually lacks it: then it stays where it was).
+/// Returns the score in force. Each child then writes its own (`oom_score_adj`, default 0).
+pub fn protect_from_oom() -> i32 {
+    let path = "/proc/self/oom_score_adj";
+    let _ = std::fs::write(path, "-1000");
+    let own = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    OWN_OOM_SCORE_ADJ.store(own, std::sync::atomic::Ordering::Relaxed);
+    own
 }
 
 /// Spawns `program` (with `extra` variables) in its own process group with its user, directory and environment, stdin
@@ -82,6 +137,8 @@ pub fn spawn(
             stdin: outputs.stdin,
             stdout: outputs.stdout,
             stderr: outputs.stderr,
+            rlimits: &program.rlimits,
+            oom_score_adj: program.oom_score_adj,
         },
         nofile,
         watchdog_pid,
@@ -130,7 +187,8 @@ fn spawn_with(
         credentials,
         nofile,
         CHILD_UMASK,
-    )?;
+    )?
+    .with_limits(spec.rlimits, spec.oom_score_adj);
     exec::launch(&mut prepared).map_err(|e| describe_spawn_error(spec, e))
 }
 
@@ -270,8 +328,16 @@ pub fn raise_nofile() -> Option<libc::rlimit> {
         rlim_max: limit.rlim_max,
     };
     // SAFETY: setrlimit reads the struct we own.
-    (unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0).then_some(limit)
+    let raised = (unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0).then_some(limit);
+    if let Some(original) = raised {
+        let _ = ORIGINAL_NOFILE.set(original.rlim_cur);
+    }
+    raised
 }
+
+/// The open-files soft limit the supervisor started with (what children get back), once
+/// [`raise_nofile`] raised its own.
+static ORIGINAL_NOFILE: std::sync::OnceLock<libc::rlim_t> = std::sync::OnceLock::new();
 
 /// Grows the descriptor table to hold `count` descriptors (at most the open-files limit), by
 /// placing one at the top and closing it: the kernel never shrinks the table. Call it while

@@ -9,6 +9,7 @@ use toml::de::{DeTable, DeValue};
 use crate::config::environ;
 use crate::config::expand::{last_value, read_env_file};
 use crate::config::health::{Ready, defaults};
+use crate::config::limits::{self, Ceilings, RESOURCES, Rlimit};
 use crate::config::{
     AutoRestart, Backoff, LogTarget, OnFatal, Policy, ProgramConfig, ProgramName, SupervisorSection,
 };
@@ -55,7 +56,12 @@ pub const PROGRAM_KEYS: &[&str] = &[
     "start_limit",
     "events",
     "buffer_size",
+    "rlimits",
+    "oom_score_adj",
+    "limits",
 ];
+
+pub(super) const LIMITS_KEYS: &[&str] = &["rss", "rss_for", "cpu", "cpu_for"];
 
 pub(super) const BACKOFF_KEYS: &[&str] = &["initial", "max", "multiplier", "jitter", "reset"];
 
@@ -120,6 +126,9 @@ impl Walker<'_> {
             healthcheck: None,
             watchdog: None,
             listener: None,
+            rlimits: Vec::new(),
+            oom_score_adj: 0,
+            limits: Ceilings::default(),
         };
         let mut environment = Vec::new();
         let mut have_command = false;
@@ -217,6 +226,12 @@ impl Walker<'_> {
                 "ready_timeout" => set(&mut p.ready_timeout, self.positive(v, &path)),
                 "healthcheck" => p.healthcheck = self.healthcheck(v, &path, env),
                 "watchdog" => set(&mut p.watchdog, self.watchdog(v, &path, env)),
+                "rlimits" => p.rlimits = self.rlimits(v, &path),
+                "oom_score_adj" => set(
+                    &mut p.oom_score_adj,
+                    self.integer(v, &path, -1000, 1000).map(|n| n as i32),
+                ),
+                "limits" => set(&mut p.limits, self.ceilings(v, &path)),
                 "start_limit" => p.policy.start_limit = self.start_limit(v, &path),
                 "events" => {
                     if let Some(events) = self.events(v, &path) {
@@ -513,5 +528,81 @@ impl Walker<'_> {
             );
         }
         (self.errors.len() == errors_before).then_some(b)
+    }
+}
+
+impl Walker<'_> {
+    /// `rlimits = { nofile = 4096, core = 0, memlock = "64MB", as = "1:infinity" }`.
+    fn rlimits(&mut self, v: &Value<'_>, path: &str) -> Vec<Rlimit> {
+        let Some(t) = self.table(v, path) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (k, value) in t.iter() {
+            let name = k.get_ref().as_ref();
+            let kpath = format!("{path}.{name}");
+            let Some(resource) = RESOURCES.iter().find(|r| r.name == name) else {
+                let names: Vec<&str> = RESOURCES.iter().map(|r| r.name).collect();
+                self.unknown_key(k, &kpath, &names);
+                continue;
+            };
+            let text = match value.get_ref() {
+                DeValue::Integer(i) => i.as_str().to_owned(),
+                DeValue::String(s) => s.to_string(),
+                _ => {
+                    self.type_error(
+                        value,
+                        &kpath,
+                        "a number, a string such as \"64MB\", \"infinity\" or \"SOFT:HARD\"",
+                    );
+                    continue;
+                }
+            };
+            match limits::parse_rlimit(*resource, &text) {
+                Ok((soft, hard)) => out.push(Rlimit {
+                    resource: *resource,
+                    soft,
+                    hard,
+                }),
+                Err(message) => self.error(value.span(), &kpath, message),
+            }
+        }
+        out
+    }
+
+    /// `limits = { rss = "300MB", rss_for = "30s", cpu = "90%", cpu_for = "60s" }`.
+    fn ceilings(&mut self, v: &Value<'_>, path: &str) -> Option<Ceilings> {
+        let t = self.table(v, path)?;
+        let before = self.errors.len();
+        let (mut rss, mut rss_for, mut cpu, mut cpu_for) = (None, None, None, None);
+        for (k, value) in t.iter() {
+            let name = k.get_ref().as_ref();
+            let kpath = format!("{path}.{name}");
+            match name {
+                "rss" => rss = self.bytes(value, &kpath),
+                "rss_for" => rss_for = self.duration(value, &kpath),
+                "cpu_for" => cpu_for = self.duration(value, &kpath),
+                "cpu" => match value.get_ref() {
+                    DeValue::String(s) => match limits::parse_percent(s) {
+                        Ok(p) => cpu = Some(p),
+                        Err(message) => self.error(value.span(), &kpath, message),
+                    },
+                    _ => self.type_error(value, &kpath, "a percentage of a core such as \"90%\""),
+                },
+                _ => self.unknown_key(k, &kpath, LIMITS_KEYS),
+            }
+        }
+        if rss_for.is_some() && rss.is_none() {
+            self.error(v.span(), path, "rss_for without rss");
+        }
+        if cpu_for.is_some() && cpu.is_none() {
+            self.error(v.span(), path, "cpu_for without cpu");
+        }
+        (self.errors.len() == before).then(|| Ceilings {
+            // Held for 30 s (memory) and 60 s (CPU) unless said otherwise: one sample over is
+            // no reason to restart (pm2 restarts on one; users asked for hysteresis).
+            rss: rss.map(|r| (r, rss_for.unwrap_or(std::time::Duration::from_secs(30)))),
+            cpu: cpu.map(|c| (c, cpu_for.unwrap_or(std::time::Duration::from_secs(60)))),
+        })
     }
 }

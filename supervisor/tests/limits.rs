@@ -1,0 +1,174 @@
+//! What a program may use, with real processes: rlimits and the OOM score as the kernel shows
+//! them in /proc, a build step's OOM score, memory and CPU ceilings with hysteresis, and
+//! scheduled programs.
+
+#![allow(clippy::unwrap_used)] // in a test, an unwrap is an assertion
+#![allow(clippy::disallowed_methods)] // tests run the real binary and tools: std spawns them
+
+mod fixture;
+
+use fixture::*;
+use serde_json::Value;
+use testkit::git;
+
+fn pid_of(sup: &Supervisor, name: &str) -> u64 {
+    let (_, out, _) = ctl(sup, &["status", "--json", name]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    v["programs"][0]["pid"].as_u64().unwrap_or(0)
+}
+
+/// The `Max open files`-style row of /proc/PID/limits: (soft, hard) as the kernel prints them.
+fn limit(pid: u64, row: &str) -> (String, String) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(row))
+        .unwrap_or_else(|| panic!("{row} in {text}"));
+    let f: Vec<&str> = line[row.len()..].split_whitespace().collect();
+    (f[0].to_owned(), f[1].to_owned())
+}
+
+#[test]
+fn rlimits_and_the_oom_score_reach_the_program() {
+    let dir = Supervisor::dir_with(
+        r#"
+[program.limited]
+command = ["sleep", "600"]
+startsecs = 0
+rlimits = { nofile = "100:200", core = 0, memlock = "4MB", as = "2GB:infinity", nproc = 4000 }
+oom_score_adj = 500
+
+[program.plain]
+command = ["sleep", "600"]
+startsecs = 0
+"#,
+    );
+    let sup = Supervisor::start(dir, Mode::Plain);
+    sup.wait_state("limited", "RUNNING");
+    sup.wait_state("plain", "RUNNING");
+    let pid = pid_of(&sup, "limited");
+    assert_eq!(limit(pid, "Max open files"), ("100".into(), "200".into()));
+    assert_eq!(limit(pid, "Max core file size"), ("0".into(), "0".into()));
+    let mib4 = (4u64 << 20).to_string();
+    assert_eq!(limit(pid, "Max locked memory"), (mib4.clone(), mib4));
+    let gib2 = (2u64 << 30).to_string();
+    assert_eq!(limit(pid, "Max address space"), (gib2, "unlimited".into()));
+    assert_eq!(limit(pid, "Max processes"), ("4000".into(), "4000".into()));
+    let score = |pid: u64| {
+        std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(score(pid), "500");
+    // A program without the keys: the score 0 (not the supervisor's own), the open-files limit
+    // the supervisor was started with.
+    let plain = pid_of(&sup, "plain");
+    assert_eq!(score(plain), "0");
+    let (soft, _) = limit(plain, "Max open files");
+    let own = std::fs::read_to_string("/proc/self/limits").unwrap();
+    assert!(
+        own.contains(&format!("Max open files            {soft}")),
+        "{soft}\n{own}"
+    );
+    // The supervisor puts itself last, where it may (-1000 needs CAP_SYS_RESOURCE, which
+    // Docker does not give root).
+    let own = score(sup.pid as u64);
+    match can_override_limits() {
+        true => assert_eq!(own, "-1000"),
+        false => assert_eq!(own, "0"),
+    }
+}
+
+/// Whether this process has CAP_SYS_RESOURCE (raise hard limits, lower OOM scores).
+fn can_override_limits() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let caps = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        .unwrap();
+    caps & (1 << 24) != 0
+}
+
+#[test]
+fn a_limit_the_kernel_refuses_is_a_clear_spawn_error() {
+    let memlock = std::fs::read_to_string("/proc/self/limits").unwrap();
+    if can_override_limits() || memlock.contains("Max locked memory         unlimited") {
+        eprintln!("skipped: this process may raise the hard memlock limit");
+        return;
+    }
+    let dir = Supervisor::dir_with(
+        r#"
+[program.greedy]
+command = ["sleep", "600"]
+rlimits = { memlock = "infinity" }
+startretries = 0
+"#,
+    );
+    let sup = Supervisor::start(dir, Mode::Plain);
+    let fatal = sup.wait_state("greedy", "FATAL");
+    assert!(
+        field(&fatal, "reason")
+            .contains("sleep: cannot set rlimits.memlock: Operation not permitted"),
+        "{fatal}"
+    );
+    // An OOM score below the supervisor's needs the same privilege.
+    let dir = Supervisor::dir_with(
+        r#"
+[program.precious]
+command = ["sleep", "600"]
+oom_score_adj = -500
+startretries = 0
+"#,
+    );
+    let sup = Supervisor::start(dir, Mode::Plain);
+    let fatal = sup.wait_state("precious", "FATAL");
+    assert!(
+        field(&fatal, "reason").contains("cannot set oom_score_adj to -500: Permission denied"),
+        "{fatal}"
+    );
+}
+
+#[test]
+fn a_build_step_is_first_in_the_oom_killers_order() {
+    let dir = Supervisor::dir_with(
+        r#"
+[program.app]
+command = ["sleep", "600"]
+startsecs = 0
+
+[program.app.deploy]
+repo = "@DIR@/app"
+steps = [["sh", "-c", "cat /proc/self/oom_score_adj > ../step-score"]]
+healthy_after = "100ms"
+"#,
+    );
+    let root = dir.path().to_owned();
+    git(&root, &["init", "-q", "--bare", "-b", "main", "remote.git"]);
+    git(&root, &["clone", "-q", "remote.git", "work"]);
+    std::fs::write(root.join("work/x"), "1").unwrap();
+    git(&root.join("work"), &["add", "x"]);
+    git(&root.join("work"), &["commit", "-q", "-m", "v1"]);
+    git(
+        &root.join("work"),
+        &["push", "-q", "origin", "HEAD:refs/heads/main"],
+    );
+    git(&root, &["clone", "-q", "remote.git", "app"]);
+    std::fs::write(root.join("work/x"), "2").unwrap();
+    git(&root.join("work"), &["commit", "-q", "-a", "-m", "v2"]);
+    git(
+        &root.join("work"),
+        &["push", "-q", "origin", "HEAD:refs/heads/main"],
+    );
+    let sup = Supervisor::start(dir, Mode::Plain);
+    sup.wait_state("app", "RUNNING");
+    let (code, out, err) = ctl(&sup, &["deploy", "app", "--wait"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        std::fs::read_to_string(root.join("step-score"))
+            .unwrap()
+            .trim(),
+        "1000"
+    );
+}
