@@ -89,6 +89,11 @@ pub fn render(
         "supervisor_program_notify_rejected",
         "Datagrams the program's notify socket dropped (other senders, oversized, garbage)",
     );
+    let limit_restarts = family(
+        &mut registry,
+        "supervisor_program_limit_restarts",
+        "Restarts because the program stayed over a memory or CPU ceiling (`limits`)",
+    );
     let spawns = family(
         &mut registry,
         "supervisor_program_spawns",
@@ -156,6 +161,9 @@ pub fn render(
         notify_rejected
             .get_or_create(&program(&p.name))
             .set(p.notify_rejected as f64);
+        limit_restarts
+            .get_or_create(&program(&p.name))
+            .set(p.limit_restarts as f64);
         spawns.get_or_create(&program(&p.name)).set(p.spawns as f64);
         if let Some(u) = s.uptime(p) {
             uptime.get_or_create(&program(&p.name)).set(u as f64);

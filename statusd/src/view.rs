@@ -344,6 +344,7 @@ pub(crate) fn test_program(name: &str, state: ProgramState, critical: bool) -> P
         healthy: None,
         check_failures: 0,
         notify_rejected: 0,
+        limit_restarts: 0,
         poll_error: None,
     }
 }

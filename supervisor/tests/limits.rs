@@ -172,3 +172,54 @@ healthy_after = "100ms"
         "1000"
     );
 }
+
+#[test]
+fn a_program_over_its_memory_ceiling_is_restarted_and_a_spike_is_not() {
+    let dir = Supervisor::dir_with(
+        r#"
+[program.grower]
+command = ["python3", "-c", "import time\nb = b'x' * (400 << 20)\nprint('grown', flush=True)\ntime.sleep(600)"]
+startsecs = 0
+limits = { rss = "300MB", rss_for = "2s" }
+backoff = { initial = "10s" }
+
+[program.spiky]
+command = ["python3", "-c", "import time\nb = b'x' * (500 << 20)\nprint('spiked', flush=True)\ntime.sleep(1)\ndel b\nprint('calm', flush=True)\ntime.sleep(600)"]
+startsecs = 0
+limits = { rss = "300MB", rss_for = "2s" }
+"#,
+    );
+    let sup = Supervisor::start(dir, Mode::Plain);
+    wait_until("the grower at 400 MB", || {
+        sup.stdout().contains("grower | grown")
+    });
+    let grown = std::time::Instant::now();
+    let stopped = sup.wait_log("the grower restarted for its ceiling", |e| {
+        msg(e) == "unhealthy; restarting it" && field(e, "program") == "grower"
+    });
+    let took = grown.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(3),
+        "restarted {took:?} after it grew"
+    );
+    let reason = field(&stopped, "reason").to_owned();
+    assert!(
+        reason.starts_with("memory 4")
+            && reason.ends_with("MiB over its limit of 300.0 MiB for 2s"),
+        "{stopped}"
+    );
+    let alert = sup.wait_log("the alert", |e| {
+        field(e, "program") == "grower" && msg(e).contains("over its limit")
+    });
+    assert!(msg(&alert).contains("memory"), "{alert}");
+    let (_, out, _) = ctl(&sup, &["status", "--json", "grower"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["programs"][0]["limit_restarts"], 1, "{out}");
+    // The spike (500 MB for a second) did not last: the same process, never restarted.
+    wait_until("the spike over", || sup.stdout().contains("spiky | calm"));
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let (_, out, _) = ctl(&sup, &["status", "--json", "spiky"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["programs"][0]["spawns"], 1, "{out}");
+    assert_eq!(v["programs"][0]["state"], "RUNNING", "{out}");
+}

@@ -517,6 +517,10 @@ pub struct ProgramInfo {
     /// `KEY=VALUE` text.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub notify_rejected: u64,
+    /// Restarts because it stayed over a `limits` ceiling (memory, CPU) since the supervisor
+    /// started.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub limit_restarts: u64,
     /// While its deploy poll fails: how often, the last error, and when it tries again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poll_error: Option<String>,

@@ -292,6 +292,7 @@ impl Daemon {
 
     pub(super) fn health_report(&mut self, report: Report) {
         match report {
+            Report::Usage { at, groups, usage } => self.ceiling_sample(at, &groups, &usage),
             Report::Notify {
                 program,
                 sender,
@@ -384,7 +385,7 @@ impl Daemon {
         }
     }
 
-    fn unhealthy(&mut self, idx: usize, reason: String) {
+    pub(super) fn unhealthy(&mut self, idx: usize, reason: String) {
         let p = &mut self.programs[idx];
         p.health.healthy = Some(false);
         tracing::warn!(program = %p.cfg.name, reason = %reason, "unhealthy; restarting it");

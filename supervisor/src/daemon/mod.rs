@@ -12,12 +12,14 @@
 //! - [`alerts`]: what owners should hear about, raised as it happens.
 //! - [`poll`]: the deploy poll trigger (`git ls-remote` on a timer).
 //! - [`listeners`]: supervisord's event listeners: events, pools, their pipes.
+//! - [`ceilings`]: `limits`: memory and CPU sampled off the thread, breaches held, restarts.
 //!
 //! Why this file is past 600 lines: the event loop, the lifecycle's effects, reaping and
 //! shutdown share the actor's state; its setup (signals, socket, audit, programs) is the part
 //! to move out next.
 
 mod alerts;
+mod ceilings;
 mod deploy;
 mod health;
 mod listeners;
@@ -461,6 +463,8 @@ struct Daemon {
     log_files: LogFiles,
     starts_writer: budget::Writer,
     listeners: listeners::Listeners,
+    /// `limits`: the samples and what they said.
+    ceilings: ceilings::Watch,
 }
 
 impl Daemon {
@@ -504,6 +508,7 @@ impl Daemon {
             log_files: LogFiles::default(),
             starts_writer,
             listeners,
+            ceilings: ceilings::Watch::default(),
         };
         for cfg in daemon.config.programs.clone() {
             daemon.add_program(cfg)?;
@@ -862,6 +867,7 @@ impl Daemon {
             .chain(self.alert_deadlines())
             .chain(self.listener_deadline())
             .chain(self.listener_drain_deadline())
+            .chain(self.ceiling_deadlines())
             .min()
     }
 
@@ -878,6 +884,7 @@ impl Daemon {
         self.poll_tick(now);
         self.alert_tick(now);
         self.listener_tick();
+        self.ceiling_tick(now);
         if self
             .shutdown
             .as_ref()

@@ -184,7 +184,13 @@ impl Daemon {
                 uptime_secs: now.saturating_duration_since(self.started.0).as_secs(),
                 shutting_down: self.shutdown.is_some(),
             },
-            programs: ids.iter().map(|&i| info(&self.programs[i], now)).collect(),
+            programs: ids
+                .iter()
+                .map(|&i| {
+                    let p = &self.programs[i];
+                    info(p, now, self.ceilings.restarts(p.cfg.name.as_str()))
+                })
+                .collect(),
         }
     }
 
@@ -523,7 +529,7 @@ fn with_status(description: String, status: Option<String>) -> String {
     }
 }
 
-fn info(p: &Program, now: Instant) -> ProgramInfo {
+fn info(p: &Program, now: Instant, limit_restarts: u64) -> ProgramInfo {
     let poll_error = p.poll.as_ref().and_then(|poll| poll.describe(now));
     let uptime_secs = match &p.state {
         State::Running { since, .. } | State::Starting { since, .. } => {
@@ -561,6 +567,7 @@ fn info(p: &Program, now: Instant) -> ProgramInfo {
             .notify
             .as_ref()
             .map_or(0, |n| n.rejected.load(std::sync::atomic::Ordering::Relaxed)),
+        limit_restarts,
         poll_error,
     }
 }

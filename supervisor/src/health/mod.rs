@@ -29,6 +29,12 @@ pub enum Report {
     },
     /// A line of its output matched `ready = { log = ... }` (for the spawn `run`).
     LogReady { program: ProgramName, run: u64 },
+    /// What the process groups `groups` used (`limits`), sampled at `at`.
+    Usage {
+        at: std::time::Instant,
+        groups: Vec<u32>,
+        usage: std::collections::HashMap<u32, supervisor_proto::resources::Usage>,
+    },
     /// An HTTP or TCP probe's result, for the spawn `run`.
     Probe {
         program: ProgramName,
