@@ -94,6 +94,16 @@ pub fn render(
         "supervisor_program_limit_restarts",
         "Restarts because the program stayed over a memory or CPU ceiling (`limits`)",
     );
+    let next_run = family(
+        &mut registry,
+        "supervisor_program_next_run_timestamp_seconds",
+        "A scheduled program's next run (Unix time)",
+    );
+    let scheduled_runs = family(
+        &mut registry,
+        "supervisor_program_scheduled_runs",
+        "A scheduled program's runs since the supervisor started, by result (ok, failed, skipped)",
+    );
     let spawns = family(
         &mut registry,
         "supervisor_program_spawns",
@@ -165,6 +175,24 @@ pub fn render(
             .get_or_create(&program(&p.name))
             .set(p.limit_restarts as f64);
         spawns.get_or_create(&program(&p.name)).set(p.spawns as f64);
+        if let Some(s) = &p.schedule {
+            if let Some(ms) = s.next_run_ms {
+                next_run
+                    .get_or_create(&program(&p.name))
+                    .set(ms as f64 / 1000.0);
+            }
+            for (result, n) in [
+                ("ok", s.runs.saturating_sub(s.failed)),
+                ("failed", s.failed),
+                ("skipped", s.skipped),
+            ] {
+                let labels = vec![
+                    ("program".into(), p.name.clone()),
+                    ("result".into(), result.into()),
+                ];
+                scheduled_runs.get_or_create(&labels).set(n as f64);
+            }
+        }
         if let Some(u) = s.uptime(p) {
             uptime.get_or_create(&program(&p.name)).set(u as f64);
         }

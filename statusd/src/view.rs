@@ -345,6 +345,7 @@ pub(crate) fn test_program(name: &str, state: ProgramState, critical: bool) -> P
         check_failures: 0,
         notify_rejected: 0,
         limit_restarts: 0,
+        schedule: None,
         poll_error: None,
     }
 }

@@ -223,3 +223,142 @@ limits = { rss = "300MB", rss_for = "2s" }
     assert_eq!(v["programs"][0]["spawns"], 1, "{out}");
     assert_eq!(v["programs"][0]["state"], "RUNNING", "{out}");
 }
+
+/// The runs a job recorded: (start, end) in seconds, from lines "start end" it appends.
+fn runs(path: &std::path::Path) -> Vec<(f64, f64)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let (a, b) = l.split_once(' ')?;
+            Some((a.parse().ok()?, b.parse().ok()?))
+        })
+        .collect()
+}
+
+/// A job that takes `secs` and records its start and end in `runs`.
+fn job(dir: &std::path::Path, secs: u32) {
+    script(
+        dir,
+        "job.sh",
+        &format!(
+            "start=$(date +%s.%N)\nsleep {secs}\necho \"$start $(date +%s.%N)\" >> \"$(dirname \"$0\")/runs\""
+        ),
+    );
+}
+
+fn schedule_status(sup: &Supervisor, name: &str) -> Value {
+    let (_, out, _) = ctl(sup, &["status", "--json", name]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    v["programs"][0].clone()
+}
+
+#[test]
+fn a_long_job_every_2s_skips_or_queues_and_never_overlaps() {
+    for overlap in ["skip", "queue"] {
+        let dir = Supervisor::dir_with(&format!(
+            r#"
+[program.job]
+command = ["@DIR@/job.sh"]
+schedule = "every 2s"
+overlap = "{overlap}"
+"#
+        ));
+        job(dir.path(), 5);
+        let sup = Supervisor::start(dir, Mode::Plain);
+        let row = schedule_status(&sup, "job");
+        assert_eq!(row["schedule"]["schedule"], "every 2s", "{row}");
+        assert!(
+            row["description"].as_str().unwrap().contains("next run"),
+            "{row}"
+        );
+        wait_until("two runs over", || runs(&sup.path("runs")).len() >= 2);
+        let done = runs(&sup.path("runs"));
+        for pair in done.windows(2) {
+            assert!(
+                pair[1].0 >= pair[0].1 - 0.05,
+                "{overlap}: runs overlap: {done:?}"
+            );
+        }
+        let row = schedule_status(&sup, "job");
+        match overlap {
+            // Slots came while each run ran: skipped, and the next run waits for a slot.
+            "skip" => {
+                assert!(row["schedule"]["skipped"].as_u64().unwrap() >= 2, "{row}");
+                assert!(pair_gap(&done) > 0.5, "{done:?}");
+            }
+            // Queued: the next run starts as soon as the last one ended.
+            _ => {
+                assert_eq!(row["schedule"]["skipped"], 0, "{row}");
+                assert!(pair_gap(&done) < 1.0, "{done:?}");
+            }
+        }
+        assert_eq!(row["schedule"]["failed"], 0, "{row}");
+        assert_eq!(row["schedule"]["last"], "ok", "{row}");
+    }
+}
+
+/// The pause between the end of the first run and the start of the second.
+fn pair_gap(done: &[(f64, f64)]) -> f64 {
+    done[1].0 - done[0].1
+}
+
+#[test]
+fn slots_missed_while_stopped_run_once() {
+    let config = r#"
+[program.job]
+command = ["@DIR@/job.sh"]
+schedule = "every 3s"
+on_missed = "run_once"
+"#;
+    let dir = Supervisor::dir_with(config);
+    job(dir.path(), 0);
+    let sup = Supervisor::start(dir, Mode::Plain);
+    wait_until("a first run", || runs(&sup.path("runs")).len() == 1);
+    let dir = sup.stop();
+    // Two slots or more pass while no supervisor runs.
+    std::thread::sleep(std::time::Duration::from_secs(7));
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let sup = Supervisor::start(dir, Mode::Plain);
+    sup.wait_log("the catch-up", |e| {
+        msg(e).starts_with("slots missed while the supervisor was down; running once now")
+    });
+    let row = schedule_status(&sup, "job");
+    let next = row["schedule"]["next_run_ms"].as_u64().unwrap() as f64 / 1000.0;
+    wait_until("the catch-up run", || runs(&sup.path("runs")).len() == 2);
+    // Exactly one run between the restart and the next slot: the catch-up.
+    let before_next = runs(&sup.path("runs"))
+        .iter()
+        .filter(|(s, _)| *s >= started && *s < next - 0.05)
+        .count();
+    assert_eq!(before_next, 1, "{:?}", runs(&sup.path("runs")));
+    let events = sup.log_events(|e| msg(e).starts_with("slots missed"));
+    assert_eq!(events.len(), 1);
+    assert!(events[0]["missed"].as_u64().unwrap() >= 2, "{}", events[0]);
+}
+
+#[test]
+fn a_failed_run_is_recorded_and_alerted() {
+    let dir = Supervisor::dir_with(
+        r#"
+[program.job]
+command = ["sh", "-c", "exit 3"]
+schedule = "every 1s"
+"#,
+    );
+    let sup = Supervisor::start(dir, Mode::Plain);
+    let alert = sup.wait_log("the alert", |e| {
+        msg(e).starts_with("scheduled run of job failed")
+    });
+    assert_eq!(msg(&alert), "scheduled run of job failed: exit status 3");
+    wait_until("the run recorded", || {
+        std::fs::read_to_string(sup.path("data/state/runs/job.jsonl")).is_ok_and(|t| !t.is_empty())
+    });
+    let text = std::fs::read_to_string(sup.path("data/state/runs/job.jsonl")).unwrap();
+    let record: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(record["ok"], false);
+    assert_eq!(record["result"], "exit status 3");
+}

@@ -521,9 +521,28 @@ pub struct ProgramInfo {
     /// started.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub limit_restarts: u64,
+    /// A scheduled program's schedule, next run and counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduleInfo>,
     /// While its deploy poll fails: how often, the last error, and when it tries again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poll_error: Option<String>,
+}
+
+/// A scheduled program (`schedule`): when it runs next, and how its runs went.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleInfo {
+    /// As configured (`*/5 * * * *`, `every 5m`).
+    pub schedule: String,
+    /// The next slot, Unix milliseconds.
+    pub next_run_ms: Option<u64>,
+    /// Runs that ended since the supervisor started, those that failed, slots skipped
+    /// because the previous run still ran.
+    pub runs: u64,
+    pub failed: u64,
+    pub skipped: u64,
+    /// How the last run ended: `ok`, or why not.
+    pub last: Option<String>,
 }
 
 fn is_false(b: &bool) -> bool {

@@ -140,6 +140,8 @@ vocabulary! {
         Quarantined = "quarantined",
         /// RUNNING again after one of the above.
         Recovered = "recovered",
+        /// A scheduled run of the program ended in failure.
+        RunFailed = "run_failed",
         /// Raised by a client with the `raise` verb: something outside the supervised programs
         /// (a failed TLS certificate renewal on the host).
         Reported = "reported",

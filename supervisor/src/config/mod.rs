@@ -13,6 +13,7 @@ pub mod expand;
 pub mod health;
 pub mod limits;
 pub mod parse;
+pub mod schedule;
 pub mod units;
 
 use std::fmt;
@@ -242,6 +243,8 @@ pub struct ProgramConfig {
     pub oom_score_adj: i32,
     /// Memory and CPU ceilings on its process group, watched from outside.
     pub limits: limits::Ceilings,
+    /// Run at set times (a job) instead of kept running.
+    pub schedule: Option<schedule::Schedule>,
 }
 
 /// `[program.NAME.deploy]`.

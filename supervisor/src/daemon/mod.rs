@@ -13,6 +13,7 @@
 //! - [`poll`]: the deploy poll trigger (`git ls-remote` on a timer).
 //! - [`listeners`]: supervisord's event listeners: events, pools, their pipes.
 //! - [`ceilings`]: `limits`: memory and CPU sampled off the thread, breaches held, restarts.
+//! - [`schedule`]: scheduled programs: slots, overlap, missed runs, the runs' history.
 //!
 //! Why this file is past 600 lines: the event loop, the lifecycle's effects, reaping and
 //! shutdown share the actor's state; its setup (signals, socket, audit, programs) is the part
@@ -25,6 +26,7 @@ mod health;
 mod listeners;
 mod poll;
 mod requests;
+mod schedule;
 mod update;
 
 use std::collections::{HashMap, VecDeque};
@@ -465,6 +467,8 @@ struct Daemon {
     listeners: listeners::Listeners,
     /// `limits`: the samples and what they said.
     ceilings: ceilings::Watch,
+    /// Scheduled programs' next runs.
+    plans: schedule::Plans,
 }
 
 impl Daemon {
@@ -509,12 +513,14 @@ impl Daemon {
             starts_writer,
             listeners,
             ceilings: ceilings::Watch::default(),
+            plans: schedule::Plans::default(),
         };
         for cfg in daemon.config.programs.clone() {
             daemon.add_program(cfg)?;
         }
         daemon.reindex();
         daemon.recover_interrupted_deploys();
+        daemon.schedule_sync();
         Ok(daemon)
     }
 
@@ -688,6 +694,7 @@ impl Daemon {
                 self.emit_state(idx, previous.name(), cx.now);
                 self.listener_state_change(idx, &previous);
                 self.alert_on_change(idx, previous.name());
+                self.schedule_changed(idx, &previous);
                 self.settle_waiters(idx);
                 if !changed.contains(&idx) {
                     changed.push(idx);
@@ -868,6 +875,7 @@ impl Daemon {
             .chain(self.listener_deadline())
             .chain(self.listener_drain_deadline())
             .chain(self.ceiling_deadlines())
+            .chain(self.schedule_deadlines())
             .min()
     }
 
@@ -885,6 +893,7 @@ impl Daemon {
         self.alert_tick(now);
         self.listener_tick();
         self.ceiling_tick(now);
+        self.schedule_tick(now);
         if self
             .shutdown
             .as_ref()

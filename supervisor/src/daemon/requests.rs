@@ -188,7 +188,13 @@ impl Daemon {
                 .iter()
                 .map(|&i| {
                     let p = &self.programs[i];
-                    info(p, now, self.ceilings.restarts(p.cfg.name.as_str()))
+                    let name = p.cfg.name.as_str();
+                    let mut row = info(p, now, self.ceilings.restarts(name));
+                    row.schedule = self.schedule_info(name);
+                    if let Some(next) = row.schedule.as_ref().and_then(|s| s.next_run_ms) {
+                        row.description = with_next_run(&row.description, next);
+                    }
+                    row
                 })
                 .collect(),
         }
@@ -529,6 +535,25 @@ fn with_status(description: String, status: Option<String>) -> String {
     }
 }
 
+/// A scheduled program's description, with its next run (`next run 20:35:00 UTC, in 3m 50s`).
+fn with_next_run(description: &str, next_ms: u64) -> String {
+    let now_ms = unix_ms(std::time::SystemTime::now());
+    let secs = next_ms.saturating_sub(now_ms).div_ceil(1000);
+    let at = jiff::Timestamp::from_millisecond(next_ms as i64)
+        .map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_default();
+    let wait = match secs {
+        s if s >= 3600 => format!("{}h {}m", s / 3600, s % 3600 / 60),
+        s if s >= 60 => format!("{}m {}s", s / 60, s % 60),
+        s => format!("{s}s"),
+    };
+    let next = format!("next run {at}, in {wait}");
+    match description.is_empty() {
+        true => next,
+        false => format!("{description}; {next}"),
+    }
+}
+
 fn info(p: &Program, now: Instant, limit_restarts: u64) -> ProgramInfo {
     let poll_error = p.poll.as_ref().and_then(|poll| poll.describe(now));
     let uptime_secs = match &p.state {
@@ -568,6 +593,7 @@ fn info(p: &Program, now: Instant, limit_restarts: u64) -> ProgramInfo {
             .as_ref()
             .map_or(0, |n| n.rejected.load(std::sync::atomic::Ordering::Relaxed)),
         limit_restarts,
+        schedule: None,
         poll_error,
     }
 }

@@ -107,6 +107,7 @@ impl Daemon {
         new.path = self.config.path.clone();
         self.config = new;
         self.reindex();
+        self.schedule_sync();
         tracing::info!(added = ?added, changed = ?changed, removed = ?removed, "configuration updated");
         let _ = self.events.send(std::sync::Arc::new(Event::Config {
             added: added.clone(),

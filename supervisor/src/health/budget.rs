@@ -37,6 +37,11 @@ impl Writer {
             })?;
         Ok(Self { tx })
     }
+
+    /// Writes `text` to `path` (atomically, on the writer's thread).
+    pub fn write(&self, path: PathBuf, text: String) {
+        let _ = self.tx.send((path, text));
+    }
 }
 
 fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {

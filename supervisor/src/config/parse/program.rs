@@ -59,6 +59,11 @@ pub const PROGRAM_KEYS: &[&str] = &[
     "rlimits",
     "oom_score_adj",
     "limits",
+    "schedule",
+    "timezone",
+    "overlap",
+    "on_missed",
+    "jitter",
 ];
 
 pub(super) const LIMITS_KEYS: &[&str] = &["rss", "rss_for", "cpu", "cpu_for"];
@@ -129,6 +134,7 @@ impl Walker<'_> {
             rlimits: Vec::new(),
             oom_score_adj: 0,
             limits: Ceilings::default(),
+            schedule: None,
         };
         let mut environment = Vec::new();
         let mut have_command = false;
@@ -232,6 +238,8 @@ impl Walker<'_> {
                     self.integer(v, &path, -1000, 1000).map(|n| n as i32),
                 ),
                 "limits" => set(&mut p.limits, self.ceilings(v, &path)),
+                // Read together below.
+                "schedule" | "timezone" | "overlap" | "on_missed" | "jitter" => {}
                 "start_limit" => p.policy.start_limit = self.start_limit(v, &path),
                 "events" => {
                     if let Some(events) = self.events(v, &path) {
@@ -292,6 +300,7 @@ impl Walker<'_> {
             );
         }
         self.listener_keys(t, &key, &mut p);
+        self.schedule_keys(t, &key, env, &mut p);
         p.policy.ready_timeout = p.ready.waits().then_some(p.ready_timeout);
         if let Some((_, v)) = get(t, "deploy") {
             p.deploy = self.deploy(v, &key("deploy"), env, &name, p.policy.startsecs);
@@ -604,5 +613,91 @@ impl Walker<'_> {
             rss: rss.map(|r| (r, rss_for.unwrap_or(std::time::Duration::from_secs(30)))),
             cpu: cpu.map(|c| (c, cpu_for.unwrap_or(std::time::Duration::from_secs(60)))),
         })
+    }
+}
+
+impl Walker<'_> {
+    /// `schedule`, with `timezone`, `overlap`, `on_missed` and `jitter` (which mean nothing
+    /// without it). A scheduled program is a job: not started at start (`autostart`), not
+    /// restarted when it exits (`autorestart`), RUNNING at once (`startsecs`), unless those
+    /// keys say otherwise.
+    fn schedule_keys(
+        &mut self,
+        t: &DeTable<'_>,
+        key: &dyn Fn(&str) -> String,
+        env: &Env<'_>,
+        p: &mut ProgramConfig,
+    ) {
+        use crate::config::schedule::{self, OnMissed, Overlap, Schedule};
+        let Some((_, v)) = get(t, "schedule") else {
+            for k in ["timezone", "overlap", "on_missed", "jitter"] {
+                if let Some((name, _)) = get(t, k) {
+                    self.error(name.span(), &key(k), "applies only with `schedule`");
+                }
+            }
+            return;
+        };
+        let before = self.errors.len();
+        let text = self.string(v, &key("schedule"), env);
+        let when = text.as_deref().and_then(|text| {
+            schedule::parse_when(text)
+                .map_err(|m| self.error(v.span(), &key("schedule"), m))
+                .ok()
+        });
+        let timezone = get(t, "timezone").and_then(|(_, v)| {
+            let name = self.string(v, &key("timezone"), env)?;
+            schedule::parse_timezone(&name)
+                .map(|tz| (name, tz))
+                .map_err(|m| self.error(v.span(), &key("timezone"), m))
+                .ok()
+        });
+        let choice = |w: &mut Self, k: &str, options: &[&str]| -> Option<String> {
+            let (_, v) = get(t, k)?;
+            let s = w.string(v, &key(k), env)?;
+            if options.contains(&s.as_str()) {
+                Some(s)
+            } else {
+                let list: Vec<String> = options.iter().map(|o| format!("\"{o}\"")).collect();
+                w.error(
+                    v.span(),
+                    &key(k),
+                    format!("{s:?} is not one of {}", list.join(", ")),
+                );
+                None
+            }
+        };
+        let overlap = match choice(self, "overlap", &["skip", "queue", "kill"]).as_deref() {
+            Some("queue") => Overlap::Queue,
+            Some("kill") => Overlap::Kill,
+            _ => Overlap::Skip,
+        };
+        let on_missed = match choice(self, "on_missed", &["run_once", "skip"]).as_deref() {
+            Some("run_once") => OnMissed::RunOnce,
+            _ => OnMissed::Skip,
+        };
+        let jitter = get(t, "jitter")
+            .and_then(|(_, v)| self.duration(v, &key("jitter")))
+            .unwrap_or_default();
+        if let (Some(text), Some(when)) = (text, when) {
+            if self.errors.len() == before {
+                p.schedule = Some(Schedule {
+                    text,
+                    when,
+                    timezone,
+                    overlap,
+                    on_missed,
+                    jitter,
+                });
+            }
+        }
+        if get(t, "autostart").is_none() {
+            p.autostart = false;
+        }
+        if get(t, "autorestart").is_none() {
+            p.policy.autorestart = crate::config::AutoRestart::Never;
+        }
+        if get(t, "startsecs").is_none() {
+            p.policy.startsecs = std::time::Duration::ZERO;
+        }
     }
 }
