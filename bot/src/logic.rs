@@ -37,14 +37,14 @@ pub fn short(commit: &str) -> &str {
 }
 
 /// Text inside a code block, so that nothing in it can close the block early.
-fn inert(text: &str) -> String {
+fn fenced(text: &str) -> String {
     text.replace("```", "`\u{200b}``")
 }
 
 /// `text` in a code block that fits in `limit` characters: when it is too long, its last
 /// lines (the newest, for logs), with a note of how many were left out.
 pub fn code_block_tail(text: &str, limit: usize) -> String {
-    let text = inert(text.trim_end_matches('\n'));
+    let text = fenced(text.trim_end_matches('\n'));
     let fence = "```\n".chars().count() + "\n```".chars().count();
     let lines: Vec<&str> = text.lines().collect();
     let mut kept = 0;
@@ -211,16 +211,44 @@ pub fn deploy_progress(
     };
     let mut out = format!("Deploying `{program}`: {what}");
     if !message.is_empty() {
-        let _ = write!(out, " ({message})");
+        // The fetched commit's subject, or a step's outcome: someone else's text.
+        let _ = write!(out, " ({})", plain(message, SUBJECT_LIMIT));
     }
     out
 }
 
-/// A finished deploy, as announced and as the last word of `/deploy`.
+/// A commit subject is written by whoever pushed: at most this many characters of it are shown.
+pub const SUBJECT_LIMIT: usize = 200;
+
+/// Text from outside (a commit subject, a step's message) as Discord shows it verbatim: one
+/// line, at most `limit` characters (then an ellipsis), every markdown character escaped, so
+/// that no bold, spoiler, heading, quote or masked link (`[text](https://...)`) renders.
+pub fn plain(text: &str, limit: usize) -> String {
+    let count = text.chars().count();
+    let mut out = String::with_capacity(text.len().min(limit * 2));
+    for c in text.chars().take(if count > limit { limit - 1 } else { limit }) {
+        let c = if c.is_control() { ' ' } else { c };
+        if matches!(
+            c,
+            '\\' | '*' | '_' | '~' | '|' | '`' | '>' | '#' | '[' | ']' | '(' | ')' | '<' | '@' | '-'
+        ) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    if count > limit {
+        out.push('…');
+    }
+    out
+}
+
+/// A finished deploy, as announced and as the last word of `/deploy`. Subjects and messages
+/// are made inert and short, so that the result, the commits and the duration always show.
 pub fn deploy_result(r: &DeployRecord) -> String {
     let took = duration_ms(r.duration_ms);
+    let message = plain(&r.message, SUBJECT_LIMIT * 2);
     let commit = |c: &Option<String>, s: &Option<String>| match (c, s) {
-        (Some(c), Some(s)) => format!("`{}` {s}", short(c)),
+        (Some(c), Some(s)) => format!("`{}` {}", short(c), plain(s, SUBJECT_LIMIT)),
         (Some(c), None) => format!("`{}`", short(c)),
         (None, _) => "an unknown commit".to_owned(),
     };
@@ -244,7 +272,7 @@ pub fn deploy_result(r: &DeployRecord) -> String {
             "⚠️ `{}`: {} failed ({}), rolled back to {} in {took}.",
             r.program,
             commit(&r.new_commit, &r.new_subject),
-            r.message,
+            message,
             commit(&r.old_commit, &r.old_subject)
         ),
         (DeployResult::Quarantined, _) => format!(
@@ -256,7 +284,7 @@ pub fn deploy_result(r: &DeployRecord) -> String {
         (result, _) => format!(
             "❌ Deploy of `{}` {result}: {}. Still running {} ({took}).",
             r.program,
-            r.message,
+            message,
             commit(&r.old_commit, &r.old_subject)
         ),
     };
@@ -338,14 +366,37 @@ mod tests {
         );
         assert_eq!(
             deploy_result(&record("rolled_back")),
-            "⚠️ `bot`: `2222222222` Fix /ping failed (the new version exited within healthy_after), rolled back to `1111111111` old one in 2.1 s."
+            "⚠️ `bot`: `2222222222` Fix /ping failed (the new version exited within healthy\\_after), rolled back to `1111111111` old one in 2.1 s."
         );
         assert!(deploy_result(&record("failed")).starts_with("❌ Deploy of `bot` failed: "));
         let mut r = record("succeeded");
         r.kind = DeployKind::Rollback;
         assert!(deploy_result(&r).starts_with("↩️ `bot` rolled back to `2222222222`"));
         r.new_subject = Some("x".repeat(5000));
-        assert_eq!(deploy_result(&r).chars().count(), MESSAGE_LIMIT);
+        let text = deploy_result(&r);
+        assert!(text.chars().count() < 300, "{text}");
+        assert!(text.ends_with(&format!("{}… in 2.1 s.", "x".repeat(SUBJECT_LIMIT - 1))), "{text}");
+    }
+
+    #[test]
+    fn a_subject_renders_inert_and_never_hides_the_result() {
+        let mut r = record("rolled_back");
+        let hostile = format!(
+            "**bold** ||spoiler|| [click](https://evil.example) # big\n> quote {}",
+            "_".repeat(3000)
+        );
+        r.new_subject = Some(hostile);
+        let text = deploy_result(&r);
+        assert!(text.starts_with(
+            "⚠️ `bot`: `2222222222` \\*\\*bold\\*\\* \\|\\|spoiler\\|\\| \\[click\\]\\(https://evil.example\\) \\# big \\> quote \\_"
+        ), "{text}");
+        assert!(!text.contains("[click](") && !text.contains("**") && !text.contains("||"), "{text}");
+        // The result, the commit it went back to and the duration are all there.
+        assert!(
+            text.ends_with("… failed (the new version exited within healthy\\_after), rolled back to `1111111111` old one in 2.1 s."),
+            "{text}"
+        );
+        assert!(text.chars().count() <= MESSAGE_LIMIT);
     }
 
     #[test]

@@ -228,6 +228,14 @@ impl Machine {
         )
     }
 
+    /// Artifact mode: the commit of the release `current` points at, when it names one.
+    fn running_release(&self) -> Option<String> {
+        self.cfg.artifact.as_ref()?;
+        self.current_release
+            .clone()
+            .filter(|r| r.len() >= 7 && r.bytes().all(|b| b.is_ascii_hexdigit()))
+    }
+
     pub fn handle(&mut self, input: Input) -> Out {
         let mut out = Vec::new();
         if self.is_done() {
@@ -292,7 +300,15 @@ impl Machine {
         match self.phase {
             Phase::Init => self.spawn(out, "git init", git::init(), false),
             Phase::Fetch => self.spawn(out, "git fetch", git::fetch(cfg), false),
-            Phase::ResolveOld => self.spawn(out, "git log -1 HEAD", git::describe("HEAD"), true),
+            // What runs: in artifact mode the release `current` points at (after a rollback
+            // the working tree still holds the commit that failed), else the working tree.
+            Phase::ResolveOld => match self.running_release() {
+                Some(release) => {
+                    let argv = git::describe(&release);
+                    self.spawn(out, "git log -1 (running release)", argv, true)
+                }
+                None => self.spawn(out, "git log -1 HEAD", git::describe("HEAD"), true),
+            },
             Phase::ResolveNew => {
                 let tip = git::tip(cfg);
                 self.spawn(out, "git log -1 (fetched tip)", git::describe(&tip), true);
@@ -387,8 +403,11 @@ impl Machine {
             Phase::Init if ok => self.phase = Phase::Fetch,
             Phase::Fetch if ok => self.phase = Phase::ResolveOld,
             Phase::ResolveOld => {
-                // A repository without commits has no HEAD: that is fine.
-                self.old = git::split_commit(output.filter(|_| ok).as_deref());
+                // A repository without commits has no HEAD: that is fine. A release whose
+                // commit the repository lacks is still the running commit, without a subject.
+                self.old = git::split_commit(output.filter(|_| ok).as_deref()).or_else(|| {
+                    self.running_release().map(|id| Commit { id, subject: None })
+                });
                 match self.kind {
                     DeployKind::Deploy => self.phase = Phase::ResolveNew,
                     DeployKind::Rollback => return self.rollback_on_request(out),

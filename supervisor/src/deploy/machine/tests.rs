@@ -525,3 +525,39 @@ fn rollback_on_request() {
         assert_eq!(out, vec![finish(DeployResult::Failed, &message)]);
     }
 }
+
+/// After an artifact rollback the working tree still holds the commit that failed: what runs
+/// is the release `current` points at, and that is the deploy's old commit.
+#[test]
+fn in_artifact_mode_the_old_commit_is_the_running_release() {
+    let mut m = at(Phase::Fetch, true);
+    m.old = None;
+    let out = m.handle(ended(true, None));
+    assert_eq!(m.phase, Phase::ResolveOld);
+    assert_eq!(
+        out,
+        vec![spawn(
+            "git log -1 (running release)",
+            &["git", "log", "-1", "--format=%H%n%s", OLD, "--"],
+            true
+        )]
+    );
+    m.handle(ended(true, Some(&format!("{OLD}\nThe good one\n"))));
+    assert_eq!(m.old, Some(Commit { id: OLD.into(), subject: Some("The good one".into()) }));
+    // A release whose commit the repository lacks: still what runs, without a subject.
+    let mut m = at(Phase::ResolveOld, true);
+    m.old = None;
+    m.handle(ended(false, None));
+    assert_eq!(m.old, Some(Commit { id: OLD.into(), subject: None }));
+    // Working-tree mode: the tree's HEAD.
+    let mut m = at(Phase::Fetch, false);
+    let out = m.handle(ended(true, None));
+    assert_eq!(
+        out,
+        vec![spawn(
+            "git log -1 HEAD",
+            &["git", "log", "-1", "--format=%H%n%s", "HEAD", "--"],
+            true
+        )]
+    );
+}
