@@ -9,6 +9,7 @@ serve yet), so the control run is the comparison.
 Usage: scripts/bench/limits.py OUR_BINARY [SECONDS]
 """
 
+import os
 import sys
 import tempfile
 import time
@@ -47,7 +48,7 @@ def idle(impl, seconds):
 
 
 def main():
-    binary = sys.argv[1]
+    binary = os.path.abspath(sys.argv[1])
     seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 20.0
     runs = [
         ("no limits (control)", None),

@@ -142,6 +142,10 @@ impl Snapshot {
             .filter_map(|p| match (p.state, p.healthy) {
                 (ProgramState::Running, Some(false)) => Some(format!("{} is unhealthy", p.name)),
                 (ProgramState::Running, _) => None,
+                // Why, as the program said it (docs/CONFIG.md: FATAL carries its last words).
+                (ProgramState::Fatal, _) if !p.description.is_empty() => {
+                    Some(format!("{} is FATAL: {}", p.name, p.description))
+                }
                 (state, _) => Some(format!("{} is {state}", p.name)),
             })
             .collect();

@@ -24,8 +24,10 @@ pub fn describe(state: &State, changed_at: SystemTime, ever_started: bool, now: 
             let wait = until.saturating_duration_since(now).as_secs_f64();
             match (last, failed_starts) {
                 (ExitReason::SpawnFailed(e), _) => format!("spawn error: {e}"),
-                (_, 0) => format!("{last}; restarting in {wait:.1}s"),
-                _ => TOO_QUICK.to_owned(),
+                // supervisorctl's words for a start that ended too soon; a program the
+                // supervisor itself stopped (not ready, unhealthy) says why.
+                (ExitReason::Exited(_) | ExitReason::Killed(_), 1..) => TOO_QUICK.to_owned(),
+                _ => format!("{last}; restarting in {wait:.1}s"),
             }
         }
         State::Fatal { reason } => reason.clone(),
@@ -99,6 +101,17 @@ mod tests {
             last: ExitReason::Exited(1),
         };
         assert_eq!(describe(&failing, at, true, now), TOO_QUICK);
+        // Stopped by the supervisor for not being ready: that, not "exited too quickly".
+        let not_ready = State::Backoff {
+            until: now + Duration::from_secs(3),
+            failed_starts: 1,
+            streak: 1,
+            last: ExitReason::NotReady(Duration::from_secs(120)),
+        };
+        assert_eq!(
+            describe(&not_ready, at, true, now),
+            "not ready after 2m; restarting in 3.0s"
+        );
         let exited = State::Exited {
             at: now,
             reason: ExitReason::Exited(0),

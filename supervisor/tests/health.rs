@@ -565,3 +565,48 @@ startretries = 0
     let fatal = sup.wait_state("chatty", "FATAL");
     assert_eq!(field(&fatal, "reason"), "not ready after 300ms");
 }
+
+/// A program that gives up says why: FATAL's reason (in `status`, the alert, statusd's
+/// `/health`) carries its last stderr line, or what it sent as `STATUS=`.
+#[test]
+fn fatal_carries_the_programs_last_words() {
+    let dir = Supervisor::dir_with(
+        r#"
+[program.bot]
+command = ["/bin/sh", "-c", "echo 'connecting' >&2; sleep 0.3; echo 'Discord refused the token (close code 4004)' >&2; exit 78"]
+fatal_exitcodes = [78]
+startsecs = 0
+
+[program.said]
+command = ["@DIR@/said.sh"]
+ready = "notify"
+ready_timeout = "10s"
+fatal_exitcodes = [78]
+"#,
+    );
+    script(
+        dir.path(),
+        "said.sh",
+        "systemd-notify --ready --status='Discord logins: 3 left, resets in 5 h'\nsleep 0.5\necho 'not this line' >&2\nexit 78",
+    );
+    let sup = Supervisor::start(dir, Mode::Plain);
+    let alert = sup.wait_log("the bot's FATAL alert", |e| {
+        field(e, "program") == "bot" && msg(e).starts_with("bot is FATAL")
+    });
+    assert_eq!(
+        msg(&alert),
+        "bot is FATAL: exited with fatal exit code 78: Discord refused the token (close code 4004)"
+    );
+    let bot = status_of(&sup, "bot");
+    assert_eq!(
+        bot["description"],
+        "exited with fatal exit code 78: Discord refused the token (close code 4004)"
+    );
+    let alert = sup.wait_log("the FATAL alert of the one that said STATUS=", |e| {
+        field(e, "program") == "said" && msg(e).starts_with("said is FATAL")
+    });
+    assert_eq!(
+        msg(&alert),
+        "said is FATAL: exited with fatal exit code 78: Discord logins: 3 left, resets in 5 h"
+    );
+}

@@ -68,7 +68,15 @@ pub(super) struct Watch {
     loop_alerted: Option<Instant>,
     /// RUNNING again after trouble: recovered if it is still RUNNING then.
     recover_at: Option<Instant>,
+    /// FATAL: the alert goes out then, once the program's last words have arrived.
+    fatal_at: Option<Instant>,
+    /// Its FATAL reason already carries what it said (`STATUS=`).
+    pub(super) fatal_said: bool,
 }
+
+/// How long a FATAL alert waits for the program's last output line, which may still be in its
+/// pipe when its exit is reaped (the capture gathers for 2 ms at most).
+const FATAL_SETTLE: Duration = Duration::from_millis(50);
 
 /// How long a program in trouble must stay RUNNING to count as recovered: its `backoff.reset`
 /// (a stable run), at most this.
@@ -126,26 +134,9 @@ impl Daemon {
         let p = &mut self.programs[idx];
         let name = p.cfg.name.to_string();
         match &p.state {
-            State::Fatal { reason } => {
-                let reason = reason.clone();
-                let budget = p
-                    .cfg
-                    .policy
-                    .start_limit
-                    .as_ref()
-                    .is_some_and(|l| reason == crate::lifecycle::budget_reason(l));
+            State::Fatal { .. } => {
                 p.watch.trouble = Some((now, "FATAL".into()));
-                let kind = if budget {
-                    AlertKind::StartLimit
-                } else {
-                    AlertKind::Fatal
-                };
-                self.raise(
-                    idx,
-                    kind,
-                    Severity::Critical,
-                    format!("{name} is FATAL: {reason}"),
-                );
+                p.watch.fatal_at = Some(now + FATAL_SETTLE);
             }
             // A restart: after an exit or failed start, waiting or spawning again.
             State::Backoff { last, .. }
@@ -195,11 +186,67 @@ impl Daemon {
 
     /// When a program in trouble will have stayed RUNNING long enough.
     pub(super) fn alert_deadlines(&self) -> impl Iterator<Item = Instant> + '_ {
-        self.programs.iter().filter_map(|p| p.watch.recover_at)
+        self.programs
+            .iter()
+            .flat_map(|p| [p.watch.recover_at, p.watch.fatal_at])
+            .flatten()
     }
 
     /// Recoveries whose time has come.
+    /// A FATAL program's reason with its last stderr line, when it said nothing else
+    /// (`exited with fatal exit code 78: DISCORD_TOKEN is not set`).
+    fn amend_fatal_reason(&mut self, idx: usize) {
+        let p = &mut self.programs[idx];
+        let last = p
+            .health
+            .last_line
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let said = std::mem::take(&mut p.watch.fatal_said);
+        if let State::Fatal { reason } = &mut p.state {
+            if !said && !last.is_empty() && !reason.contains(last.as_str()) {
+                *reason = format!("{reason}: {last}");
+            }
+        }
+    }
+
+    /// The FATAL alert, once the program's last words are in: its reason then carries them.
+    fn raise_fatal(&mut self, idx: usize) {
+        self.amend_fatal_reason(idx);
+        let p = &self.programs[idx];
+        let State::Fatal { reason } = &p.state else {
+            return;
+        };
+        let (name, reason) = (p.cfg.name.to_string(), reason.clone());
+        let budget = p
+            .cfg
+            .policy
+            .start_limit
+            .as_ref()
+            .is_some_and(|l| reason.starts_with(&crate::lifecycle::budget_reason(l)));
+        let kind = if budget {
+            AlertKind::StartLimit
+        } else {
+            AlertKind::Fatal
+        };
+        self.raise(
+            idx,
+            kind,
+            Severity::Critical,
+            format!("{name} is FATAL: {reason}"),
+        );
+    }
+
     pub(super) fn alert_tick(&mut self, now: Instant) {
+        for idx in 0..self.programs.len() {
+            if self.programs[idx].watch.fatal_at.is_some_and(|t| t <= now) {
+                self.programs[idx].watch.fatal_at = None;
+                if matches!(self.programs[idx].state, State::Fatal { .. }) {
+                    self.raise_fatal(idx);
+                }
+            }
+        }
         for idx in 0..self.programs.len() {
             let p = &mut self.programs[idx];
             if p.watch.recover_at.is_none_or(|t| t > now) {

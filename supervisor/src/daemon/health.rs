@@ -31,6 +31,8 @@ pub(super) struct ProgramHealth {
     pub log_armed: Option<Arc<AtomicU64>>,
     /// The last spawn of such a program that wrote anything (set by its capture).
     pub log_heard: Option<Arc<AtomicU64>>,
+    /// The last line of its stderr (of its output, with `redirect_stderr`).
+    pub last_line: crate::logs::capture::LastLine,
     /// `STATUS=`, with `RELOADING=1` / `STOPPING=1` / `ERRNO=` noted.
     pub status_text: Option<String>,
     pub errno: Option<i32>,
@@ -122,6 +124,10 @@ impl Daemon {
         if new_spawn {
             h.run += 1;
             h.status_text = None;
+            h.last_line
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clear();
             h.errno = None;
             h.main_pid = None;
             h.watchdog_override = None;

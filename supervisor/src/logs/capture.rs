@@ -141,7 +141,14 @@ pub struct Capture {
     ready: Option<LogWatch>,
     /// The spawn whose readiness line was just written, to report after the write.
     ready_seen: Option<u64>,
+    /// The last line written (stderr's): what a program that gave up last said.
+    last_line: Option<LastLine>,
 }
+
+/// A stream's last non-empty line, as text, at most [`LAST_LINE_MAX`] characters.
+pub type LastLine = std::sync::Arc<std::sync::Mutex<String>>;
+
+const LAST_LINE_MAX: usize = 200;
 
 /// `ready = { log = "..." }`: the pattern a line must match while a spawn waits for it.
 #[derive(Debug)]
@@ -171,7 +178,14 @@ impl Capture {
             failing: false,
             ready: None,
             ready_seen: None,
+            last_line: None,
         }
+    }
+
+    /// Also keeps the last line it writes in `last`.
+    pub fn keep_last_line(mut self, last: LastLine) -> Self {
+        self.last_line = Some(last);
+        self
     }
 
     /// Also looks for the readiness line in what it writes.
@@ -282,6 +296,20 @@ impl Capture {
     /// Writes whole lines to the file and appends their prefixed copy to `echo` (a buffer
     /// from the echo's pool, taken at the first call).
     fn emit(&mut self, lines: &[u8], echo: &mut Option<Vec<u8>>) {
+        if let Some(last) = &self.last_line {
+            let line = lines
+                .split(|&b| b == b'\n')
+                .rfind(|l| l.iter().any(|b| !b.is_ascii_whitespace()));
+            if let Some(line) = line {
+                let text: String = String::from_utf8_lossy(line)
+                    .chars()
+                    .map(|c| if c.is_control() { ' ' } else { c })
+                    .take(LAST_LINE_MAX)
+                    .collect();
+                *last.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    text.trim().to_owned();
+            }
+        }
         let seen = self.ready.as_ref().filter(|watch| {
             watch.armed.load(Ordering::Acquire) != 0
                 && lines
