@@ -70,16 +70,21 @@ impl serenity::prelude::TypeMapKey for Exit {
     type Value = Exit;
 }
 
+/// Gives up with [`EXIT_CONFIG`]: the reason is the last line on stderr, plain, which the
+/// supervisor shows as the FATAL reason (in `status`, alerts and `/health`).
+fn give_up(reason: &str) -> u8 {
+    tracing::error!("{reason}");
+    eprintln!("bot: {reason}");
+    EXIT_CONFIG
+}
+
 /// Runs the bot until `shutdown` resolves (exit 0), an [`Exit`] request or a fatal error;
 /// returns the exit code.
 pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output = ()>) -> u8 {
     let exit = Exit::default();
     let store = match store::Store::open(&settings.data_dir) {
         Ok(s) => s,
-        Err(e) => {
-            tracing::error!("{e}");
-            return EXIT_CONFIG;
-        }
+        Err(e) => return give_up(&e.to_string()),
     };
     let mut http = serenity::HttpBuilder::new(settings.token.expose());
     if let Some(base) = &settings.api_base {
@@ -194,11 +199,15 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
         Err(e) => {
             tracing::error!("the Discord connection ended: {e}");
             match e {
+                serenity::Error::Gateway(serenity::GatewayError::InvalidAuthentication) => give_up(
+                    "Discord refused the token (close code 4004): set a valid DISCORD_TOKEN",
+                ),
                 serenity::Error::Gateway(
-                    serenity::GatewayError::InvalidAuthentication
-                    | serenity::GatewayError::DisallowedGatewayIntents
+                    serenity::GatewayError::DisallowedGatewayIntents
                     | serenity::GatewayError::InvalidGatewayIntents,
-                ) => EXIT_CONFIG,
+                ) => give_up(
+                    "Discord refused the intents (close code 4014): enable the message content intent in the developer portal",
+                ),
                 _ => 1,
             }
         }

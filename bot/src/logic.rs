@@ -226,11 +226,27 @@ pub const SUBJECT_LIMIT: usize = 200;
 pub fn plain(text: &str, limit: usize) -> String {
     let count = text.chars().count();
     let mut out = String::with_capacity(text.len().min(limit * 2));
-    for c in text.chars().take(if count > limit { limit - 1 } else { limit }) {
+    for c in text
+        .chars()
+        .take(if count > limit { limit - 1 } else { limit })
+    {
         let c = if c.is_control() { ' ' } else { c };
         if matches!(
             c,
-            '\\' | '*' | '_' | '~' | '|' | '`' | '>' | '#' | '[' | ']' | '(' | ')' | '<' | '@' | '-'
+            '\\' | '*'
+                | '_'
+                | '~'
+                | '|'
+                | '`'
+                | '>'
+                | '#'
+                | '['
+                | ']'
+                | '('
+                | ')'
+                | '<'
+                | '@'
+                | '-'
         ) {
             out.push('\\');
         }
@@ -375,7 +391,10 @@ mod tests {
         r.new_subject = Some("x".repeat(5000));
         let text = deploy_result(&r);
         assert!(text.chars().count() < 300, "{text}");
-        assert!(text.ends_with(&format!("{}… in 2.1 s.", "x".repeat(SUBJECT_LIMIT - 1))), "{text}");
+        assert!(
+            text.ends_with(&format!("{}… in 2.1 s.", "x".repeat(SUBJECT_LIMIT - 1))),
+            "{text}"
+        );
     }
 
     #[test]
@@ -390,7 +409,10 @@ mod tests {
         assert!(text.starts_with(
             "⚠️ `bot`: `2222222222` \\*\\*bold\\*\\* \\|\\|spoiler\\|\\| \\[click\\]\\(https://evil.example\\) \\# big \\> quote \\_"
         ), "{text}");
-        assert!(!text.contains("[click](") && !text.contains("**") && !text.contains("||"), "{text}");
+        assert!(
+            !text.contains("[click](") && !text.contains("**") && !text.contains("||"),
+            "{text}"
+        );
         // The result, the commit it went back to and the duration are all there.
         assert!(
             text.ends_with("… failed (the new version exited within healthy\\_after), rolled back to `1111111111` old one in 2.1 s."),

@@ -503,6 +503,19 @@ fn a_token_discord_refuses_is_fatal() {
         "{bot}"
     );
     assert_eq!(stack.discord.gateway(|g| g.identifies.len()), 1);
+    // The reason, as the bot gave it, not only its exit code (status, and so alerts and
+    // statusd's /health).
+    let want = "exited with fatal exit code 78: bot: Discord refused the token (close code 4004): set a valid DISCORD_TOKEN";
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while stack.program("bot")["description"] != want {
+        assert!(
+            Instant::now() < deadline,
+            "{}\n{}",
+            stack.program("bot"),
+            stack.err_log("bot")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]

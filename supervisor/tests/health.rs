@@ -567,7 +567,7 @@ startretries = 0
 }
 
 /// A program that gives up says why: FATAL's reason (in `status`, the alert, statusd's
-/// `/health`) carries its last stderr line, or what it sent as `STATUS=`.
+/// `/health`) carries the newer of its last stderr line and what it last sent as `STATUS=`.
 #[test]
 fn fatal_carries_the_programs_last_words() {
     let dir = Supervisor::dir_with(
@@ -587,7 +587,7 @@ fatal_exitcodes = [78]
     script(
         dir.path(),
         "said.sh",
-        "systemd-notify --ready --status='Discord logins: 3 left, resets in 5 h'\nsleep 0.5\necho 'not this line' >&2\nexit 78",
+        "echo 'an older line' >&2\nsleep 0.2\nsystemd-notify --ready --status='Discord logins: 3 left, resets in 5 h'\nsleep 0.5\nexit 78",
     );
     let sup = Supervisor::start(dir, Mode::Plain);
     let alert = sup.wait_log("the bot's FATAL alert", |e| {

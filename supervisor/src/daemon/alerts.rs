@@ -70,8 +70,8 @@ pub(super) struct Watch {
     recover_at: Option<Instant>,
     /// FATAL: the alert goes out then, once the program's last words have arrived.
     fatal_at: Option<Instant>,
-    /// Its FATAL reason already carries what it said (`STATUS=`).
-    pub(super) fatal_said: bool,
+    /// What it last sent as `STATUS=` before it went FATAL, and when.
+    pub(super) fatal_status: Option<(String, Instant)>,
 }
 
 /// How long a FATAL alert waits for the program's last output line, which may still be in its
@@ -193,20 +193,26 @@ impl Daemon {
     }
 
     /// Recoveries whose time has come.
-    /// A FATAL program's reason with its last stderr line, when it said nothing else
-    /// (`exited with fatal exit code 78: DISCORD_TOKEN is not set`).
+    /// A FATAL program's reason with its last words: the newer of what it last sent as
+    /// `STATUS=` and its last stderr line (`exited with fatal exit code 78: DISCORD_TOKEN is
+    /// not set`).
     fn amend_fatal_reason(&mut self, idx: usize) {
         let p = &mut self.programs[idx];
-        let last = p
+        let line = p
             .health
             .last_line
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
-        let said = std::mem::take(&mut p.watch.fatal_said);
-        if let State::Fatal { reason } = &mut p.state {
-            if !said && !last.is_empty() && !reason.contains(last.as_str()) {
-                *reason = format!("{reason}: {last}");
+        let line = line.1.map(|at| (line.0, at));
+        let status = p.watch.fatal_status.take();
+        let said = match (status, line) {
+            (Some(s), Some(l)) => Some(if l.1 > s.1 { l.0 } else { s.0 }),
+            (s, l) => s.or(l).map(|(text, _)| text),
+        };
+        if let (State::Fatal { reason }, Some(said)) = (&mut p.state, said) {
+            if !said.is_empty() && !reason.contains(said.as_str()) {
+                *reason = format!("{reason}: {said}");
             }
         }
     }

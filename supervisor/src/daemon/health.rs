@@ -33,6 +33,8 @@ pub(super) struct ProgramHealth {
     pub log_heard: Option<Arc<AtomicU64>>,
     /// The last line of its stderr (of its output, with `redirect_stderr`).
     pub last_line: crate::logs::capture::LastLine,
+    /// When `status_text` was last sent.
+    pub status_at: Option<Instant>,
     /// `STATUS=`, with `RELOADING=1` / `STOPPING=1` / `ERRNO=` noted.
     pub status_text: Option<String>,
     pub errno: Option<i32>,
@@ -124,10 +126,9 @@ impl Daemon {
         if new_spawn {
             h.run += 1;
             h.status_text = None;
-            h.last_line
+            *h.last_line
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clear();
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = (String::new(), None);
             h.errno = None;
             h.main_pid = None;
             h.watchdog_override = None;
@@ -416,7 +417,10 @@ impl Daemon {
             }
             Message::Reloading => p.health.status_text = Some("reloading".into()),
             Message::Stopping => p.health.status_text = Some("stopping".into()),
-            Message::Status(text) => p.health.status_text = Some(text),
+            Message::Status(text) => {
+                p.health.status_text = Some(text);
+                p.health.status_at = Some(now);
+            }
             Message::Errno(e) => p.health.errno = Some(e),
             Message::Watchdog => {
                 if let Some(w) = p.health.watchdog.as_mut() {

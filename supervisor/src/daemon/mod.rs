@@ -675,13 +675,26 @@ impl Daemon {
                 start_budget_spent: p.starts.spent(SystemTime::now()),
             };
             let (mut next, effect) = transition(&p.state, &event, &p.cfg.policy, cx);
-            // FATAL says what the program said last: its `STATUS=` while it ran.
-            if let State::Fatal { reason } = &mut next {
-                let said = p.health.status_text.clone().filter(|s| !s.is_empty());
-                p.watch.fatal_said = false;
-                if let Some(said) = said.filter(|s| !reason.contains(s.as_str())) {
-                    *reason = format!("{reason}: {said}");
-                    p.watch.fatal_said = true;
+            // What it said last (`STATUS=`) goes with it: kept for its FATAL reason.
+            if matches!(next, State::Fatal { .. }) && !matches!(p.state, State::Fatal { .. }) {
+                p.watch.fatal_status = p
+                    .health
+                    .status_text
+                    .clone()
+                    .filter(|s| !s.is_empty())
+                    .zip(p.health.status_at);
+            }
+            // Not ready, waited on for a log line, and not a byte came: say why that may be.
+            if let State::Stopping {
+                then: crate::lifecycle::Then::Retry { reason, .. },
+                ..
+            } = &mut next
+            {
+                let silent = p.health.log_heard.as_ref().is_some_and(|heard| {
+                    heard.load(std::sync::atomic::Ordering::Acquire) != p.health.run
+                });
+                if let (&mut ExitReason::NotReady(after), true) = (&mut *reason, silent) {
+                    *reason = ExitReason::NotReadySilent(after);
                 }
             }
             let became_fatal =

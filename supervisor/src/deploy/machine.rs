@@ -406,7 +406,8 @@ impl Machine {
                 // A repository without commits has no HEAD: that is fine. A release whose
                 // commit the repository lacks is still the running commit, without a subject.
                 self.old = git::split_commit(output.filter(|_| ok).as_deref()).or_else(|| {
-                    self.running_release().map(|id| Commit { id, subject: None })
+                    self.running_release()
+                        .map(|id| Commit { id, subject: None })
                 });
                 match self.kind {
                     DeployKind::Deploy => self.phase = Phase::ResolveNew,

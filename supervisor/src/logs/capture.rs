@@ -145,8 +145,9 @@ pub struct Capture {
     last_line: Option<LastLine>,
 }
 
-/// A stream's last non-empty line, as text, at most [`LAST_LINE_MAX`] characters.
-pub type LastLine = std::sync::Arc<std::sync::Mutex<String>>;
+/// A stream's last non-empty line, as text, at most [`LAST_LINE_MAX`] characters, and when it
+/// was written.
+pub type LastLine = std::sync::Arc<std::sync::Mutex<(String, Option<std::time::Instant>)>>;
 
 const LAST_LINE_MAX: usize = 200;
 
@@ -306,8 +307,10 @@ impl Capture {
                     .map(|c| if c.is_control() { ' ' } else { c })
                     .take(LAST_LINE_MAX)
                     .collect();
-                *last.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
-                    text.trim().to_owned();
+                *last
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    (text.trim().to_owned(), Some(std::time::Instant::now()));
             }
         }
         let seen = self.ready.as_ref().filter(|watch| {

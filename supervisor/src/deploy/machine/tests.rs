@@ -543,12 +543,24 @@ fn in_artifact_mode_the_old_commit_is_the_running_release() {
         )]
     );
     m.handle(ended(true, Some(&format!("{OLD}\nThe good one\n"))));
-    assert_eq!(m.old, Some(Commit { id: OLD.into(), subject: Some("The good one".into()) }));
+    assert_eq!(
+        m.old,
+        Some(Commit {
+            id: OLD.into(),
+            subject: Some("The good one".into())
+        })
+    );
     // A release whose commit the repository lacks: still what runs, without a subject.
     let mut m = at(Phase::ResolveOld, true);
     m.old = None;
     m.handle(ended(false, None));
-    assert_eq!(m.old, Some(Commit { id: OLD.into(), subject: None }));
+    assert_eq!(
+        m.old,
+        Some(Commit {
+            id: OLD.into(),
+            subject: None
+        })
+    );
     // Working-tree mode: the tree's HEAD.
     let mut m = at(Phase::Fetch, false);
     let out = m.handle(ended(true, None));
