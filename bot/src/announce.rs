@@ -214,8 +214,13 @@ async fn post_news(http: &serenity::Http, shared: &Shared) {
     };
     let channels = channels(shared);
     for record in news(&records, shared, now_ms()) {
-        let text = logic::deploy_result(record);
-        post(http, &channels, "deploy", &text).await;
+        // A forge that redelivers, or a CLI retried: the refusal was said once already.
+        if logic::repeated_refusal(record, &records) {
+            tracing::info!(id = %record.id, "a refusal already announced for this commit; not posted again");
+        } else {
+            let text = logic::deploy_result(record);
+            post(http, &channels, "deploy", &text).await;
+        }
         if let Err(e) = shared.store.mark_announced(&record.id) {
             tracing::warn!(
                 "cannot record the announcement in {}: {e}",

@@ -223,6 +223,7 @@ pub const SUBJECT_LIMIT: usize = 200;
 /// Text from outside (a commit subject, a step's message) as Discord shows it verbatim: one
 /// line, at most `limit` characters (then an ellipsis), every markdown character escaped, so
 /// that no bold, spoiler, heading, quote or masked link (`[text](https://...)`) renders.
+/// Mentions stay as written: every message the bot posts allows none.
 pub fn plain(text: &str, limit: usize) -> String {
     let count = text.chars().count();
     let mut out = String::with_capacity(text.len().min(limit * 2));
@@ -233,20 +234,7 @@ pub fn plain(text: &str, limit: usize) -> String {
         let c = if c.is_control() { ' ' } else { c };
         if matches!(
             c,
-            '\\' | '*'
-                | '_'
-                | '~'
-                | '|'
-                | '`'
-                | '>'
-                | '#'
-                | '['
-                | ']'
-                | '('
-                | ')'
-                | '<'
-                | '@'
-                | '-'
+            '\\' | '*' | '_' | '~' | '|' | '`' | '>' | '#' | '[' | ']' | '(' | ')' | '<' | '-'
         ) {
             out.push('\\');
         }
@@ -305,6 +293,22 @@ pub fn deploy_result(r: &DeployRecord) -> String {
         ),
     };
     truncate(&text, MESSAGE_LIMIT)
+}
+
+/// Whether `r` refuses a commit (`quarantined`) that an older record in `records` (newest
+/// first, as `deploys` answers) already refused: said once, not at every redelivery.
+pub fn repeated_refusal(r: &DeployRecord, records: &[DeployRecord]) -> bool {
+    r.result == DeployResult::Quarantined
+        && records
+            .iter()
+            .skip_while(|o| o.id != r.id)
+            .skip(1)
+            .any(|o| {
+                o.program == r.program
+                    && o.result == DeployResult::Quarantined
+                    && o.new_commit.is_some()
+                    && o.new_commit == r.new_commit
+            })
 }
 
 /// At most `limit` characters, with an ellipsis when cut.
@@ -395,6 +399,34 @@ mod tests {
             text.ends_with(&format!("{}… in 2.1 s.", "x".repeat(SUBJECT_LIMIT - 1))),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_refusal_is_announced_once_per_commit() {
+        let mut first = record("quarantined");
+        first.id = "d-1".into();
+        let mut again = record("quarantined");
+        again.id = "d-2".into();
+        let mut other = record("quarantined");
+        other.id = "d-3".into();
+        other.new_commit = Some("3".repeat(40));
+        // Newest first.
+        let records = vec![
+            other.clone(),
+            again.clone(),
+            first.clone(),
+            record("rolled_back"),
+        ];
+        assert!(
+            !repeated_refusal(&first, &records),
+            "the first refusal is said"
+        );
+        assert!(repeated_refusal(&again, &records), "not the second");
+        assert!(
+            !repeated_refusal(&other, &records),
+            "another commit is news"
+        );
+        assert!(!repeated_refusal(&record("rolled_back"), &records));
     }
 
     #[test]

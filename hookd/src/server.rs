@@ -257,8 +257,18 @@ async fn handle(app: &App, program: &str, headers: &HeaderMap, body: &[u8]) -> R
             if let Some(by) = relayed_by {
                 trigger = format!("{trigger} relayed by {by}");
             }
-            match ask_deploy(&app.settings, program, trigger).await {
-                Ok((deploy_id, queued)) => {
+            match ask_deploy(&app.settings, program, trigger, &after).await {
+                Ok(Asked::Refused(reason)) => {
+                    tracing::info!(forge = forge_name, event, delivery = id, decision = "refused", program, commit = %after, %reason);
+                    reply(
+                        StatusCode::OK,
+                        json!({"status": "refused", "program": program, "reason": reason}),
+                    )
+                }
+                Ok(Asked::Started {
+                    id: deploy_id,
+                    queued,
+                }) => {
                     tracing::info!(forge = forge_name, event, delivery = id, decision = "deploy", program, branch, deploy = %deploy_id, queued);
                     reply(
                         StatusCode::ACCEPTED,
@@ -354,10 +364,30 @@ async fn deploy_branch(settings: &Settings, program: &str) -> Result<String, (St
         .ok_or_else(not_found)
 }
 
+/// What came of asking for a deploy.
+enum Asked {
+    Started {
+        id: String,
+        queued: bool,
+    },
+    /// The pushed commit is held back (quarantined, or failed just before): nothing happens.
+    Refused(String),
+}
+
 async fn ask_deploy(
     settings: &Settings,
     program: &str,
     trigger: String,
-) -> Result<(String, bool), String> {
-    with_client(settings, async |c| c.deploy(program, Some(trigger)).await).await
+    after: &str,
+) -> Result<Asked, String> {
+    let asked = with_client(settings, async |c| {
+        match c.deploy_commit(program, Some(trigger), after).await {
+            Ok((id, queued)) => Ok(Asked::Started { id, queued }),
+            Err(e) if e.kind() == Some(supervisor_proto::ErrorKind::Refused) => {
+                Ok(Asked::Refused(e.to_string()))
+            }
+            Err(e) => Err(e),
+        }
+    });
+    asked.await
 }

@@ -332,3 +332,72 @@ fn a_burst_of_pushes_costs_at_most_two_deploys_and_hostile_refs_do_nothing() {
         assert!(!dir.join("pwned").exists(), "{}", dir.display());
     }
 }
+
+/// A push of a commit the supervisor holds back (it failed its health gate and is quarantined)
+/// is answered "refused" at once: nothing fetched, recorded or announced, and no "deploying".
+#[test]
+fn a_push_of_a_quarantined_commit_is_refused_not_deploying() {
+    let stack = Stack::start("");
+    // A commit that fails its gate: rolled back and quarantined.
+    let work = stack.root().join("work");
+    std::fs::write(work.join("run.sh"), "exit 1\n").unwrap();
+    testkit::git(&work, &["commit", "-q", "-a", "-m", "broken"]);
+    testkit::git(&work, &["push", "-q", "origin", "HEAD:refs/heads/main"]);
+    let bad = testkit::git(&work, &["rev-parse", "HEAD"]);
+    let body = push_payload("refs/heads/main", &bad);
+    let (status, reply) = http(
+        stack.port,
+        "POST",
+        "/webhook",
+        &gitea("q-1", Some(sign(&body))),
+        &body,
+    );
+    assert_eq!(status, 202, "{reply}");
+    wait_until("the rollback", || {
+        stack
+            .history()
+            .last()
+            .is_some_and(|r| r["result"] == "rolled_back")
+    });
+    // Another commit asked for in between (hookd remembers only the last one it asked for).
+    let running = testkit::git(&stack.root().join("app"), &["rev-parse", "HEAD"]);
+    let other = push_payload("refs/heads/main", &running);
+    let (status, _) = http(
+        stack.port,
+        "POST",
+        "/webhook",
+        &gitea("q-2", Some(sign(&other))),
+        &other,
+    );
+    assert_eq!(status, 202);
+    wait_until("that deploy to end", || {
+        stack.history().len() == 2 && !stack.root().join("data/deploys/app.inflight").exists()
+    });
+    // The forge redelivers the broken push (a body of its own: whitespace differs).
+    let mut again = body.clone();
+    again.push(b' ');
+    let (status, reply) = http(
+        stack.port,
+        "POST",
+        "/webhook",
+        &gitea("q-3", Some(sign(&again))),
+        &again,
+    );
+    assert_eq!(status, 200, "{reply}");
+    let reply: Value = serde_json::from_str(&reply).unwrap();
+    assert_eq!(reply["status"], "refused", "{reply}");
+    assert!(
+        reply["reason"]
+            .as_str()
+            .unwrap()
+            .contains("failed its health gate before and is quarantined"),
+        "{reply}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        stack.history().len(),
+        2,
+        "nothing recorded: {:?}",
+        stack.history()
+    );
+}

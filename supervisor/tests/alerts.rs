@@ -220,3 +220,52 @@ command = ["sleep", "1000"]
     let (_, audit, _) = ctl(&sup, &["audit", "--json"]);
     assert!(audit.contains("\"raise\""), "{audit}");
 }
+
+/// A deploy whose new version crashes is rolled back and alerted as such; five of them are
+/// not a crash loop of the program (planned restarts are not crashes).
+#[test]
+fn failed_deploys_are_not_a_crash_loop() {
+    use testkit::git;
+    let dir = Supervisor::dir_with(
+        r#"
+[program.app]
+command = ["/bin/sh", "@DIR@/app/run.sh"]
+startsecs = 0
+backoff = { initial = "10ms", max = "10ms", jitter = 0 }
+
+[program.app.deploy]
+repo = "@DIR@/app"
+healthy_after = "1s"
+retry_failed_after = "0s"
+"#,
+    );
+    let root = dir.path().to_owned();
+    let work = root.join("work");
+    git(&root, &["init", "-q", "--bare", "-b", "main", "remote.git"]);
+    git(&root, &["clone", "-q", "remote.git", "work"]);
+    let push = |body: &str, n: usize| {
+        std::fs::write(work.join("run.sh"), format!("# {n}\n{body}\n")).unwrap();
+        git(&work, &["add", "run.sh"]);
+        git(&work, &["commit", "-q", "-m", &format!("v{n}")]);
+        git(&work, &["push", "-q", "origin", "HEAD:refs/heads/main"]);
+    };
+    push("exec sleep 1000", 0);
+    git(&root, &["clone", "-q", "remote.git", "app"]);
+    let sup = Supervisor::start(dir, Mode::Plain);
+    sup.wait_state("app", "RUNNING");
+    for n in 1..=5 {
+        push("sleep 0.2; exit 1", n);
+        let (_, out, err) = ctl(&sup, &["deploy", "app", "--wait"]);
+        assert!(
+            out.contains("rolled_back") || out.contains("rolled back"),
+            "{out}{err}"
+        );
+    }
+    let kinds = kinds(&sup, "app");
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "rolled_back").count(),
+        5,
+        "{kinds:?}"
+    );
+    assert!(!kinds.iter().any(|k| k == "crash_loop"), "{kinds:?}");
+}

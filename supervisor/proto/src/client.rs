@@ -207,6 +207,27 @@ impl Client {
             name: name.to_owned(),
             trigger,
             force,
+            commit: None,
+        };
+        match self.call(request).await? {
+            Reply::Deploy { id, queued, .. } => Ok((id, queued)),
+            other => Err(unexpected("deploy", &other)),
+        }
+    }
+
+    /// `deploy` of what the asker knows to be the branch tip, `commit`: refused at once (a
+    /// `Server` error of kind `Refused`) when that commit is held back.
+    pub async fn deploy_commit(
+        &mut self,
+        name: &str,
+        trigger: Option<String>,
+        commit: &str,
+    ) -> Result<(String, bool), ClientError> {
+        let request = Request::Deploy {
+            name: name.to_owned(),
+            trigger,
+            force: false,
+            commit: Some(commit.to_owned()),
         };
         match self.call(request).await? {
             Reply::Deploy { id, queued, .. } => Ok((id, queued)),

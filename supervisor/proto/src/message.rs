@@ -114,6 +114,11 @@ pub enum Request {
         /// before).
         #[serde(default, skip_serializing_if = "is_false")]
         force: bool,
+        /// The commit the asker knows the branch tip to be (a webhook's `after`): when that
+        /// commit is held back (quarantined, or failed within `retry_failed_after`), the
+        /// request is refused at once (`refused`), with nothing fetched, recorded or announced.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        commit: Option<String>,
     },
     /// Put the previous release back and restart the program.
     Rollback {
@@ -283,6 +288,8 @@ pub enum ErrorKind {
     ShuttingDown,
     /// Too many connections (from this uid, or in all); sent once, then the connection closes.
     Busy,
+    /// A deploy of a commit that is held back (quarantined, or failed just before).
+    Refused,
     Internal,
 }
 

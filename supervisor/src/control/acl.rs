@@ -64,6 +64,7 @@ mod tests {
             name: name.into(),
             trigger: None,
             force: false,
+            commit: None,
         }
     }
 

@@ -138,12 +138,14 @@ impl Daemon {
                 p.watch.trouble = Some((now, "FATAL".into()));
                 p.watch.fatal_at = Some(now + FATAL_SETTLE);
             }
-            // A restart: after an exit or failed start, waiting or spawning again.
+            // A restart: after an exit or failed start, waiting or spawning again. Not while a
+            // deploy runs: the new version's failure is the deploy's (rolled back, alerted as
+            // such), not a crash loop of the program.
             State::Backoff { last, .. }
                 if matches!(
                     from,
                     ProgramState::Running | ProgramState::Starting | ProgramState::Stopping
-                ) =>
+                ) && p.deploy.is_none() =>
             {
                 let last = last.to_string();
                 let w = &mut p.watch;

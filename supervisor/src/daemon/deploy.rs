@@ -55,6 +55,30 @@ pub(super) struct Followup {
     pub force: bool,
 }
 
+/// Failed deploys of a commit within `retry_failed_after`, with how long ago, from the newest
+/// records.
+fn failed_recently(
+    deploydir: &std::path::Path,
+    name: &str,
+    cfg: &crate::config::DeployConfig,
+) -> Vec<(String, Duration)> {
+    let now_ms = unix_ms(SystemTime::now());
+    let window_ms = u64::try_from(cfg.retry_failed_after.as_millis()).unwrap_or(u64::MAX);
+    if window_ms == 0 {
+        return Vec::new();
+    }
+    history::read(deploydir, name, 20)
+        .into_iter()
+        .filter(|r| r.kind == DeployKind::Deploy && r.result == DeployResult::Failed)
+        .filter_map(|r| {
+            let ended = r.started_ms.saturating_add(r.duration_ms);
+            let ago = now_ms.saturating_sub(ended);
+            let commit = r.new_commit.filter(|_| ago < window_ms)?;
+            Some((commit, Duration::from_millis(ago)))
+        })
+        .collect()
+}
+
 /// One deploy or rollback of one program: the machine and what the daemon keeps for it.
 #[derive(Debug)]
 pub(super) struct DeployRun {
@@ -231,21 +255,9 @@ impl Daemon {
                 }),
             DeployKind::Deploy => None,
         };
-        // Failed deploys of a commit within `retry_failed_after`, read from the newest records.
-        let now_ms = unix_ms(SystemTime::now());
-        let window_ms = u64::try_from(cfg.retry_failed_after.as_millis()).unwrap_or(u64::MAX);
         let failed_recently = match kind {
-            DeployKind::Deploy if window_ms > 0 => history::read(&deploydir, name, 20)
-                .into_iter()
-                .filter(|r| r.kind == DeployKind::Deploy && r.result == DeployResult::Failed)
-                .filter_map(|r| {
-                    let ended = r.started_ms.saturating_add(r.duration_ms);
-                    let ago = now_ms.saturating_sub(ended);
-                    let commit = r.new_commit.filter(|_| ago < window_ms)?;
-                    Some((commit, Duration::from_millis(ago)))
-                })
-                .collect(),
-            _ => Vec::new(),
+            DeployKind::Deploy => failed_recently(&deploydir, name, &cfg),
+            DeployKind::Rollback => Vec::new(),
         };
         let setup = Setup {
             failed_recently,
@@ -292,6 +304,45 @@ impl Daemon {
             id,
             queued: false,
         })
+    }
+
+    /// A deploy asked for a known commit that is held back: refused now, with nothing fetched,
+    /// recorded or announced (a forge redelivering a push of a broken commit).
+    pub(super) fn refuse_held_back(&self, name: &str, commit: &str) -> Result<(), ErrorBody> {
+        let Some(cfg) = self
+            .index(name)
+            .and_then(|i| self.programs[i].cfg.deploy.clone())
+        else {
+            return Ok(()); // request_deploy says what is wrong
+        };
+        let deploydir = &self.config.supervisor.deploydir;
+        let same = |c: &str| !commit.is_empty() && c == commit;
+        let short = crate::deploy::machine::short(commit);
+        if history::quarantined(deploydir, name)
+            .iter()
+            .any(|q| same(&q.commit))
+        {
+            return Err(deploy_error(
+                ErrorKind::Refused,
+                format!(
+                    "{short} failed its health gate before and is quarantined; push a fix, or deploy --force"
+                ),
+            ));
+        }
+        if let Some((_, ago)) = failed_recently(deploydir, name, &cfg)
+            .into_iter()
+            .find(|(c, _)| same(c))
+        {
+            return Err(deploy_error(
+                ErrorKind::Refused,
+                format!(
+                    "{short} failed to deploy {} ago; it is not built again before {} have passed (retry_failed_after)",
+                    crate::config::units::format_duration(Duration::from_secs(ago.as_secs())),
+                    crate::config::units::format_duration(cfg.retry_failed_after)
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Queues an input for `program`'s deploy (handled by [`Self::drain_deploys`]).

@@ -83,9 +83,17 @@ impl Daemon {
                 name,
                 trigger,
                 force,
+                commit,
             } => {
                 let trigger = trigger.unwrap_or_else(|| format!("uid {uid}"));
-                self.request_deploy(&name, supervisor_proto::DeployKind::Deploy, trigger, force)
+                let held = match (commit, force) {
+                    (Some(commit), false) => self.refuse_held_back(&name, &commit),
+                    _ => Ok(()),
+                };
+                held.and_then(|()| {
+                    let kind = supervisor_proto::DeployKind::Deploy;
+                    self.request_deploy(&name, kind, trigger, force)
+                })
             }
             Request::Rollback { name } => self.request_deploy(
                 &name,
