@@ -118,6 +118,28 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
         ..Default::default()
     };
     let notifier = Arc::new(supervised::notify::Notifier::from_env());
+    // Discord resets a token after 1,000 logins a day: read what is left before spending one,
+    // say it (`status`), and keep the last few for a human.
+    match http.get_bot_gateway().await {
+        Ok(gateway) => {
+            let limit = gateway.session_start_limit;
+            let budget = logic::login_budget(limit.remaining, limit.total, limit.reset_after);
+            tracing::info!(
+                remaining = limit.remaining,
+                total = limit.total,
+                reset_after_ms = limit.reset_after,
+                "Discord login budget"
+            );
+            notifier.status(&budget);
+            if limit.remaining < settings.login_reserve {
+                return give_up(&format!(
+                    "{budget}: not logging in below the reserve of {} (DISCORD_LOGIN_RESERVE)",
+                    settings.login_reserve
+                ));
+            }
+        }
+        Err(e) => tracing::warn!("cannot read Discord's login budget (logging in anyway): {e}"),
+    }
     let (identity, identity_rx) = tokio::sync::watch::channel(None);
     let ready_notifier = notifier.clone();
     let gateway_url = settings.gateway_url.clone();

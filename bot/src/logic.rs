@@ -311,6 +311,17 @@ pub fn repeated_refusal(r: &DeployRecord, records: &[DeployRecord]) -> bool {
             })
 }
 
+/// Discord's login budget as the owner reads it: `Discord logins: 997 of 1000 left, resets in
+/// 5 h 12 min`.
+pub fn login_budget(remaining: u64, total: u64, reset_after_ms: u64) -> String {
+    let minutes = reset_after_ms.div_ceil(60_000);
+    let resets = match minutes {
+        m if m >= 60 => format!("{} h {} min", m / 60, m % 60),
+        m => format!("{m} min"),
+    };
+    format!("Discord logins: {remaining} of {total} left, resets in {resets}")
+}
+
 /// At most `limit` characters, with an ellipsis when cut.
 pub fn truncate(text: &str, limit: usize) -> String {
     if text.chars().count() <= limit {
@@ -398,6 +409,18 @@ mod tests {
         assert!(
             text.ends_with(&format!("{}… in 2.1 s.", "x".repeat(SUBJECT_LIMIT - 1))),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn the_login_budget_reads_well() {
+        assert_eq!(
+            login_budget(3, 1000, 5 * 3_600_000),
+            "Discord logins: 3 of 1000 left, resets in 5 h 0 min"
+        );
+        assert_eq!(
+            login_budget(997, 1000, 90_000),
+            "Discord logins: 997 of 1000 left, resets in 2 min"
         );
     }
 

@@ -31,6 +31,9 @@ pub struct Settings {
     /// `DISCORD_ALERT_DMS=on`: alerts about `critical` programs also go to each owner as a direct
     /// message (off unless set).
     pub alert_dms: bool,
+    /// `DISCORD_LOGIN_RESERVE` (default 5): below this many logins left in Discord's daily
+    /// budget, the bot does not log in (FATAL with the reason) rather than spend the last ones.
+    pub login_reserve: u64,
 }
 
 /// `A/B` as two numbers.
@@ -164,6 +167,15 @@ impl Settings {
                 false
             }
         };
+        let login_reserve = match env("DISCORD_LOGIN_RESERVE") {
+            None => 5,
+            Some(v) => v.trim().parse().unwrap_or_else(|_| {
+                problems.push(format!(
+                    "DISCORD_LOGIN_RESERVE={v:?} must be a number of logins, such as 5"
+                ));
+                0
+            }),
+        };
         match (token, problems.is_empty()) {
             (Some(token), true) => Ok(Settings {
                 token: supervised::Secret::new(token),
@@ -178,6 +190,7 @@ impl Settings {
                 deploy_program,
                 own_program: env("SUPERVISOR_PROCESS_NAME"),
                 alert_dms,
+                login_reserve,
             }),
             _ => Err(problems.join("\n")),
         }

@@ -809,3 +809,36 @@ fn a_fatal_program_is_announced_once_even_across_a_bot_restart() {
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(alerts().len(), 1, "{:?}", alerts());
 }
+
+/// Discord resets a token after 1,000 logins a day: with 3 left and the default reserve of 5,
+/// the bot sends no IDENTIFY and is FATAL with the budget as its reason, alerted once.
+#[test]
+fn below_the_login_reserve_the_bot_does_not_log_in() {
+    let stack = Stack::start(BotEnv {
+        logins_left: Some(3),
+        ..Default::default()
+    });
+    let want = "exited with fatal exit code 78: bot: Discord logins: 3 of 1000 left, resets in 5 h 0 min: not logging in below the reserve of 5 (DISCORD_LOGIN_RESERVE)";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stack.program("bot")["description"] != want {
+        assert!(
+            Instant::now() < deadline,
+            "{}\n{}",
+            stack.program("bot"),
+            stack.err_log("bot")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        stack.discord.gateway(|g| g.identifies.len()),
+        0,
+        "no login spent"
+    );
+    assert_eq!(stack.discord.gateway(|g| g.connections), 0);
+    let alerts = stack.sup.log_events(|e| {
+        testkit::supervisor::field(e, "program") == "bot"
+            && testkit::supervisor::msg(e).starts_with("bot is FATAL")
+    });
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert!(testkit::supervisor::msg(&alerts[0]).contains("Discord logins: 3 of 1000 left"));
+}

@@ -88,6 +88,8 @@ struct Shared {
     withhold_ready: AtomicBool,
     /// Stop acknowledging heartbeats (a stalled gateway).
     no_acks: AtomicBool,
+    /// `session_start_limit.remaining` in `GET /gateway/bot`, plus one (0: the default, 999).
+    logins_left: AtomicU64,
 }
 
 impl Shared {
@@ -202,6 +204,13 @@ impl FakeDiscord {
     /// From now on, IDENTIFY gets no READY.
     pub fn withhold_ready(&self) {
         self.shared.withhold_ready.store(true, Ordering::SeqCst);
+    }
+
+    /// From now on, `GET /gateway/bot` says `remaining` logins are left today.
+    pub fn set_logins_left(&self, remaining: u64) {
+        self.shared
+            .logins_left
+            .store(remaining + 1, Ordering::SeqCst);
     }
 
     /// From now on, heartbeats get no acknowledgement.
@@ -441,10 +450,14 @@ async fn rest(
             let answer = shared.gateway_answer.lock().unwrap().clone();
             let url =
                 answer.unwrap_or_else(|| format!("ws://{}:{}", shared.public_host, shared.ws_port));
+            let remaining = match shared.logins_left.load(Ordering::SeqCst) {
+                0 => 999,
+                n => n - 1,
+            };
             ok(json!({
                 "url": url, "shards": 1,
                 "session_start_limit": {
-                    "total": 1000, "remaining": 999, "reset_after": 14_400_000, "max_concurrency": 1,
+                    "total": 1000, "remaining": remaining, "reset_after": 18_000_000, "max_concurrency": 1,
                 },
             }))
         }

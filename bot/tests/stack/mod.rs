@@ -43,6 +43,8 @@ pub struct BotEnv<'a> {
     pub ready_timeout: &'a str,
     /// `DISCORD_ALERT_DMS = "on"`, and `app` marked `critical`.
     pub alert_dms: bool,
+    /// What Discord says is left of the day's logins (`GET /gateway/bot`).
+    pub logins_left: Option<u64>,
 }
 
 impl Default for BotEnv<'_> {
@@ -57,6 +59,7 @@ impl Default for BotEnv<'_> {
             withhold_ready: false,
             ready_timeout: "20s",
             alert_dms: false,
+            logins_left: None,
         }
     }
 }
@@ -72,6 +75,9 @@ impl Stack {
         let discord = FakeDiscord::start();
         if bot.withhold_ready {
             discord.withhold_ready();
+        }
+        if let Some(n) = bot.logins_left {
+            discord.set_logins_left(n);
         }
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
