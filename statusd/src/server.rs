@@ -410,10 +410,14 @@ mod tests {
     use tower::ServiceExt as _;
 
     fn router(state: ProgramState) -> Router {
+        let mut bot = test_program("bot", state, true);
+        if state == ProgramState::Fatal {
+            bot.description = "exited with fatal exit code 78: bot: no Discord token".into();
+        }
         let snapshot = Snapshot {
             connected: true,
             programs: vec![
-                test_program("bot", state, true),
+                bot,
                 test_program("web", ProgramState::Running, false),
             ],
             read_at: Instant::now().checked_sub(Duration::from_secs(60)),
@@ -453,7 +457,11 @@ mod tests {
         assert_eq!((code, body), (StatusCode::OK, json!({"healthy": true})));
         let (code, body) = get(router(ProgramState::Fatal), "/health", None).await;
         assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(body["reason"], "bot is FATAL");
+        // Why, as the bot said it.
+        assert_eq!(
+            body["reason"],
+            "bot is FATAL: exited with fatal exit code 78: bot: no Discord token"
+        );
     }
 
     #[tokio::test]
