@@ -505,17 +505,10 @@ fn a_token_discord_refuses_is_fatal() {
     assert_eq!(stack.discord.gateway(|g| g.identifies.len()), 1);
     // The reason, as the bot gave it, not only its exit code (status, and so alerts and
     // statusd's /health).
-    let want = "exited with fatal exit code 78: bot: Discord refused the token (close code 4004): set a valid DISCORD_TOKEN";
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while stack.program("bot")["description"] != want {
-        assert!(
-            Instant::now() < deadline,
-            "{}\n{}",
-            stack.program("bot"),
-            stack.err_log("bot")
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_description(
+        &stack,
+        "exited with fatal exit code 78: bot: Discord refused the token (close code 4004): set a valid DISCORD_TOKEN",
+    );
 }
 
 #[test]
@@ -818,17 +811,10 @@ fn below_the_login_reserve_the_bot_does_not_log_in() {
         logins_left: Some(3),
         ..Default::default()
     });
-    let want = "exited with fatal exit code 78: bot: Discord logins: 3 of 1000 left, resets in 5 h 0 min: not logging in below the reserve of 5 (DISCORD_LOGIN_RESERVE)";
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while stack.program("bot")["description"] != want {
-        assert!(
-            Instant::now() < deadline,
-            "{}\n{}",
-            stack.program("bot"),
-            stack.err_log("bot")
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_description(
+        &stack,
+        "exited with fatal exit code 78: bot: Discord logins: 3 of 1000 left, resets in 5 h 0 min: not logging in below the reserve of 5 (DISCORD_LOGIN_RESERVE)",
+    );
     assert_eq!(
         stack.discord.gateway(|g| g.identifies.len()),
         0,
@@ -841,4 +827,18 @@ fn below_the_login_reserve_the_bot_does_not_log_in() {
     });
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     assert!(testkit::supervisor::msg(&alerts[0]).contains("Discord logins: 3 of 1000 left"));
+}
+
+/// Waits (10 s at most) for the bot's `status` description to be `want`.
+fn wait_description(stack: &Stack, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stack.program("bot")["description"] != want {
+        assert!(
+            Instant::now() < deadline,
+            "wanted {want:?}:\n{}\n{}",
+            stack.program("bot"),
+            stack.err_log("bot")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -416,10 +416,7 @@ mod tests {
         }
         let snapshot = Snapshot {
             connected: true,
-            programs: vec![
-                bot,
-                test_program("web", ProgramState::Running, false),
-            ],
+            programs: vec![bot, test_program("web", ProgramState::Running, false)],
             read_at: Instant::now().checked_sub(Duration::from_secs(60)),
             answered_at: Some(Instant::now()),
             ..Snapshot::default()

@@ -203,16 +203,13 @@ impl Client {
         trigger: Option<String>,
         force: bool,
     ) -> Result<(String, bool), ClientError> {
-        let request = Request::Deploy {
+        self.deploy_request(Request::Deploy {
             name: name.to_owned(),
             trigger,
             force,
             commit: None,
-        };
-        match self.call(request).await? {
-            Reply::Deploy { id, queued, .. } => Ok((id, queued)),
-            other => Err(unexpected("deploy", &other)),
-        }
+        })
+        .await
     }
 
     /// `deploy` of what the asker knows to be the branch tip, `commit`: refused at once (a
@@ -223,12 +220,16 @@ impl Client {
         trigger: Option<String>,
         commit: &str,
     ) -> Result<(String, bool), ClientError> {
-        let request = Request::Deploy {
+        self.deploy_request(Request::Deploy {
             name: name.to_owned(),
             trigger,
             force: false,
             commit: Some(commit.to_owned()),
-        };
+        })
+        .await
+    }
+
+    async fn deploy_request(&mut self, request: Request) -> Result<(String, bool), ClientError> {
         match self.call(request).await? {
             Reply::Deploy { id, queued, .. } => Ok((id, queued)),
             other => Err(unexpected("deploy", &other)),
