@@ -9,11 +9,13 @@
 //! - `control`: the supervisor calls the commands make.
 //! - `commands`: the poise commands, thin adapters over `logic` and `control`.
 //! - `announce`: follows the supervisor's events and posts finished deploys.
+//! - `board`: one status message per announce channel, edited in place; the bot's presence.
 //! - `health`: `READY=1`, `STATUS=` and watchdog pings to the supervisor.
 //! - `run` (here): REST and gateway clients, the framework, and stopping: on the shutdown
 //!   future it is given (main: SIGTERM or SIGINT), or an [`Exit`] request.
 
 pub mod announce;
+pub mod board;
 pub mod commands;
 pub mod control;
 pub mod health;
@@ -163,6 +165,11 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
                 );
                 poise::builtins::register_globally(ctx, &framework.options().commands).await?;
                 tokio::spawn(announce::follow(ctx.http.clone(), shared.clone()));
+                tokio::spawn(board::keep(
+                    ctx.http.clone(),
+                    ctx.shard.clone(),
+                    shared.clone(),
+                ));
                 // Connected and its commands registered: ready (`ready = "notify"`).
                 identity.send_replace(Some(health::describe(ready)));
                 ready_notifier.ready();

@@ -311,6 +311,53 @@ pub fn repeated_refusal(r: &DeployRecord, records: &[DeployRecord]) -> bool {
             })
 }
 
+/// The one status message kept current in each announce channel: a light (🟢 all running, 🟠
+/// something starting, stopping or being deployed, 🔴 something FATAL or crashing), the table as
+/// `supervisor status` prints it, and the last deploy.
+pub fn board_text(
+    supervisor: &SupervisorInfo,
+    programs: &[ProgramInfo],
+    deploying: Option<&str>,
+    last_deploy: Option<&DeployRecord>,
+) -> String {
+    use supervisor_proto::ProgramState as S;
+    let down: Vec<&str> = programs
+        .iter()
+        .filter(|p| matches!(p.state, S::Fatal | S::Backoff))
+        .map(|p| p.name.as_str())
+        .collect();
+    let busy = programs
+        .iter()
+        .any(|p| matches!(p.state, S::Starting | S::Stopping));
+    let light = match (down.is_empty(), busy || deploying.is_some()) {
+        (false, _) => format!("🔴 Down: {}", down.join(", ")),
+        (true, true) => match deploying {
+            Some(commit) => format!("🟠 Deploying `{}`", short(commit)),
+            None => "🟠 Starting or stopping".to_owned(),
+        },
+        (true, false) => "🟢 All well".to_owned(),
+    };
+    let mut text = format!("{light}\n{}", status_table(supervisor, programs));
+    if let Some(r) = last_deploy {
+        let _ = write!(text, "\nLast deploy: {}", deploy_result(r));
+    }
+    truncate(&text, MESSAGE_LIMIT)
+}
+
+/// The bot's presence: what is happening, or nothing when all is well.
+pub fn presence_text(programs: &[ProgramInfo], deploying: Option<&str>) -> Option<String> {
+    use supervisor_proto::ProgramState as S;
+    if let Some(commit) = deploying {
+        return Some(format!("deploying {}", short(commit)));
+    }
+    let down: Vec<&str> = programs
+        .iter()
+        .filter(|p| matches!(p.state, S::Fatal | S::Backoff))
+        .map(|p| p.name.as_str())
+        .collect();
+    (!down.is_empty()).then(|| format!("degraded: {}", down.join(", ")))
+}
+
 /// Discord's login budget as the owner reads it: `Discord logins: 997 of 1000 left, resets in
 /// 5 h 12 min`.
 pub fn login_budget(remaining: u64, total: u64, reset_after_ms: u64) -> String {

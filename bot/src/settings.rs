@@ -34,6 +34,9 @@ pub struct Settings {
     /// `DISCORD_LOGIN_RESERVE` (default 5): below this many logins left in Discord's daily
     /// budget, the bot does not log in (FATAL with the reason) rather than spend the last ones.
     pub login_reserve: u64,
+    /// `BOT_STATUS_EVERY_MS` (default 5000, at least 500): the status message in the announce
+    /// channel is edited at most this often; changes in between are coalesced.
+    pub status_every: std::time::Duration,
 }
 
 /// `A/B` as two numbers.
@@ -176,6 +179,19 @@ impl Settings {
                 0
             }),
         };
+        let status_every = match env("BOT_STATUS_EVERY_MS") {
+            None => 5000,
+            Some(v) => match v.trim().parse::<u64>() {
+                Ok(ms) if ms >= 500 => ms,
+                _ => {
+                    problems.push(format!(
+                        "BOT_STATUS_EVERY_MS={v:?} must be milliseconds, at least 500"
+                    ));
+                    5000
+                }
+            },
+        };
+        let status_every = std::time::Duration::from_millis(status_every);
         match (token, problems.is_empty()) {
             (Some(token), true) => Ok(Settings {
                 token: supervised::Secret::new(token),
@@ -191,6 +207,7 @@ impl Settings {
                 own_program: env("SUPERVISOR_PROCESS_NAME"),
                 alert_dms,
                 login_reserve,
+                status_every,
             }),
             _ => Err(problems.join("\n")),
         }

@@ -17,6 +17,9 @@ pub struct GuildSettings {
     /// Where deploy results are posted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub announce_channel: Option<u64>,
+    /// The status message kept current in the announce channel (edited in place).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_message: Option<u64>,
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -97,6 +100,10 @@ impl Store {
     pub fn set_announce_channel(&self, guild: u64, channel: Option<u64>) -> std::io::Result<()> {
         self.change(|s| {
             let entry = s.guilds.entry(guild.to_string()).or_default();
+            if entry.announce_channel != channel {
+                // A new channel gets a status message of its own.
+                entry.status_message = None;
+            }
             entry.announce_channel = channel;
             if *entry == GuildSettings::default() {
                 s.guilds.remove(&guild.to_string());
@@ -113,6 +120,19 @@ impl Store {
                 // Discord ids are never 0; a hand-edited 0 would only fail later.
                 .filter(|&(g, c): &(u64, u64)| g != 0 && c != 0)
                 .collect()
+        })
+    }
+
+    /// The status message of `guild`'s announce channel, when one was posted.
+    pub fn status_message(&self, guild: u64) -> Option<u64> {
+        self.guild(guild).status_message
+    }
+
+    pub fn set_status_message(&self, guild: u64, message: Option<u64>) -> std::io::Result<()> {
+        self.change(|s| {
+            if let Some(entry) = s.guilds.get_mut(&guild.to_string()) {
+                entry.status_message = message;
+            }
         })
     }
 

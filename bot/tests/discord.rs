@@ -42,6 +42,7 @@ fn choose_announce_channel(stack: &Stack) {
 }
 
 /// What the bot posted to the announce channel, in order.
+/// The announcements posted to the announce channel (not the status message kept there).
 fn posted(stack: &Stack) -> Vec<String> {
     let path = format!("/api/v10/channels/{ANNOUNCE_CHANNEL_ID}/messages");
     stack
@@ -50,7 +51,13 @@ fn posted(stack: &Stack) -> Vec<String> {
         .into_iter()
         .filter(|c| c.method == "POST" && c.path == path)
         .map(|c| c.body["content"].as_str().unwrap().to_owned())
+        .filter(|text| !is_board(text))
         .collect()
+}
+
+/// The status message (the board): the only message holding `supervisor status`'s table.
+fn is_board(text: &str) -> bool {
+    text.contains("\nSupervisor ")
 }
 
 fn content(body: &Value) -> &str {
@@ -553,8 +560,9 @@ fn a_deploy_of_the_bot_itself_is_announced_by_the_new_bot() {
     // The deploy restarts the bot; the new one connects and posts the result.
     stack.wait_ready(2);
     let path = format!("/api/v10/channels/{CHANNEL_ID}/messages");
+    // The announcement, not the status message kept in the same channel.
     let (_, post) = stack.discord.wait_call("the announcement", 0, WITHIN, |c| {
-        c.method == "POST" && c.path == path
+        c.method == "POST" && c.path == path && !is_board(c.body["content"].as_str().unwrap_or(""))
     });
     let text = post.body["content"].as_str().unwrap();
     assert!(
@@ -841,4 +849,100 @@ fn wait_description(stack: &Stack, want: &str) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// One status message that stays true: posted once in the announce channel, then edited in
+/// place at most once per `BOT_STATUS_EVERY_MS` (1 s here) however many changes come, its last
+/// content what `supervisor status` says; deleted by someone, posted again exactly once. The
+/// presence says "deploying ..." during a deploy and clears after.
+#[test]
+fn one_status_message_is_edited_in_place_and_the_presence_follows_deploys() {
+    let stack = Stack::start(BotEnv {
+        status_every_ms: 1000,
+        ..Default::default()
+    });
+    stack.wait_ready(1);
+    let (option, resolved) = announce_channel_option();
+    let id = stack.discord.slash(OWNER_ID, "settings", option, resolved);
+    callback(&stack, id);
+    let path = format!("/api/v10/channels/{ANNOUNCE_CHANNEL_ID}/messages");
+    let board_posts = || {
+        stack
+            .discord
+            .calls()
+            .into_iter()
+            .filter(|c| c.method == "POST" && c.path == path)
+            .filter(|c| is_board(c.body["content"].as_str().unwrap_or("")))
+            .count()
+    };
+    let board_edits = || {
+        stack
+            .discord
+            .calls()
+            .into_iter()
+            .filter(|c| c.method == "PATCH" && c.path.starts_with(&format!("{path}/")))
+            .map(|c| c.body["content"].as_str().unwrap_or("").to_owned())
+            .collect::<Vec<_>>()
+    };
+    // 32 state changes (8 restarts, 4 changes each) in a few seconds.
+    let started = Instant::now();
+    for _ in 0..8 {
+        let (code, out) = stack.ctl(&["restart", "app"]);
+        assert_eq!(code, 0, "{out}");
+    }
+    let took = started.elapsed();
+    wait_until("the status message", || board_posts() == 1);
+    // Quiet: the last change gets its edit within a second.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(board_posts(), 1, "one message");
+    let edits = board_edits();
+    let most = took.as_secs() as usize + 3;
+    assert!(
+        !edits.is_empty() && edits.len() <= most,
+        "{} edits in {took:?} (at most {most})",
+        edits.len()
+    );
+    // What it says last is what `supervisor status` says: each program in its state.
+    let last = edits.last().unwrap();
+    assert!(last.starts_with("🟢 All well\n"), "{last}");
+    let (_, status) = stack.ctl(&["status"]);
+    for line in status.lines() {
+        let mut words = line.split_whitespace();
+        let (Some(name), Some(state)) = (words.next(), words.next()) else {
+            continue;
+        };
+        assert!(
+            last.lines()
+                .any(|l| l.split_whitespace().take(2).eq([name, state])),
+            "{name} {state} not in:\n{last}"
+        );
+    }
+    // Someone deletes it: the next change posts a new one, exactly one.
+    let settings: Value = serde_json::from_str(
+        &std::fs::read_to_string(stack.root().join("data/bot/settings.json")).unwrap(),
+    )
+    .unwrap();
+    let board_id = settings["guilds"][GUILD_ID.to_string()]["status_message"]
+        .as_u64()
+        .unwrap();
+    stack.discord.delete_message(&board_id.to_string());
+    let (code, out) = stack.ctl(&["restart", "app"]);
+    assert_eq!(code, 0, "{out}");
+    wait_until("a new status message", || board_posts() == 2);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(board_posts(), 2);
+    // A deploy: the presence says so, then clears.
+    stack.push("2");
+    let (code, out) = stack.ctl(&["deploy", "app", "--wait"]);
+    assert_eq!(code, 0, "{out}");
+    let state_of = |p: &Value| p["activities"][0]["state"].as_str().map(str::to_owned);
+    wait_until("the presence to clear after the deploy", || {
+        stack.discord.gateway(|g| {
+            let states: Vec<Option<String>> = g.presences.iter().map(state_of).collect();
+            let deploying = states
+                .iter()
+                .position(|s| s.as_deref().is_some_and(|s| s.starts_with("deploying")));
+            deploying.is_some_and(|i| states[i..].iter().any(Option::is_none))
+        })
+    });
 }

@@ -210,8 +210,14 @@ fn root_a_push_through_nginx_redeploys_the_bot_and_it_announces_the_result() {
         discord.gateway(|g| g.identifies.len()) == 2
     });
     let channel = format!("/api/v10/channels/{CHANNEL_ID}/messages");
+    // The deploy's announcement, not the status message kept in the same channel.
     let (_, post) = discord.wait_call("the announcement", 0, PATIENCE, |c| {
-        c.method == "POST" && c.path == channel
+        c.method == "POST"
+            && c.path == channel
+            && !c.body["content"]
+                .as_str()
+                .unwrap_or("")
+                .contains("\nSupervisor ")
     });
     let text = post.body["content"].as_str().unwrap();
     assert!(

@@ -58,6 +58,8 @@ pub struct GatewayLog {
     pub heartbeats: u32,
     /// Close codes the bot sent (None: closed without a close frame).
     pub closes: Vec<Option<u16>>,
+    /// Presence updates (op 3 `d`), in order.
+    pub presences: Vec<Value>,
 }
 
 /// A gateway connection: its writer and its sequence number.
@@ -90,6 +92,8 @@ struct Shared {
     no_acks: AtomicBool,
     /// `session_start_limit.remaining` in `GET /gateway/bot`, plus one (0: the default, 999).
     logins_left: AtomicU64,
+    /// Messages deleted (by someone in the channel): editing them is a 404.
+    deleted: Mutex<Vec<String>>,
 }
 
 impl Shared {
@@ -211,6 +215,11 @@ impl FakeDiscord {
         self.shared
             .logins_left
             .store(remaining + 1, Ordering::SeqCst);
+    }
+
+    /// Someone deletes message `id`: from now on, editing it is Discord's 404.
+    pub fn delete_message(&self, id: &str) {
+        self.shared.deleted.lock().unwrap().push(id.to_owned());
     }
 
     /// From now on, heartbeats get no acknowledgement.
@@ -498,6 +507,14 @@ async fn rest(
             let m = message(&shared, channel, bot(), content);
             ok(checked::<serenity::Message>(&shared, "message", m))
         }
+        ("PATCH", ["channels", _, "messages", id])
+            if shared.deleted.lock().unwrap().iter().any(|d| d == id) =>
+        {
+            json_response(
+                StatusCode::NOT_FOUND,
+                &json!({"message": "Unknown Message", "code": 10008}),
+            )
+        }
         ("PATCH", ["channels", channel, "messages", _])
         | ("PATCH" | "GET", ["webhooks", _, _, "messages", channel])
         | ("POST", ["webhooks", _, channel]) => {
@@ -600,6 +617,12 @@ async fn gateway_connection(tcp: tokio::net::TcpStream, _peer: SocketAddr, share
                 });
                 send(json!({"op": 0, "t": "READY", "s": s, "d": ready}));
             }
+            Some(3) => shared
+                .gateway
+                .lock()
+                .unwrap()
+                .presences
+                .push(v["d"].clone()),
             Some(1) => {
                 shared.gateway.lock().unwrap().heartbeats += 1;
                 if !shared.no_acks.load(Ordering::SeqCst) {

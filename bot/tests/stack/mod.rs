@@ -45,6 +45,8 @@ pub struct BotEnv<'a> {
     pub alert_dms: bool,
     /// What Discord says is left of the day's logins (`GET /gateway/bot`).
     pub logins_left: Option<u64>,
+    /// `BOT_STATUS_EVERY_MS`: how often the status message may be edited.
+    pub status_every_ms: u64,
 }
 
 impl Default for BotEnv<'_> {
@@ -60,6 +62,7 @@ impl Default for BotEnv<'_> {
             ready_timeout: "20s",
             alert_dms: false,
             logins_left: None,
+            status_every_ms: 5000,
         }
     }
 }
@@ -130,7 +133,7 @@ watchdog = "2s"
 stopwaitsecs = 10
 fatal_exitcodes = [78]
 backoff = {{ initial = "200ms", max = "1s" }}
-environment = {{ {token}{gateway}{shard}DISCORD_API_BASE = "{api}", DISCORD_RATELIMITER = "{ratelimiter}", DISCORD_OWNERS = "{second}", SUPERVISOR_SOCKET = "{root}/data/supervisor.sock", BOT_DATA_DIR = "{root}/data/bot", BOT_DEPLOY_PROGRAM = "app", DISCORD_ALERT_DMS = "{dms}" }}
+environment = {{ {token}{gateway}{shard}DISCORD_API_BASE = "{api}", DISCORD_RATELIMITER = "{ratelimiter}", DISCORD_OWNERS = "{second}", SUPERVISOR_SOCKET = "{root}/data/supervisor.sock", BOT_DATA_DIR = "{root}/data/bot", BOT_DEPLOY_PROGRAM = "app", DISCORD_ALERT_DMS = "{dms}", BOT_STATUS_EVERY_MS = "{every}" }}
 {self_deploy}
 "#,
             root = root.display(),
@@ -141,6 +144,7 @@ environment = {{ {token}{gateway}{shard}DISCORD_API_BASE = "{api}", DISCORD_RATE
             ready_timeout = bot.ready_timeout,
             alert_dms = bot.alert_dms,
             dms = if bot.alert_dms { "on" } else { "off" },
+            every = bot.status_every_ms,
         );
         std::fs::write(root.join("work/run.sh"), "").unwrap();
         git(&root.join("work"), &["add", "run.sh"]);
