@@ -122,6 +122,7 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
     let notifier = Arc::new(supervised::notify::Notifier::from_env());
     // Discord resets a token after 1,000 logins a day: read what is left before spending one,
     // say it (`status`), and keep the last few for a human.
+    let mut login_budget = None;
     match http.get_bot_gateway().await {
         Ok(gateway) => {
             let limit = gateway.session_start_limit;
@@ -139,6 +140,7 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
                     settings.login_reserve
                 ));
             }
+            login_budget = Some(budget);
         }
         Err(e) => tracing::warn!("cannot read Discord's login budget (logging in anyway): {e}"),
     }
@@ -170,8 +172,13 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
                     ctx.shard.clone(),
                     shared.clone(),
                 ));
-                // Connected and its commands registered: ready (`ready = "notify"`).
-                identity.send_replace(Some(health::describe(ready)));
+                // Connected and its commands registered: ready (`ready = "notify"`). Its status
+                // keeps the login budget read before connecting (statusd exports it).
+                let who = health::describe(ready);
+                identity.send_replace(Some(match &login_budget {
+                    Some(budget) => format!("{who}; {budget}"),
+                    None => who,
+                }));
                 ready_notifier.ready();
                 Ok(shared)
             })

@@ -614,7 +614,8 @@ fn ready_means_discord_ready_and_commands_registered() {
     wait_until("the bot to be RUNNING with its status", || {
         let bot = stack.program("bot");
         bot["state"] == "RUNNING"
-            && bot["status_text"] == "connected as testbot to 1 guild, shard 0/1"
+            && bot["status_text"]
+                == "connected as testbot to 1 guild, shard 0/1; Discord logins: 999 of 1000 left, resets in 5 h 0 min"
     });
     let bot = stack.program("bot");
     assert_eq!(bot["healthy"], true, "{bot}");
@@ -622,7 +623,7 @@ fn ready_means_discord_ready_and_commands_registered() {
         bot["description"]
             .as_str()
             .unwrap()
-            .ends_with("; connected as testbot to 1 guild, shard 0/1"),
+            .ends_with("; connected as testbot to 1 guild, shard 0/1; Discord logins: 999 of 1000 left, resets in 5 h 0 min"),
         "{bot}"
     );
 }

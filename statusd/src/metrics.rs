@@ -21,6 +21,12 @@ fn family(registry: &mut Registry, name: &str, help: &str) -> Family<Labels, Flo
     f
 }
 
+/// `... Discord logins: 997 of 1000 left ...` in a bot's status: 997.
+fn logins_left(status: &str) -> Option<u64> {
+    let (_, rest) = status.split_once("Discord logins: ")?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
 fn program(name: &str) -> Labels {
     vec![("program".into(), name.into())]
 }
@@ -104,6 +110,11 @@ pub fn render(
         "supervisor_program_scheduled_runs",
         "A scheduled program's runs since the supervisor started, by result (ok, failed, skipped)",
     );
+    let logins = family(
+        &mut registry,
+        "discord_logins_remaining",
+        "Logins left in Discord's daily budget, as the bot read it at its last login (its status)",
+    );
     let spawns = family(
         &mut registry,
         "supervisor_program_spawns",
@@ -175,6 +186,9 @@ pub fn render(
             .get_or_create(&program(&p.name))
             .set(p.limit_restarts as f64);
         spawns.get_or_create(&program(&p.name)).set(p.spawns as f64);
+        if let Some(left) = p.status_text.as_deref().and_then(logins_left) {
+            logins.get_or_create(&program(&p.name)).set(left as f64);
+        }
         if let Some(s) = &p.schedule {
             if let Some(ms) = s.next_run_ms {
                 next_run
@@ -328,6 +342,29 @@ mod tests {
         assert!(
             checked >= 10,
             "only {checked} metric names found in the dashboard"
+        );
+    }
+
+    #[test]
+    fn the_bots_login_budget_is_a_gauge() {
+        assert_eq!(
+            logins_left(
+                "connected as ops to 3 guilds, shard 0/1; Discord logins: 997 of 1000 left, resets in 5 h 0 min"
+            ),
+            Some(997)
+        );
+        assert_eq!(logins_left("connected as ops"), None);
+        let mut bot = test_program("bot", ProgramState::Running, true);
+        bot.status_text = Some("Discord logins: 12 of 1000 left, resets in 3 min".into());
+        let s = Snapshot {
+            connected: true,
+            programs: vec![bot],
+            ..Snapshot::default()
+        };
+        let text = render(&s, &std::collections::HashMap::new());
+        assert!(
+            text.contains("discord_logins_remaining{program=\"bot\"} 12"),
+            "{text}"
         );
     }
 }
