@@ -1,4 +1,5 @@
-//! The `statusd` binary: settings from the environment, logging, serve until SIGTERM or SIGINT.
+//! The `statusd` binary: settings from the environment, then the shared shell (logging,
+//! listener, readiness) serving until SIGTERM or SIGINT.
 //! `statusd health` asks a running statusd's `/health` instead (the container's HEALTHCHECK).
 
 use std::process::ExitCode;
@@ -34,42 +35,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    supervised::logging::init(std::env::var("RUST_LOG").ok().as_deref());
-    supervised::limits::raise_nofile();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("statusd: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async {
-        let listener = match tokio::net::TcpListener::bind(settings.listen).await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("statusd: cannot listen on {}: {e}", settings.listen);
-                return ExitCode::from(supervised::EX_CONFIG);
-            }
-        };
-        // The address bound, with the port the system chose for `:0`.
-        let listen = listener
-            .local_addr()
-            .map_or_else(|_| settings.listen.to_string(), |a| a.to_string());
+    supervised::service::run("statusd", settings.listen, |listener, listen, shutdown| {
         tracing::info!(%listen, socket = %settings.socket.display(), "statusd listening");
-        // Listening: ready for the supervisor (`ready = "notify"`), and alive for as long as
-        // the runtime turns (`watchdog`).
-        let notifier = std::sync::Arc::new(supervised::notify::Notifier::from_env());
-        notifier.ready();
-        let _watchdog = notifier.spawn_watchdog();
-        match statusd::serve(listener, settings, supervised::shutdown::signal()).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("statusd: {e}");
-                ExitCode::FAILURE
-            }
-        }
+        statusd::serve(listener, settings, shutdown)
     })
 }

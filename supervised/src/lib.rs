@@ -7,6 +7,7 @@
 //!   for a declared oversized body, and a graceful shutdown that does not wait on slow clients.
 //! - [`admission`]: who gets a connection place: a share per source, and a reserve for
 //!   sources that hold almost none.
+//! - [`service`]: the shell of an HTTP program (hookd, statusd): runtime, listener, readiness.
 //! - [`shutdown`]: the future that resolves on SIGTERM or SIGINT.
 //! - [`logging`]: tracing to stderr, with `RUST_LOG` honoured.
 //! - [`secret`]: [`Secret`], a string whose `Debug` and `Display` never show it.
@@ -19,6 +20,7 @@ pub mod limits;
 pub mod logging;
 pub mod notify;
 pub mod secret;
+pub mod service;
 pub mod shutdown;
 
 pub use secret::Secret;
