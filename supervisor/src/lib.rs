@@ -23,6 +23,8 @@
 //! - [`jsonl`]: bounded JSON-lines files (rotated, read from the end): history, audit trail.
 //! - [`import`]: `supervisor import`, from a supervisord configuration.
 //! - [`cli`]: the client verbs of the binary (`status`, `start`, `tail -f`, ...).
+//! - [`exit`]: the binary's exit codes, and which error means which (for the daemon and the
+//!   client verbs alike, so that neither reaches into the other).
 
 pub mod backoff;
 pub mod cli;
@@ -31,6 +33,7 @@ pub mod control;
 pub mod daemon;
 pub mod deploy;
 pub mod dirs;
+pub mod exit;
 pub mod health;
 pub mod import;
 pub mod jsonl;
@@ -59,10 +62,10 @@ pub enum Error {
 }
 
 impl Error {
-    pub fn exit_code(&self) -> cli::Exit {
+    pub fn exit_code(&self) -> exit::Exit {
         match self {
-            Error::Config(_) | Error::Strict(_) => cli::Exit::Usage,
-            Error::Runtime(_) => cli::Exit::Failed,
+            Error::Config(_) | Error::Strict(_) => exit::Exit::Usage,
+            Error::Runtime(_) => exit::Exit::Failed,
         }
     }
 }

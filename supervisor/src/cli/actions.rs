@@ -7,7 +7,7 @@ use supervisor_proto::{ActionResult, Changes, ClientError, Outcome, Request};
 
 use super::args::SocketArg;
 use super::connect;
-use super::exit::Exit;
+use crate::exit::Exit;
 
 /// start, stop, restart, signal: a line per result, exit 1 if any failed.
 pub async fn act(socket: &SocketArg, request: Request) -> Result<Exit, ClientError> {

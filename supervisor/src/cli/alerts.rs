@@ -5,8 +5,8 @@ use std::io::Write;
 use supervisor_proto::{ClientError, Severity};
 
 use super::args::SocketArg;
-use super::exit::Exit;
 use super::{connect, print_json};
+use crate::exit::Exit;
 
 /// `alerts`: the newest first.
 pub async fn alerts(limit: u32, json: bool, socket: &SocketArg) -> Result<Exit, ClientError> {

@@ -6,8 +6,8 @@ use std::io::Write;
 use supervisor_proto::{ClientError, DeployResult, DeployStage};
 
 use super::args::SocketArg;
-use super::exit::Exit;
 use super::{connect, print_json};
+use crate::exit::Exit;
 
 /// `deploys [NAME...]`: the history, newest first.
 pub async fn history(

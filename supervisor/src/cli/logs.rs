@@ -7,7 +7,7 @@ use supervisor_proto::{ClientError, Stream};
 
 use super::args::{SocketArg, StreamArg};
 use super::connect;
-use super::exit::Exit;
+use crate::exit::Exit;
 
 /// `tail [-f] [-n N] NAME [stderr]`.
 pub async fn tail(

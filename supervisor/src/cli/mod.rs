@@ -5,7 +5,6 @@
 //! - [`args`]: the command line, parsed by clap.
 //! - [`follow`]: `tail -f` across rotations.
 //!
-//! - [`exit`]: the exit codes, and which error means which.
 //! - `status`, `actions`, `logs`, `deploys`, `alerts`: the client verbs, a file per family,
 //!   each speaking to the daemon only through supervisor-proto.
 
@@ -13,13 +12,12 @@ mod actions;
 mod alerts;
 pub mod args;
 mod deploys;
-pub mod exit;
 pub mod follow;
 mod logs;
 pub mod personas;
 mod status;
 
-pub use exit::Exit;
+pub use crate::exit::Exit;
 pub use status::status_line;
 
 use std::io::Write;

@@ -6,7 +6,7 @@ use supervisor_proto::{ClientError, ProgramInfo};
 
 use super::args::SocketArg;
 use super::connect;
-use super::exit::Exit;
+use crate::exit::Exit;
 
 /// `status [NAME...]`: exit 0 when every program shown is RUNNING, 3 when one is not, 4 for
 /// an unknown name.
