@@ -366,3 +366,32 @@ schedule = "every 1s"
     assert_eq!(record["ok"], false);
     assert_eq!(record["result"], "exit status 3");
 }
+
+#[test]
+fn overlap_kill_stops_the_last_run_for_the_next_and_is_no_failure() {
+    let dir = Supervisor::dir_with(
+        r#"
+[program.job]
+command = ["@DIR@/job.sh"]
+schedule = "every 2s"
+overlap = "kill"
+"#,
+    );
+    script(
+        dir.path(),
+        "job.sh",
+        "echo start >> \"$(dirname \"$0\")/starts\"\nexec sleep 60",
+    );
+    let sup = Supervisor::start(dir, Mode::Plain);
+    wait_until("three runs started", || {
+        std::fs::read_to_string(sup.path("starts")).is_ok_and(|t| t.lines().count() >= 3)
+    });
+    let row = schedule_status(&sup, "job");
+    assert!(row["schedule"]["runs"].as_u64().unwrap() >= 2, "{row}");
+    assert_eq!(row["schedule"]["failed"], 0, "{row}");
+    assert!(
+        sup.log_events(|e| msg(e).starts_with("scheduled run of job failed"))
+            .is_empty(),
+        "a killed run is no failure"
+    );
+}

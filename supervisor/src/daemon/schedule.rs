@@ -214,19 +214,22 @@ impl Daemon {
         if p.cfg.schedule.is_none() {
             return;
         }
+        // (ok, how it ended, whether that is a failure to alert of). A stop (by hand, by the
+        // supervisor's shutdown, for the next run with `overlap = "kill"`) is no failure.
         let ended = match &p.state {
             State::Exited {
                 reason, expected, ..
-            } => Some((*expected, reason.to_string())),
-            State::Fatal { reason } => Some((false, reason.clone())),
+            } => Some((*expected, reason.to_string(), !*expected)),
+            State::Fatal { reason } => Some((false, reason.clone(), true)),
             State::Stopped { last } => Some((
                 false,
                 last.as_ref()
                     .map_or_else(|| "stopped".to_owned(), |r| format!("stopped ({r})")),
+                false,
             )),
             _ => None,
         };
-        let Some((ok, result)) =
+        let Some((ok, result, alert)) =
             ended.filter(|_| previous.is_live() || matches!(previous, State::Backoff { .. }))
         else {
             return;
@@ -238,7 +241,7 @@ impl Daemon {
         };
         let started = plan.running_since.take().unwrap_or_else(SystemTime::now);
         plan.runs += 1;
-        if !ok {
+        if alert {
             plan.failed += 1;
         }
         plan.last = Some(if ok { "ok".to_owned() } else { result.clone() });
@@ -260,8 +263,7 @@ impl Daemon {
         if let Err(e) = crate::jsonl::append(&history, &record) {
             tracing::error!(path = %history.display(), error = %e, "cannot record the run");
         }
-        // A run stopped by the supervisor's own shutdown is recorded, not alerted.
-        if !ok && self.shutdown.is_none() {
+        if alert && self.shutdown.is_none() {
             let text = format!("scheduled run of {name} failed: {result}");
             self.raise_about(
                 name.clone(),
