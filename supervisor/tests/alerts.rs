@@ -269,3 +269,26 @@ retry_failed_after = "0s"
     );
     assert!(!kinds.iter().any(|k| k == "crash_loop"), "{kinds:?}");
 }
+
+/// `on_fatal = "shutdown"`: the supervisor exits at once, and the FATAL alert (which waits a
+/// moment for the program's last line) is still raised and kept.
+#[test]
+fn a_fatal_that_stops_the_supervisor_is_still_alerted() {
+    let dir = Supervisor::dir_with(
+        r#"
+[program.bot]
+command = ["/bin/sh", "-c", "echo 'the token is gone' >&2; exit 78"]
+fatal_exitcodes = [78]
+on_fatal = "shutdown"
+startsecs = 0
+"#,
+    );
+    let mut sup = Supervisor::start(dir, Mode::Plain);
+    let status = sup.wait_exit(std::time::Duration::from_secs(10));
+    assert_eq!(status.code(), Some(1));
+    let kept = std::fs::read_to_string(sup.path("data/state/alerts.jsonl")).unwrap_or_default();
+    assert!(
+        kept.contains("bot is FATAL: exited with fatal exit code 78: the token is gone"),
+        "{kept}"
+    );
+}

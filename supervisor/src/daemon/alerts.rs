@@ -246,6 +246,17 @@ impl Daemon {
         );
     }
 
+    /// Before the supervisor exits: FATAL alerts still waiting for last words go out now.
+    pub(super) fn flush_fatal_alerts(&mut self) {
+        for idx in 0..self.programs.len() {
+            if self.programs[idx].watch.fatal_at.take().is_some()
+                && matches!(self.programs[idx].state, State::Fatal { .. })
+            {
+                self.raise_fatal(idx);
+            }
+        }
+    }
+
     pub(super) fn alert_tick(&mut self, now: Instant) {
         for idx in 0..self.programs.len() {
             if self.programs[idx].watch.fatal_at.is_some_and(|t| t <= now) {

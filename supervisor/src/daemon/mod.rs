@@ -157,6 +157,7 @@ pub async fn run(
         daemon.drive();
         daemon.log_files.open_pending();
     }
+    daemon.flush_fatal_alerts();
     server.abort();
     drop(requests);
     let _ = std::fs::remove_file(&socket);
