@@ -6,7 +6,8 @@
 //! # Layout, from the bottom up (each file uses only those below it)
 //! - [`values`]: the walker, which collects the problems, and the readers of single values.
 //! - [`accounts`]: users and groups.
-//! - [`supervisor`], [`program`] (with [`health`]), [`deploy`]: a file per section, each with
+//! - [`supervisor`], [`program`] (with [`health`] and [`limits`]: rlimits, ceilings,
+//!   schedules), [`deploy`]: a file per section, each with
 //!   its keys in one table, from which the did-you-mean hints come.
 //! - [`checks`]: what only the whole document can show (shared log files, `depends_on`).
 //! - here: the document, and the socket path alone for the client verbs.
@@ -23,6 +24,7 @@ mod accounts;
 mod checks;
 mod deploy;
 mod health;
+mod limits;
 mod program;
 mod supervisor;
 mod values;
