@@ -133,13 +133,13 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
                 reset_after_ms = limit.reset_after,
                 "Discord login budget"
             );
-            notifier.status(&budget);
             if limit.remaining < settings.login_reserve {
                 return give_up(&format!(
                     "{budget}: not logging in below the reserve of {} (DISCORD_LOGIN_RESERVE)",
                     settings.login_reserve
                 ));
             }
+            notifier.status(&budget);
             login_budget = Some(budget);
         }
         Err(e) => tracing::warn!("cannot read Discord's login budget (logging in anyway): {e}"),

@@ -208,8 +208,11 @@ impl Daemon {
             .clone();
         let line = line.1.map(|at| (line.0, at));
         let status = p.watch.fatal_status.take();
+        // Both are read by tasks of their own, in no set order: a line read within this of a
+        // `STATUS=` may have been written after it, and an error line is a program's last word.
+        const TOGETHER: Duration = Duration::from_millis(100);
         let said = match (status, line) {
-            (Some(s), Some(l)) => Some(if l.1 > s.1 { l.0 } else { s.0 }),
+            (Some(s), Some(l)) => Some(if l.1 + TOGETHER > s.1 { l.0 } else { s.0 }),
             (s, l) => s.or(l).map(|(text, _)| text),
         };
         if let (State::Fatal { reason }, Some(said)) = (&mut p.state, said) {
