@@ -1,5 +1,8 @@
 //! What the commands say, as plain functions of plain data: no Discord, no socket. The poise
 //! commands in `commands.rs` fetch the data and send what these return.
+//!
+//! Why this file is past 600 lines: about half of it is its tests, which read each message as
+//! the owner sees it; the status message (`board_text`) is the part to move out next.
 
 use std::fmt::Write as _;
 
