@@ -337,12 +337,17 @@ pub fn parse(der: &[u8]) -> Result<Certificate, String> {
 fn client_config() -> Result<rustls::ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = Arc::new(ReadOnly(provider.clone()));
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS client: {e}"))?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth())
+        .with_no_client_auth();
+    // Every probe a full handshake: a resumed session carries no certificate, and the one it
+    // reports is the one of the session's first handshake, so that a renewed certificate would
+    // stay unseen for as long as nginx honours the old session.
+    config.resumption = rustls::client::Resumption::disabled();
+    Ok(config)
 }
 
 /// Accepts any certificate (reading it is the point), but checks the handshake's signatures:
