@@ -10,30 +10,12 @@ mod fixture;
 
 use std::collections::BTreeMap;
 use std::io::BufRead as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fixture::*;
 use nix::sys::signal::Signal;
-
-/// Debian's Python, which has supervisord's `supervisor` package (superlance imports its
-/// `childutils`).
-const PYTHON: &str = "/usr/bin/python3";
-
-/// superlance 2.0.0 from PyPI, installed by scripts/test (`pip install --target`).
-fn superlance() -> PathBuf {
-    let path = std::env::var_os("SUPERLANCE").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/superlance"),
-        PathBuf::from,
-    );
-    assert!(
-        path.join("superlance/crashmail.py").exists(),
-        "these tests run superlance's listeners: scripts/test installs them with \
-         `python3 -m pip install --no-deps --target target/superlance superlance==2.0.0`"
-    );
-    path
-}
 
 /// A listener that writes each event it gets (header | payload) to `events.txt`.
 const RECORDER: &str = r#"

@@ -6,10 +6,13 @@
 //! - [`socket`]: binding the Unix socket (refusing a live one, taking over a stale one).
 //! - [`acl`]: who may use which verb.
 //! - [`audit`]: the trail of state-changing requests, written by a thread of its own.
+//! - [`xmlrpc`]: supervisord's XML-RPC (`POST /RPC2`), for a connection that starts with an
+//!   HTTP request rather than a JSON hello.
 
 pub mod acl;
 pub mod audit;
 pub mod socket;
+pub mod xmlrpc;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -47,6 +50,8 @@ pub struct Shared {
     pub requests: mpsc::Sender<ControlRequest>,
     pub events: broadcast::Sender<std::sync::Arc<Event>>,
     pub acl: watch::Receiver<Acl>,
+    /// The configuration in force (published by the daemon when it loads or updates it).
+    pub config: watch::Receiver<Arc<crate::config::Config>>,
     pub audit: AuditLog,
 }
 
@@ -137,7 +142,15 @@ pub async fn serve(listener: UnixListener, shared: Shared) {
                         }
                     };
                     let peer = Peer::new(uid, pid);
-                    if let Err(e) = connection(stream, peer, shared).await {
+                    let ended = match speaks_http(&stream).await {
+                        true => xmlrpc::connection(stream, peer, shared)
+                            .await
+                            .map_err(|e| e.to_string()),
+                        false => connection(stream, peer, shared)
+                            .await
+                            .map_err(|e| e.to_string()),
+                    };
+                    if let Err(e) = ended {
                         tracing::debug!(error = %e, "control connection ended");
                     }
                     drop(slot);
@@ -151,6 +164,36 @@ pub async fn serve(listener: UnixListener, shared: Shared) {
             }
         }
     }
+}
+
+/// Whether the client's first byte starts an HTTP request (`POST`, `GET`: an upper-case
+/// letter) rather than a JSON hello (`{`). A client that sends nothing within the hello's
+/// deadline is left to the JSON side, which tells it so.
+async fn speaks_http(stream: &UnixStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let peek = async {
+        let mut first = [0u8; 1];
+        loop {
+            stream.readable().await?;
+            let peeked = stream.try_io(tokio::io::Interest::READABLE, || {
+                nix::sys::socket::recv(
+                    stream.as_raw_fd(),
+                    &mut first,
+                    nix::sys::socket::MsgFlags::MSG_PEEK,
+                )
+                .map_err(std::io::Error::from)
+            });
+            match peeked {
+                Ok(n) => return Ok::<_, std::io::Error>((n == 1).then_some(first[0])),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    matches!(
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, peek).await,
+        Ok(Ok(Some(byte))) if byte.is_ascii_uppercase()
+    )
 }
 
 fn error_frame(id: u64, kind: ErrorKind, message: impl Into<String>) -> ServerFrame {
@@ -273,26 +316,7 @@ async fn connection(stream: UnixStream, peer: Peer, shared: Shared) -> Result<()
                 continue;
             }
         };
-        let verb = frame.request.verb();
-        if !shared.acl.borrow().allows(uid, &frame.request) {
-            tracing::warn!(uid, verb = %verb, "control request refused");
-            let message = match frame.request.targets() {
-                Some(names) if !names.is_empty() => format!(
-                    "uid {uid} may not use \"{verb}\" on {} (grant it with [control.allow] {verb} = [...] in supervisor.toml)",
-                    names.join(", ")
-                ),
-                _ => format!(
-                    "uid {uid} may not use \"{verb}\" (grant it with [control.allow] {verb} = [...] in supervisor.toml)"
-                ),
-            };
-            let refusal = error_frame(frame.id, ErrorKind::Forbidden, message);
-            shared
-                .audit
-                .record(&peer, frame.by.as_deref(), &frame.request, &refusal.body);
-            send(&mut w, &refusal).await?;
-            continue;
-        }
-        if frame.request == Request::Events {
+        if frame.request == Request::Events && shared.acl.borrow().allows(uid, &frame.request) {
             // Subscribe before answering, so that no event after the answer is missed.
             let events = shared.events.subscribe();
             tracing::debug!(uid, "events subscriber added");
@@ -306,49 +330,91 @@ async fn connection(stream: UnixStream, peer: Peer, shared: Shared) -> Result<()
             .await?;
             return stream_events(frame.id, events, reader, w).await;
         }
-        if let Request::Audit { limit } = frame.request {
-            // A bounded read of a file (after the writer caught up), off the actor's thread.
-            let audit = shared.audit.clone();
-            let read = tokio::task::spawn_blocking(move || audit.read(limit as usize));
-            let body = match read.await {
-                Ok(records) => Body::Ok(Reply::Audit { records }),
-                Err(e) => Body::Error(ErrorBody {
-                    kind: ErrorKind::Internal,
-                    message: format!("cannot read the audit trail: {e}"),
-                }),
-            };
-            send(&mut w, &ServerFrame { id: frame.id, body }).await?;
-            continue;
-        }
-        let (tx, rx) = oneshot::channel();
-        let audited = frame.request.changes_state().then(|| frame.request.clone());
-        let request = ControlRequest {
-            uid,
-            request: frame.request,
-            reply: tx,
-        };
-        let body = if shared.requests.send(request).await.is_err() {
-            Body::Error(ErrorBody {
-                kind: ErrorKind::ShuttingDown,
-                message: "the supervisor is shutting down".into(),
-            })
-        } else {
-            match rx.await {
-                Ok(Ok(reply)) => Body::Ok(reply),
-                Ok(Err(e)) => Body::Error(e),
-                Err(_) => Body::Error(ErrorBody {
-                    kind: ErrorKind::ShuttingDown,
-                    message: "the supervisor is shutting down".into(),
-                }),
-            }
-        };
-        if let Some(request) = &audited {
-            shared
-                .audit
-                .record(&peer, frame.by.as_deref(), request, &body);
-        }
+        let body = answer(&shared, &peer, frame.by.as_deref(), frame.request).await;
         send(&mut w, &ServerFrame { id: frame.id, body }).await?;
     }
+}
+
+/// Why `uid` may not send `request`, as the error it gets, or `None` when it may.
+pub(crate) fn refusal(shared: &Shared, uid: u32, request: &Request) -> Option<ErrorBody> {
+    if shared.acl.borrow().allows(uid, request) {
+        return None;
+    }
+    let verb = request.verb();
+    tracing::warn!(uid, verb = %verb, "control request refused");
+    let message = match request.targets() {
+        Some(names) if !names.is_empty() => format!(
+            "uid {uid} may not use \"{verb}\" on {} (grant it with [control.allow] {verb} = [...] in supervisor.toml)",
+            names.join(", ")
+        ),
+        _ => format!(
+            "uid {uid} may not use \"{verb}\" (grant it with [control.allow] {verb} = [...] in supervisor.toml)"
+        ),
+    };
+    Some(ErrorBody {
+        kind: ErrorKind::Forbidden,
+        message,
+    })
+}
+
+/// One request answered, whichever wire it came on: the peer's grant checked, the audit
+/// trail read off the actor's thread, anything else asked of the actor, and a state-changing
+/// request (refused or not) recorded in the audit trail. Not for `events`, which is a stream.
+pub(crate) async fn answer(
+    shared: &Shared,
+    peer: &Peer,
+    by: Option<&str>,
+    request: Request,
+) -> Body {
+    if let Some(refused) = refusal(shared, peer.uid, &request) {
+        let body = Body::Error(refused);
+        shared.audit.record(peer, by, &request, &body);
+        return body;
+    }
+    if let Request::Audit { limit } = request {
+        // A bounded read of a file (after the writer caught up), off the actor's thread.
+        let audit = shared.audit.clone();
+        let read = tokio::task::spawn_blocking(move || audit.read(limit as usize));
+        return match read.await {
+            Ok(records) => Body::Ok(Reply::Audit { records }),
+            Err(e) => Body::Error(ErrorBody {
+                kind: ErrorKind::Internal,
+                message: format!("cannot read the audit trail: {e}"),
+            }),
+        };
+    }
+    if request == Request::Events {
+        return Body::Error(ErrorBody {
+            kind: ErrorKind::BadRequest,
+            message: "events are a stream: ask for them on the JSON protocol".into(),
+        });
+    }
+    let (tx, rx) = oneshot::channel();
+    let audited = request.changes_state().then(|| request.clone());
+    let request = ControlRequest {
+        uid: peer.uid,
+        request,
+        reply: tx,
+    };
+    let body = if shared.requests.send(request).await.is_err() {
+        Body::Error(ErrorBody {
+            kind: ErrorKind::ShuttingDown,
+            message: "the supervisor is shutting down".into(),
+        })
+    } else {
+        match rx.await {
+            Ok(Ok(reply)) => Body::Ok(reply),
+            Ok(Err(e)) => Body::Error(e),
+            Err(_) => Body::Error(ErrorBody {
+                kind: ErrorKind::ShuttingDown,
+                message: "the supervisor is shutting down".into(),
+            }),
+        }
+    };
+    if let Some(request) = &audited {
+        shared.audit.record(peer, by, request, &body);
+    }
+    body
 }
 
 /// Forwards events until the client leaves or the supervisor ends the stream.

@@ -313,8 +313,8 @@ impl Daemon {
         }
     }
 
-    /// A listener's environment beyond a program's: where the server is (superlance's
-    /// listeners check that they run under a supervisor; the socket does not speak XML-RPC).
+    /// A listener's environment beyond a program's: where the server is, for listeners that
+    /// call back over supervisord's XML-RPC (superlance's memmon restarts programs by it).
     pub(super) fn listener_env(&self, idx: usize) -> Vec<(String, String)> {
         let p = &self.programs[idx];
         if p.cfg.listener.is_none() {

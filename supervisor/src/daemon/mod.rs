@@ -103,6 +103,7 @@ pub async fn run(
     // for the events themselves, 16 KiB so).
     let (events, _) = broadcast::channel(1024);
     let acl = watch::channel(Acl::new(nix::unistd::geteuid().as_raw(), &config.control)).0;
+    let published = watch::channel(std::sync::Arc::new(config.clone())).0;
     let audit = control::AuditLog::start(sup.logdir.join("audit.jsonl"))
         .context("starting the audit trail's writer")?;
     let server = tokio::spawn(control::serve(
@@ -111,13 +112,22 @@ pub async fn run(
             requests: requests_tx,
             events: events.clone(),
             acl: acl.subscribe(),
+            config: published.subscribe(),
             audit,
         },
     ));
     let socket = config.supervisor.socket.clone();
     let (reports_tx, mut reports) = mpsc::channel(REPORT_QUEUE);
     let (listeners, mut listener_output) = listeners::Listeners::new();
-    let mut daemon = Daemon::new(config, nofile, echo_tx, events, acl, reports_tx, listeners)?;
+    let mut daemon = Daemon::new(
+        config,
+        nofile,
+        echo_tx,
+        events,
+        (acl, published),
+        reports_tx,
+        listeners,
+    )?;
     tracing::info!(
         pid = std::process::id(),
         programs = daemon.programs.len(),
@@ -447,6 +457,9 @@ struct Daemon {
     captures: Vec<JoinHandle<()>>,
     events: broadcast::Sender<std::sync::Arc<Event>>,
     acl: watch::Sender<Acl>,
+    /// The configuration in force, for what the control socket answers without the actor
+    /// (supervisord's XML-RPC: log paths, `getAllConfigInfo`).
+    published: watch::Sender<std::sync::Arc<Config>>,
     started: (Instant, SystemTime),
     orphans: u64,
     /// Restarts whose stop is done, to start on the next drive.
@@ -481,7 +494,7 @@ impl Daemon {
         nofile: Option<libc::rlimit>,
         echo: EchoSender,
         events: broadcast::Sender<std::sync::Arc<Event>>,
-        acl: watch::Sender<Acl>,
+        (acl, published): (watch::Sender<Acl>, watch::Sender<std::sync::Arc<Config>>),
         reports: mpsc::Sender<Report>,
         listeners: listeners::Listeners,
     ) -> anyhow::Result<Self> {
@@ -502,6 +515,7 @@ impl Daemon {
             captures: Vec::new(),
             events,
             acl,
+            published,
             started: (Instant::now(), SystemTime::now()),
             orphans: 0,
             restarts: Vec::new(),

@@ -106,6 +106,8 @@ impl Daemon {
         // Keep the path the daemon was started with (the same file, maybe spelt relatively).
         new.path = self.config.path.clone();
         self.config = new;
+        self.published
+            .send_replace(std::sync::Arc::new(self.config.clone()));
         self.reindex();
         self.schedule_sync();
         tracing::info!(added = ?added, changed = ?changed, removed = ?removed, "configuration updated");

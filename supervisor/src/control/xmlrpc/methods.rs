@@ -1,0 +1,531 @@
+//! The methods of supervisord's `supervisor` and `system` namespaces that clients use, each
+//! mapped to the control request it stands for. Names are supervisord's namespecs: `name`,
+//! `group:name`, or `group:*` for a whole group (a program outside any group is a group of
+//! its own name, as in supervisord).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use dxr::{Fault, MethodCall, MethodResponse, Value};
+use supervisor_proto::{
+    ActionResult, Body, ErrorBody, ErrorKind, Outcome, ProgramInfo, Reply, Request, Stream,
+};
+
+use super::faults::Code;
+use super::help::METHODS;
+use super::info::{config_info, process_info};
+use super::logs;
+use super::names::{group_of, members, one_program, running, split};
+use crate::config::Config;
+use crate::control::Shared;
+use crate::control::audit::Peer;
+
+/// supervisord's `API_VERSION`, which supervisorctl checks before every command.
+pub const API_VERSION: &str = "3.0";
+
+/// Answers one call's body with a response or a fault, as XML.
+pub async fn handle(shared: &Shared, peer: &Peer, body: &[u8]) -> String {
+    let result = match std::str::from_utf8(body)
+        .ok()
+        .and_then(|text| MethodCall::from_xml(text).ok())
+    {
+        None => Err(Fault::new(
+            Code::IncorrectParameters.number(),
+            "INCORRECT_PARAMETERS: the body is not an XML-RPC methodCall".into(),
+        )),
+        Some(call) if call.name == "system.multicall" => multicall(shared, peer, call.params).await,
+        Some(call) => call_one(shared, peer, &call.name, call.params).await,
+    };
+    let xml = match result {
+        Ok(value) => MethodResponse { value }.to_xml(),
+        Err(fault) => dxr::FaultResponse { fault }.to_xml(),
+    };
+    xml.unwrap_or_else(|e| {
+        let fault = Code::Failed.fault(format!("the reply cannot be written as XML-RPC: {e}"));
+        dxr::FaultResponse { fault }.to_xml().unwrap_or_default()
+    })
+}
+
+async fn multicall(shared: &Shared, peer: &Peer, params: Vec<Value>) -> Result<Value, Fault> {
+    let calls = dxr::multicall::from_multicall_params(params)
+        .map_err(|e| Code::IncorrectParameters.fault(e.to_string()))?;
+    let mut results = Vec::with_capacity(calls.len());
+    for call in calls {
+        results.push(match call {
+            Err(e) => Err(Code::IncorrectParameters.fault(e.to_string())),
+            Ok((name, _)) if name == "system.multicall" => Err(Code::IncorrectParameters
+                .fault("system.multicall cannot be called inside system.multicall")),
+            Ok((name, params)) => call_one(shared, peer, &name, params).await,
+        });
+    }
+    Ok(dxr::multicall::into_multicall_response(results))
+}
+
+/// The parameters of a call, taken in order.
+struct Params {
+    values: std::vec::IntoIter<Value>,
+}
+
+impl Params {
+    fn string(&mut self) -> Result<String, Fault> {
+        match self.values.next() {
+            Some(Value::String(s)) => Ok(s),
+            _ => Err(Code::IncorrectParameters.fault("")),
+        }
+    }
+
+    fn int(&mut self) -> Result<i64, Fault> {
+        match self.values.next() {
+            Some(Value::Integer(n)) => Ok(i64::from(n)),
+            _ => Err(Code::IncorrectParameters.fault("")),
+        }
+    }
+
+    /// An optional boolean (`wait`), true when left out.
+    fn wait(&mut self) -> Result<bool, Fault> {
+        match self.values.next() {
+            None => Ok(true),
+            Some(Value::Boolean(b)) => Ok(b),
+            Some(Value::Integer(n)) => Ok(n != 0),
+            _ => Err(Code::IncorrectParameters.fault("")),
+        }
+    }
+
+    /// A signal: a name (`HUP`, `SIGHUP`) or its number, as a string or an int.
+    fn signal(&mut self) -> Result<String, Fault> {
+        let text = match self.values.next() {
+            Some(Value::String(s)) => s,
+            Some(Value::Integer(n)) => n.to_string(),
+            _ => return Err(Code::IncorrectParameters.fault("")),
+        };
+        crate::config::units::parse_signal(&text)
+            .map(|s| s.as_str().trim_start_matches("SIG").to_owned())
+            .map_err(|_| Code::BadSignal.fault(text))
+    }
+
+    fn done(&mut self) -> Result<(), Fault> {
+        match self.values.next() {
+            None => Ok(()),
+            Some(_) => Err(Code::IncorrectParameters.fault("")),
+        }
+    }
+}
+
+async fn call_one(
+    shared: &Shared,
+    peer: &Peer,
+    name: &str,
+    params: Vec<Value>,
+) -> Result<Value, Fault> {
+    let mut p = Params {
+        values: params.into_iter(),
+    };
+    let ctx = Ctx { shared, peer };
+    let value = match name {
+        "supervisor.getAPIVersion" | "supervisor.getVersion" => {
+            p.done()?;
+            Value::String(API_VERSION.into())
+        }
+        "supervisor.getSupervisorVersion" => {
+            p.done()?;
+            Value::String(env!("CARGO_PKG_VERSION").into())
+        }
+        "supervisor.getIdentification" => {
+            p.done()?;
+            Value::String("supervisor".into())
+        }
+        "supervisor.getPID" => {
+            p.done()?;
+            Value::Integer(std::process::id() as i32)
+        }
+        "supervisor.getState" => {
+            p.done()?;
+            let (shutting_down, _) = ctx.status(Vec::new()).await?;
+            let (code, name) = match shutting_down {
+                true => (-1, "SHUTDOWN"),
+                false => (1, "RUNNING"),
+            };
+            strukt([
+                ("statecode", Value::Integer(code)),
+                ("statename", Value::String(name.into())),
+            ])
+        }
+        "supervisor.shutdown" => {
+            p.done()?;
+            ctx.ask(Request::Shutdown).await?;
+            Value::Boolean(true)
+        }
+        "supervisor.reloadConfig" => {
+            p.done()?;
+            match ctx.ask(Request::Reread).await? {
+                Reply::Changes {
+                    added,
+                    changed,
+                    removed,
+                    ..
+                } => Value::Array(vec![Value::Array(vec![
+                    strings(added),
+                    strings(changed),
+                    strings(removed),
+                ])]),
+                other => return Err(unexpected(&other)),
+            }
+        }
+        "supervisor.readLog" | "supervisor.readMainLog" => {
+            let (_offset, _length) = (p.int()?, p.int()?);
+            p.done()?;
+            return Err(
+                Code::NoFile.fault("the supervisor logs to stderr (docker logs), not to a file")
+            );
+        }
+        "supervisor.getAllConfigInfo" => {
+            p.done()?;
+            // Behind the `status` grant, as what it tells is what `status` tells and more.
+            ctx.status(Vec::new()).await?;
+            let config = ctx.config();
+            let mut infos: Vec<(String, Value)> = config
+                .programs
+                .iter()
+                .map(|p| (p.name.to_string(), config_info(p)))
+                .collect();
+            infos.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Array(infos.into_iter().map(|(_, v)| v).collect())
+        }
+        "supervisor.getProcessInfo" => {
+            let spec = p.string()?;
+            p.done()?;
+            let config = ctx.config();
+            let names = one_program(&config, &spec)?;
+            let (_, programs) = ctx.status(names).await?;
+            let info = programs.first().ok_or_else(|| Code::BadName.fault(&spec))?;
+            process_info(&config, info)
+        }
+        "supervisor.getAllProcessInfo" => {
+            p.done()?;
+            let config = ctx.config();
+            let (_, programs) = ctx.status(Vec::new()).await?;
+            Value::Array(programs.iter().map(|i| process_info(&config, i)).collect())
+        }
+        "supervisor.startProcess" | "supervisor.stopProcess" => {
+            let spec = p.string()?;
+            let _wait = p.wait()?;
+            p.done()?;
+            let start = name == "supervisor.startProcess";
+            let config = ctx.config();
+            match split(&spec) {
+                // `group:*`: the group's form, as supervisord answers it.
+                (group, None) => ctx.group_action(&config, Some(&group), start).await?,
+                _ => {
+                    let names = one_program(&config, &spec)?;
+                    let request = match start {
+                        true => Request::Start { names },
+                        false => Request::Stop { names },
+                    };
+                    single_result(ctx.actions(request).await?, start)?
+                }
+            }
+        }
+        "supervisor.startProcessGroup" | "supervisor.stopProcessGroup" => {
+            let group = p.string()?;
+            let _wait = p.wait()?;
+            p.done()?;
+            let config = ctx.config();
+            let start = name == "supervisor.startProcessGroup";
+            ctx.group_action(&config, Some(&group), start).await?
+        }
+        "supervisor.startAllProcesses" | "supervisor.stopAllProcesses" => {
+            let _wait = p.wait()?;
+            p.done()?;
+            let config = ctx.config();
+            let start = name == "supervisor.startAllProcesses";
+            ctx.group_action(&config, None, start).await?
+        }
+        "supervisor.signalProcess" => {
+            let spec = p.string()?;
+            let signal = p.signal()?;
+            p.done()?;
+            let config = ctx.config();
+            match split(&spec) {
+                (group, None) => ctx.group_signal(&config, Some(&group), signal).await?,
+                _ => {
+                    let names = one_program(&config, &spec)?;
+                    let reply = ctx.actions(Request::Signal { signal, names }).await?;
+                    single_result(reply, false)?
+                }
+            }
+        }
+        "supervisor.signalProcessGroup" => {
+            let group = p.string()?;
+            let signal = p.signal()?;
+            p.done()?;
+            let config = ctx.config();
+            ctx.group_signal(&config, Some(&group), signal).await?
+        }
+        "supervisor.signalAllProcesses" => {
+            let signal = p.signal()?;
+            p.done()?;
+            let config = ctx.config();
+            ctx.group_signal(&config, None, signal).await?
+        }
+        "supervisor.readProcessStdoutLog"
+        | "supervisor.readProcessLog"
+        | "supervisor.readProcessStderrLog"
+        | "supervisor.tailProcessStdoutLog"
+        | "supervisor.tailProcessLog"
+        | "supervisor.tailProcessStderrLog" => {
+            let spec = p.string()?;
+            let (offset, length) = (p.int()?, p.int()?);
+            p.done()?;
+            let stream = match name.contains("Stderr") {
+                true => Stream::Stderr,
+                false => Stream::Stdout,
+            };
+            let tail = name.starts_with("supervisor.tail");
+            ctx.log(&spec, stream, tail, offset, length).await?
+        }
+        "system.listMethods" => {
+            p.done()?;
+            strings(
+                METHODS
+                    .iter()
+                    .map(|(name, ..)| (*name).to_owned())
+                    .collect(),
+            )
+        }
+        "system.methodHelp" | "system.methodSignature" => {
+            let asked = p.string()?;
+            p.done()?;
+            let (_, signature, help) = METHODS
+                .iter()
+                .find(|(n, ..)| *n == asked)
+                .ok_or_else(|| Code::UnknownMethod.fault(""))?;
+            match name {
+                "system.methodHelp" => Value::String((*help).to_owned()),
+                _ => Value::Array(vec![strings(
+                    signature.iter().map(|s| (*s).to_owned()).collect(),
+                )]),
+            }
+        }
+        _ => return Err(Code::UnknownMethod.fault("")),
+    };
+    Ok(value)
+}
+
+/// Who asks, and where requests go.
+struct Ctx<'a> {
+    shared: &'a Shared,
+    peer: &'a Peer,
+}
+
+impl Ctx<'_> {
+    fn config(&self) -> Arc<Config> {
+        self.shared.config.borrow().clone()
+    }
+
+    async fn ask(&self, request: Request) -> Result<Reply, Fault> {
+        match crate::control::answer(self.shared, self.peer, None, request).await {
+            Body::Ok(reply) => Ok(reply),
+            Body::Error(e) => Err(fault_of(&e)),
+            Body::Event(_) => Err(Code::Failed.fault("an event where an answer was due")),
+        }
+    }
+
+    async fn status(&self, names: Vec<String>) -> Result<(bool, Vec<ProgramInfo>), Fault> {
+        match self.ask(Request::Status { names }).await? {
+            Reply::Status {
+                supervisor,
+                programs,
+            } => Ok((supervisor.shutting_down, programs)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn actions(&self, request: Request) -> Result<Vec<ActionResult>, Fault> {
+        match self.ask(request).await? {
+            Reply::Actions { results } => Ok(results),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// supervisord's `start/stopProcessGroup` and `start/stopAllProcesses`: each member that
+    /// is not running (start) or is running (stop), with one result struct each.
+    async fn group_action(
+        &self,
+        config: &Config,
+        group: Option<&str>,
+        start: bool,
+    ) -> Result<Value, Fault> {
+        let members = members(config, group)?;
+        let (_, programs) = self.status(Vec::new()).await?;
+        let names: Vec<String> = programs
+            .iter()
+            .filter(|p| members.contains(&p.name))
+            .filter(|p| running(p.state) != start)
+            .map(|p| p.name.clone())
+            .collect();
+        if names.is_empty() {
+            return Ok(Value::Array(Vec::new()));
+        }
+        let request = match start {
+            true => Request::Start { names },
+            false => Request::Stop { names },
+        };
+        let results = self.actions(request).await?;
+        Ok(results_array(config, &results, start))
+    }
+
+    async fn group_signal(
+        &self,
+        config: &Config,
+        group: Option<&str>,
+        signal: String,
+    ) -> Result<Value, Fault> {
+        let members = members(config, group)?;
+        let (_, programs) = self.status(Vec::new()).await?;
+        let names: Vec<String> = programs
+            .iter()
+            .filter(|p| members.contains(&p.name) && running(p.state))
+            .map(|p| p.name.clone())
+            .collect();
+        if names.is_empty() {
+            return Ok(Value::Array(Vec::new()));
+        }
+        let results = self.actions(Request::Signal { signal, names }).await?;
+        Ok(results_array(config, &results, false))
+    }
+
+    /// A log read: the grant and the file's path from a `tail` request of no lines, the bytes
+    /// read on a blocking thread.
+    async fn log(
+        &self,
+        spec: &str,
+        stream: Stream,
+        tail: bool,
+        offset: i64,
+        length: i64,
+    ) -> Result<Value, Fault> {
+        let config = self.config();
+        let name = one_program(&config, spec)?.remove(0);
+        let request = Request::Tail {
+            name,
+            stream,
+            lines: 0,
+        };
+        let path = match crate::control::answer(self.shared, self.peer, None, request).await {
+            Body::Ok(Reply::Tail { path, .. }) => std::path::PathBuf::from(path),
+            // No file kept (`NONE`, or stderr sent to stdout): supervisord's NO_FILE.
+            Body::Error(e) if e.kind == ErrorKind::BadRequest => {
+                return Err(Code::NoFile.fault(spec));
+            }
+            Body::Error(e) => return Err(fault_of(&e)),
+            Body::Ok(other) => return Err(unexpected(&other)),
+            Body::Event(_) => return Err(Code::Failed.fault("an event where an answer was due")),
+        };
+        let read = tokio::task::spawn_blocking(move || match tail {
+            true => logs::tail(&path, offset, length).map(|(data, offset, overflow)| {
+                Value::Array(vec![
+                    Value::String(String::from_utf8_lossy(&data).into_owned()),
+                    Value::Integer(i32::try_from(offset).unwrap_or(i32::MAX)),
+                    Value::Boolean(overflow),
+                ])
+            }),
+            false => logs::read(&path, offset, length)
+                .map(|data| Value::String(String::from_utf8_lossy(&data).into_owned())),
+        })
+        .await;
+        match read {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(code)) => Err(code.fault(spec)),
+            Err(e) => Err(Code::Failed.fault(format!("reading the log: {e}"))),
+        }
+    }
+}
+
+pub(super) fn strukt<const N: usize>(members: [(&str, Value); N]) -> Value {
+    Value::Struct(
+        members
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect::<BTreeMap<_, _>>(),
+    )
+}
+
+fn strings(items: Vec<String>) -> Value {
+    Value::Array(items.into_iter().map(Value::String).collect())
+}
+
+fn unexpected(reply: &Reply) -> Fault {
+    Code::Failed.fault(format!("unexpected answer from the supervisor: {reply:?}"))
+}
+
+/// Our error as the fault supervisord would give.
+fn fault_of(e: &ErrorBody) -> Fault {
+    let code = match e.kind {
+        ErrorKind::UnknownProgram => Code::BadName,
+        ErrorKind::ShuttingDown => Code::ShutdownState,
+        ErrorKind::BadRequest => Code::BadArguments,
+        _ => Code::Failed,
+    };
+    code.fault(&e.message)
+}
+
+/// The fault code of one action's result; `SUCCESS` for what succeeded.
+fn code_of(result: &ActionResult, start: bool) -> Code {
+    match result.outcome {
+        Outcome::Started | Outcome::Stopped | Outcome::Signalled => Code::Success,
+        Outcome::AlreadyStarted => Code::AlreadyStarted,
+        Outcome::NotRunning => Code::NotRunning,
+        Outcome::Failed if result.message.contains("not running") => Code::NotRunning,
+        Outcome::Failed if result.message.contains("abnormal termination") => {
+            Code::AbnormalTermination
+        }
+        Outcome::Failed if start => Code::SpawnError,
+        Outcome::Failed => Code::Failed,
+    }
+}
+
+/// `startProcess`'s `true`, or the fault of its one result.
+fn single_result(results: Vec<ActionResult>, start: bool) -> Result<Value, Fault> {
+    let Some(result) = results.into_iter().next() else {
+        return Err(Code::Failed.fault("no result"));
+    };
+    match code_of(&result, start) {
+        Code::Success => Ok(Value::Boolean(true)),
+        code => Err(code.fault(detail(&result))),
+    }
+}
+
+/// What an action's message says past `ERROR (...)`.
+fn detail(result: &ActionResult) -> String {
+    let m = result.message.as_str();
+    let inner = m
+        .strip_prefix("ERROR (")
+        .and_then(|m| m.strip_suffix(')'))
+        .unwrap_or(m);
+    format!("{}: {inner}", result.name)
+}
+
+/// The results of a group's or everyone's action, as supervisord's `make_allfunc` gives them.
+fn results_array(config: &Config, results: &[ActionResult], start: bool) -> Value {
+    Value::Array(
+        results
+            .iter()
+            .map(|r| {
+                let group = config
+                    .program(&r.name)
+                    .map_or(r.name.clone(), |p| group_of(p).to_owned());
+                let code = code_of(r, start);
+                let description = match code {
+                    Code::Success => "OK".to_owned(),
+                    _ => code.fault(detail(r)).string().to_owned(),
+                };
+                strukt([
+                    ("name", Value::String(r.name.clone())),
+                    ("group", Value::String(group)),
+                    ("status", Value::Integer(code.number())),
+                    ("description", Value::String(description)),
+                ])
+            })
+            .collect(),
+    )
+}
