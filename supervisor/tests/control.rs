@@ -280,12 +280,12 @@ startsecs = 0
     .unwrap();
     assert_eq!(
         ctl(&sup, &["reread"]).1,
-        "add: available\nedit: changed\ndrop: disappeared\n"
+        "add: available\ndrop: disappeared\nedit: changed\n"
     );
     assert_eq!(pid_of(&sup, "edit"), edit, "reread changes nothing");
     assert_eq!(
         ctl(&sup, &["update"]).1,
-        "drop: removed\nedit: updated\nadd: added\n"
+        "drop: stopped\ndrop: removed process group\nedit: stopped\nedit: updated process group\nadd: added process group\n"
     );
     wait_until("edit back with its new command", || {
         let s = status_json(&sup);

@@ -515,7 +515,11 @@ environment = {{ ROUND = "{round}" }}
         );
         std::fs::write(sup.path("supervisor.toml"), text).unwrap();
         let (code, out, err) = ctl(&sup, &["update"]);
-        assert_eq!((code, out.as_str()), (0, "n: updated\n"), "{err}");
+        assert_eq!(
+            (code, out.as_str()),
+            (0, "n: stopped\nn: updated process group\n"),
+            "{err}"
+        );
         let want = format!("round {round}");
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {

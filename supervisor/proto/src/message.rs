@@ -97,6 +97,17 @@ pub enum Request {
     /// Apply the configuration file: start added programs, stop removed ones, restart changed
     /// ones; unchanged programs keep running untouched.
     Update,
+    /// Add a program, or a group's programs, from the configuration file that the supervisor
+    /// does not have yet (supervisorctl's `add`); they start if `autostart`. Nothing else in
+    /// the file is applied.
+    Add {
+        name: String,
+    },
+    /// Drop a stopped program, or a stopped group's programs, from the supervisor (supervisorctl's
+    /// `remove`), whether the file still has them or not; `add` brings them back.
+    Remove {
+        name: String,
+    },
     /// Subscribe: the answer is `subscribed`, then `event` frames until the client leaves.
     Events,
     Shutdown,
@@ -182,6 +193,8 @@ impl Request {
             | Request::Deploys { names, .. } => Some(names.iter().map(String::as_str).collect()),
             Request::Tail { name, .. }
             | Request::Deploy { name, .. }
+            | Request::Add { name }
+            | Request::Remove { name }
             | Request::Rollback { name } => Some(vec![name.as_str()]),
             Request::Reread
             | Request::Update
@@ -207,6 +220,8 @@ impl Request {
             Request::Tail { .. } => Verb::Tail,
             Request::Reread => Verb::Reread,
             Request::Update => Verb::Update,
+            Request::Add { .. } => Verb::Add,
+            Request::Remove { .. } => Verb::Remove,
             Request::Events => Verb::Events,
             Request::Shutdown => Verb::Shutdown,
             Request::Version => Verb::Version,
@@ -229,6 +244,8 @@ impl Request {
                 | Request::Restart { .. }
                 | Request::Signal { .. }
                 | Request::Update
+                | Request::Add { .. }
+                | Request::Remove { .. }
                 | Request::Shutdown
                 | Request::Deploy { .. }
                 | Request::Rollback { .. }
@@ -290,6 +307,10 @@ pub enum ErrorKind {
     Busy,
     /// A deploy of a commit that is held back (quarantined, or failed just before).
     Refused,
+    /// `add` of what the supervisor already has.
+    AlreadyAdded,
+    /// `remove` of a program that is not stopped.
+    StillRunning,
     Internal,
 }
 

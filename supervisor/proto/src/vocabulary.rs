@@ -160,6 +160,8 @@ vocabulary! {
         Tail = "tail",
         Reread = "reread",
         Update = "update",
+        Add = "add",
+        Remove = "remove",
         Events = "events",
         Shutdown = "shutdown",
         Version = "version",

@@ -120,6 +120,27 @@ pub enum Command {
         #[command(flatten)]
         socket: SocketArg,
     },
+    /// Add programs or groups from the configuration file that the supervisor does not have
+    /// yet (supervisorctl's `add`); nothing else in the file is applied.
+    Add {
+        #[arg(required = true)]
+        names: Vec<String>,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Drop stopped programs or groups from the supervisor (supervisorctl's `remove`).
+    Remove {
+        #[arg(required = true)]
+        names: Vec<String>,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// List the programs of the configuration file: in use (the supervisor has them) or avail
+    /// (`add` would add them), autostart, priority.
+    Avail {
+        #[command(flatten)]
+        socket: SocketArg,
+    },
     /// Print state changes as JSON lines, until interrupted.
     Events {
         #[command(flatten)]

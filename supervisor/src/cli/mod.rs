@@ -261,6 +261,9 @@ async fn run_verb(verb: Command) -> Result<Exit, ClientError> {
         } => actions::act(&socket, Request::Signal { signal, names }).await,
         Command::Reread { socket } => actions::changes(&socket, false).await,
         Command::Update { socket } => actions::changes(&socket, true).await,
+        Command::Add { names, socket } => actions::add_remove(&socket, names, true).await,
+        Command::Remove { names, socket } => actions::add_remove(&socket, names, false).await,
+        Command::Avail { socket } => status::avail(&socket).await,
         Command::Shutdown { socket } => actions::shutdown(&socket).await,
         Command::Version { socket } => actions::version(&socket).await,
         Command::Tail {

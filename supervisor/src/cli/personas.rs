@@ -190,7 +190,12 @@ fn supervisorctl(args: &[OsString]) -> Result<Vec<OsString>, String> {
             _ => break,
         }
     }
-    let rest = &args[i..];
+    // supervisorctl joins its arguments into one command line and splits it again by white
+    // space: `supervisorctl "signal HUP" web` (as Ansible runs it) is `signal HUP web`.
+    let mut rest: Vec<OsString> = Vec::new();
+    for a in &args[i..] {
+        rest.extend(text(a)?.split_whitespace().map(OsString::from));
+    }
     let Some(verb) = rest.first() else {
         return Err("supervisorctl: no interactive mode: give the action on the command line (supervisorctl status)".into());
     };
@@ -198,11 +203,10 @@ fn supervisorctl(args: &[OsString]) -> Result<Vec<OsString>, String> {
     let mut out: Vec<OsString> = vec!["supervisor".into()];
     match verb {
         "status" | "start" | "stop" | "restart" | "signal" | "pid" | "tail" | "reread"
-        | "update" | "shutdown" | "version" => out.push(verb.into()),
-        "avail" => out.push("reread".into()),
+        | "update" | "add" | "remove" | "avail" | "shutdown" | "version" => out.push(verb.into()),
         other => {
             return Err(format!(
-                "supervisorctl: {other}: not an action this supervisor has (status, start, stop, restart, signal, pid, tail, reread, update, shutdown, version)"
+                "supervisorctl: {other}: not an action this supervisor has (status, start, stop, restart, signal, pid, tail, reread, update, add, remove, avail, shutdown, version)"
             ));
         }
     }
@@ -274,6 +278,20 @@ mod tests {
         assert!(t("supervisorctl -s http://127.0.0.1:9001 status").contains("only unix:///path"));
         assert!(t("supervisorctl").contains("no interactive mode"));
         assert!(t("supervisorctl fg web").contains("not an action"));
+        // One argument holding the verb and its signal, as Ansible's module passes them.
+        let ansible = vec![
+            OsString::from("supervisorctl"),
+            OsString::from("-c"),
+            OsString::from("/etc/s.conf"),
+            OsString::from("signal HUP"),
+            OsString::from("web"),
+        ];
+        assert_eq!(
+            words(translate(ansible)),
+            "supervisor signal HUP web -c /etc/s.conf"
+        );
+        assert_eq!(t("supervisorctl add extra"), "supervisor add extra");
+        assert_eq!(t("supervisorctl avail"), "supervisor avail");
         // The binary's own name passes through untouched.
         assert_eq!(t("supervisor status"), "supervisor status");
     }

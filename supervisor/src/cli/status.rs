@@ -1,4 +1,5 @@
-//! `status` and `pid`: what runs, in supervisorctl's words (and `--json`, `--resources`).
+//! `status`, `pid` and `avail`: what runs, in supervisorctl's words (and `--json`,
+//! `--resources`).
 
 use std::io::Write;
 
@@ -7,6 +8,54 @@ use supervisor_proto::{ClientError, ProgramInfo};
 use super::args::SocketArg;
 use super::connect;
 use crate::exit::Exit;
+
+/// `avail`: each program of the configuration file, `in use` when the supervisor has it (or
+/// its group) and `avail` when `add` would add it, as supervisorctl prints them (by name).
+pub async fn avail(socket: &SocketArg) -> Result<Exit, ClientError> {
+    let (_, programs) = connect(socket).await?.status().await?;
+    let file = match crate::config::load(&socket.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!(
+                "avail reads the configuration file, and {} cannot be read: {e}",
+                socket.config.display()
+            );
+            return Ok(Exit::Failed);
+        }
+    };
+    let group = |p: &crate::config::ProgramConfig| p.group.clone().unwrap_or(p.name.to_string());
+    let in_use = |g: &str| {
+        programs
+            .iter()
+            .any(|r| r.group.as_deref().unwrap_or(r.name.as_str()) == g)
+    };
+    let mut rows: Vec<(String, String)> = file
+        .programs
+        .iter()
+        .map(|p| {
+            let g = group(p);
+            let name = match p.group.is_some() {
+                true => format!("{g}:{}", p.name),
+                false => p.name.to_string(),
+            };
+            let inuse = programs.iter().any(|r| r.name == p.name.as_str()) || in_use(&g);
+            let line = format!(
+                "{name:<32} {:<9} {:<9} {}:{}",
+                if inuse { "in use" } else { "avail" },
+                if p.autostart { "auto" } else { "manual" },
+                p.priority,
+                p.priority
+            );
+            (p.name.to_string(), line)
+        })
+        .collect();
+    rows.sort();
+    let mut out = std::io::stdout().lock();
+    for (_, line) in rows {
+        let _ = writeln!(out, "{line}");
+    }
+    Ok(Exit::Ok)
+}
 
 /// `status [NAME...]`: exit 0 when every program shown is RUNNING, 3 when one is not, 4 for
 /// an unknown name.

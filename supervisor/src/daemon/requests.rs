@@ -69,6 +69,8 @@ impl Daemon {
             } => self.tail(&name, stream, lines),
             Request::Reread => self.reread(),
             Request::Update => self.update(),
+            Request::Add { name } => self.add(&name),
+            Request::Remove { name } => self.remove(&name),
             Request::Events | Request::Audit { .. } => Err(error(
                 ErrorKind::Internal,
                 "events and the audit trail are served by the connection, not the daemon",

@@ -1,7 +1,7 @@
 //! `reread` and `update` (and SIGHUP): compare the configuration file with what runs, and apply
 //! the difference. Unchanged programs are not touched; changed ones are stopped and started
 //! with their new configuration; removed ones are stopped and dropped; added ones start if
-//! `autostart`.
+//! `autostart`. `add` and `remove` do it for one program or group, as supervisorctl's do.
 
 use std::time::SystemTime;
 
@@ -58,10 +58,7 @@ impl Daemon {
 
     pub(super) fn update(&mut self) -> Result<Reply, ErrorBody> {
         if self.shutdown.is_some() {
-            return Err(ErrorBody {
-                kind: ErrorKind::ShuttingDown,
-                message: "the supervisor is shutting down".into(),
-            });
+            return Err(shutting_down());
         }
         let new = self.load_new()?;
         let (added, changed, removed) = self.diff(&new);
@@ -125,6 +122,115 @@ impl Daemon {
         })
     }
 
+    /// `add NAME`: the programs of the file named NAME or in group NAME that the supervisor
+    /// does not have, added (and started if `autostart`); the rest of the file is not applied.
+    pub(super) fn add(&mut self, name: &str) -> Result<Reply, ErrorBody> {
+        if self.shutdown.is_some() {
+            return Err(shutting_down());
+        }
+        let new = self.load_new()?;
+        let named: Vec<&crate::config::ProgramConfig> =
+            new.programs.iter().filter(|p| named(p, name)).collect();
+        if named.is_empty() {
+            return Err(ErrorBody {
+                kind: ErrorKind::UnknownProgram,
+                message: format!(
+                    "{name}: ERROR (no such process or group in {})",
+                    new.path.display()
+                ),
+            });
+        }
+        let fresh: Vec<crate::config::ProgramConfig> = named
+            .into_iter()
+            .filter(|p| self.index(p.name.as_str()).is_none())
+            .cloned()
+            .collect();
+        if fresh.is_empty() {
+            return Err(ErrorBody {
+                kind: ErrorKind::AlreadyAdded,
+                message: format!("{name}: ERROR (already added)"),
+            });
+        }
+        let mut added = Vec::new();
+        for cfg in fresh {
+            let program = cfg.name.to_string();
+            match self.add_program(cfg.clone()) {
+                Ok(()) => {
+                    self.config.programs.push(cfg);
+                    added.push(program);
+                }
+                Err(e) => tracing::error!(program = %program, error = %e, "cannot add the program"),
+            }
+        }
+        self.config
+            .programs
+            .sort_by(|a, b| a.priority.cmp(&b.priority).then(a.name.cmp(&b.name)));
+        self.applied(added, Vec::new(), Vec::new())
+    }
+
+    /// `remove NAME`: the program NAME, or group NAME's programs, dropped; each must be
+    /// stopped (STOPPED, EXITED or FATAL).
+    pub(super) fn remove(&mut self, name: &str) -> Result<Reply, ErrorBody> {
+        let idxs: Vec<usize> = (0..self.programs.len())
+            .filter(|&i| named(&self.programs[i].cfg, name))
+            .collect();
+        if idxs.is_empty() {
+            return Err(ErrorBody {
+                kind: ErrorKind::UnknownProgram,
+                message: format!("{name}: ERROR (no such process or group)"),
+            });
+        }
+        if let Some(&live) = idxs.iter().find(|&&i| {
+            let p = &self.programs[i];
+            p.state.is_live() || p.retiring.is_some() || p.pending_start
+        }) {
+            return Err(ErrorBody {
+                kind: ErrorKind::StillRunning,
+                message: format!(
+                    "{name}: ERROR (process/group still running: {} is {})",
+                    self.programs[live].cfg.name,
+                    self.programs[live].state.name()
+                ),
+            });
+        }
+        let mut removed = Vec::new();
+        for &i in idxs.iter().rev() {
+            let p = self.programs.remove(i);
+            removed.push(p.cfg.name.to_string());
+        }
+        removed.reverse();
+        self.config
+            .programs
+            .retain(|p| !removed.iter().any(|r| r == p.name.as_str()));
+        self.applied(Vec::new(), Vec::new(), removed)
+    }
+
+    /// After `add` or `remove`: the order, the published configuration, schedules, the event.
+    fn applied(
+        &mut self,
+        added: Vec<String>,
+        changed: Vec<String>,
+        removed: Vec<String>,
+    ) -> Result<Reply, ErrorBody> {
+        self.published
+            .send_replace(std::sync::Arc::new(self.config.clone()));
+        self.reindex();
+        self.schedule_sync();
+        tracing::info!(added = ?added, removed = ?removed, "programs added or removed");
+        let _ = self.events.send(std::sync::Arc::new(Event::Config {
+            added: added.clone(),
+            changed: changed.clone(),
+            removed: removed.clone(),
+            at_ms: unix_ms(SystemTime::now()),
+        }));
+        Ok(Reply::Changes {
+            added,
+            changed,
+            removed,
+            applied: true,
+        })
+    }
+
     /// SIGHUP: `update`, with the outcome in the log.
     pub(super) fn sighup(&mut self) {
         match self.update() {
@@ -158,4 +264,21 @@ impl Daemon {
             self.reindex();
         }
     }
+}
+
+fn shutting_down() -> ErrorBody {
+    ErrorBody {
+        kind: ErrorKind::ShuttingDown,
+        message: "the supervisor is shutting down".into(),
+    }
+}
+
+/// Whether `name` names the program, or its group (supervisorctl's `add`/`remove` take group
+/// names; a program outside any group is a group of its own name).
+fn named(p: &crate::config::ProgramConfig, name: &str) -> bool {
+    let name = name
+        .strip_suffix(":*")
+        .or(name.strip_suffix(':'))
+        .unwrap_or(name);
+    p.name.as_str() == name || p.group.as_deref() == Some(name)
 }

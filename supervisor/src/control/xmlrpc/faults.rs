@@ -20,6 +20,9 @@ pub enum Code {
     AlreadyStarted = 60,
     NotRunning = 70,
     Success = 80,
+    AlreadyAdded = 90,
+    StillRunning = 91,
+    CantReread = 92,
 }
 
 impl Code {
@@ -38,6 +41,9 @@ impl Code {
             Code::AlreadyStarted => "ALREADY_STARTED",
             Code::NotRunning => "NOT_RUNNING",
             Code::Success => "SUCCESS",
+            Code::AlreadyAdded => "ALREADY_ADDED",
+            Code::StillRunning => "STILL_RUNNING",
+            Code::CantReread => "CANT_REREAD",
         }
     }
 

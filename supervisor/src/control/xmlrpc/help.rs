@@ -42,12 +42,22 @@ pub const METHODS: &[(&str, &[&str], &str)] = &[
     (
         "supervisor.getAllConfigInfo",
         &["array"],
-        "Every configured program's settings, as supervisord names them.",
+        "Every program's settings, as supervisord names them: those the supervisor has (inuse) and those the file has beside them (for addProcessGroup).",
     ),
     (
         "supervisor.reloadConfig",
         &["array"],
         "Read the configuration again: [[added, changed, removed]]; nothing is applied.",
+    ),
+    (
+        "supervisor.addProcessGroup",
+        &["boolean", "string"],
+        "Add a group (or a program) from the configuration file that the supervisor does not have yet.",
+    ),
+    (
+        "supervisor.removeProcessGroup",
+        &["boolean", "string"],
+        "Drop a stopped group (or program) from the supervisor.",
     ),
     (
         "supervisor.getProcessInfo",

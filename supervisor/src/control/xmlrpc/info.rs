@@ -70,7 +70,7 @@ pub fn process_info(config: &Config, info: &ProgramInfo) -> Value {
 }
 
 /// `getAllConfigInfo`'s struct for one program, with supervisord's field names.
-pub fn config_info(p: &ProgramConfig) -> Value {
+pub fn config_info(p: &ProgramConfig, inuse: bool) -> Value {
     let secs =
         |d: std::time::Duration| Value::Integer(i32::try_from(d.as_secs()).unwrap_or(i32::MAX));
     let path = |t: &LogTarget| {
@@ -84,7 +84,7 @@ pub fn config_info(p: &ProgramConfig) -> Value {
     strukt([
         ("name", Value::String(p.name.to_string())),
         ("group", Value::String(group_of(p).to_owned())),
-        ("inuse", Value::Boolean(true)),
+        ("inuse", Value::Boolean(inuse)),
         ("autostart", Value::Boolean(p.autostart)),
         ("command", Value::String(command)),
         (

@@ -157,19 +157,28 @@ async fn call_one(
         }
         "supervisor.reloadConfig" => {
             p.done()?;
-            match ctx.ask(Request::Reread).await? {
-                Reply::Changes {
-                    added,
-                    changed,
-                    removed,
-                    ..
-                } => Value::Array(vec![Value::Array(vec![
-                    strings(added),
-                    strings(changed),
-                    strings(removed),
-                ])]),
-                other => return Err(unexpected(&other)),
-            }
+            // The grant, and the file's errors as CANT_REREAD.
+            ctx.ask(Request::Reread).await?;
+            let file = ctx.read_file().await.ok_or_else(|| {
+                Code::CantReread.fault("the configuration file cannot be read again")
+            })?;
+            let (added, changed, removed) = group_changes(&ctx.config(), &file);
+            Value::Array(vec![Value::Array(vec![
+                strings(added),
+                strings(changed),
+                strings(removed),
+            ])])
+        }
+        "supervisor.addProcessGroup" | "supervisor.removeProcessGroup" => {
+            let add = name == "supervisor.addProcessGroup";
+            let name = p.string()?;
+            p.done()?;
+            let request = match name.as_str() {
+                _ if add => Request::Add { name },
+                _ => Request::Remove { name },
+            };
+            ctx.ask(request).await?;
+            Value::Boolean(true)
         }
         "supervisor.readLog" | "supervisor.readMainLog" => {
             let (_offset, _length) = (p.int()?, p.int()?);
@@ -182,12 +191,20 @@ async fn call_one(
             p.done()?;
             // Behind the `status` grant, as what it tells is what `status` tells and more.
             ctx.status(Vec::new()).await?;
-            let config = ctx.config();
-            let mut infos: Vec<(String, Value)> = config
+            // What runs (`inuse`), and what the file has beside it (`avail`, for `add`).
+            let (running, file) = (ctx.config(), ctx.read_file().await);
+            let mut infos: Vec<(String, Value)> = running
                 .programs
                 .iter()
-                .map(|p| (p.name.to_string(), config_info(p)))
+                .map(|p| (p.name.to_string(), config_info(p, true)))
                 .collect();
+            // A program of a group in use is in use, as supervisord counts it.
+            for p in file.iter().flat_map(|f| f.programs.iter()) {
+                if running.program(p.name.as_str()).is_none() {
+                    let inuse = running.programs.iter().any(|r| group_of(r) == group_of(p));
+                    infos.push((p.name.to_string(), config_info(p, inuse)));
+                }
+            }
             infos.sort_by(|a, b| a.0.cmp(&b.0));
             Value::Array(infos.into_iter().map(|(_, v)| v).collect())
         }
@@ -320,6 +337,16 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn config(&self) -> Arc<Config> {
         self.shared.config.borrow().clone()
+    }
+
+    /// The configuration file as it is now, read off the actor's thread; `None` when it
+    /// cannot be read or has errors.
+    async fn read_file(&self) -> Option<Arc<Config>> {
+        let path = self.config().path.clone();
+        tokio::task::spawn_blocking(move || crate::config::load(&path).ok().map(Arc::new))
+            .await
+            .ok()
+            .flatten()
     }
 
     async fn ask(&self, request: Request) -> Result<Reply, Fault> {
@@ -458,10 +485,47 @@ fn unexpected(reply: &Reply) -> Fault {
     Code::Failed.fault(format!("unexpected answer from the supervisor: {reply:?}"))
 }
 
+/// `reloadConfig`'s answer: groups added, changed and removed between what runs and the file,
+/// as supervisord compares them (a group whose programs differ in number or in any setting is
+/// changed), each in the order of the file or of what runs.
+fn group_changes(running: &Config, file: &Config) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let groups = |c: &Config| {
+        let mut g: Vec<String> = Vec::new();
+        for p in &c.programs {
+            if !g.iter().any(|x| x == group_of(p)) {
+                g.push(group_of(p).to_owned());
+            }
+        }
+        g
+    };
+    let members = |c: &Config, g: &str| -> Vec<crate::config::ProgramConfig> {
+        let mut m: Vec<_> = c
+            .programs
+            .iter()
+            .filter(|p| group_of(p) == g)
+            .cloned()
+            .collect();
+        m.sort_by(|a, b| a.name.cmp(&b.name));
+        m
+    };
+    let (now, then) = (groups(running), groups(file));
+    let added = then.iter().filter(|g| !now.contains(g)).cloned().collect();
+    let removed = now.iter().filter(|g| !then.contains(g)).cloned().collect();
+    let changed = now
+        .iter()
+        .filter(|g| then.contains(g) && members(running, g) != members(file, g))
+        .cloned()
+        .collect();
+    (added, changed, removed)
+}
+
 /// Our error as the fault supervisord would give.
 fn fault_of(e: &ErrorBody) -> Fault {
     let code = match e.kind {
         ErrorKind::UnknownProgram => Code::BadName,
+        ErrorKind::AlreadyAdded => Code::AlreadyAdded,
+        ErrorKind::StillRunning => Code::StillRunning,
+        ErrorKind::BadConfig => Code::CantReread,
         ErrorKind::ShuttingDown => Code::ShutdownState,
         ErrorKind::BadRequest => Code::BadArguments,
         _ => Code::Failed,
