@@ -304,6 +304,70 @@ fn supervisorctl_updates_adds_and_removes_as_against_supervisord() {
     same(&["status"]);
 }
 
+/// `CONF` with supervisord's TCP port on `port`, behind a `{SHA}` password ("123").
+fn with_tcp(port: u16) -> String {
+    CONF.replace(
+        "[supervisorctl]",
+        &format!(
+            "[inet_http_server]\nport=127.0.0.1:{port}\nusername=user\npassword={{SHA}}40bd001563085fc35165329ea1ff5c5ecbdbbeef\n\n[supervisorctl]"
+        ),
+    )
+}
+
+#[test]
+fn supervisorctl_over_tcp_with_basic_auth_as_against_supervisord() {
+    let ports = (testkit::free_port(), testkit::free_port());
+    let ours = Daemon::ours(&with_tcp(ports.0));
+    let theirs = Daemon::supervisord(&with_tcp(ports.1));
+    for d in [&ours, &theirs] {
+        d.wait_status("worker:worker_0", "RUNNING");
+        d.wait_status("worker:worker_1", "RUNNING");
+    }
+    let tcp = |port: u16, password: Option<&str>, args: &[&str]| {
+        let url = format!("http://127.0.0.1:{port}");
+        let mut cmd = Command::new("/usr/bin/supervisorctl");
+        cmd.args(["-s", &url]);
+        if let Some(p) = password {
+            cmd.args(["-u", "user", "-p", p]);
+        }
+        let out = cmd.args(args).stdin(Stdio::null()).output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            normal(&String::from_utf8_lossy(&out.stdout)),
+        )
+    };
+    for (password, args) in [
+        (Some("123"), &["status"][..]),
+        (Some("123"), &["stop", "worker:worker_1"][..]),
+        (Some("123"), &["status", "worker:worker_1"][..]),
+        (Some("12"), &["status"][..]),
+        (None, &["status"][..]),
+        (None, &["stop", "worker:worker_0"][..]),
+    ] {
+        assert_eq!(
+            tcp(ports.0, password, args),
+            tcp(ports.1, password, args),
+            "{password:?} {args:?}: ours (left), supervisord's (right)"
+        );
+    }
+    // Refused clients changed nothing; the one let in is in the audit trail by address.
+    assert_eq!(ours.ctl(&["status", "worker:worker_0"]).0, 0);
+    let audit = Command::new(BIN)
+        .args(["audit", "--json", "-s"])
+        .arg(ours.socket())
+        .output()
+        .unwrap();
+    let records: Vec<serde_json::Value> = serde_json::from_slice(&audit.stdout).unwrap();
+    let stop = records.iter().find(|r| r["verb"] == "stop").unwrap();
+    assert!(
+        stop["process"]
+            .as_str()
+            .unwrap()
+            .starts_with("http 127.0.0.1:"),
+        "{stop}"
+    );
+}
+
 #[test]
 fn monitors_calls_are_answered_as_supervisord_answers_them() {
     let ours = Daemon::ours(CONF);

@@ -161,7 +161,7 @@ fn supervisorctl(args: &[OsString]) -> Result<Vec<OsString>, String> {
                 None if v.starts_with('/') => v,
                 None => {
                     return Err(format!(
-                        "supervisorctl: -s {v}: only unix:///path sockets (there is no HTTP control port; use the socket, or statusd for status over HTTP)"
+                        "supervisorctl: -s {v}: only unix:///path sockets (this supervisorctl speaks to the control socket; the HTTP port of [control.http] is for supervisord's own supervisorctl and other XML-RPC clients)"
                     ));
                 }
             };

@@ -90,6 +90,20 @@ pub struct ControlSection {
     /// Verb → who is granted it (`[control.allow] status = ["statusd", "hookd"]`,
     /// `deploy = ["hookd:bot"]`).
     pub allow: std::collections::BTreeMap<supervisor_proto::Verb, Vec<Grant>>,
+    /// `[control.http]`: supervisord's XML-RPC on a TCP port too (its `[inet_http_server]`).
+    pub http: Option<HttpControl>,
+}
+
+/// supervisord's XML-RPC on TCP, with its basic authentication.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpControl {
+    pub listen: std::net::SocketAddr,
+    /// `username` and `password`: the password as written, plain or supervisord's `{SHA}`
+    /// and the hex of its SHA-1. `None` only on a loopback address.
+    pub credentials: Option<(String, String)>,
+    /// Whose grants a client gets once it is let in (`user`): by default the supervisor's
+    /// own, every verb, as supervisord's port gives.
+    pub uid: Option<u32>,
 }
 
 /// One entry of `[control.allow]`: a uid, and the programs it may name (None: any).

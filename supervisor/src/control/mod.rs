@@ -143,7 +143,7 @@ pub async fn serve(listener: UnixListener, shared: Shared) {
                     };
                     let peer = Peer::new(uid, pid);
                     let ended = match speaks_http(&stream).await {
-                        true => xmlrpc::connection(stream, peer, shared)
+                        true => xmlrpc::connection(stream, peer, shared, None)
                             .await
                             .map_err(|e| e.to_string()),
                         false => connection(stream, peer, shared)
@@ -163,6 +163,48 @@ pub async fn serve(listener: UnixListener, shared: Shared) {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
+    }
+}
+
+/// TCP connections to `[control.http]` open at once; past this a client is closed at once.
+const MAX_HTTP_CONNECTIONS: usize = 64;
+
+/// supervisord's XML-RPC on TCP (`[control.http]`), with its basic authentication: each client
+/// gets the grants of `uid`, and its address in the audit trail.
+pub async fn serve_http(
+    listener: tokio::net::TcpListener,
+    shared: Shared,
+    credentials: Option<xmlrpc::auth::Credentials>,
+    uid: u32,
+) {
+    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let credentials = Arc::new(credentials);
+    loop {
+        let (stream, addr) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "accepting an XML-RPC connection failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if open.fetch_add(1, std::sync::atomic::Ordering::AcqRel) >= MAX_HTTP_CONNECTIONS {
+            open.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+            tracing::warn!(%addr, "XML-RPC connection refused: {MAX_HTTP_CONNECTIONS} open");
+            continue;
+        }
+        let (shared, credentials, open) = (shared.clone(), credentials.clone(), open.clone());
+        tokio::spawn(async move {
+            let peer = Peer {
+                uid,
+                process: Some(format!("http {addr}")),
+            };
+            if let Err(e) = xmlrpc::connection(stream, peer, shared, (*credentials).as_ref()).await
+            {
+                tracing::debug!(error = %e, "XML-RPC connection ended");
+            }
+            open.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        });
     }
 }
 

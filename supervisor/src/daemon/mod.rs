@@ -81,6 +81,22 @@ pub async fn run(
     let sup = &config.supervisor;
     let group = sup.socket_group.as_ref().map(|g| g.1);
     let (listener, _lock) = control::socket::bind(&sup.socket, sup.socket_mode, group)?;
+    // supervisord's TCP port, when asked for: as supervisord, the supervisor does not start
+    // without it.
+    let http = match &config.control.http {
+        Some(h) => Some((
+            std::net::TcpListener::bind(h.listen)
+                .and_then(|l| {
+                    l.set_nonblocking(true)?;
+                    tokio::net::TcpListener::from_std(l)
+                })
+                .with_context(|| {
+                    format!("cannot listen on {} ([control.http] listen)", h.listen)
+                })?,
+            h.clone(),
+        )),
+        None => None,
+    };
     let files_group = sup.files_group.as_ref().map(|g| g.1);
     for dir in [&sup.logdir, &sup.deploydir] {
         if let Err(message) = dirs::private(dir, files_group) {
@@ -106,16 +122,22 @@ pub async fn run(
     let published = watch::channel(std::sync::Arc::new(config.clone())).0;
     let audit = control::AuditLog::start(sup.logdir.join("audit.jsonl"))
         .context("starting the audit trail's writer")?;
-    let server = tokio::spawn(control::serve(
-        listener,
-        control::Shared {
-            requests: requests_tx,
-            events: events.clone(),
-            acl: acl.subscribe(),
-            config: published.subscribe(),
-            audit,
-        },
-    ));
+    let shared = control::Shared {
+        requests: requests_tx,
+        events: events.clone(),
+        acl: acl.subscribe(),
+        config: published.subscribe(),
+        audit,
+    };
+    let http_server = http.map(|(listener, h)| {
+        tracing::info!(address = %h.listen, authenticated = h.credentials.is_some(), "XML-RPC on TCP");
+        let credentials = h.credentials.map(|(username, password)| {
+            control::xmlrpc::auth::Credentials { username, password }
+        });
+        let uid = h.uid.unwrap_or(nix::unistd::geteuid().as_raw());
+        tokio::spawn(control::serve_http(listener, shared.clone(), credentials, uid))
+    });
+    let server = tokio::spawn(control::serve(listener, shared));
     let socket = config.supervisor.socket.clone();
     let (reports_tx, mut reports) = mpsc::channel(REPORT_QUEUE);
     let (listeners, mut listener_output) = listeners::Listeners::new();
@@ -169,6 +191,9 @@ pub async fn run(
     }
     daemon.flush_fatal_alerts();
     server.abort();
+    if let Some(http_server) = http_server {
+        http_server.abort();
+    }
     drop(requests);
     let _ = std::fs::remove_file(&socket);
     Ok(daemon.finish(echo_done).await)

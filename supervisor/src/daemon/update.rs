@@ -66,9 +66,10 @@ impl Daemon {
             || new.supervisor.socket_mode != self.config.supervisor.socket_mode
             || new.supervisor.socket_group != self.config.supervisor.socket_group
             || new.supervisor.files_group != self.config.supervisor.files_group
+            || new.control.http != self.config.control.http
         {
             tracing::warn!(
-                "the control socket's or the files' settings changed; they apply when the supervisor restarts"
+                "the control socket's, its TCP port's or the files' settings changed; they apply when the supervisor restarts"
             );
         }
         self.acl

@@ -222,6 +222,7 @@ pub fn import(path: &Path) -> Result<Imported, ImportError> {
     let mut rlimits: Vec<String> = Vec::new();
     let mut rlimit_notes: Vec<String> = Vec::new();
     let mut sup: Vec<String> = Vec::new();
+    let mut http: Vec<String> = Vec::new();
     let mut programs = Vec::new();
     for s in &sections {
         let (kind, name) = s.name.split_once(':').unwrap_or((s.name.as_str(), ""));
@@ -291,12 +292,57 @@ pub fn import(path: &Path) -> Result<Imported, ImportError> {
                     }
                 }
             }
-            "inet_http_server" => finding(
-                s,
-                None,
-                Severity::Unsupported,
-                "no TCP control port: use the Unix socket (over ssh if remote), or statusd for status over HTTP",
-            ),
+            // supervisord's XML-RPC on TCP: ours serves it too (`[control.http]`), but never
+            // without a password beyond this machine.
+            "inet_http_server" => {
+                let mut port = None;
+                for o in &s.options {
+                    match o.key.as_str() {
+                        "port" => {
+                            let v = expand_here(s, o, &host)?;
+                            let Some(addr) = crate::config::parse::listen_address(&v) else {
+                                return Err(invalid(
+                                    s,
+                                    Some(o),
+                                    format!("{v:?} is not HOST:PORT (127.0.0.1:9001, *:9001)"),
+                                ));
+                            };
+                            port = Some((o, addr));
+                        }
+                        "username" | "password" => {
+                            let v = expand_here(s, o, &host)?;
+                            http.push(format!("{} = {}", o.key, quote(&v)));
+                        }
+                        _ => finding(s, Some(o), Severity::Unsupported, "unknown option"),
+                    }
+                }
+                let secured = http.len() == 2;
+                match port {
+                    Some((_, addr)) if secured || addr.ip().is_loopback() => {
+                        http.insert(
+                            0,
+                            format!(
+                                "listen = {}  # from [inet_http_server] port",
+                                quote(&addr.to_string())
+                            ),
+                        );
+                    }
+                    Some((o, addr)) => {
+                        let local = std::net::SocketAddr::new(
+                            std::net::Ipv4Addr::LOCALHOST.into(),
+                            addr.port(),
+                        );
+                        http.insert(0, format!("listen = {}  # [inet_http_server] port = {}: no password, so this machine only", quote(&local.to_string()), o.value.trim()));
+                        finding(
+                            s,
+                            Some(o),
+                            Severity::Unsupported,
+                            "without a username and password the port is served on 127.0.0.1 only; set both to reach it from elsewhere",
+                        );
+                    }
+                    None => http.clear(),
+                }
+            }
             "supervisorctl" => finding(
                 s,
                 None,
@@ -314,14 +360,14 @@ pub fn import(path: &Path) -> Result<Imported, ImportError> {
                     s,
                     None,
                     Severity::Ignored,
-                    "supervisorctl (this binary, called so) uses the control socket; no XML-RPC needed",
+                    "supervisord's XML-RPC interface is always served on the control socket",
                 )
             }
             "rpcinterface" => finding(
                 s,
                 None,
                 Severity::Unsupported,
-                "no XML-RPC plugins: the control protocol is JSON over the Unix socket (docs/PROTOCOL.md)",
+                "no XML-RPC plugins: only supervisord's own interface is served (docs/PROTOCOL.md)",
             ),
             "eventlistener" => programs.push(s),
             "fcgi-program" => finding(
@@ -379,6 +425,13 @@ pub fn import(path: &Path) -> Result<Imported, ImportError> {
     if !sup.is_empty() {
         out.push_str("\n[supervisor]\n");
         for line in &sup {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    if !http.is_empty() {
+        out.push_str("\n[control.http]\n");
+        for line in &http {
             out.push_str(line);
             out.push('\n');
         }

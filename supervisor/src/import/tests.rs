@@ -150,7 +150,7 @@ fn everything_unsupported_is_reported_with_its_line() {
         [
             "2 [supervisord] nodaemon ignored",
             "4 [supervisord] user unsupported",
-            "6 [inet_http_server] unsupported",
+            "7 [inet_http_server] port unsupported",
             "12 [unix_http_server] password unsupported",
             "13 [rpcinterface:supervisor] unsupported",
             "15 [eventlistener:m] unsupported",
@@ -163,6 +163,12 @@ fn everything_unsupported_is_reported_with_its_line() {
     assert!(out.toml.contains(
         "[supervisor]\nlogdir = \"/var/log/sv\"  # from [supervisord] childlogdir\nsocket = \"/run/sv.sock\"  # from [unix_http_server] file\nsocket_mode = \"0770\"\nsocket_group = \"app\"\n"
     ), "{}", out.toml);
+    // supervisord's TCP port without a password: served, on this machine only.
+    assert!(
+        out.toml.contains("[control.http]\nlisten = \"127.0.0.1:9001\"  # [inet_http_server] port = 9001: no password, so this machine only\n"),
+        "{}",
+        out.toml
+    );
 }
 
 #[test]

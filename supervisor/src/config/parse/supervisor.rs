@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use toml::de::{DeTable, DeValue};
 
-use crate::config::{ControlSection, Grant, ProgramConfig, SupervisorSection};
+use crate::config::{ControlSection, Grant, HttpControl, ProgramConfig, SupervisorSection};
 
 use super::accounts::{resolve_group, resolve_user};
 use super::values::{Env, Value, Walker, raw, suggest};
@@ -120,8 +120,12 @@ impl Walker<'_> {
         for (k, value) in t.iter() {
             let name = k.get_ref().as_ref();
             let path = format!("control.{name}");
+            if name == "http" {
+                c.http = self.control_http(value, env);
+                continue;
+            }
             if name != "allow" {
-                self.unknown_key(k, &path, &["allow"]);
+                self.unknown_key(k, &path, &["allow", "http"]);
                 continue;
             }
             let Some(allow) = self.table(value, &path) else {
@@ -186,6 +190,83 @@ impl Walker<'_> {
         c
     }
 
+    /// `[control.http]`: `listen` (`HOST:PORT`, `*:PORT` for every address), `username` and
+    /// `password` (required unless `listen` is a loopback address), `user` (whose grants).
+    fn control_http(&mut self, v: &Value<'_>, env: &Env<'_>) -> Option<HttpControl> {
+        const KEYS: &[&str] = &["listen", "username", "password", "user"];
+        let t = self.table(v, "control.http")?;
+        let (mut listen, mut username, mut password, mut uid) = (None, None, None, None);
+        for (k, value) in t.iter() {
+            let name = k.get_ref().as_ref();
+            let path = format!("control.http.{name}");
+            match name {
+                "listen" => {
+                    if let Some(text) = self.string(value, &path, env) {
+                        match listen_address(&text) {
+                            Some(addr) => listen = Some(addr),
+                            None => self.error(
+                                value.span(),
+                                &path,
+                                format!(
+                                    "{text:?} is not HOST:PORT (\"127.0.0.1:9001\", \"*:9001\" for every address)"
+                                ),
+                            ),
+                        }
+                    }
+                }
+                "username" => username = self.string(value, &path, env),
+                "password" => password = self.string(value, &path, env),
+                "user" => {
+                    if let Some(user) = self.string(value, &path, env) {
+                        match resolve_user(&user) {
+                            Ok(u) => uid = Some(u.uid),
+                            Err(message) => self.error(value.span(), &path, message),
+                        }
+                    }
+                }
+                _ => self.unknown_key(k, &path, KEYS),
+            }
+        }
+        let Some(listen) = listen else {
+            // An unreadable one is said where it stands.
+            if !t.iter().any(|(k, _)| k.get_ref().as_ref() == "listen") {
+                self.error(
+                    v.span(),
+                    "control.http",
+                    "no `listen` address (\"127.0.0.1:9001\")".to_owned(),
+                );
+            }
+            return None;
+        };
+        let credentials = match (username, password) {
+            (Some(u), Some(p)) => Some((u, p)),
+            (None, None) if listen.ip().is_loopback() => None,
+            (None, None) => {
+                self.error(
+                    v.span(),
+                    "control.http",
+                    format!(
+                        "{listen} is reachable from other machines: set `username` and `password` (or listen on 127.0.0.1)"
+                    ),
+                );
+                return None;
+            }
+            _ => {
+                self.error(
+                    v.span(),
+                    "control.http",
+                    "`username` and `password` go together".to_owned(),
+                );
+                return None;
+            }
+        };
+        Some(HttpControl {
+            listen,
+            credentials,
+            uid,
+        })
+    }
+
     /// A file mode: an integer (`0o660` in TOML) or an octal string (`"0660"`).
     pub(super) fn mode(&mut self, v: &Value<'_>, path: &str) -> Option<u32> {
         let parsed = match v.get_ref() {
@@ -211,4 +292,27 @@ impl Walker<'_> {
             }
         }
     }
+}
+
+/// `HOST:PORT` with an IP address, `localhost:PORT`, or `*:PORT`, `:PORT` or `PORT` for every
+/// IPv4 address, as supervisord's `[inet_http_server] port` is written. No name is looked up.
+pub fn listen_address(text: &str) -> Option<std::net::SocketAddr> {
+    let text = text.trim();
+    if let Ok(addr) = text.parse() {
+        return Some(addr);
+    }
+    if let Ok(port) = text.parse::<u16>() {
+        return Some(std::net::SocketAddr::new(
+            std::net::Ipv4Addr::UNSPECIFIED.into(),
+            port,
+        ));
+    }
+    let (host, port) = text.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    let ip: std::net::IpAddr = match host {
+        "" | "*" => std::net::Ipv4Addr::UNSPECIFIED.into(),
+        "localhost" => std::net::Ipv4Addr::LOCALHOST.into(),
+        other => other.trim_matches(['[', ']']).parse().ok()?,
+    };
+    Some(std::net::SocketAddr::new(ip, port))
 }

@@ -591,3 +591,41 @@ fn a_step_program_path_is_relative_to_the_repository() {
     assert_eq!(steps[1][0], "python3", "a bare name is looked up in PATH");
     assert_eq!(steps[2][0], "/usr/bin/make");
 }
+
+#[test]
+fn a_tcp_port_needs_credentials_beyond_loopback() {
+    let c = ok(
+        "[control.http]\nlisten = \"*:9001\"\nusername = \"u\"\npassword = \"{SHA}40bd001563085fc35165329ea1ff5c5ecbdbbeef\"\n",
+    );
+    let http = c.control.http.unwrap();
+    assert_eq!(http.listen, "0.0.0.0:9001".parse().unwrap());
+    assert_eq!(
+        http.credentials,
+        Some((
+            "u".into(),
+            "{SHA}40bd001563085fc35165329ea1ff5c5ecbdbbeef".into()
+        ))
+    );
+    assert_eq!(http.uid, None);
+    let local = ok("[control.http]\nlisten = \"localhost:9001\"\n");
+    assert_eq!(
+        local.control.http.unwrap().listen,
+        "127.0.0.1:9001".parse().unwrap()
+    );
+    assert_eq!(
+        errors("[control.http]\nlisten = \"0.0.0.0:9001\"\n"),
+        [
+            "conf/supervisor.toml:1: control.http: 0.0.0.0:9001 is reachable from other machines: set `username` and `password` (or listen on 127.0.0.1)"
+        ]
+    );
+    assert_eq!(
+        errors("[control.http]\nlisten = \"127.0.0.1:9001\"\nusername = \"u\"\n"),
+        ["conf/supervisor.toml:1: control.http: `username` and `password` go together"]
+    );
+    assert_eq!(
+        errors("[control.http]\nlisten = \"nine\"\n"),
+        [
+            "conf/supervisor.toml:2: control.http.listen: \"nine\" is not HOST:PORT (\"127.0.0.1:9001\", \"*:9001\" for every address)"
+        ]
+    );
+}

@@ -12,10 +12,12 @@
 //! - [`methods`]: the methods, and how each maps to a control request.
 //! - [`help`]: the methods' list, signatures and help.
 //! - [`names`]: supervisord's namespecs (`group:name`, `group:*`).
+//! - [`auth`]: basic authentication, for the TCP port.
 //! - [`faults`]: supervisord's fault codes.
 //! - [`info`]: the process and configuration structs, as supervisord fills them.
 //! - [`logs`]: byte-offset log reads as supervisord's `readFile`/`tailFile` do them.
 
+pub mod auth;
 pub mod faults;
 pub mod help;
 pub mod info;
@@ -47,13 +49,21 @@ struct Head {
     close: bool,
     length: Option<usize>,
     chunked: bool,
+    /// The `Authorization` header, as sent.
+    authorization: Option<String>,
     /// Bytes of the body already read past the head.
     consumed: usize,
 }
 
 /// Serves HTTP requests on one connection until the client closes it, goes idle, or sends
-/// something that is not HTTP/1.x.
-pub async fn connection<S>(mut stream: S, peer: Peer, shared: Shared) -> std::io::Result<()>
+/// something that is not HTTP/1.x. With `auth` (the TCP port), every request must carry the
+/// credentials; the Unix socket knows its peer by uid instead.
+pub async fn connection<S>(
+    mut stream: S,
+    peer: Peer,
+    shared: Shared,
+    auth: Option<&auth::Credentials>,
+) -> std::io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -67,6 +77,21 @@ where
                 return Ok(());
             }
         };
+        if auth.is_some_and(|a| !a.admit(head.authorization.as_deref())) {
+            tracing::warn!(peer = ?peer.process, "XML-RPC request without valid credentials");
+            let status = (401, "Unauthorized");
+            let extra = "WWW-Authenticate: Basic realm=\"default\"\r\n";
+            respond_with(
+                &mut stream,
+                status,
+                "text/plain",
+                b"Unauthorized",
+                true,
+                extra,
+            )
+            .await?;
+            return Ok(());
+        }
         if head.chunked {
             let status = (411, "Length Required");
             respond(&mut stream, status, "text/plain", b"Length Required", true).await?;
@@ -200,6 +225,11 @@ fn head_of(
         close,
         length,
         chunked: header("transfer-encoding").is_some_and(|t| t.contains("chunked")),
+        authorization: request
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("authorization"))
+            .map(|h| String::from_utf8_lossy(h.value).trim().to_owned()),
         consumed,
     })
 }
@@ -207,7 +237,7 @@ fn head_of(
 /// Writes one response within [`DEADLINE`].
 async fn respond<S>(
     stream: &mut S,
-    (code, reason): (u16, &str),
+    status: (u16, &str),
     content_type: &str,
     body: &[u8],
     close: bool,
@@ -215,9 +245,24 @@ async fn respond<S>(
 where
     S: AsyncWrite + Unpin,
 {
+    respond_with(stream, status, content_type, body, close, "").await
+}
+
+/// [`respond`], with `extra` header lines (each ended by CRLF).
+async fn respond_with<S>(
+    stream: &mut S,
+    (code, reason): (u16, &str),
+    content_type: &str,
+    body: &[u8],
+    close: bool,
+    extra: &str,
+) -> std::io::Result<()>
+where
+    S: AsyncWrite + Unpin,
+{
     let connection = if close { "close" } else { "keep-alive" };
     let head = format!(
-        "HTTP/1.1 {code} {reason}\r\nServer: supervisor/{}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: {connection}\r\n\r\n",
+        "HTTP/1.1 {code} {reason}\r\nServer: supervisor/{}\r\n{extra}Content-Type: {content_type}\r\nContent-Length: {}\r\nConnection: {connection}\r\n\r\n",
         env!("CARGO_PKG_VERSION"),
         body.len()
     );
