@@ -6,7 +6,8 @@ use supervisor_proto::{ProgramInfo, ProgramState, Stream};
 
 use super::methods::strukt;
 use super::names::group_of;
-use crate::config::{Config, LogTarget, ProgramConfig};
+use super::write::{Field, struct_into};
+use crate::config::{LogTarget, ProgramConfig};
 
 /// supervisord's state codes (`supervisor.states.ProcessStates`).
 pub fn state_code(state: ProgramState) -> i32 {
@@ -21,9 +22,14 @@ pub fn state_code(state: ProgramState) -> i32 {
     }
 }
 
-/// `getProcessInfo`'s struct, with supervisord's field names.
-pub fn process_info(config: &Config, info: &ProgramInfo) -> Value {
-    let now = (crate::status::unix_ms(std::time::SystemTime::now()) / 1000) as i64;
+/// `getProcessInfo`'s struct, with supervisord's field names, written into `out`; `cfg` is
+/// the program's configuration (its log files), `now` Unix seconds.
+pub fn process_info_into(
+    out: &mut String,
+    cfg: Option<&ProgramConfig>,
+    info: &ProgramInfo,
+    now: i64,
+) {
     let since = (info.since_ms / 1000) as i64;
     let (start, stop) = match (info.uptime_secs, info.spawns) {
         (Some(up), _) => (now - up as i64, 0),
@@ -32,41 +38,44 @@ pub fn process_info(config: &Config, info: &ProgramInfo) -> Value {
         (None, _) => (since, since),
     };
     let log = |stream: Stream| {
-        config
-            .program(&info.name)
-            .and_then(|p| match stream {
-                Stream::Stdout => p.stdout.path.clone(),
-                Stream::Stderr if p.redirect_stderr => None,
-                Stream::Stderr => p.stderr.path.clone(),
-            })
-            .map(|p| p.display().to_string())
-            .unwrap_or_default()
+        cfg.and_then(|p| match stream {
+            Stream::Stdout => p.stdout.path.as_ref(),
+            Stream::Stderr if p.redirect_stderr => None,
+            Stream::Stderr => p.stderr.path.as_ref(),
+        })
+        .map(|p| p.to_string_lossy())
+        .unwrap_or_default()
     };
-    let group = info.group.clone().unwrap_or_else(|| info.name.clone());
     let spawnerr = match info.state {
-        ProgramState::Backoff | ProgramState::Fatal => info.description.clone(),
-        _ => String::new(),
+        ProgramState::Backoff | ProgramState::Fatal => info.description.as_str(),
+        _ => "",
     };
-    let int = |n: i64| Value::Integer(i32::try_from(n).unwrap_or(i32::MAX));
-    strukt([
-        ("name", Value::String(info.name.clone())),
-        ("group", Value::String(group)),
-        ("description", Value::String(info.description.clone())),
-        ("start", int(start)),
-        ("stop", int(stop)),
-        ("now", int(now)),
-        ("state", Value::Integer(state_code(info.state))),
-        ("statename", Value::String(info.state.as_str().to_owned())),
-        ("spawnerr", Value::String(spawnerr)),
-        (
-            "exitstatus",
-            Value::Integer(info.last_exit_code.unwrap_or(0)),
-        ),
-        ("logfile", Value::String(log(Stream::Stdout))),
-        ("stdout_logfile", Value::String(log(Stream::Stdout))),
-        ("stderr_logfile", Value::String(log(Stream::Stderr))),
-        ("pid", Value::Integer(info.pid.map_or(0, |p| p as i32))),
-    ])
+    let (stdout, stderr) = (log(Stream::Stdout), log(Stream::Stderr));
+    struct_into(
+        out,
+        &[
+            ("name", Field::Str(&info.name)),
+            (
+                "group",
+                Field::Str(info.group.as_deref().unwrap_or(&info.name)),
+            ),
+            ("description", Field::Str(&info.description)),
+            ("start", Field::Int(start)),
+            ("stop", Field::Int(stop)),
+            ("now", Field::Int(now)),
+            ("state", Field::Int(i64::from(state_code(info.state)))),
+            ("statename", Field::Str(info.state.as_str())),
+            ("spawnerr", Field::Str(spawnerr)),
+            (
+                "exitstatus",
+                Field::Int(i64::from(info.last_exit_code.unwrap_or(0))),
+            ),
+            ("logfile", Field::Str(&stdout)),
+            ("stdout_logfile", Field::Str(&stdout)),
+            ("stderr_logfile", Field::Str(&stderr)),
+            ("pid", Field::Int(i64::from(info.pid.unwrap_or(0)))),
+        ],
+    );
 }
 
 /// `getAllConfigInfo`'s struct for one program, with supervisord's field names.

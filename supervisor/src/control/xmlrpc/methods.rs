@@ -6,16 +6,17 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use dxr::{Fault, MethodCall, MethodResponse, Value};
+use dxr::{Fault, MethodCall, Value};
 use supervisor_proto::{
     ActionResult, Body, ErrorBody, ErrorKind, Outcome, ProgramInfo, Reply, Request, Stream,
 };
 
 use super::faults::Code;
 use super::help::METHODS;
-use super::info::{config_info, process_info};
+use super::info::{config_info, process_info_into};
 use super::logs;
 use super::names::{group_of, members, one_program, running, split};
+use super::write::Answer;
 use crate::config::Config;
 use crate::control::Shared;
 use crate::control::audit::Peer;
@@ -36,17 +37,13 @@ pub async fn handle(shared: &Shared, peer: &Peer, body: &[u8]) -> String {
         Some(call) if call.name == "system.multicall" => multicall(shared, peer, call.params).await,
         Some(call) => call_one(shared, peer, &call.name, call.params).await,
     };
-    let xml = match result {
-        Ok(value) => MethodResponse { value }.to_xml(),
-        Err(fault) => dxr::FaultResponse { fault }.to_xml(),
-    };
-    xml.unwrap_or_else(|e| {
-        let fault = Code::Failed.fault(format!("the reply cannot be written as XML-RPC: {e}"));
-        dxr::FaultResponse { fault }.to_xml().unwrap_or_default()
-    })
+    match result {
+        Ok(value) => super::write::response(&value),
+        Err(fault) => super::write::fault(&fault),
+    }
 }
 
-async fn multicall(shared: &Shared, peer: &Peer, params: Vec<Value>) -> Result<Value, Fault> {
+async fn multicall(shared: &Shared, peer: &Peer, params: Vec<Value>) -> Result<Answer, Fault> {
     let calls = dxr::multicall::from_multicall_params(params)
         .map_err(|e| Code::IncorrectParameters.fault(e.to_string()))?;
     let mut results = Vec::with_capacity(calls.len());
@@ -58,7 +55,7 @@ async fn multicall(shared: &Shared, peer: &Peer, params: Vec<Value>) -> Result<V
             Ok((name, params)) => call_one(shared, peer, &name, params).await,
         });
     }
-    Ok(dxr::multicall::into_multicall_response(results))
+    Ok(super::write::multicall(&results))
 }
 
 /// The parameters of a call, taken in order.
@@ -116,7 +113,7 @@ async fn call_one(
     peer: &Peer,
     name: &str,
     params: Vec<Value>,
-) -> Result<Value, Fault> {
+) -> Result<Answer, Fault> {
     let mut p = Params {
         values: params.into_iter(),
     };
@@ -215,13 +212,28 @@ async fn call_one(
             let names = one_program(&config, &spec)?;
             let (_, programs) = ctx.status(names).await?;
             let info = programs.first().ok_or_else(|| Code::BadName.fault(&spec))?;
-            process_info(&config, info)
+            let mut xml = String::with_capacity(1024);
+            process_info_into(&mut xml, config.program(&info.name), info, unix_now());
+            return Ok(Answer::Xml(xml));
         }
         "supervisor.getAllProcessInfo" => {
             p.done()?;
             let config = ctx.config();
             let (_, programs) = ctx.status(Vec::new()).await?;
-            Value::Array(programs.iter().map(|i| process_info(&config, i)).collect())
+            // One look-up each, not a search of the list per program.
+            let by_name: std::collections::HashMap<&str, &crate::config::ProgramConfig> = config
+                .programs
+                .iter()
+                .map(|p| (p.name.as_str(), p))
+                .collect();
+            let now = unix_now();
+            let mut xml = String::with_capacity(1100 * programs.len() + 64);
+            xml.push_str("<value><array><data>");
+            for i in &programs {
+                process_info_into(&mut xml, by_name.get(i.name.as_str()).copied(), i, now);
+            }
+            xml.push_str("</data></array></value>");
+            return Ok(Answer::Xml(xml));
         }
         "supervisor.startProcess" | "supervisor.stopProcess" => {
             let spec = p.string()?;
@@ -325,7 +337,7 @@ async fn call_one(
         }
         _ => return Err(Code::UnknownMethod.fault("")),
     };
-    Ok(value)
+    Ok(Answer::Value(value))
 }
 
 /// Who asks, and where requests go.
@@ -479,6 +491,11 @@ pub(super) fn strukt<const N: usize>(members: [(&str, Value); N]) -> Value {
 
 fn strings(items: Vec<String>) -> Value {
     Value::Array(items.into_iter().map(Value::String).collect())
+}
+
+/// Unix seconds now.
+fn unix_now() -> i64 {
+    (crate::status::unix_ms(std::time::SystemTime::now()) / 1000) as i64
 }
 
 fn unexpected(reply: &Reply) -> Fault {

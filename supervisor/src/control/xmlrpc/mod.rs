@@ -12,6 +12,7 @@
 //! - [`methods`]: the methods, and how each maps to a control request.
 //! - [`help`]: the methods' list, signatures and help.
 //! - [`names`]: supervisord's namespecs (`group:name`, `group:*`).
+//! - [`write`]: answers written as XML-RPC text.
 //! - [`auth`]: basic authentication, for the TCP port.
 //! - [`faults`]: supervisord's fault codes.
 //! - [`info`]: the process and configuration structs, as supervisord fills them.
@@ -24,6 +25,7 @@ pub mod info;
 pub mod logs;
 pub mod methods;
 pub mod names;
+pub mod write;
 
 use std::time::Duration;
 
