@@ -200,7 +200,47 @@ fn supervisorctl_reads_and_drives_ours_as_it_does_supervisord() {
         });
     }
     same(&["tail", "web"]);
+    // clear: the file is emptied (and the writer goes on from its start).
+    same(&["clear", "web"]);
+    assert_eq!(
+        std::fs::metadata(ours.root().join("logs/web.log"))
+            .unwrap()
+            .len(),
+        0
+    );
+    same(&["tail", "web"]);
+    same(&["clear", "nope"]);
+    same(&["clear", "all"]);
+    same(&["signal", "USR1", "web"]);
+    for d in [&ours, &theirs] {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let tail = d.ctl(&["tail", "web"]).1;
+            if tail.trim_end() == "usr1" {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "web's next line, at the start of its file: {tail:?} in {}",
+                d.root().display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
     same(&["avail"]);
+    // Our own client's clear, the same verb over our protocol.
+    let out = Command::new(BIN)
+        .args(["clear", "web", "-s"])
+        .arg(ours.socket())
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "web: cleared\n");
+    assert_eq!(
+        std::fs::metadata(ours.root().join("logs/web.log"))
+            .unwrap()
+            .len(),
+        0
+    );
     same(&["pid", "web"]);
     same(&["restart", "web"]);
     same(&["stop", "all"]);

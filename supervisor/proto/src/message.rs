@@ -92,6 +92,10 @@ pub enum Request {
         #[serde(default = "default_tail_lines")]
         lines: u32,
     },
+    /// Empty programs' log files (stdout and stderr) and delete their rotated backups.
+    Clear {
+        names: Vec<String>,
+    },
     /// What `update` would change; changes nothing.
     Reread,
     /// Apply the configuration file: start added programs, stop removed ones, restart changed
@@ -190,6 +194,7 @@ impl Request {
             | Request::Restart { names }
             | Request::Signal { names, .. }
             | Request::Pid { names }
+            | Request::Clear { names }
             | Request::Deploys { names, .. } => Some(names.iter().map(String::as_str).collect()),
             Request::Tail { name, .. }
             | Request::Deploy { name, .. }
@@ -218,6 +223,7 @@ impl Request {
             Request::Signal { .. } => Verb::Signal,
             Request::Pid { .. } => Verb::Pid,
             Request::Tail { .. } => Verb::Tail,
+            Request::Clear { .. } => Verb::Clear,
             Request::Reread => Verb::Reread,
             Request::Update => Verb::Update,
             Request::Add { .. } => Verb::Add,
@@ -243,6 +249,7 @@ impl Request {
                 | Request::Stop { .. }
                 | Request::Restart { .. }
                 | Request::Signal { .. }
+                | Request::Clear { .. }
                 | Request::Update
                 | Request::Add { .. }
                 | Request::Remove { .. }
@@ -597,6 +604,8 @@ pub enum Outcome {
     Stopped,
     NotRunning,
     Signalled,
+    /// `clear`: the log files are empty.
+    Cleared,
     Failed,
 }
 

@@ -158,6 +158,7 @@ vocabulary! {
         Signal = "signal",
         Pid = "pid",
         Tail = "tail",
+        Clear = "clear",
         Reread = "reread",
         Update = "update",
         Add = "add",

@@ -9,7 +9,7 @@ use super::args::SocketArg;
 use super::connect;
 use crate::exit::Exit;
 
-/// start, stop, restart, signal: a line per result, exit 1 if any failed.
+/// start, stop, restart, signal, clear: a line per result, exit 1 if any failed.
 pub async fn act(socket: &SocketArg, request: Request) -> Result<Exit, ClientError> {
     let results = connect(socket).await?.act(request).await?;
     let mut out = std::io::stdout().lock();

@@ -110,6 +110,13 @@ pub enum Command {
         #[command(flatten)]
         socket: SocketArg,
     },
+    /// Empty programs' log files (names or `all`) and delete their rotated backups.
+    Clear {
+        #[arg(required = true)]
+        names: Vec<String>,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
     /// Show what `update` would change in the configuration; change nothing.
     Reread {
         #[command(flatten)]

@@ -259,6 +259,7 @@ async fn run_verb(verb: Command) -> Result<Exit, ClientError> {
             names,
             socket,
         } => actions::act(&socket, Request::Signal { signal, names }).await,
+        Command::Clear { names, socket } => actions::act(&socket, Request::Clear { names }).await,
         Command::Reread { socket } => actions::changes(&socket, false).await,
         Command::Update { socket } => actions::changes(&socket, true).await,
         Command::Add { names, socket } => actions::add_remove(&socket, names, true).await,

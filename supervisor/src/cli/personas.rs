@@ -202,11 +202,13 @@ fn supervisorctl(args: &[OsString]) -> Result<Vec<OsString>, String> {
     let verb = text(verb)?;
     let mut out: Vec<OsString> = vec!["supervisor".into()];
     match verb {
-        "status" | "start" | "stop" | "restart" | "signal" | "pid" | "tail" | "reread"
-        | "update" | "add" | "remove" | "avail" | "shutdown" | "version" => out.push(verb.into()),
+        "status" | "start" | "stop" | "restart" | "signal" | "pid" | "tail" | "clear"
+        | "reread" | "update" | "add" | "remove" | "avail" | "shutdown" | "version" => {
+            out.push(verb.into())
+        }
         other => {
             return Err(format!(
-                "supervisorctl: {other}: not an action this supervisor has (status, start, stop, restart, signal, pid, tail, reread, update, add, remove, avail, shutdown, version)"
+                "supervisorctl: {other}: not an action this supervisor has (status, start, stop, restart, signal, pid, tail, clear, reread, update, add, remove, avail, shutdown, version)"
             ));
         }
     }

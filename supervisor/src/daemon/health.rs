@@ -300,6 +300,7 @@ impl Daemon {
     pub(super) fn health_report(&mut self, report: Report) {
         match report {
             Report::Usage { at, groups, usage } => self.ceiling_sample(at, &groups, &usage),
+            Report::LogsCleared => self.reopen.send_modify(|generation| *generation += 1),
             Report::Notify {
                 program,
                 sender,

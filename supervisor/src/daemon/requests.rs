@@ -61,6 +61,7 @@ impl Daemon {
             Request::Stop { names } => return self.act(&names, Action::Stop, reply),
             Request::Restart { names } => return self.act(&names, Action::Restart, reply),
             Request::Signal { signal, names } => self.signal(&signal, &names),
+            Request::Clear { names } => return self.clear(&names, reply),
             Request::Pid { names } => self.select(&names, false).map(|ids| self.pids(&ids)),
             Request::Tail {
                 name,
@@ -119,6 +120,57 @@ impl Daemon {
         };
         // The client may have gone; nothing to do about it.
         let _ = reply.send(answer);
+    }
+
+    /// `clear`: each program's log files emptied and their rotated backups deleted, on a
+    /// blocking thread; then every writer reopens its file (its size starts again from 0).
+    fn clear(&mut self, names: &[String], reply: oneshot::Sender<Result<Reply, ErrorBody>>) {
+        let ids = match self.select(names, false) {
+            Ok(ids) if ids.is_empty() => {
+                let _ = reply.send(Err(error(
+                    ErrorKind::BadRequest,
+                    "name a program, several, or all",
+                )));
+                return;
+            }
+            Ok(ids) => ids,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        let targets: Vec<(String, Vec<(std::path::PathBuf, u32)>)> = ids
+            .iter()
+            .map(|&i| {
+                let cfg = &self.programs[i].cfg;
+                let files = [&cfg.stdout, &cfg.stderr]
+                    .into_iter()
+                    .filter_map(|t| t.path.clone().map(|p| (p, t.backups)))
+                    .collect();
+                (cfg.name.to_string(), files)
+            })
+            .collect();
+        let reports = self.reports.clone();
+        tokio::spawn(async move {
+            let cleared = tokio::task::spawn_blocking(move || {
+                targets
+                    .into_iter()
+                    .map(|(name, files)| match clear_files(&files) {
+                        Ok(()) => result(&name, Outcome::Cleared, "cleared"),
+                        Err(e) => result(&name, Outcome::Failed, format!("ERROR ({e})")),
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await;
+            let answer = match cleared {
+                Ok(results) => {
+                    let _ = reports.send(crate::health::Report::LogsCleared).await;
+                    Ok(Reply::Actions { results })
+                }
+                Err(e) => Err(error(ErrorKind::Internal, format!("clearing logs: {e}"))),
+            };
+            let _ = reply.send(answer);
+        });
     }
 
     /// `raise`: a client's alert, checked like everything else that ends up in a channel.
@@ -609,4 +661,23 @@ fn info(p: &Program, now: Instant, limit_restarts: u64) -> ProgramInfo {
         schedule: None,
         poll_error,
     }
+}
+
+/// Empties each log file (the writers append, so they go on from its start) and deletes its
+/// rotated backups (`name.log.1` ...). A file not written yet is nothing to clear.
+fn clear_files(files: &[(std::path::PathBuf, u32)]) -> std::io::Result<()> {
+    for (path, backups) in files {
+        match std::fs::OpenOptions::new().write(true).open(path) {
+            Ok(f) => f.set_len(0)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        for n in 1..=*backups {
+            match std::fs::remove_file(crate::logs::rotation::backup(path, n)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
 }

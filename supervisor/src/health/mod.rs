@@ -35,6 +35,8 @@ pub enum Report {
         groups: Vec<u32>,
         usage: std::collections::HashMap<u32, supervisor_proto::resources::Usage>,
     },
+    /// `clear` emptied log files: writers reopen them (their sizes start again from 0).
+    LogsCleared,
     /// An HTTP or TCP probe's result, for the spawn `run`.
     Probe {
         program: ProgramName,

@@ -145,6 +145,16 @@ pub const METHODS: &[(&str, &[&str], &str)] = &[
         "As tailProcessStdoutLog (deprecated name).",
     ),
     (
+        "supervisor.clearProcessLogs",
+        &["boolean", "string"],
+        "Empty a program's log files and delete their rotated backups.",
+    ),
+    (
+        "supervisor.clearAllProcessLogs",
+        &["array"],
+        "Empty every program's log files: one result struct each.",
+    ),
+    (
         "system.listMethods",
         &["array"],
         "The methods this server knows.",

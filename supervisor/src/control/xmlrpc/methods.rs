@@ -312,6 +312,24 @@ async fn call_one(
             let tail = name.starts_with("supervisor.tail");
             ctx.log(&spec, stream, tail, offset, length).await?
         }
+        "supervisor.clearProcessLogs" | "supervisor.clearProcessLog" => {
+            let spec = p.string()?;
+            p.done()?;
+            let config = ctx.config();
+            let names = one_program(&config, &spec)?;
+            single_result(ctx.actions(Request::Clear { names }).await?, false)?
+        }
+        "supervisor.clearAllProcessLogs" => {
+            p.done()?;
+            let config = ctx.config();
+            let names: Vec<String> = config.programs.iter().map(|p| p.name.to_string()).collect();
+            if names.is_empty() {
+                Value::Array(Vec::new())
+            } else {
+                let results = ctx.actions(Request::Clear { names }).await?;
+                results_array(&config, &results, false)
+            }
+        }
         "system.listMethods" => {
             p.done()?;
             strings(
@@ -553,7 +571,9 @@ fn fault_of(e: &ErrorBody) -> Fault {
 /// The fault code of one action's result; `SUCCESS` for what succeeded.
 fn code_of(result: &ActionResult, start: bool) -> Code {
     match result.outcome {
-        Outcome::Started | Outcome::Stopped | Outcome::Signalled => Code::Success,
+        Outcome::Started | Outcome::Stopped | Outcome::Signalled | Outcome::Cleared => {
+            Code::Success
+        }
         Outcome::AlreadyStarted => Code::AlreadyStarted,
         Outcome::NotRunning => Code::NotRunning,
         Outcome::Failed if result.message.contains("not running") => Code::NotRunning,
