@@ -123,6 +123,62 @@ fn supervisord_and_supervisorctl_by_their_names() {
 }
 
 #[test]
+fn supervisorctl_without_c_finds_the_daemon_as_supervisorctl_does() {
+    let dir = folder(CONF);
+    let root = dir.path();
+    let mut daemon = Command::new(root.join("bin/supervisord"))
+        .args(["-n", "-c"])
+        .arg(root.join("supervisord.conf"))
+        .current_dir(root)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Its search finds ./supervisord.conf, whose [supervisorctl] serverurl names the socket.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let o = run(root, "supervisorctl", &["status"]);
+        if o.status.code() == Some(0) {
+            assert!(text(&o).contains("worker:worker_1"), "{}", text(&o));
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", text(&o));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // serverurl before [unix_http_server] file, as supervisorctl reads them: from a folder
+    // whose supervisord.conf names the socket only in its serverurl.
+    let other = root.join("etc");
+    std::fs::create_dir_all(&other).unwrap();
+    let socket = root.join("run/supervisor.sock");
+    std::fs::write(
+        other.join("supervisord.conf"),
+        format!(
+            "[unix_http_server]\nfile=/nonexistent/supervisor.sock\n\n[supervisorctl]\nserverurl=unix://{}\n",
+            socket.display()
+        ),
+    )
+    .unwrap();
+    let o = Command::new(root.join("bin/supervisorctl"))
+        .arg("pid")
+        .current_dir(&other)
+        .env_remove("SUPERVISOR_CONFIG")
+        .env_remove("SUPERVISOR_SOCKET")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        daemon.id().to_string()
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(daemon.wait().unwrap().success());
+}
+
+#[test]
 fn supervisord_options_that_do_not_apply_are_refused_by_name() {
     let dir = folder(CONF);
     let o = run(

@@ -31,7 +31,11 @@ pub fn translate(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
         .to_owned();
     match name.as_str() {
         "supervisord" => supervisord(&args[1..], &|p| p.exists()),
-        "supervisorctl" => supervisorctl(&args[1..]),
+        "supervisorctl" => {
+            let told = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+            let search = !told("SUPERVISOR_CONFIG") && !told("SUPERVISOR_SOCKET");
+            supervisorctl(&args[1..], &|p| search && p.exists())
+        }
         _ => Ok(args),
     }
 }
@@ -146,7 +150,14 @@ fn unsupported_supervisord(option: &str) -> String {
     format!("supervisord: {flag}: not supported here: {advice}")
 }
 
-fn supervisorctl(args: &[OsString]) -> Result<Vec<OsString>, String> {
+/// supervisorctl's command line. Without `-c` or `-s` (and without our variables), the
+/// configuration is found as supervisorctl finds it: supervisord's search (`exists` says which
+/// candidate is there), whose `[supervisorctl] serverurl` or `[unix_http_server] file` names the
+/// socket.
+fn supervisorctl(
+    args: &[OsString],
+    exists: &dyn Fn(&Path) -> bool,
+) -> Result<Vec<OsString>, String> {
     let mut tail: Vec<OsString> = Vec::new();
     let mut i = 0;
     while i < args.len() {
@@ -213,6 +224,15 @@ fn supervisorctl(args: &[OsString]) -> Result<Vec<OsString>, String> {
         }
     }
     out.extend(rest[1..].iter().cloned());
+    if tail.is_empty() {
+        if let Some(found) = SUPERVISORD_SEARCH
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| exists(p))
+        {
+            tail.extend(["-c".into(), found.into_os_string()]);
+        }
+    }
     out.extend(tail);
     Ok(out)
 }
@@ -266,7 +286,14 @@ mod tests {
 
     #[test]
     fn supervisorctl_command_lines() {
-        let t = |l: &str| words(translate(args(l)));
+        // With no configuration to find, whatever this machine has.
+        let t = |l: &str| {
+            let a = args(l);
+            match a[0].to_str() {
+                Some("supervisorctl") => words(supervisorctl(&a[1..], &|_| false)),
+                _ => words(translate(a)),
+            }
+        };
         assert_eq!(t("supervisorctl status"), "supervisor status");
         assert_eq!(
             t("supervisorctl -c /etc/supervisor/supervisord.conf restart web:*"),
@@ -293,6 +320,18 @@ mod tests {
             "supervisor signal HUP web -c /etc/s.conf"
         );
         assert_eq!(t("supervisorctl add extra"), "supervisor add extra");
+        // No -c, no -s: supervisorctl's search for the configuration.
+        let found = supervisorctl(&args("status web"), &|p| {
+            p == Path::new("/etc/supervisor/supervisord.conf")
+        });
+        assert_eq!(
+            words(found),
+            "supervisor status web -c /etc/supervisor/supervisord.conf"
+        );
+        let none = supervisorctl(&args("status"), &|_| false);
+        assert_eq!(words(none), "supervisor status");
+        let told = supervisorctl(&args("-c /a.conf status"), &|_| true);
+        assert_eq!(words(told), "supervisor status -c /a.conf");
         assert_eq!(t("supervisorctl avail"), "supervisor avail");
         // The binary's own name passes through untouched.
         assert_eq!(t("supervisor status"), "supervisor status");

@@ -462,6 +462,18 @@ pub fn import(path: &Path) -> Result<Imported, ImportError> {
 }
 
 /// A `[supervisord]`-level value: only `%(here)s`, `%(host_node_name)s` and `%(ENV_X)s`.
+/// The socket `[supervisorctl] serverurl` names, when it is a `unix://` URL: where
+/// supervisorctl looks for the daemon before `[unix_http_server] file`.
+pub fn supervisorctl_socket(path: &Path) -> Option<PathBuf> {
+    // `%(here)s` is the file's folder, which a relative path would leave empty.
+    let path = std::path::absolute(path).ok()?;
+    let sections = ini::read(&path).ok()?;
+    let section = sections.iter().find(|s| s.name == "supervisorctl")?;
+    let url = section.get("serverurl")?;
+    let value = expand_here(section, url, "").ok()?;
+    value.trim().strip_prefix("unix://").map(PathBuf::from)
+}
+
 fn expand_here(s: &Section, o: &Opt, host: &str) -> Result<String, ImportError> {
     let here = s
         .file

@@ -171,8 +171,12 @@ mod tests;
 pub fn socket_path(path: &Path) -> Result<PathBuf, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    // A supervisord file: its `[unix_http_server] file`, as the conversion reads it.
+    // A supervisord file: its `[supervisorctl] serverurl` when that is a socket, as
+    // supervisorctl reads it; otherwise its `[unix_http_server] file`, as the conversion does.
     if crate::import::is_supervisord(&text) {
+        if let Some(socket) = crate::import::supervisorctl_socket(path) {
+            return Ok(socket);
+        }
         let imported = crate::import::import(path).map_err(|e| e.to_string())?;
         let base = path.parent().unwrap_or(Path::new("."));
         return socket_from_toml(&imported.toml, base)
