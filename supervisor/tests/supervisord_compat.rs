@@ -82,7 +82,8 @@ fn supervisord_and_supervisorctl_by_their_names() {
     let deadline = Instant::now() + PATIENCE;
     let status = loop {
         let o = run(root, "supervisorctl", &["-c", "supervisord.conf", "status"]);
-        if o.status.code() == Some(0) {
+        // Exit 0 from STARTING on, as supervisorctl's; wait for both to be RUNNING.
+        if o.status.code() == Some(0) && text(&o).matches("RUNNING").count() == 2 {
             break o;
         }
         assert!(Instant::now() < deadline, "{}", text(&o));

@@ -344,6 +344,60 @@ fn supervisorctl_updates_adds_and_removes_as_against_supervisord() {
     same(&["status"]);
 }
 
+#[test]
+fn our_supervisorctl_prints_what_supervisorctl_prints_against_supervisord() {
+    let (ours, theirs) = side_by_side();
+    // Our binary called as supervisorctl, against ours; Debian's against supervisord.
+    let link = ours.root().join("supervisorctl");
+    std::os::unix::fs::symlink(BIN, &link).unwrap();
+    let run = |ctl: &Path, d: &Daemon, args: &[&str]| {
+        let out = Command::new(ctl)
+            .arg("-c")
+            .arg(d.root().join("supervisord.conf"))
+            .args(args)
+            .env_remove("SUPERVISOR_CONFIG")
+            .env_remove("SUPERVISOR_SOCKET")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            normal(&String::from_utf8_lossy(&out.stdout)),
+        )
+    };
+    let python = Path::new("/usr/bin/supervisorctl");
+    for args in [
+        &["start", "nope"][..],
+        &["stop", "nope", "worker:worker_0"],
+        &["signal", "HUP", "nope"],
+        &["start", "worker:worker_0", "nope"],
+        &["status", "worker_0"],
+        &["start", "worker_0"],
+        &["stop", "worker:worker_0"],
+        &["signal", "HUP", "worker:worker_0"],
+        &["start", "all"],
+        &["stop", "worker:*"],
+        &["stop", "worker:*"],
+        &["status", "nope:*"],
+        &["start", "nope:*"],
+        &["stop", "nope:*"],
+        &["start", "worker:*"],
+        &["status"],
+        &["clear", "nope"],
+        &["start", "web"],
+        &["signal", "USR1", "web"],
+        &["restart", "web"],
+        &["signal", "NOPE", "web"],
+        &["stop", "web"],
+        &["signal", "USR1", "web"],
+    ] {
+        assert_eq!(
+            run(&link, &ours, args),
+            run(python, &theirs, args),
+            "supervisorctl {args:?}: ours (left), supervisord's (right)"
+        );
+    }
+}
+
 /// `CONF` with supervisord's TCP port on `port`, behind a `{SHA}` password ("123").
 fn with_tcp(port: u16) -> String {
     CONF.replace(

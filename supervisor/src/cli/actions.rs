@@ -3,26 +3,162 @@
 
 use std::io::Write;
 
-use supervisor_proto::{ActionResult, Changes, ClientError, ErrorKind, Outcome, Request};
+use supervisor_proto::{
+    ActionResult, Changes, ClientError, ErrorKind, Outcome, ProgramInfo, ProgramState, Request,
+    Verb,
+};
 
 use super::args::SocketArg;
 use super::connect;
 use crate::exit::Exit;
 
-/// start, stop, restart, signal, clear: a line per result, exit 1 if any failed.
+/// start, stop, restart, signal, clear, as supervisorctl does them: name by name, in order,
+/// a line per result (a group's member as `group:name`), and its exit codes: 1 when an action
+/// failed or a name is unknown (2 for an unknown group to start), 7 when a program is dead (it
+/// would not start, or a signal found it not running).
+///
+/// Names are supervisord's namespecs: `name`, `group:name`, `group:*`, or `all` (which then is
+/// the only one done). `all` and `group:*` act on the programs it makes sense for (start what
+/// is not running, stop and signal what is), as supervisord's group calls do.
 pub async fn act(socket: &SocketArg, request: Request) -> Result<Exit, ClientError> {
-    let results = connect(socket).await?.act(request).await?;
+    let mut client = connect(socket).await?;
+    let verb = request.verb();
+    let (names, with) = split_request(request);
+    // Who is in which group. A uid not granted `status` gets the daemon's own answers.
+    let Ok((_, programs)) = client.status().await else {
+        let results = client.act(with(names)).await?;
+        let mut out = std::io::stdout().lock();
+        let mut exit = Exit::Ok;
+        for r in &results {
+            let _ = writeln!(out, "{}: {}", r.name, r.message);
+            exit = worse(exit, verb, r);
+        }
+        return Ok(exit);
+    };
+    let specs: Vec<String> = match names.iter().any(|n| n == "all") {
+        true => vec!["all".to_owned()],
+        false => names,
+    };
     let mut out = std::io::stdout().lock();
-    for ActionResult { name, message, .. } in &results {
-        let _ = writeln!(out, "{name}: {message}");
+    let mut exit = Exit::Ok;
+    for spec in specs {
+        let (group, member) = match spec.split_once(':') {
+            _ if spec == "all" => (None, None),
+            Some((g, "" | "*")) => (Some(g.to_owned()), None),
+            Some((g, m)) => (Some(g.to_owned()), Some(m.to_owned())),
+            None => (Some(spec.clone()), Some(spec.clone())),
+        };
+        let group_of = |p: &ProgramInfo| p.group.clone().unwrap_or_else(|| p.name.clone());
+        let members: Vec<&ProgramInfo> = programs
+            .iter()
+            .filter(|p| group.as_ref().is_none_or(|g| *g == group_of(p)))
+            .filter(|p| member.as_ref().is_none_or(|m| *m == p.name))
+            .collect();
+        let targets: Vec<String> = match (&member, members.is_empty()) {
+            (Some(_), true) => {
+                let _ = writeln!(out, "{spec}: ERROR (no such process)");
+                exit = Exit::Failed;
+                continue;
+            }
+            (None, true) if group.is_some() => {
+                let g = group.unwrap_or_default();
+                let _ = writeln!(out, "{g}: ERROR (no such group)");
+                exit = if verb == Verb::Start {
+                    Exit::Usage
+                } else {
+                    Exit::Failed
+                };
+                continue;
+            }
+            (Some(_), false) => members.iter().map(|p| p.name.clone()).collect(),
+            // Many at once: for start, stop and signal those the action applies to; restart
+            // and clear take them all, as the daemon reads `all` and `group:*` itself.
+            (None, _) if matches!(verb, Verb::Start | Verb::Stop | Verb::Signal) => members
+                .iter()
+                .filter(|p| applies(verb, p.state))
+                .map(|p| p.name.clone())
+                .collect(),
+            (None, _) => vec![spec.clone()],
+        };
+        if targets.is_empty() {
+            continue;
+        }
+        let results = match client.act(with(targets.clone())).await {
+            // A signal the daemon does not know: supervisorctl's line for each program.
+            Err(ClientError::Server(e))
+                if verb == Verb::Signal && e.kind == ErrorKind::BadRequest =>
+            {
+                for t in &targets {
+                    let spec = programs
+                        .iter()
+                        .find(|p| p.name == *t)
+                        .map_or(t.clone(), namespec);
+                    let _ = writeln!(out, "{spec}: ERROR (bad signal name)");
+                }
+                exit = Exit::Failed;
+                continue;
+            }
+            other => other?,
+        };
+        for r in results {
+            let spec = match programs.iter().find(|p| p.name == r.name) {
+                Some(p) => namespec(p),
+                None => r.name.clone(),
+            };
+            let _ = writeln!(out, "{spec}: {}", r.message);
+            exit = worse(exit, verb, &r);
+        }
     }
-    Ok(if results.iter().all(|r| r.outcome.is_success()) {
-        Exit::Ok
-    } else if results.iter().any(|r| r.outcome == Outcome::Failed) {
-        Exit::Failed
-    } else {
-        Exit::Ok
-    })
+    Ok(exit)
+}
+
+/// A program as supervisorctl names it: `group:name`, or its name alone outside any group.
+fn namespec(p: &ProgramInfo) -> String {
+    match &p.group {
+        Some(g) => format!("{g}:{}", p.name),
+        None => p.name.clone(),
+    }
+}
+
+/// Whether `all` or `group:*` includes a program in `state`, as supervisord's group calls
+/// filter: start what is not running, stop what is, signal what has a process.
+fn applies(verb: Verb, state: ProgramState) -> bool {
+    use ProgramState::*;
+    match verb {
+        Verb::Start => !matches!(state, Running | Backoff | Starting),
+        Verb::Stop => matches!(state, Running | Backoff | Starting),
+        Verb::Signal => matches!(state, Running | Starting | Stopping),
+        _ => true,
+    }
+}
+
+/// The exit code after one more result: a failed start (or restart), or a signal to a program
+/// not running, is a dead program (7); another failure is 1.
+fn worse(exit: Exit, verb: Verb, r: &ActionResult) -> Exit {
+    if r.outcome != Outcome::Failed {
+        return exit;
+    }
+    let dead = matches!(verb, Verb::Start | Verb::Restart)
+        || (verb == Verb::Signal && r.message == "ERROR (not running)");
+    if dead { Exit::Dead } else { Exit::Failed }
+}
+
+/// The names of an action request, and how to make the same request for other names.
+fn split_request(request: Request) -> (Vec<String>, Box<dyn Fn(Vec<String>) -> Request>) {
+    match request {
+        Request::Start { names } => (names, Box::new(|names| Request::Start { names })),
+        Request::Stop { names } => (names, Box::new(|names| Request::Stop { names })),
+        Request::Restart { names } => (names, Box::new(|names| Request::Restart { names })),
+        Request::Clear { names } => (names, Box::new(|names| Request::Clear { names })),
+        Request::Signal { signal, names } => (
+            names,
+            Box::new(move |names| Request::Signal {
+                signal: signal.clone(),
+                names,
+            }),
+        ),
+        other => (Vec::new(), Box::new(move |_| other.clone())),
+    }
 }
 
 /// reread and update, in supervisorctl's words: reread says what is available, changed or

@@ -46,8 +46,8 @@ pub enum Command {
         #[arg(long)]
         strict: bool,
     },
-    /// Show programs: name, state, and pid and uptime or why it is not running. Exit 0 when all
-    /// shown are RUNNING, 3 when some are not, 4 for an unknown name or no daemon.
+    /// Show programs: name, state, and pid and uptime or why it is not running. Exit 0, 3 when
+    /// one shown is stopped (STOPPED, EXITED, FATAL), 4 for an unknown name or no daemon.
     Status {
         /// Programs to show (default: all).
         names: Vec<String>,

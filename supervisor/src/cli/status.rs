@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use supervisor_proto::{ClientError, ProgramInfo};
+use supervisor_proto::{ClientError, ProgramInfo, ProgramState};
 
 use super::args::SocketArg;
 use super::connect;
@@ -108,14 +108,25 @@ pub async fn status(
         }
     }
     for name in &unknown {
-        let _ = writeln!(out, "{name}: ERROR (no such process)");
+        let _ = match name.strip_suffix(":*").or(name.strip_suffix(':')) {
+            Some(group) => writeln!(out, "{group}: ERROR (no such group)"),
+            None => writeln!(out, "{name}: ERROR (no such process)"),
+        };
     }
+    // supervisorctl's codes: 4 for an unknown name; 3 when a program shown is stopped (STOPPED,
+    // EXITED, FATAL), not while it is on its way (STARTING, BACKOFF, STOPPING).
+    let stopped = |p: &ProgramInfo| {
+        matches!(
+            p.state,
+            ProgramState::Stopped | ProgramState::Exited | ProgramState::Fatal
+        )
+    };
     Ok(if !unknown.is_empty() {
         Exit::Unknown
-    } else if shown.iter().all(|p| p.state == "RUNNING") {
-        Exit::Ok
-    } else {
+    } else if shown.iter().any(stopped) {
         Exit::NotRunning
+    } else {
+        Exit::Ok
     })
 }
 
@@ -158,8 +169,16 @@ fn pick(programs: Vec<ProgramInfo>, names: &[String]) -> (Vec<ProgramInfo>, Vec<
     if names.is_empty() || names.iter().any(|n| n == "all") {
         return (programs, Vec::new());
     }
-    let matches =
-        |n: &str, p: &ProgramInfo| supervisor_proto::selects(n, &p.name, p.group.as_deref());
+    // supervisord's namespecs: a group's member is `group:name` (or `group:*`), never its bare
+    // name; a program outside any group is a group of its own name.
+    let matches = |n: &str, p: &ProgramInfo| {
+        let group = p.group.as_deref().unwrap_or(&p.name);
+        match n.split_once(':') {
+            Some((g, "" | "*")) => g == group,
+            Some((g, m)) => g == group && m == p.name,
+            None => n == group && n == p.name,
+        }
+    };
     let unknown = names
         .iter()
         .filter(|n| !programs.iter().any(|p| matches(n, p)))
