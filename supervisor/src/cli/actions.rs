@@ -143,8 +143,11 @@ fn worse(exit: Exit, verb: Verb, r: &ActionResult) -> Exit {
     if dead { Exit::Dead } else { Exit::Failed }
 }
 
+/// Makes an action request for the names given.
+type Remake = Box<dyn Fn(Vec<String>) -> Request>;
+
 /// The names of an action request, and how to make the same request for other names.
-fn split_request(request: Request) -> (Vec<String>, Box<dyn Fn(Vec<String>) -> Request>) {
+fn split_request(request: Request) -> (Vec<String>, Remake) {
     match request {
         Request::Start { names } => (names, Box::new(|names| Request::Start { names })),
         Request::Stop { names } => (names, Box::new(|names| Request::Stop { names })),
