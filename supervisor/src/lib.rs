@@ -78,6 +78,20 @@ impl Error {
 /// would lose behaviour refuses the start.
 pub fn run(path: &Path, strict: bool, shutdown: impl Future<Output = ()>) -> Result<i32, Error> {
     let (config, findings) = config::load_reporting(path)?;
+    // supervisord's `user`: the supervisor runs as that user from here on, as supervisord does
+    // (which leaves programs' own `user` to a root supervisor only).
+    if let Some(user) = &config.supervisor.user {
+        let current = nix::unistd::User::from_uid(nix::unistd::geteuid())
+            .ok()
+            .flatten()
+            .map(|u| u.name);
+        if current.as_deref() != Some(user.as_str()) {
+            process::become_user(user).map_err(|e| {
+                anyhow::anyhow!("cannot switch to user {user} ([supervisor] user): {e}")
+            })?;
+            tracing::info!(%user, "switched to the configured user");
+        }
+    }
     for w in &config.warnings {
         tracing::warn!(file = %w.file.display(), line = w.line, key = %w.key, "{}", w.message);
     }

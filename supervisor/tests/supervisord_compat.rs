@@ -115,12 +115,20 @@ fn supervisord_and_supervisorctl_by_their_names() {
         "{}",
         text(&o)
     );
+    // [supervisord] pidfile: written while it runs (what kills supervisord by it finds us),
+    // gone after.
+    let pidfile = root.join("run/supervisord.pid");
+    assert_eq!(
+        std::fs::read_to_string(&pidfile).unwrap(),
+        format!("{}\n", daemon.id())
+    );
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(daemon.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
     assert!(daemon.wait().unwrap().success());
+    assert!(!pidfile.exists(), "the pid file is removed at exit");
 }
 
 #[test]
@@ -339,4 +347,63 @@ fn ctl_at(_sup: &Supervisor, socket: &Path, args: &[&str]) -> (i32, String, Stri
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+#[test]
+fn root_supervisord_user_is_applied() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to switch users");
+        return;
+    }
+    let conf = CONF.replace("nodaemon=true\n", "nodaemon=true\nuser=nobody\n");
+    let dir = folder(&conf);
+    let root = dir.path();
+    // What the supervisor writes, nobody must be able to write.
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    std::fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    for sub in ["run", "logs"] {
+        nix::unistd::chown(&root.join(sub), Some(nobody.uid), Some(nobody.gid)).unwrap();
+    }
+    let mut daemon = Command::new(root.join("bin/supervisord"))
+        .args(["-n", "-c"])
+        .arg(root.join("supervisord.conf"))
+        .current_dir(root)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let o = run(root, "supervisorctl", &["-c", "supervisord.conf", "status"]);
+        if text(&o).matches("RUNNING").count() == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", text(&o));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The supervisor and what it started run as nobody.
+    let uid_of = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("Uid:")
+                    .map(|u| u.split_whitespace().next().unwrap().to_owned())
+            })
+            .unwrap()
+    };
+    assert_eq!(uid_of(daemon.id()), nobody.uid.to_string());
+    let o = run(
+        root,
+        "supervisorctl",
+        &["-c", "supervisord.conf", "pid", "worker:worker_0"],
+    );
+    let worker: u32 = String::from_utf8_lossy(&o.stdout).trim().parse().unwrap();
+    assert_eq!(uid_of(worker), nobody.uid.to_string());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(daemon.wait().unwrap().success());
 }

@@ -41,6 +41,10 @@ pub async fn act(socket: &SocketArg, request: Request) -> Result<Exit, ClientErr
     };
     let mut out = std::io::stdout().lock();
     let mut exit = Exit::Ok;
+    // First what each name means (its programs, or supervisorctl's error line), then one
+    // request for them all (one record in the audit trail), then the lines in the names' order.
+    let mut plans: Vec<Result<Vec<String>, (String, Exit)>> = Vec::new();
+    let mut asked: Vec<String> = Vec::new();
     for spec in specs {
         let (group, member) = match spec.split_once(':') {
             _ if spec == "all" => (None, None),
@@ -54,59 +58,92 @@ pub async fn act(socket: &SocketArg, request: Request) -> Result<Exit, ClientErr
             .filter(|p| group.as_ref().is_none_or(|g| *g == group_of(p)))
             .filter(|p| member.as_ref().is_none_or(|m| *m == p.name))
             .collect();
-        let targets: Vec<String> = match (&member, members.is_empty()) {
-            (Some(_), true) => {
-                let _ = writeln!(out, "{spec}: ERROR (no such process)");
-                exit = Exit::Failed;
-                continue;
-            }
+        let names = |filter: bool| -> Vec<String> {
+            members
+                .iter()
+                .filter(|p| !filter || applies(verb, p.state))
+                .map(|p| p.name.clone())
+                .collect()
+        };
+        let plan = match (&member, members.is_empty()) {
+            (Some(_), true) => Err((format!("{spec}: ERROR (no such process)"), Exit::Failed)),
             (None, true) if group.is_some() => {
-                let g = group.unwrap_or_default();
-                let _ = writeln!(out, "{g}: ERROR (no such group)");
-                exit = if verb == Verb::Start {
+                let g = group.clone().unwrap_or_default();
+                let code = if verb == Verb::Start {
                     Exit::Usage
                 } else {
                     Exit::Failed
                 };
-                continue;
+                Err((format!("{g}: ERROR (no such group)"), code))
             }
-            (Some(_), false) => members.iter().map(|p| p.name.clone()).collect(),
+            (Some(_), false) => {
+                asked.extend(names(false));
+                Ok(names(false))
+            }
             // Many at once: for start, stop and signal those the action applies to; restart
             // and clear take them all, as the daemon reads `all` and `group:*` itself.
-            (None, _) if matches!(verb, Verb::Start | Verb::Stop | Verb::Signal) => members
-                .iter()
-                .filter(|p| applies(verb, p.state))
-                .map(|p| p.name.clone())
-                .collect(),
-            (None, _) => vec![spec.clone()],
+            (None, _) if matches!(verb, Verb::Start | Verb::Stop | Verb::Signal) => {
+                asked.extend(names(true));
+                Ok(names(true))
+            }
+            (None, _) => {
+                asked.push(spec.clone());
+                Ok(names(false))
+            }
         };
-        if targets.is_empty() {
-            continue;
+        plans.push(plan);
+    }
+    let mut unique: Vec<String> = Vec::new();
+    for n in asked {
+        if !unique.contains(&n) {
+            unique.push(n);
         }
-        let results = match client.act(with(targets.clone())).await {
+    }
+    let spec_of = |name: &str| {
+        programs
+            .iter()
+            .find(|p| p.name == name)
+            .map_or(name.to_owned(), namespec)
+    };
+    let results = match unique.is_empty() {
+        true => Ok(Vec::new()),
+        false => match client.act(with(unique)).await {
             // A signal the daemon does not know: supervisorctl's line for each program.
             Err(ClientError::Server(e))
                 if verb == Verb::Signal && e.kind == ErrorKind::BadRequest =>
             {
-                for t in &targets {
-                    let spec = programs
-                        .iter()
-                        .find(|p| p.name == *t)
-                        .map_or(t.clone(), namespec);
-                    let _ = writeln!(out, "{spec}: ERROR (bad signal name)");
-                }
-                exit = Exit::Failed;
-                continue;
+                Err(())
             }
-            other => other?,
-        };
-        for r in results {
-            let spec = match programs.iter().find(|p| p.name == r.name) {
-                Some(p) => namespec(p),
-                None => r.name.clone(),
-            };
-            let _ = writeln!(out, "{spec}: {}", r.message);
-            exit = worse(exit, verb, &r);
+            other => Ok(other?),
+        },
+    };
+    let mut printed: Vec<String> = Vec::new();
+    for plan in plans {
+        match plan {
+            Err((line, code)) => {
+                let _ = writeln!(out, "{line}");
+                exit = code;
+            }
+            Ok(names) => {
+                for name in names {
+                    if printed.contains(&name) {
+                        continue;
+                    }
+                    match &results {
+                        Err(()) => {
+                            let _ = writeln!(out, "{}: ERROR (bad signal name)", spec_of(&name));
+                            exit = Exit::Failed;
+                        }
+                        Ok(results) => {
+                            for r in results.iter().filter(|r| r.name == name) {
+                                let _ = writeln!(out, "{}: {}", spec_of(&r.name), r.message);
+                                exit = worse(exit, verb, r);
+                            }
+                        }
+                    }
+                    printed.push(name);
+                }
+            }
         }
     }
     Ok(exit)

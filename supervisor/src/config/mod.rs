@@ -49,6 +49,10 @@ impl Config {
 /// `[supervisor]`: the daemon's own settings.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SupervisorSection {
+    /// A file the supervisor writes its pid to while it runs (supervisord's `pidfile`).
+    pub pidfile: Option<PathBuf>,
+    /// The user the supervisor switches to at start (supervisord's `user`); it must be root.
+    pub user: Option<String>,
     pub logdir: PathBuf,
     pub socket: PathBuf,
     /// Upper bound on a graceful shutdown; everything still alive then is killed.

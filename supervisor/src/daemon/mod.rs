@@ -66,6 +66,28 @@ const REPORT_QUEUE: usize = 256;
 /// Exit code after a program with `on_fatal = "shutdown"` went FATAL.
 pub const EXIT_FATAL: i32 = 1;
 
+/// The pid file while the supervisor runs: written at start, removed at the end (if it still
+/// holds this pid).
+struct PidFile(std::path::PathBuf);
+
+impl PidFile {
+    fn write(path: &std::path::Path) -> anyhow::Result<Self> {
+        std::fs::write(path, format!("{}\n", std::process::id()))
+            .with_context(|| format!("cannot write the pid file {}", path.display()))?;
+        Ok(Self(path.to_owned()))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let ours = std::fs::read_to_string(&self.0)
+            .is_ok_and(|text| text.trim() == std::process::id().to_string());
+        if ours {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
 /// Runs the daemon until a shutdown (a signal, a `shutdown` request, or `shutdown` resolving)
 /// has stopped every program. Returns the process exit code.
 /// `nofile` is the open-files limit the supervisor was started with, for its children
@@ -81,6 +103,11 @@ pub async fn run(
     let sup = &config.supervisor;
     let group = sup.socket_group.as_ref().map(|g| g.1);
     let (listener, _lock) = control::socket::bind(&sup.socket, sup.socket_mode, group)?;
+    // supervisord's `pidfile`, for what stops the supervisor by it (Selenium's images do).
+    let _pidfile = match &sup.pidfile {
+        Some(path) => Some(PidFile::write(path)?),
+        None => None,
+    };
     // supervisord's TCP port, when asked for: as supervisord, the supervisor does not start
     // without it.
     let http = match &config.control.http {

@@ -113,10 +113,6 @@ fn supervisord_option(key: &str) -> Option<(Severity, &'static str)> {
             Severity::Ignored,
             "the supervisor logs to stderr (docker logs); RUST_LOG sets the level",
         ),
-        "pidfile" => (
-            Severity::Ignored,
-            "no pid file: the supervisor is PID 1, or its parent knows it",
-        ),
         "nodaemon" => (Severity::Ignored, "the supervisor never daemonizes"),
         "nocleanup" => (
             Severity::Ignored,
@@ -133,10 +129,6 @@ fn supervisord_option(key: &str) -> Option<(Severity, &'static str)> {
         "umask" => (
             Severity::Unsupported,
             "set it in the container's image or a wrapper script",
-        ),
-        "user" => (
-            Severity::Unsupported,
-            "run the container as that user, or give each program its own `user`",
         ),
         "directory" => (Severity::Unsupported, "give each program its `directory`"),
         _ => return None,
@@ -234,6 +226,17 @@ pub fn import(path: &Path) -> Result<Imported, ImportError> {
                             let v = expand_here(s, o, &host)?;
                             sup.push(format!(
                                 "logdir = {}  # from [supervisord] childlogdir",
+                                quote(&v)
+                            ));
+                        }
+                        "pidfile" => {
+                            let v = expand_here(s, o, &host)?;
+                            sup.push(format!("pidfile = {}", quote(&v)));
+                        }
+                        "user" => {
+                            let v = expand_here(s, o, &host)?;
+                            sup.push(format!(
+                                "user = {}  # the supervisor switches to it at start",
                                 quote(&v)
                             ));
                         }

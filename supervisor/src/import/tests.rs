@@ -149,7 +149,6 @@ fn everything_unsupported_is_reported_with_its_line() {
         report,
         [
             "2 [supervisord] nodaemon ignored",
-            "4 [supervisord] user unsupported",
             "7 [inet_http_server] port unsupported",
             "12 [unix_http_server] password unsupported",
             "13 [rpcinterface:supervisor] unsupported",
@@ -161,7 +160,7 @@ fn everything_unsupported_is_reported_with_its_line() {
         ]
     );
     assert!(out.toml.contains(
-        "[supervisor]\nlogdir = \"/var/log/sv\"  # from [supervisord] childlogdir\nsocket = \"/run/sv.sock\"  # from [unix_http_server] file\nsocket_mode = \"0770\"\nsocket_group = \"app\"\n"
+        "[supervisor]\nuser = \"app\"  # the supervisor switches to it at start\nlogdir = \"/var/log/sv\"  # from [supervisord] childlogdir\nsocket = \"/run/sv.sock\"  # from [unix_http_server] file\nsocket_mode = \"0770\"\nsocket_group = \"app\"\n"
     ), "{}", out.toml);
     // supervisord's TCP port without a password: served, on this machine only.
     assert!(

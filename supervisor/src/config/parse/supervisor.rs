@@ -11,6 +11,8 @@ use super::values::{Env, Value, Walker, raw, suggest};
 
 pub(super) const SUPERVISOR_KEYS: &[&str] = &[
     "logdir",
+    "pidfile",
+    "user",
     "socket",
     "socket_mode",
     "socket_group",
@@ -29,6 +31,8 @@ impl Walker<'_> {
         env: &Env<'_>,
     ) -> SupervisorSection {
         let mut s = SupervisorSection {
+            pidfile: None,
+            user: None,
             logdir: self.base.join("data/logs"),
             socket: self.base.join("data/supervisor.sock"),
             shutdown_timeout: Duration::from_secs(30),
@@ -55,6 +59,19 @@ impl Walker<'_> {
                 "socket" => {
                     if let Some(v) = self.string(value, &path, env) {
                         s.socket = self.resolve(&v);
+                    }
+                }
+                "pidfile" => {
+                    if let Some(v) = self.string(value, &path, env) {
+                        s.pidfile = Some(self.resolve(&v));
+                    }
+                }
+                "user" => {
+                    if let Some(v) = self.string(value, &path, env) {
+                        match resolve_user(&v) {
+                            Ok(_) => s.user = Some(v),
+                            Err(message) => self.error(value.span(), &path, message),
+                        }
                     }
                 }
                 "env_file" => {
