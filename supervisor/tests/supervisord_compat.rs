@@ -407,3 +407,35 @@ fn root_supervisord_user_is_applied() {
     .unwrap();
     assert!(daemon.wait().unwrap().success());
 }
+
+#[test]
+fn relative_paths_of_a_supervisord_file_are_the_working_directorys() {
+    // supervisord resolves them against where it was started, not where its file is.
+    let dir = tempfile::tempdir().unwrap();
+    let (conf, work) = (dir.path().join("etc"), dir.path().join("work"));
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(
+        conf.join("supervisord.conf"),
+        "[unix_http_server]\nfile=run.sock\n[supervisord]\nchildlogdir=logs\n[program:a]\ncommand=/bin/sh -c 'echo hello; exec sleep 100'\nstdout_logfile=out/a.log\n",
+    )
+    .unwrap();
+    let mut daemon = Command::new(BIN)
+        .args(["run", "-c", "../etc/supervisord.conf"])
+        .current_dir(&work)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the log in the working directory", || {
+        std::fs::read_to_string(work.join("out/a.log")).is_ok_and(|t| t == "hello\n")
+    });
+    assert!(work.join("run.sock").exists());
+    assert!(!conf.join("out").exists() && !conf.join("run.sock").exists());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(daemon.wait().unwrap().success());
+}

@@ -402,12 +402,19 @@ pub fn load_reporting(path: &Path) -> Result<(Config, Vec<crate::import::Finding
             message,
         }])
     })?;
-    // Problems found in the converted text: its line numbers are those of
-    // `supervisor import FILE`'s output, which says so.
-    let config = parse(path, &imported.toml).map_err(|mut errors| {
+    // Problems found in the converted text, named where they are in the original: the option
+    // (or section) they came from. Relative paths are the working directory's, as supervisord
+    // reads them.
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    let config = parse::parse_in(path, &imported.toml, &cwd).map_err(|mut errors| {
         for e in &mut errors.0 {
+            let converted = e.line;
+            if let Some((file, line)) = imported.origin(&e.key) {
+                e.file = file;
+                e.line = line;
+            }
             e.message = format!(
-                "{} (in the conversion of this supervisord file; `supervisor import {}` shows it)",
+                "{} (as converted: line {converted} of `supervisor import {}`)",
                 e.message,
                 path.display()
             );

@@ -24,6 +24,8 @@ impl Section {
 pub struct Opt {
     pub key: String,
     pub value: String,
+    /// Where it was read: a section repeated in an included file gathers options of both.
+    pub file: PathBuf,
     pub line: usize,
 }
 
@@ -170,6 +172,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Section>, IniError> {
         section.options.push(Opt {
             key: key.trim().to_lowercase(),
             value: value[1..].trim().to_owned(),
+            file: path.to_owned(),
             line: line_no,
         });
         option_indent = Some(indent);

@@ -67,6 +67,56 @@ pub struct Imported {
     pub toml: String,
     /// In file order.
     pub findings: Vec<Finding>,
+    /// The sections read, and which one each program of the TOML came from: where an error
+    /// found in the conversion is in the original.
+    pub sections: Vec<Section>,
+    pub programs: Vec<(String, usize)>,
+}
+
+impl Imported {
+    /// The original file and line of a key of the converted TOML (`program.web_0.startsecs`,
+    /// `supervisor.logdir`): the option it came from, or its section.
+    pub fn origin(&self, key: &str) -> Option<(PathBuf, usize)> {
+        let mut parts = key.split('.');
+        let (section, option) = match (parts.next()?, parts.next()) {
+            ("program", Some(name)) => {
+                let &(_, i) = self.programs.iter().find(|(n, _)| n == name)?;
+                let option = parts.next().map(|o| o.to_owned());
+                (self.sections.get(i)?, option)
+            }
+            ("supervisor", Some(key)) => {
+                let (section, option) = match key {
+                    "logdir" => ("supervisord", "childlogdir"),
+                    "pidfile" | "user" => ("supervisord", key),
+                    "socket" => ("unix_http_server", "file"),
+                    "socket_mode" => ("unix_http_server", "chmod"),
+                    "socket_group" => ("unix_http_server", "chown"),
+                    _ => ("supervisord", key),
+                };
+                (
+                    self.sections.iter().find(|s| s.name == section)?,
+                    Some(option.to_owned()),
+                )
+            }
+            ("control", Some("http")) => {
+                let option = match parts.next() {
+                    Some("listen") => Some("port".to_owned()),
+                    other => other.map(str::to_owned),
+                };
+                (
+                    self.sections
+                        .iter()
+                        .find(|s| s.name == "inet_http_server")?,
+                    option,
+                )
+            }
+            _ => return None,
+        };
+        Some(match option.and_then(|o| section.get(&o)) {
+            Some(o) => (o.file.clone(), o.line),
+            None => (section.file.clone(), section.line),
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +134,7 @@ pub enum ImportError {
 
 fn invalid(section: &Section, opt: Option<&Opt>, message: impl Into<String>) -> ImportError {
     ImportError::Invalid {
-        file: section.file.clone(),
+        file: opt.map_or(&section.file, |o| &o.file).clone(),
         line: opt.map_or(section.line, |o| o.line),
         what: match opt {
             Some(o) => format!("[{}] {}", section.name, o.key),
@@ -192,7 +242,7 @@ pub fn import(path: &Path) -> Result<Imported, ImportError> {
     let mut findings = Vec::new();
     let mut finding = |s: &Section, o: Option<&Opt>, severity: Severity, advice: &str| {
         findings.push(Finding {
-            file: s.file.clone(),
+            file: o.map_or(&s.file, |o| &o.file).clone(),
             line: o.map_or(s.line, |o| o.line),
             what: match o {
                 Some(o) => format!("[{}] {}", s.name, o.key),
@@ -439,6 +489,7 @@ pub fn import(path: &Path) -> Result<Imported, ImportError> {
             out.push('\n');
         }
     }
+    let mut origins: Vec<(String, usize)> = Vec::new();
     for s in programs {
         let rlimits = (!rlimits.is_empty()).then(|| {
             format!(
@@ -447,7 +498,7 @@ pub fn import(path: &Path) -> Result<Imported, ImportError> {
                 rlimit_notes.join(", ")
             )
         });
-        program(
+        let names = program(
             s,
             &group_of,
             &global_env,
@@ -456,9 +507,16 @@ pub fn import(path: &Path) -> Result<Imported, ImportError> {
             &mut out,
             &mut finding,
         )?;
+        let index = sections
+            .iter()
+            .position(|x| std::ptr::eq(x, s))
+            .unwrap_or(0);
+        origins.extend(names.into_iter().map(|n| (n, index)));
     }
     findings.sort_by(|a, b| a.file.cmp(&b.file).then(a.line.cmp(&b.line)));
     Ok(Imported {
+        sections: sections.clone(),
+        programs: origins,
         toml: out,
         findings,
     })
@@ -495,6 +553,7 @@ fn expand_here(s: &Section, o: &Opt, host: &str) -> Result<String, ImportError> 
 type Report<'a> = dyn FnMut(&Section, Option<&Opt>, Severity, &str) + 'a;
 
 /// One `[program:x]`: one `[program.NAME]` per process of `numprocs`.
+/// Returns the names of the programs it wrote.
 fn program(
     s: &Section,
     group_of: &HashMap<String, String>,
@@ -503,13 +562,14 @@ fn program(
     host: &str,
     out: &mut String,
     report: &mut Report<'_>,
-) -> Result<(), ImportError> {
+) -> Result<Vec<String>, ImportError> {
+    let mut names = Vec::new();
     let prog = s.name.split_once(':').map_or("", |(_, n)| n).to_owned();
     let listener = s.name.starts_with("eventlistener:");
     let events = match listener {
         true => match listener_events(s, report)? {
             Some(events) => Some(events),
-            None => return Ok(()), // reported: nothing it listens for is sent here
+            None => return Ok(Vec::new()), // reported: nothing it listens for is sent here
         },
         false => None,
     };
@@ -581,6 +641,7 @@ fn program(
             None => interpolate(process_name, &lookup).map_err(|m| invalid(s, None, m))?,
         };
         supervisor_proto::ProgramName::new(&name).map_err(|m| invalid(s, name_opt, m))?;
+        names.push(name.clone());
         let _ = writeln!(out, "\n[program.{}]", toml_key(&name));
         if let Some(g) = &group {
             let why = if explicit_group.is_some() {
@@ -712,7 +773,7 @@ fn program(
             let _ = writeln!(out, "environment = {{ {} }}", items.join(", "));
         }
     }
-    Ok(())
+    Ok(names)
 }
 
 /// The options of supervisord's `[program:x]` that we map.

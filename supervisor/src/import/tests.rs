@@ -286,3 +286,44 @@ fn minfds_and_minprocs_raise_every_programs_limits_and_never_lower_them() {
     // The limit in force is above 64: kept, not lowered.
     assert!(soft >= 64 && !line.contains("nofile = \"64:"));
 }
+
+#[test]
+fn a_section_repeated_in_an_included_file_merges_and_is_named_where_it_is() {
+    // As Zulip's configuration does: [unix_http_server] again in an included file.
+    let (dir, out) = import_text(&[
+        (
+            "supervisord.conf",
+            "[unix_http_server]\nfile=/run/a.sock\n[include]\nfiles=conf.d/*.conf\n[program:web]\ncommand=web\n",
+        ),
+        (
+            "conf.d/zulip.conf",
+            "[unix_http_server]\nchmod=0770\n[program:web]\nstartsecs=-3\n",
+        ),
+    ]);
+    assert!(
+        out.toml.contains(
+            "socket = \"/run/a.sock\"  # from [unix_http_server] file\nsocket_mode = \"0770\"\n"
+        ),
+        "{}",
+        out.toml
+    );
+    let included = dir.path().join("conf.d/zulip.conf");
+    let main = dir.path().join("supervisord.conf");
+    assert_eq!(
+        out.origin("program.web.startsecs"),
+        Some((included.clone(), 4))
+    );
+    assert_eq!(out.origin("program.web.command"), Some((main.clone(), 6)));
+    assert_eq!(out.origin("program.web.nosuchkey"), Some((main.clone(), 5)));
+    assert_eq!(
+        out.origin("supervisor.socket_mode"),
+        Some((included.clone(), 2))
+    );
+    // Run as it is, the error in the included option is named there.
+    let errors = crate::config::load_reporting(&main).unwrap_err();
+    let first = errors.0[0].to_string();
+    assert!(
+        first.starts_with(&format!("{}:4: program.web.startsecs:", included.display())),
+        "{first}"
+    );
+}

@@ -42,9 +42,26 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
     parse_with_env(path, text, &|name| std::env::var(name).ok())
 }
 
+/// Like [`parse`], with relative paths resolved against `base` instead of the file's folder:
+/// a supervisord file run as it is resolves them against the working directory, as supervisord
+/// does.
+pub fn parse_in(path: &Path, text: &str, base: &Path) -> Result<Config, ConfigErrors> {
+    let mut w = Walker::new(path, text);
+    w.base = std::path::absolute(base).unwrap_or_else(|_| base.to_owned());
+    parse_walker(w, path, text, &|name| std::env::var(name).ok())
+}
+
 /// Like [`parse`], with the environment given as a lookup function (for tests).
 pub fn parse_with_env(path: &Path, text: &str, env: &Env<'_>) -> Result<Config, ConfigErrors> {
-    let mut w = Walker::new(path, text);
+    parse_walker(Walker::new(path, text), path, text, env)
+}
+
+fn parse_walker(
+    mut w: Walker<'_>,
+    path: &Path,
+    text: &str,
+    env: &Env<'_>,
+) -> Result<Config, ConfigErrors> {
     let doc = match DeTable::parse_recoverable(text) {
         (doc, errors) if errors.is_empty() => doc,
         (_, errors) => {
@@ -178,8 +195,9 @@ pub fn socket_path(path: &Path) -> Result<PathBuf, String> {
             return Ok(socket);
         }
         let imported = crate::import::import(path).map_err(|e| e.to_string())?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        return socket_from_toml(&imported.toml, base)
+        // Relative paths are the working directory's, as supervisord reads them.
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+        return socket_from_toml(&imported.toml, &cwd)
             .map_err(|e| format!("{} (converted){e}", path.display()));
     }
     let base = path.parent().unwrap_or(Path::new("."));
