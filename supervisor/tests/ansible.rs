@@ -9,26 +9,13 @@
 mod fixture;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use fixture::*;
 
-const CONF: &str = r#"[unix_http_server]
-file=%(here)s/run/supervisor.sock
-chmod=0700
-
-[supervisord]
-nodaemon=true
-logfile=/dev/null
-childlogdir=%(here)s/logs
-
-[supervisorctl]
-serverurl=unix://%(here)s/run/supervisor.sock
-
-[program:web]
-command=/bin/sleep 1000
-"#;
+fn conf() -> String {
+    supervisord_conf("\n[program:web]\ncommand=/bin/sleep 1000\n")
+}
 
 /// The program Ansible is asked to manage: in the file, not yet added.
 const EXTRA: &str = r#"
@@ -37,26 +24,6 @@ command=/bin/sh -c 'trap "echo hup" HUP; while true; do sleep 0.1; done'
 startsecs=0
 stdout_logfile=%(here)s/logs/extra.log
 "#;
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.0.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let deadline = Instant::now() + PATIENCE;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Runs the module once per state given, in one playbook: `(changed, failed, msg)` each.
 fn play(dir: &Path, ctl: &Path, states: &[&str]) -> Vec<(bool, bool, String)> {
@@ -138,8 +105,8 @@ fn manage_a_program_with(ctl: impl Fn(&Path) -> std::path::PathBuf) {
     for sub in ["run", "logs"] {
         std::fs::create_dir_all(root.join(sub)).unwrap();
     }
-    std::fs::write(root.join("supervisord.conf"), CONF).unwrap();
-    let _daemon = Daemon(
+    std::fs::write(root.join("supervisord.conf"), conf()).unwrap();
+    let _daemon = Terminated(
         Command::new(BIN)
             .args(["run", "-c"])
             .arg(root.join("supervisord.conf"))
@@ -150,7 +117,7 @@ fn manage_a_program_with(ctl: impl Fn(&Path) -> std::path::PathBuf) {
             .unwrap(),
     );
     wait_until("the socket", || root.join("run/supervisor.sock").exists());
-    std::fs::write(root.join("supervisord.conf"), format!("{CONF}{EXTRA}")).unwrap();
+    std::fs::write(root.join("supervisord.conf"), format!("{}{EXTRA}", conf())).unwrap();
     let ctl = ctl(root);
     let ok = |states: &[&str], changed: &[bool]| {
         let results = play(root, &ctl, states);

@@ -12,27 +12,12 @@ use std::time::{Duration, Instant};
 
 use fixture::*;
 
-const CONF: &str = r#"[unix_http_server]
-file=%(here)s/run/supervisor.sock
-chmod=0700
-
-[supervisord]
-nodaemon=true
-logfile=/dev/null
-pidfile=%(here)s/run/supervisord.pid
-childlogdir=%(here)s/logs
-
-[rpcinterface:supervisor]
-supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
-
-[supervisorctl]
-serverurl=unix://%(here)s/run/supervisor.sock
-
-[program:worker]
-command=/bin/sleep 1000
-process_name=%(program_name)s_%(process_num)d
-numprocs=2
-"#;
+/// Two `sleep` workers (`numprocs`), in group `worker`.
+fn conf() -> String {
+    supervisord_conf(
+        "\n[program:worker]\ncommand=/bin/sleep 1000\nprocess_name=%(program_name)s_%(process_num)d\nnumprocs=2\n",
+    )
+}
 
 /// A folder with `supervisord.conf` = `conf` and `bin/supervisord`, `bin/supervisorctl`
 /// linked to the supervisor binary.
@@ -66,19 +51,34 @@ fn text(o: &Output) -> String {
     )
 }
 
-#[test]
-fn supervisord_and_supervisorctl_by_their_names() {
-    let dir = folder(CONF);
-    let root = dir.path();
-    // The image's CMD, unchanged.
-    let mut daemon = Command::new(root.join("bin/supervisord"))
+/// The image's CMD, unchanged: `supervisord -n -c supervisord.conf` in `root`.
+fn supervisord(root: &Path) -> std::process::Child {
+    Command::new(root.join("bin/supervisord"))
         .args(["-n", "-c"])
         .arg(root.join("supervisord.conf"))
         .current_dir(root)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// SIGTERM, as `docker stop` sends it, and how it ended.
+fn stopped(daemon: &mut std::process::Child) -> std::process::ExitStatus {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    daemon.wait().unwrap()
+}
+
+#[test]
+fn supervisord_and_supervisorctl_by_their_names() {
+    let dir = folder(&conf());
+    let root = dir.path();
+    // The image's CMD, unchanged.
+    let mut daemon = supervisord(root);
     let deadline = Instant::now() + PATIENCE;
     let status = loop {
         let o = run(root, "supervisorctl", &["-c", "supervisord.conf", "status"]);
@@ -122,27 +122,15 @@ fn supervisord_and_supervisorctl_by_their_names() {
         std::fs::read_to_string(&pidfile).unwrap(),
         format!("{}\n", daemon.id())
     );
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(daemon.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    assert!(daemon.wait().unwrap().success());
+    assert!(stopped(&mut daemon).success());
     assert!(!pidfile.exists(), "the pid file is removed at exit");
 }
 
 #[test]
 fn supervisorctl_without_c_finds_the_daemon_as_supervisorctl_does() {
-    let dir = folder(CONF);
+    let dir = folder(&conf());
     let root = dir.path();
-    let mut daemon = Command::new(root.join("bin/supervisord"))
-        .args(["-n", "-c"])
-        .arg(root.join("supervisord.conf"))
-        .current_dir(root)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut daemon = supervisord(root);
     // Its search finds ./supervisord.conf, whose [supervisorctl] serverurl names the socket.
     let deadline = Instant::now() + PATIENCE;
     loop {
@@ -179,17 +167,12 @@ fn supervisorctl_without_c_finds_the_daemon_as_supervisorctl_does() {
         String::from_utf8_lossy(&o.stdout).trim(),
         daemon.id().to_string()
     );
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(daemon.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    assert!(daemon.wait().unwrap().success());
+    assert!(stopped(&mut daemon).success());
 }
 
 #[test]
 fn supervisord_options_that_do_not_apply_are_refused_by_name() {
-    let dir = folder(CONF);
+    let dir = folder(&conf());
     let o = run(
         dir.path(),
         "supervisord",
@@ -212,7 +195,7 @@ fn supervisord_options_that_do_not_apply_are_refused_by_name() {
 
 #[test]
 fn what_is_not_carried_over_is_said_at_start_and_strict_refuses_it() {
-    let conf = CONF.replace(
+    let conf = conf().replace(
         "numprocs=2\n",
         "numprocs=2\numask=002\nstdout_syslog=true\n",
     );
@@ -355,7 +338,7 @@ fn root_supervisord_user_is_applied() {
         eprintln!("skipped: needs root to switch users");
         return;
     }
-    let conf = CONF.replace("nodaemon=true\n", "nodaemon=true\nuser=nobody\n");
+    let conf = conf().replace("nodaemon=true\n", "nodaemon=true\nuser=nobody\n");
     let dir = folder(&conf);
     let root = dir.path();
     // What the supervisor writes, nobody must be able to write.
@@ -400,12 +383,7 @@ fn root_supervisord_user_is_applied() {
     );
     let worker: u32 = String::from_utf8_lossy(&o.stdout).trim().parse().unwrap();
     assert_eq!(uid_of(worker), nobody.uid.to_string());
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(daemon.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    assert!(daemon.wait().unwrap().success());
+    assert!(stopped(&mut daemon).success());
 }
 
 #[test]
@@ -432,10 +410,5 @@ fn relative_paths_of_a_supervisord_file_are_the_working_directorys() {
     });
     assert!(work.join("run.sock").exists());
     assert!(!conf.join("out").exists() && !conf.join("run.sock").exists());
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(daemon.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    assert!(daemon.wait().unwrap().success());
+    assert!(stopped(&mut daemon).success());
 }

@@ -9,42 +9,28 @@
 mod fixture;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fixture::*;
 
-const CONF: &str = r#"[unix_http_server]
-file=%(here)s/run/supervisor.sock
-chmod=0700
-
-[supervisord]
-nodaemon=true
-logfile=/dev/null
-pidfile=%(here)s/run/supervisord.pid
-childlogdir=%(here)s/logs
-
-[rpcinterface:supervisor]
-supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
-
-[supervisorctl]
-serverurl=unix://%(here)s/run/supervisor.sock
-
-[program:worker]
-command=/bin/sleep 1000
-process_name=%(program_name)s_%(process_num)d
-numprocs=2
-
-[program:web]
-command=/bin/sh -c 'trap "echo usr1" USR1; echo web up; while true; do sleep 0.1; done'
-autostart=false
-stdout_logfile=%(here)s/logs/web.log
-"#;
+/// Two `sleep` workers in group `worker`, and `web`, not started, which notes a USR1.
+fn conf() -> String {
+    supervisord_conf(concat!(
+        "\n[program:worker]\ncommand=/bin/sleep 1000\n",
+        "process_name=%(program_name)s_%(process_num)d\nnumprocs=2\n\n",
+        "[program:web]\n",
+        "command=/bin/sh -c 'trap \"echo usr1\" USR1; echo web up; while true; do sleep 0.1; done'\n",
+        "autostart=false\nstdout_logfile=%(here)s/logs/web.log\n",
+    ))
+}
 
 /// A daemon (ours or supervisord) in a folder of its own, killed on drop.
 struct Daemon {
+    /// Held for its drop, and first: fields drop in order, so the daemon is stopped before
+    /// its folder goes.
+    _child: Terminated,
     dir: tempfile::TempDir,
-    child: Child,
 }
 
 impl Daemon {
@@ -64,7 +50,10 @@ impl Daemon {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("{program}: {e} (scripts/test installs supervisor)"));
-        Self { dir, child }
+        Self {
+            dir,
+            _child: Terminated(child),
+        }
     }
 
     fn ours(conf: &str) -> Self {
@@ -138,24 +127,6 @@ fn python_as(socket: &Path, script: &str, uid: Option<u32>) -> (i32, String, Str
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let deadline = Instant::now() + PATIENCE;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// What differs between two runs of the same thing: pids, uptimes, times of day.
@@ -260,9 +231,9 @@ fn supervisorctl_reads_and_drives_ours_as_it_does_supervisord() {
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("web "));
 }
 
-/// Both daemons on `CONF`, their workers RUNNING.
+/// Both daemons on [`conf`], their workers RUNNING.
 fn side_by_side() -> (Daemon, Daemon) {
-    let (ours, theirs) = (Daemon::ours(CONF), Daemon::supervisord(CONF));
+    let (ours, theirs) = (Daemon::ours(&conf()), Daemon::supervisord(&conf()));
     for d in [&ours, &theirs] {
         d.wait_status("worker:worker_0", "RUNNING");
         d.wait_status("worker:worker_1", "RUNNING");
@@ -398,9 +369,9 @@ fn our_supervisorctl_prints_what_supervisorctl_prints_against_supervisord() {
     }
 }
 
-/// `CONF` with supervisord's TCP port on `port`, behind a `{SHA}` password ("123").
+/// [`conf`] with supervisord's TCP port on `port`, behind a `{SHA}` password ("123").
 fn with_tcp(port: u16) -> String {
-    CONF.replace(
+    conf().replace(
         "[supervisorctl]",
         &format!(
             "[inet_http_server]\nport=127.0.0.1:{port}\nusername=user\npassword={{SHA}}40bd001563085fc35165329ea1ff5c5ecbdbbeef\n\n[supervisorctl]"
@@ -464,7 +435,7 @@ fn supervisorctl_over_tcp_with_basic_auth_as_against_supervisord() {
 
 #[test]
 fn monitors_calls_are_answered_as_supervisord_answers_them() {
-    let ours = Daemon::ours(CONF);
+    let ours = Daemon::ours(&conf());
     ours.wait_status("worker:worker_0", "RUNNING");
     // The calls of Telegraf's and Netdata's supervisor inputs, superlance's memmon and
     // httpok, and of supervisorctl's own start-up check; a multicall; faults.
@@ -556,7 +527,7 @@ fn raw(socket: &Path, request: &[u8]) -> String {
 
 #[test]
 fn bad_calls_get_faults_or_http_errors_and_the_daemon_carries_on() {
-    let ours = Daemon::ours(CONF);
+    let ours = Daemon::ours(&conf());
     ours.wait_status("worker:worker_0", "RUNNING");
     let socket = ours.socket();
     let post = |body: &str| {

@@ -122,17 +122,21 @@ impl Daemon {
         let _ = reply.send(answer);
     }
 
+    /// The programs an action names: at least one.
+    fn targets(&self, names: &[String]) -> Result<Vec<usize>, ErrorBody> {
+        match self.select(names, false)? {
+            ids if ids.is_empty() => Err(error(
+                ErrorKind::BadRequest,
+                "name a program, several, or all",
+            )),
+            ids => Ok(ids),
+        }
+    }
+
     /// `clear`: each program's log files emptied and their rotated backups deleted, on a
     /// blocking thread; then every writer reopens its file (its size starts again from 0).
     fn clear(&mut self, names: &[String], reply: oneshot::Sender<Result<Reply, ErrorBody>>) {
-        let ids = match self.select(names, false) {
-            Ok(ids) if ids.is_empty() => {
-                let _ = reply.send(Err(error(
-                    ErrorKind::BadRequest,
-                    "name a program, several, or all",
-                )));
-                return;
-            }
+        let ids = match self.targets(names) {
             Ok(ids) => ids,
             Err(e) => {
                 let _ = reply.send(Err(e));
@@ -283,13 +287,7 @@ impl Daemon {
 
     fn signal(&mut self, signal: &str, names: &[String]) -> Result<Reply, ErrorBody> {
         let sig = parse_signal(signal).map_err(|m| error(ErrorKind::BadRequest, m))?;
-        let ids = self.select(names, false)?;
-        if ids.is_empty() {
-            return Err(error(
-                ErrorKind::BadRequest,
-                "name a program, several, or all",
-            ));
-        }
+        let ids = self.targets(names)?;
         let results = ids
             .iter()
             .map(|&i| {
@@ -374,14 +372,7 @@ impl Daemon {
         action: Action,
         reply: oneshot::Sender<Result<Reply, ErrorBody>>,
     ) {
-        let ids = match self.select(names, false) {
-            Ok(ids) if ids.is_empty() => {
-                let _ = reply.send(Err(error(
-                    ErrorKind::BadRequest,
-                    "name a program, several, or all",
-                )));
-                return;
-            }
+        let ids = match self.targets(names) {
             Ok(ids) => ids,
             Err(e) => {
                 let _ = reply.send(Err(e));

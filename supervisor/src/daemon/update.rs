@@ -104,23 +104,7 @@ impl Daemon {
         // Keep the path the daemon was started with (the same file, maybe spelt relatively).
         new.path = self.config.path.clone();
         self.config = new;
-        self.published
-            .send_replace(std::sync::Arc::new(self.config.clone()));
-        self.reindex();
-        self.schedule_sync();
-        tracing::info!(added = ?added, changed = ?changed, removed = ?removed, "configuration updated");
-        let _ = self.events.send(std::sync::Arc::new(Event::Config {
-            added: added.clone(),
-            changed: changed.clone(),
-            removed: removed.clone(),
-            at_ms: unix_ms(SystemTime::now()),
-        }));
-        Ok(Reply::Changes {
-            added,
-            changed,
-            removed,
-            applied: true,
-        })
+        self.applied(added, changed, removed)
     }
 
     /// `add NAME`: the programs of the file named NAME or in group NAME that the supervisor
@@ -206,7 +190,8 @@ impl Daemon {
         self.applied(Vec::new(), Vec::new(), removed)
     }
 
-    /// After `add` or `remove`: the order, the published configuration, schedules, the event.
+    /// After `update`, `add` or `remove`: the order, the published configuration, schedules,
+    /// the event.
     fn applied(
         &mut self,
         added: Vec<String>,
@@ -217,7 +202,7 @@ impl Daemon {
             .send_replace(std::sync::Arc::new(self.config.clone()));
         self.reindex();
         self.schedule_sync();
-        tracing::info!(added = ?added, removed = ?removed, "programs added or removed");
+        tracing::info!(added = ?added, changed = ?changed, removed = ?removed, "configuration updated");
         let _ = self.events.send(std::sync::Arc::new(Event::Config {
             added: added.clone(),
             changed: changed.clone(),
