@@ -316,6 +316,61 @@ fn supervisorctl_updates_adds_and_removes_as_against_supervisord() {
 }
 
 #[test]
+fn supervisorctl_tail_f_follows_a_log_of_ours() {
+    let ours = Daemon::ours(&conf());
+    ours.wait_status("worker:worker_0", "RUNNING");
+    assert_eq!(ours.ctl(&["start", "web"]).0, 0);
+    let mut follow = Command::new("/usr/bin/supervisorctl")
+        .arg("-c")
+        .arg(ours.root().join("supervisord.conf"))
+        .args(["tail", "-f", "web"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stdout = follow.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        rx
+    };
+    let next = || lines.recv_timeout(PATIENCE).unwrap();
+    assert_eq!(next(), "==> Press Ctrl-C to exit <==");
+    assert_eq!(next(), "web up", "the end of the file first");
+    // What comes after, as it comes; then after a clear, from the start of the file again.
+    for round in 0..2 {
+        assert_eq!(ours.ctl(&["signal", "USR1", "web"]).0, 0);
+        assert_eq!(next(), "usr1", "round {round}");
+    }
+    assert_eq!(ours.ctl(&["clear", "web"]).0, 0);
+    assert_eq!(ours.ctl(&["signal", "USR1", "web"]).0, 0);
+    assert_eq!(next(), "usr1", "after the clear");
+    let _ = follow.kill();
+    let _ = follow.wait();
+    // Not a program, or not a stream: 404, as supervisord answers.
+    let out = Command::new("/usr/bin/supervisorctl")
+        .arg("-c")
+        .arg(ours.root().join("supervisord.conf"))
+        .args(["tail", "-f", "nope"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("status code 404"),
+        "{out:?}"
+    );
+}
+
+#[test]
 fn our_supervisorctl_prints_what_supervisorctl_prints_against_supervisord() {
     let (ours, theirs) = side_by_side();
     // Our binary called as supervisorctl, against ours; Debian's against supervisord.

@@ -17,12 +17,14 @@
 //! - [`faults`]: supervisord's fault codes.
 //! - [`info`]: the process and configuration structs, as supervisord fills them.
 //! - [`logs`]: byte-offset log reads as supervisord's `readFile`/`tailFile` do them.
+//! - [`logtail`]: `GET /logtail/NAME`, the follow `supervisorctl tail -f` reads.
 
 pub mod auth;
 pub mod faults;
 pub mod help;
 pub mod info;
 pub mod logs;
+pub mod logtail;
 pub mod methods;
 pub mod names;
 pub mod write;
@@ -136,6 +138,16 @@ where
                     head.close,
                 )
                 .await?;
+            }
+            ("GET", path) if path.starts_with("/logtail/") => {
+                match logtail::file_of(&shared, &peer, path).await {
+                    Ok(file) => return logtail::follow(stream, file).await,
+                    Err(status) => {
+                        respond(&mut stream, status, "text/plain", status.1.as_bytes(), true)
+                            .await?;
+                        return Ok(());
+                    }
+                }
             }
             (_, "/RPC2") => {
                 respond(
