@@ -325,9 +325,15 @@ fn supervisorctl_tail_f_follows_a_log_of_ours() {
         .arg(ours.root().join("supervisord.conf"))
         .args(["tail", "-f", "web"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let stderr = follow.stderr.take().unwrap();
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut { stderr }, &mut text);
+        text
+    });
     let lines = {
         let (tx, rx) = std::sync::mpsc::channel();
         let stdout = follow.stdout.take().unwrap();
@@ -344,7 +350,18 @@ fn supervisorctl_tail_f_follows_a_log_of_ours() {
         });
         rx
     };
-    let next = || lines.recv_timeout(PATIENCE).unwrap();
+    let mut errors = Some(errors);
+    let mut seen: Vec<String> = Vec::new();
+    let mut next = || match lines.recv_timeout(PATIENCE) {
+        Ok(line) => {
+            seen.push(line.clone());
+            line
+        }
+        Err(e) => {
+            let text = errors.take().map(|t| t.join().unwrap_or_default());
+            panic!("tail -f ended ({e}) after {seen:?}: {text:?}")
+        }
+    };
     assert_eq!(next(), "==> Press Ctrl-C to exit <==");
     assert_eq!(next(), "web up", "the end of the file first");
     // What comes after, as it comes; then after a clear, from the start of the file again.

@@ -91,8 +91,13 @@ where
             continue;
         }
         tokio::select! {
-            // The client's end of stream (or anything it sends) ends the follow.
-            _ = reader.read(&mut sink) => return Ok(()),
+            // The client's end of stream ends the follow; what it sends is dropped
+            // (supervisorctl's client ends its request with an extra CRLF).
+            read = reader.read(&mut sink) => {
+                if !matches!(read, Ok(n) if n > 0) {
+                    return Ok(());
+                }
+            }
             _ = tokio::time::sleep(POLL) => {}
         }
     }

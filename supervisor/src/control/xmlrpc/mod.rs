@@ -44,6 +44,8 @@ pub const MAX_BODY: usize = 1024 * 1024;
 const DEADLINE: Duration = Duration::from_secs(10);
 /// A kept-alive connection with no request for this long is closed.
 const IDLE: Duration = Duration::from_secs(300);
+/// How long a closing connection waits for the client's own close.
+const LINGER: Duration = Duration::from_secs(1);
 
 /// One parsed request: what the framing needs of it.
 struct Head {
@@ -71,6 +73,40 @@ pub async fn connection<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let served = serve(&mut stream, &peer, &shared, auth).await;
+    linger(&mut stream).await;
+    served
+}
+
+/// A close the client sees after its answer: our side shut for writing, then what it still
+/// sends read and dropped until it closes too (for at most [`LINGER`]), so that a client still
+/// writing gets its answer rather than a broken pipe.
+async fn linger<S>(stream: &mut S)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let drain = async {
+        let _ = stream.shutdown().await;
+        let mut sink = [0u8; 4096];
+        while let Ok(n) = stream.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
+}
+
+async fn serve<S>(
+    stream: &mut S,
+    peer: &Peer,
+    shared: &Shared,
+    auth: Option<&auth::Credentials>,
+) -> std::io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut stream = stream;
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     loop {
         let head = match read_head(&mut stream, &mut buf).await {
@@ -129,7 +165,7 @@ where
         let body: Vec<u8> = buf.drain(..length).collect();
         match (head.method.as_str(), head.path.as_str()) {
             ("POST", "/RPC2") => {
-                let reply = methods::handle(&shared, &peer, &body).await;
+                let reply = methods::handle(shared, peer, &body).await;
                 respond(
                     &mut stream,
                     (200, "OK"),
@@ -140,7 +176,7 @@ where
                 .await?;
             }
             ("GET", path) if path.starts_with("/logtail/") => {
-                match logtail::file_of(&shared, &peer, path).await {
+                match logtail::file_of(shared, peer, path).await {
                     Ok(file) => return logtail::follow(stream, file).await,
                     Err(status) => {
                         respond(&mut stream, status, "text/plain", status.1.as_bytes(), true)
