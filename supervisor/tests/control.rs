@@ -549,6 +549,7 @@ backoff = { initial = "10ms", max = "20ms", reset = "1h" }
 
     // Silent: dropped after the handshake timeout, with a word.
     let (mut silent, _keep) = raw(&sup);
+    let silent_since = Instant::now();
 
     // 100 clients at once, 20 requests each, while a program restarts all the time.
     let socket = sup.path("data/supervisor.sock");
@@ -577,6 +578,13 @@ backoff = { initial = "10ms", max = "20ms", reset = "1h" }
     }
     let e = read_frame(&mut silent);
     assert_eq!(e["error"]["kind"], "bad_request", "{e}");
+    assert_eq!(e["error"]["message"], "no hello within 5 s; closing");
+    // Within the documented 5 s (and some slack), not 5 s for each side of the socket.
+    assert!(
+        silent_since.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        silent_since.elapsed()
+    );
     assert!(
         sup.log_events(|e| msg(e) == "spawned").len() > 5,
         "the program kept restarting"

@@ -142,13 +142,22 @@ pub async fn serve(listener: UnixListener, shared: Shared) {
                         }
                     };
                     let peer = Peer::new(uid, pid);
-                    let ended = match speaks_http(&stream).await {
-                        true => xmlrpc::connection(stream, peer, shared, None)
+                    let ended = match wire(&stream).await {
+                        Wire::Http => xmlrpc::connection(stream, peer, shared, None)
                             .await
                             .map_err(|e| e.to_string()),
-                        false => connection(stream, peer, shared)
+                        Wire::Json => connection(stream, peer, shared)
                             .await
                             .map_err(|e| e.to_string()),
+                        Wire::Silent => {
+                            let mut stream = stream;
+                            let frame = error_frame(
+                                0,
+                                ErrorKind::BadRequest,
+                                "no hello within 5 s; closing",
+                            );
+                            send(&mut stream, &frame).await.map_err(|e| e.to_string())
+                        }
                     };
                     if let Err(e) = ended {
                         tracing::debug!(error = %e, "control connection ended");
@@ -208,10 +217,16 @@ pub async fn serve_http(
     }
 }
 
-/// Whether the client's first byte starts an HTTP request (`POST`, `GET`: an upper-case
-/// letter) rather than a JSON hello (`{`). A client that sends nothing within the hello's
-/// deadline is left to the JSON side, which tells it so.
-async fn speaks_http(stream: &UnixStream) -> bool {
+/// What a connection speaks, by its first byte: an HTTP request (`POST`, `GET`: an upper-case
+/// letter), or the JSON protocol's hello (`{`, or anything else, which the JSON side answers);
+/// `Silent` when the client sent nothing (or closed) within the hello's deadline.
+enum Wire {
+    Http,
+    Json,
+    Silent,
+}
+
+async fn wire(stream: &UnixStream) -> Wire {
     use std::os::fd::AsRawFd;
     let peek = async {
         let mut first = [0u8; 1];
@@ -232,10 +247,13 @@ async fn speaks_http(stream: &UnixStream) -> bool {
             }
         }
     };
-    matches!(
-        tokio::time::timeout(HANDSHAKE_TIMEOUT, peek).await,
-        Ok(Ok(Some(byte))) if byte.is_ascii_uppercase()
-    )
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, peek).await {
+        Ok(Ok(Some(byte))) if byte.is_ascii_uppercase() => Wire::Http,
+        Ok(Ok(Some(_))) => Wire::Json,
+        // Closed at once, or a read error: the JSON side ends it quietly, as before.
+        Ok(Ok(None)) | Ok(Err(_)) => Wire::Json,
+        Err(_) => Wire::Silent,
+    }
 }
 
 fn error_frame(id: u64, kind: ErrorKind, message: impl Into<String>) -> ServerFrame {
