@@ -216,6 +216,22 @@ fn supervisorctl_reads_and_drives_ours_as_it_does_supervisord() {
     same(&["restart", "web"]);
     same(&["stop", "all"]);
     same(&["status"]);
+    // reload: every program restarted with the file (the stopped workers come back, autostart;
+    // web, manual, stays stopped), the supervisor itself the same process.
+    same(&["reload"]);
+    for d in [&ours, &theirs] {
+        d.wait_status("worker:worker_0", "RUNNING");
+        d.wait_status("worker:worker_1", "RUNNING");
+    }
+    same(&["status"]);
+    assert_eq!(ours.ctl(&["pid"]).1.trim(), ours._child.0.id().to_string());
+    // A running program is restarted by it too.
+    let before = ours.ctl(&["pid", "worker:worker_0"]).1;
+    assert_eq!(ours.ctl(&["reload"]), (0, "Restarted supervisord\n".into()));
+    wait_until("worker_0 back with a new process", || {
+        let now = ours.ctl(&["pid", "worker:worker_0"]).1;
+        now != before && now.trim() != "0"
+    });
     // supervisord's own log: ours logs to stderr only, which supervisorctl says in its words.
     assert_eq!(
         ours.ctl(&["maintail"]),
@@ -432,6 +448,7 @@ fn our_supervisorctl_prints_what_supervisorctl_prints_against_supervisord() {
         &["signal", "NOPE", "web"],
         &["stop", "web"],
         &["signal", "USR1", "web"],
+        &["reload"],
     ] {
         assert_eq!(
             run(&link, &ours, args),

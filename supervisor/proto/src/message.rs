@@ -101,6 +101,10 @@ pub enum Request {
     /// Apply the configuration file: start added programs, stop removed ones, restart changed
     /// ones; unchanged programs keep running untouched.
     Update,
+    /// Read the configuration file and restart every program with it (supervisord's
+    /// `restart`, supervisorctl's `reload`): all stopped and brought back, started again if
+    /// `autostart`; added and removed ones as `update`. The supervisor itself stays.
+    Reload,
     /// Add a program, or a group's programs, from the configuration file that the supervisor
     /// does not have yet (supervisorctl's `add`); they start if `autostart`. Nothing else in
     /// the file is applied.
@@ -203,6 +207,7 @@ impl Request {
             | Request::Rollback { name } => Some(vec![name.as_str()]),
             Request::Reread
             | Request::Update
+            | Request::Reload
             | Request::Audit { .. }
             | Request::Alerts { .. }
             | Request::Raise { .. }
@@ -226,6 +231,7 @@ impl Request {
             Request::Clear { .. } => Verb::Clear,
             Request::Reread => Verb::Reread,
             Request::Update => Verb::Update,
+            Request::Reload => Verb::Reload,
             Request::Add { .. } => Verb::Add,
             Request::Remove { .. } => Verb::Remove,
             Request::Events => Verb::Events,
@@ -251,6 +257,7 @@ impl Request {
                 | Request::Signal { .. }
                 | Request::Clear { .. }
                 | Request::Update
+                | Request::Reload
                 | Request::Add { .. }
                 | Request::Remove { .. }
                 | Request::Shutdown

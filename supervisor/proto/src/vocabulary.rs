@@ -161,6 +161,7 @@ vocabulary! {
         Clear = "clear",
         Reread = "reread",
         Update = "update",
+        Reload = "reload",
         Add = "add",
         Remove = "remove",
         Events = "events",

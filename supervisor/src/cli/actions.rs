@@ -1,5 +1,5 @@
 //! The verbs that change what runs: `start`, `stop`, `restart`, `signal`, `reread`, `update`,
-//! `add`, `remove`, `shutdown`; and `version`.
+//! `add`, `remove`, `reload`, `shutdown`; and `version`.
 
 use std::io::Write;
 
@@ -278,6 +278,13 @@ pub async fn add_remove(
         let _ = writeln!(out, "{line}");
     }
     Ok(exit)
+}
+
+/// `reload`: every program restarted with the file as it is, in supervisorctl's words.
+pub async fn reload(socket: &SocketArg) -> Result<Exit, ClientError> {
+    connect(socket).await?.call(Request::Reload).await?;
+    let _ = writeln!(std::io::stdout().lock(), "Restarted supervisord");
+    Ok(Exit::Ok)
 }
 
 /// `shutdown`: the daemon stops everything and exits.

@@ -148,6 +148,12 @@ pub enum Command {
         #[command(flatten)]
         socket: SocketArg,
     },
+    /// Restart every program with the configuration file as it is now (supervisorctl's
+    /// `reload`); the supervisor itself stays.
+    Reload {
+        #[command(flatten)]
+        socket: SocketArg,
+    },
     /// Print state changes as JSON lines, until interrupted.
     Events {
         #[command(flatten)]

@@ -262,6 +262,7 @@ async fn run_verb(verb: Command) -> Result<Exit, ClientError> {
         Command::Clear { names, socket } => actions::act(&socket, Request::Clear { names }).await,
         Command::Reread { socket } => actions::changes(&socket, false).await,
         Command::Update { socket } => actions::changes(&socket, true).await,
+        Command::Reload { socket } => actions::reload(&socket).await,
         Command::Add { names, socket } => actions::add_remove(&socket, names, true).await,
         Command::Remove { names, socket } => actions::add_remove(&socket, names, false).await,
         Command::Avail { socket } => status::avail(&socket).await,

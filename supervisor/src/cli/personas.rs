@@ -214,12 +214,12 @@ fn supervisorctl(
     let mut out: Vec<OsString> = vec!["supervisor".into()];
     match verb {
         "status" | "start" | "stop" | "restart" | "signal" | "pid" | "tail" | "clear"
-        | "reread" | "update" | "add" | "remove" | "avail" | "shutdown" | "version" => {
+        | "reread" | "update" | "reload" | "add" | "remove" | "avail" | "shutdown" | "version" => {
             out.push(verb.into())
         }
         other => {
             return Err(format!(
-                "supervisorctl: {other}: not an action this supervisor has (status, start, stop, restart, signal, pid, tail, clear, reread, update, add, remove, avail, shutdown, version)"
+                "supervisorctl: {other}: not an action this supervisor has (status, start, stop, restart, signal, pid, tail, clear, reread, update, reload, add, remove, avail, shutdown, version)"
             ));
         }
     }

@@ -70,6 +70,7 @@ impl Daemon {
             } => self.tail(&name, stream, lines),
             Request::Reread => self.reread(),
             Request::Update => self.update(),
+            Request::Reload => self.reload(),
             Request::Add { name } => self.add(&name),
             Request::Remove { name } => self.remove(&name),
             Request::Events | Request::Audit { .. } => Err(error(

@@ -57,11 +57,30 @@ impl Daemon {
     }
 
     pub(super) fn update(&mut self) -> Result<Reply, ErrorBody> {
+        self.apply(false)
+    }
+
+    /// `reload` (supervisord's `restart`): as `update`, with every program that stays counted
+    /// as changed, so that each is stopped and brought back with the file's configuration.
+    pub(super) fn reload(&mut self) -> Result<Reply, ErrorBody> {
+        self.apply(true)
+    }
+
+    fn apply(&mut self, everything: bool) -> Result<Reply, ErrorBody> {
         if self.shutdown.is_some() {
             return Err(shutting_down());
         }
         let new = self.load_new()?;
-        let (added, changed, removed) = self.diff(&new);
+        let (added, mut changed, removed) = self.diff(&new);
+        if everything {
+            changed = self
+                .config
+                .programs
+                .iter()
+                .map(|p| p.name.to_string())
+                .filter(|n| !removed.contains(n))
+                .collect();
+        }
         if new.supervisor.socket != self.config.supervisor.socket
             || new.supervisor.socket_mode != self.config.supervisor.socket_mode
             || new.supervisor.socket_group != self.config.supervisor.socket_group

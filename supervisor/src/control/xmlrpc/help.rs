@@ -45,6 +45,11 @@ pub const METHODS: &[(&str, &[&str], &str)] = &[
         "Every program's settings, as supervisord names them: those the supervisor has (inuse) and those the file has beside them (for addProcessGroup).",
     ),
     (
+        "supervisor.restart",
+        &["boolean"],
+        "Restart every program with the configuration file as it is now (the supervisor itself stays).",
+    ),
+    (
         "supervisor.reloadConfig",
         &["array"],
         "Read the configuration again: [[added, changed, removed]]; nothing is applied.",

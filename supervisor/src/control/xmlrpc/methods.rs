@@ -147,6 +147,11 @@ async fn call_one(
                 ("statename", Value::String(name.into())),
             ])
         }
+        "supervisor.restart" => {
+            p.done()?;
+            ctx.ask(Request::Reload).await?;
+            Value::Boolean(true)
+        }
         "supervisor.shutdown" => {
             p.done()?;
             ctx.ask(Request::Shutdown).await?;
