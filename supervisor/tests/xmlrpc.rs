@@ -2,6 +2,9 @@
 //! `supervisorctl` 4.2.5 against our supervisor and against the real supervisord 4.2.5, side
 //! by side on one configuration; Python's `xmlrpc.client` making the calls monitors make; and
 //! superlance's `memmon` restarting a program over its memory.
+//!
+//! Why this file is past 600 lines: every client of the wire in one place, sharing the two
+//! daemons side by side and the normalising of their outputs.
 
 #![allow(clippy::unwrap_used)] // in a test, an unwrap is an assertion
 #![allow(clippy::disallowed_methods)] // tests run the real binary and tools: std spawns them
