@@ -25,6 +25,7 @@ use supervisor_proto::{
 };
 
 use super::Daemon;
+use super::children::Child;
 use crate::deploy::git::Commit;
 use crate::deploy::git::{self, is_commit, redact_url, step_environment};
 use crate::deploy::history::{self, Quarantined};
@@ -488,7 +489,7 @@ impl Daemon {
                     timed_out: false,
                 });
                 let program = run.program.clone();
-                self.step_pids.insert(pid, program);
+                self.children.add(pid, Child::Step(program));
             }
             Err(e) => {
                 let program = run.program.clone();
@@ -745,11 +746,6 @@ impl Daemon {
             history::append(&deploydir, &record);
             let _ = std::fs::remove_file(&path);
         }
-    }
-
-    /// The pids of running steps, for the reaper.
-    pub(super) fn deploy_step_program(&mut self, pid: Pid) -> Option<String> {
-        self.step_pids.remove(&pid)
     }
 
     /// Shutdown: kill running steps; the history says the deploy was interrupted.

@@ -12,6 +12,7 @@ use nix::unistd::Pid;
 use supervisor_proto::Event;
 
 use super::Daemon;
+use super::children::Child;
 use crate::config::ProgramConfig;
 use crate::config::health::{Probe, Ready};
 use crate::dirs;
@@ -172,8 +173,8 @@ impl Daemon {
             .flatten()
         });
         let commands = self
-            .probe_pids
-            .values()
+            .children
+            .probes()
             .filter(|c| !c.timed_out)
             .map(|c| c.deadline);
         programs.chain(commands)
@@ -205,10 +206,10 @@ impl Daemon {
                 }
             }
         }
-        for (pid, c) in self.probe_pids.iter_mut() {
+        for (pid, c) in self.children.probes_mut() {
             if !c.timed_out && now >= c.deadline {
                 c.timed_out = true;
-                let _ = process::signal_group(*pid, Signal::SIGKILL);
+                let _ = process::signal_group(pid, Signal::SIGKILL);
             }
         }
     }
@@ -239,16 +240,16 @@ impl Daemon {
             Probe::Command(argv) => match self.spawn_probe(&p.cfg, &argv) {
                 Ok(pid) => {
                     let now = Instant::now();
-                    self.probe_pids.insert(
+                    self.children.add(
                         pid,
-                        CommandProbe {
+                        Child::Probe(CommandProbe {
                             program: p.cfg.name.to_string(),
                             run,
                             kind,
                             deadline: later(now, timeout),
                             timeout,
                             timed_out: false,
-                        },
+                        }),
                     );
                 }
                 Err(e) => {
@@ -282,10 +283,7 @@ impl Daemon {
     }
 
     /// A command probe was reaped.
-    pub(super) fn probe_exited(&mut self, pid: Pid, reason: ExitReason) {
-        let Some(c) = self.probe_pids.remove(&pid) else {
-            return;
-        };
+    pub(super) fn probe_exited(&mut self, c: CommandProbe, reason: ExitReason) {
         let result = match reason {
             _ if c.timed_out => Err(format!(
                 "timed out after {}",
@@ -455,7 +453,7 @@ impl Daemon {
                     if let Some(socket) = &p.health.notify {
                         socket.group.send_replace(leader.map(|l| (l, Some(pid))));
                     }
-                    self.main_pids.insert(pid, name.to_string());
+                    self.children.add(pid, Child::MainProcess(name.to_string()));
                 } else if !in_group {
                     tracing::warn!(program = %name, main_pid = pid.as_raw(), "MAINPID outside the program's process group; ignored");
                 }

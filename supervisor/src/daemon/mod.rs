@@ -5,6 +5,7 @@
 //!
 //! # Layout
 //! - this file: the event loop, lifecycle effects, reaping, shutdown.
+//! - [`children`]: every process the actor waits for, by pid, and what it is.
 //! - [`requests`]: control requests (status, start, stop, ...) and the clients waiting on them.
 //! - [`update`]: `reread` and `update` (also SIGHUP): applying a changed configuration.
 //! - [`deploy`]: the deploy machine's effects: steps, the release switch, restarts, history.
@@ -21,6 +22,7 @@
 
 mod alerts;
 mod ceilings;
+mod children;
 mod deploy;
 mod health;
 mod listeners;
@@ -42,6 +44,7 @@ use tokio::signal::unix::{Signal as SignalStream, SignalKind, signal};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use self::children::Child;
 use crate::backoff::Jitter;
 use crate::config::health::Ready;
 use crate::config::{Config, OnFatal, ProgramConfig};
@@ -499,7 +502,8 @@ struct Shutdown {
 struct Daemon {
     config: Config,
     programs: Vec<Program>,
-    pids: HashMap<Pid, usize>,
+    /// Every process the actor waits for: programs, main processes, steps, polls, probes.
+    children: children::Children,
     shutdown: Option<Shutdown>,
     exit_code: i32,
     jitter: Jitter,
@@ -516,20 +520,12 @@ struct Daemon {
     orphans: u64,
     /// Restarts whose stop is done, to start on the next drive.
     restarts: Vec<(String, Waiter)>,
-    /// Running deploy steps (git, builds): pid → program.
-    step_pids: HashMap<Pid, String>,
     /// Inputs for deploy machines, handled by `drain_deploys` (never from inside `feed`);
     /// `None`: tell it the program's state as it is then.
     deploy_inputs: VecDeque<(String, Option<crate::deploy::machine::Input>)>,
     deploys_started: u64,
     /// Health reports come back through this (probes, notify sockets, log lines).
     reports: mpsc::Sender<Report>,
-    /// Command probes running: pid → what they check.
-    probe_pids: HashMap<Pid, health::CommandProbe>,
-    /// Main processes declared with `MAINPID=` that are not their group's leader.
-    main_pids: HashMap<Pid, String>,
-    /// Deploy polls running (`git ls-remote`): pid → program.
-    poll_pids: HashMap<Pid, String>,
     alerts: alerts::Alerts,
     log_files: LogFiles,
     starts_writer: budget::Writer,
@@ -557,7 +553,7 @@ impl Daemon {
         let mut daemon = Self {
             programs: Vec::with_capacity(config.programs.len()),
             config,
-            pids: HashMap::new(),
+            children: children::Children::default(),
             shutdown: None,
             exit_code: 0,
             jitter: Jitter::seeded(),
@@ -571,13 +567,9 @@ impl Daemon {
             started: (Instant::now(), SystemTime::now()),
             orphans: 0,
             restarts: Vec::new(),
-            step_pids: HashMap::new(),
             deploy_inputs: VecDeque::new(),
             deploys_started: 0,
             reports,
-            probe_pids: HashMap::new(),
-            main_pids: HashMap::new(),
-            poll_pids: HashMap::new(),
             alerts,
             log_files: LogFiles::default(),
             starts_writer,
@@ -631,12 +623,12 @@ impl Daemon {
         for (p, d) in self.programs.iter_mut().zip(depths) {
             p.depth = d;
         }
-        self.pids = self
+        let leaders = self
             .programs
             .iter()
             .enumerate()
-            .filter_map(|(i, p)| p.state.pid().map(|pid| (pid, i)))
-            .collect();
+            .filter_map(|(i, p)| p.state.pid().map(|pid| (pid, i)));
+        self.children.index_programs(leaders);
         self.listener_groups();
     }
 
@@ -819,7 +811,7 @@ impl Daemon {
                             p.spawns += 1;
                             p.starts.record(SystemTime::now());
                             tracing::info!(program = %p.cfg.name, pid = pid.as_raw(), spawns = p.spawns, "spawned");
-                            self.pids.insert(pid, idx);
+                            self.children.add(pid, children::Child::Program(idx));
                             queue.push_back((idx, LifeEvent::Spawned(pid)));
                         }
                         Err(e) => {
@@ -869,54 +861,26 @@ impl Daemon {
 
     fn reap(&mut self) {
         while let Some((pid, reason)) = process::reap_one() {
-            if self.probe_pids.contains_key(&pid) {
-                self.probe_exited(pid, reason);
-                continue;
-            }
-            if let Some(program) = self.poll_pids.remove(&pid) {
-                self.poll_exited(&program, pid, reason);
-                continue;
-            }
-            if let Some(program) = self.main_pids.remove(&pid) {
-                // The declared main process ended: that is the program's exit.
-                let main = self.index(&program).and_then(|idx| {
-                    let p = &self.programs[idx];
-                    let leader = p.state.pid().filter(|_| p.health.main_pid == Some(pid));
-                    leader.map(|leader| (idx, leader))
-                });
-                if let Some((idx, leader)) = main {
-                    tracing::info!(program = %program, pid = pid.as_raw(), reason = %reason, "main process exited");
-                    self.programs[idx].health.main_pid = None;
-                    self.programs[idx].last_exit = Some(reason.clone());
-                    self.feed(
-                        idx,
-                        LifeEvent::Exited {
-                            pid: leader,
-                            reason,
-                        },
-                    );
+            match self.children.take(pid) {
+                Some(Child::Probe(probe)) => self.probe_exited(probe, reason),
+                Some(Child::Poll(program)) => self.poll_exited(&program, pid, reason),
+                Some(Child::Step(program)) => self.deploy_step_exited(&program, pid, reason),
+                Some(Child::MainProcess(program)) => {
+                    self.main_process_exited(&program, pid, reason)
                 }
-                continue;
-            }
-            match self.pids.remove(&pid) {
-                Some(idx)
+                Some(Child::Program(idx))
                     if self.programs[idx]
                         .health
                         .main_pid
-                        .is_some_and(|m| self.main_pids.contains_key(&m)) =>
+                        .is_some_and(|m| self.children.is_main_process(m)) =>
                 {
                     tracing::info!(program = %self.programs[idx].cfg.name, pid = pid.as_raw(), reason = %reason,
                         "the group leader exited; its declared main process carries on");
                 }
-                Some(idx) => {
+                Some(Child::Program(idx)) => {
                     tracing::info!(program = %self.programs[idx].cfg.name, pid = pid.as_raw(), reason = %reason, "exited");
                     self.programs[idx].last_exit = Some(reason.clone());
                     self.feed(idx, LifeEvent::Exited { pid, reason });
-                }
-                None if self.step_pids.contains_key(&pid) => {
-                    if let Some(program) = self.deploy_step_program(pid) {
-                        self.deploy_step_exited(&program, pid, reason);
-                    }
                 }
                 None => {
                     self.orphans += 1;
@@ -932,6 +896,27 @@ impl Daemon {
             if gone {
                 self.feed(i, LifeEvent::GroupGone);
             }
+        }
+    }
+
+    /// A program's declared main process ended: that is the program's exit.
+    fn main_process_exited(&mut self, program: &str, pid: Pid, reason: ExitReason) {
+        let main = self.index(program).and_then(|idx| {
+            let p = &self.programs[idx];
+            let leader = p.state.pid().filter(|_| p.health.main_pid == Some(pid));
+            leader.map(|leader| (idx, leader))
+        });
+        if let Some((idx, leader)) = main {
+            tracing::info!(program = %program, pid = pid.as_raw(), reason = %reason, "main process exited");
+            self.programs[idx].health.main_pid = None;
+            self.programs[idx].last_exit = Some(reason.clone());
+            self.feed(
+                idx,
+                LifeEvent::Exited {
+                    pid: leader,
+                    reason,
+                },
+            );
         }
     }
 

@@ -15,6 +15,7 @@ use nix::unistd::Pid;
 use supervisor_proto::{DeployKind, DeployRecord};
 
 use super::Daemon;
+use super::children::Child;
 use crate::deploy::git::{self, step_environment};
 use crate::deploy::history;
 use crate::lifecycle::{ExitReason, later};
@@ -165,7 +166,7 @@ impl Daemon {
                         timed_out: false,
                     });
                 }
-                self.poll_pids.insert(pid, name);
+                self.children.add(pid, Child::Poll(name));
             }
             Err(e) => self.poll_failed(idx, format!("cannot run git ls-remote: {e}")),
         }
