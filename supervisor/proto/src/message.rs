@@ -599,6 +599,10 @@ fn is_zero(n: &u64) -> bool {
 pub struct ActionResult {
     pub name: String,
     pub outcome: Outcome,
+    /// Why a `failed` action failed, for clients that act on it (exit codes, XML-RPC faults);
+    /// absent for every other outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
     /// For people: `started`, `ERROR (already started)`, `ERROR (spawn error: ...)`.
     pub message: String,
 }
@@ -614,6 +618,20 @@ pub enum Outcome {
     /// `clear`: the log files are empty.
     Cleared,
     Failed,
+}
+
+/// Why an action failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Failure {
+    /// The program could not be spawned (its command, user, folder or a limit).
+    SpawnError,
+    /// It was spawned but ended before it was running.
+    AbnormalTermination,
+    /// A signal for a program that is not running.
+    NotRunning,
+    /// Anything else: FATAL, removed or shut down meanwhile, a file or signal refused.
+    Other,
 }
 
 impl Outcome {

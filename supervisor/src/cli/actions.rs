@@ -4,8 +4,8 @@
 use std::io::Write;
 
 use supervisor_proto::{
-    ActionResult, Changes, ClientError, ErrorKind, Outcome, ProgramInfo, ProgramState, Request,
-    Verb,
+    ActionResult, Changes, ClientError, ErrorKind, Failure, Outcome, ProgramInfo, ProgramState,
+    Request, Verb,
 };
 
 use super::args::SocketArg;
@@ -176,7 +176,7 @@ fn worse(exit: Exit, verb: Verb, r: &ActionResult) -> Exit {
         return exit;
     }
     let dead = matches!(verb, Verb::Start | Verb::Restart)
-        || (verb == Verb::Signal && r.message == "ERROR (not running)");
+        || (verb == Verb::Signal && r.failure == Some(Failure::NotRunning));
     if dead { Exit::Dead } else { Exit::Failed }
 }
 

@@ -7,8 +7,8 @@
 use std::time::Instant;
 
 use supervisor_proto::{
-    ActionResult, ErrorBody, ErrorKind, Outcome, PROTOCOL_VERSION, ProgramInfo, ProgramPid, Reply,
-    Request, Stream, SupervisorInfo,
+    ActionResult, ErrorBody, ErrorKind, Failure, Outcome, PROTOCOL_VERSION, ProgramInfo,
+    ProgramPid, Reply, Request, Stream, SupervisorInfo,
 };
 use tokio::sync::oneshot;
 
@@ -36,6 +36,16 @@ fn result(name: &str, outcome: Outcome, message: impl Into<String>) -> ActionRes
     ActionResult {
         name: name.to_owned(),
         outcome,
+        failure: None,
+        message: message.into(),
+    }
+}
+
+fn failed(name: &str, failure: Failure, message: impl Into<String>) -> ActionResult {
+    ActionResult {
+        name: name.to_owned(),
+        outcome: Outcome::Failed,
+        failure: Some(failure),
         message: message.into(),
     }
 }
@@ -162,7 +172,7 @@ impl Daemon {
                     .into_iter()
                     .map(|(name, files)| match clear_files(&files) {
                         Ok(()) => result(&name, Outcome::Cleared, "cleared"),
-                        Err(e) => result(&name, Outcome::Failed, format!("ERROR ({e})")),
+                        Err(e) => failed(&name, Failure::Other, format!("ERROR ({e})")),
                     })
                     .collect::<Vec<_>>()
             })
@@ -300,9 +310,9 @@ impl Daemon {
                             tracing::info!(program = name, pid, signal = %sig, "signalled on request");
                             result(name, Outcome::Signalled, "signalled")
                         }
-                        Err(e) => result(name, Outcome::Failed, format!("ERROR ({e})")),
+                        Err(e) => failed(name, Failure::Other, format!("ERROR ({e})")),
                     },
-                    None => result(name, Outcome::Failed, "ERROR (not running)"),
+                    None => failed(name, Failure::NotRunning, "ERROR (not running)"),
                 }
             })
             .collect();
@@ -415,9 +425,9 @@ impl Daemon {
             for (name, rx) in pending {
                 match rx.await {
                     Ok(r) => results.extend(r),
-                    Err(_) => results.push(result(
+                    Err(_) => results.push(failed(
                         &name,
-                        Outcome::Failed,
+                        Failure::Other,
                         "ERROR (abandoned: the program was removed or the supervisor is shutting down)",
                     )),
                 }
@@ -522,8 +532,7 @@ impl Daemon {
                         keep.push(w)
                     }
                     other => {
-                        w.results
-                            .push(result(&name, Outcome::Failed, start_failure(other)));
+                        w.results.push(start_failure(&name, other));
                         let _ = w.tx.send(w.results);
                     }
                 },
@@ -549,9 +558,9 @@ impl Daemon {
                 Some(idx) if self.shutdown.is_none() => self.begin_start(idx, w),
                 _ => {
                     let mut w = w;
-                    w.results.push(result(
+                    w.results.push(failed(
                         &name,
-                        Outcome::Failed,
+                        Failure::Other,
                         "ERROR (not restarted: shutting down or removed)",
                     ));
                     let _ = w.tx.send(w.results);
@@ -562,17 +571,27 @@ impl Daemon {
 }
 
 /// Why a start did not reach RUNNING, as supervisorctl words it.
-fn start_failure(state: &State) -> String {
-    match state {
+fn start_failure(name: &str, state: &State) -> ActionResult {
+    let (failure, message) = match state {
         State::Backoff {
             last: ExitReason::SpawnFailed(e),
             ..
-        } => format!("ERROR (spawn error: {e})"),
-        State::Backoff { last, .. } => format!("ERROR (abnormal termination: {last})"),
-        State::Exited { reason, .. } => format!("ERROR (abnormal termination: {reason})"),
-        State::Fatal { reason } => format!("ERROR ({reason})"),
-        _ => "ERROR (stopped before it was running)".to_owned(),
-    }
+        } => (Failure::SpawnError, format!("ERROR (spawn error: {e})")),
+        State::Backoff { last, .. } => (
+            Failure::AbnormalTermination,
+            format!("ERROR (abnormal termination: {last})"),
+        ),
+        State::Exited { reason, .. } => (
+            Failure::AbnormalTermination,
+            format!("ERROR (abnormal termination: {reason})"),
+        ),
+        State::Fatal { reason } => (Failure::Other, format!("ERROR ({reason})")),
+        _ => (
+            Failure::Other,
+            "ERROR (stopped before it was running)".to_owned(),
+        ),
+    };
+    failed(name, failure, message)
 }
 
 fn running_pid(state: &State) -> Option<u32> {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use dxr::{Fault, MethodCall, Value};
 use supervisor_proto::{
-    ActionResult, Body, ErrorBody, ErrorKind, Outcome, ProgramInfo, Reply, Request, Stream,
+    ActionResult, Body, ErrorBody, ErrorKind, Failure, Outcome, ProgramInfo, Reply, Request, Stream,
 };
 
 use super::faults::Code;
@@ -585,12 +585,12 @@ fn code_of(result: &ActionResult, start: bool) -> Code {
         }
         Outcome::AlreadyStarted => Code::AlreadyStarted,
         Outcome::NotRunning => Code::NotRunning,
-        Outcome::Failed if result.message.contains("not running") => Code::NotRunning,
-        Outcome::Failed if result.message.contains("abnormal termination") => {
-            Code::AbnormalTermination
-        }
-        Outcome::Failed if start => Code::SpawnError,
-        Outcome::Failed => Code::Failed,
+        Outcome::Failed => match result.failure {
+            Some(Failure::NotRunning) => Code::NotRunning,
+            Some(Failure::AbnormalTermination) => Code::AbnormalTermination,
+            _ if start => Code::SpawnError,
+            _ => Code::Failed,
+        },
     }
 }
 
@@ -638,4 +638,35 @@ fn results_array(config: &Config, results: &[ActionResult], start: bool) -> Valu
             })
             .collect(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(failure: Failure, message: &str) -> ActionResult {
+        ActionResult {
+            name: "db".into(),
+            outcome: Outcome::Failed,
+            failure: Some(failure),
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn a_fault_follows_why_the_action_failed_not_its_words() {
+        // A FATAL program's reason is its own last words, which may say anything.
+        let fatal = failed(Failure::Other, "ERROR (waiting: postgres not running)");
+        assert_eq!(code_of(&fatal, true), Code::SpawnError);
+        assert_eq!(code_of(&fatal, false), Code::Failed);
+        let died = failed(
+            Failure::AbnormalTermination,
+            "ERROR (abnormal termination: exit 3)",
+        );
+        assert_eq!(code_of(&died, true), Code::AbnormalTermination);
+        let idle = failed(Failure::NotRunning, "ERROR (not running)");
+        assert_eq!(code_of(&idle, false), Code::NotRunning);
+        let spawn = failed(Failure::SpawnError, "ERROR (spawn error: not found)");
+        assert_eq!(code_of(&spawn, true), Code::SpawnError);
+    }
 }
