@@ -2,7 +2,7 @@
 //! that each behaves the same way under it.
 //!
 //! # Layout
-//! - [`http`]: serving an axum router with bounds axum's own `serve` lacks: a header read
+//! - `http` (the default feature `http`): serving an axum router with bounds axum's own `serve` lacks: a header read
 //!   timeout (idle connections too), a whole-request timeout, a connection cap, an early 413
 //!   for a declared oversized body, and a graceful shutdown that does not wait on slow clients.
 //! - [`admission`]: who gets a connection place: a share per source, and a reserve for
@@ -15,6 +15,7 @@
 //! - [`notify`]: `READY=1`, `STATUS=` and watchdog pings to the supervisor (`NOTIFY_SOCKET`).
 
 pub mod admission;
+#[cfg(feature = "http")]
 pub mod http;
 pub mod limits;
 pub mod logging;

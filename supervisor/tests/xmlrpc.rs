@@ -525,6 +525,54 @@ fn supervisorctl_over_tcp_with_basic_auth_as_against_supervisord() {
     );
 }
 
+/// One client holding idle connections to the TCP port gets its share of the places (16 of
+/// 64) and no more; another client still gets in and is answered.
+#[test]
+fn one_tcp_client_cannot_take_every_place() {
+    use std::io::Read as _;
+    let port = testkit::free_port();
+    let ours = Daemon::ours(&with_tcp(port));
+    ours.wait_status("worker:worker_0", "RUNNING");
+    let flood = std::net::Ipv4Addr::new(127, 0, 0, 2);
+    let mut held: Vec<_> = (0..40)
+        .map(|_| testkit::connect_from(flood, port).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // A connection past the share was closed at once: its read ends (EOF or reset); one let in
+    // waits for its request.
+    let open = held
+        .iter_mut()
+        .map(|s| {
+            s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+            match s.read(&mut [0u8; 1]) {
+                Err(e) => matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ),
+                // The end of the stream: closed. (The server never speaks first.)
+                Ok(n) => n > 0,
+            }
+        })
+        .filter(|&open| open)
+        .count();
+    assert_eq!(open, 16, "connections kept open from one source");
+    let out = Command::new("/usr/bin/supervisorctl")
+        .args([
+            "-s",
+            &format!("http://127.0.0.1:{port}"),
+            "-u",
+            "user",
+            "-p",
+            "123",
+        ])
+        .args(["status", "worker:worker_0"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("RUNNING"), "{text}");
+}
+
 #[test]
 fn monitors_calls_are_answered_as_supervisord_answers_them() {
     let ours = Daemon::ours(&conf());

@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use supervised::admission::{Admission, Place};
 use supervisor_proto::frame::{self, FrameError};
 use supervisor_proto::{
     Body, ClientHello, ErrorBody, ErrorKind, Event, PROTOCOL_VERSION, Reply, Request, RequestFrame,
@@ -175,8 +176,10 @@ pub async fn serve(listener: UnixListener, shared: Shared) {
     }
 }
 
-/// TCP connections to `[control.http]` open at once; past this a client is closed at once.
-const MAX_HTTP_CONNECTIONS: usize = 64;
+/// TCP connections to `[control.http]` open at once, how many one source may hold, and the
+/// places kept for sources holding almost none (as hookd's and statusd's, scaled down): a client
+/// past them is closed at once, and one client cannot take every place.
+const HTTP_PLACES: (usize, usize, usize) = (64, 16, 8);
 
 /// supervisord's XML-RPC on TCP (`[control.http]`), with its basic authentication: each client
 /// gets the grants of `uid`, and its address in the audit trail.
@@ -186,7 +189,10 @@ pub async fn serve_http(
     credentials: Option<xmlrpc::auth::Credentials>,
     uid: u32,
 ) {
-    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (max, per_source, reserve) = HTTP_PLACES;
+    let admission = Arc::new(std::sync::Mutex::new(Admission::new(
+        max, per_source, reserve,
+    )));
     let credentials = Arc::new(credentials);
     loop {
         let (stream, addr) = match listener.accept().await {
@@ -197,13 +203,16 @@ pub async fn serve_http(
                 continue;
             }
         };
-        if open.fetch_add(1, std::sync::atomic::Ordering::AcqRel) >= MAX_HTTP_CONNECTIONS {
-            open.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-            tracing::warn!(%addr, "XML-RPC connection refused: {MAX_HTTP_CONNECTIONS} open");
-            continue;
-        }
-        let (shared, credentials, open) = (shared.clone(), credentials.clone(), open.clone());
+        let place = match Place::take(&admission, addr.ip()) {
+            Ok(place) => place,
+            Err(refusal) => {
+                tracing::warn!(%addr, "XML-RPC connection refused: {}", refusal.as_str());
+                continue;
+            }
+        };
+        let (shared, credentials) = (shared.clone(), credentials.clone());
         tokio::spawn(async move {
+            let _place = place;
             let peer = Peer {
                 uid,
                 process: Some(format!("http {addr}")),
@@ -212,7 +221,6 @@ pub async fn serve_http(
             {
                 tracing::debug!(error = %e, "XML-RPC connection ended");
             }
-            open.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
         });
     }
 }
