@@ -152,12 +152,9 @@ pub async fn serve(listener: UnixListener, shared: Shared) {
                             .map_err(|e| e.to_string()),
                         Wire::Silent => {
                             let mut stream = stream;
-                            let frame = error_frame(
-                                0,
-                                ErrorKind::BadRequest,
-                                "no hello within 5 s; closing",
-                            );
-                            send(&mut stream, &frame).await.map_err(|e| e.to_string())
+                            send(&mut stream, &no_hello())
+                                .await
+                                .map_err(|e| e.to_string())
                         }
                     };
                     if let Err(e) = ended {
@@ -264,6 +261,16 @@ async fn wire(stream: &UnixStream) -> Wire {
     }
 }
 
+/// What a client that said nothing within [`HANDSHAKE_TIMEOUT`] is told before the close.
+fn no_hello() -> ServerFrame {
+    let secs = HANDSHAKE_TIMEOUT.as_secs();
+    error_frame(
+        0,
+        ErrorKind::BadRequest,
+        format!("no hello within {secs} s; closing"),
+    )
+}
+
 fn error_frame(id: u64, kind: ErrorKind, message: impl Into<String>) -> ServerFrame {
     ServerFrame {
         id,
@@ -315,11 +322,7 @@ async fn connection(stream: UnixStream, peer: Peer, shared: Shared) -> Result<()
     .await
     {
         Err(_) => {
-            let _ = send(
-                &mut w,
-                &error_frame(0, ErrorKind::BadRequest, "no hello within 5 s; closing"),
-            )
-            .await;
+            let _ = send(&mut w, &no_hello()).await;
             return Ok(());
         }
         Ok(Ok(Some(hello))) => hello,
