@@ -8,5 +8,11 @@ fn main() {
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
         let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
         println!("cargo:rustc-link-arg-bin=supervisor=-Wl,-T,{dir}/link/hot.ld");
+        // The linker's map of where each function went, for scripts/hot-check.
+        println!("cargo:rerun-if-env-changed=SUPERVISOR_LINK_MAP");
+        if let Some(map) = std::env::var_os("SUPERVISOR_LINK_MAP") {
+            let map = map.to_string_lossy();
+            println!("cargo:rustc-link-arg-bin=supervisor=-Wl,-Map={map}");
+        }
     }
 }
