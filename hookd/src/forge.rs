@@ -86,14 +86,15 @@ pub fn authenticate(
 pub enum Decision {
     /// The forge checks that the hook works.
     Ping,
-    /// A push to the deployed branch.
+    /// A push to a branch (the deployed one, when `deployed` was given).
     Deploy { branch: String, after: String },
     /// Anything else, with the reason.
     Ignore(String),
 }
 
-/// Decides from the event and the payload; `deployed` is the branch that is deployed.
-pub fn classify(delivery: &Delivery, payload: &Value, deployed: &str) -> Decision {
+/// Decides from the event and the payload; `deployed` is the branch that is deployed, when
+/// hookd is told it (`HOOKD_BRANCH`); otherwise the supervisor checks the branch.
+pub fn classify(delivery: &Delivery, payload: &Value, deployed: Option<&str>) -> Decision {
     let event = delivery.event.to_ascii_lowercase();
     match event.as_str() {
         "ping" => return Decision::Ping,
@@ -118,7 +119,8 @@ pub fn classify(delivery: &Delivery, payload: &Value, deployed: &str) -> Decisio
     let Some(branch) = git_ref.strip_prefix("refs/heads/") else {
         return Decision::Ignore(format!("{git_ref} is not a branch"));
     };
-    if branch != deployed {
+    // Without `HOOKD_BRANCH` the supervisor checks the branch with the deploy request.
+    if let Some(deployed) = deployed.filter(|d| *d != branch) {
         return Decision::Ignore(format!(
             "a push to {branch}; {deployed} is the deployed branch"
         ));
@@ -180,14 +182,14 @@ mod tests {
             classify(
                 &push,
                 &json!({"ref": "refs/heads/main", "after": sha}),
-                "main"
+                Some("main")
             ),
             Decision::Deploy {
                 branch: "main".into(),
                 after: sha.into()
             }
         );
-        let ignored = |payload: Value| match classify(&push, &payload, "main") {
+        let ignored = |payload: Value| match classify(&push, &payload, Some("main")) {
             Decision::Ignore(reason) => reason,
             other => panic!("{other:?}"),
         };
@@ -212,12 +214,20 @@ mod tests {
             "refs/heads/main was deleted"
         );
         assert_eq!(ignored(json!({"after": sha})), "the push names no ref");
+        // Without a branch of its own, any branch's push goes on, for the supervisor to check.
+        assert_eq!(
+            classify(&push, &json!({"ref": "refs/heads/dev", "after": sha}), None),
+            Decision::Deploy {
+                branch: "dev".into(),
+                after: sha.into()
+            }
+        );
         let issue = Delivery {
             event: "issues".into(),
             ..push.clone()
         };
         assert_eq!(
-            classify(&issue, &json!({}), "main"),
+            classify(&issue, &json!({}), Some("main")),
             Decision::Ignore("the \"issues\" event is not a push".into())
         );
         let ping = Delivery {
@@ -225,7 +235,7 @@ mod tests {
             ..push
         };
         assert_eq!(
-            classify(&ping, &json!({"zen": "x"}), "main"),
+            classify(&ping, &json!({"zen": "x"}), Some("main")),
             Decision::Ping
         );
     }

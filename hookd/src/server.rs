@@ -204,17 +204,8 @@ async fn handle(app: &App, program: &str, headers: &HeaderMap, body: &[u8]) -> R
             json!({"error": "the body is not valid JSON"}),
         );
     };
-    let deployed = match &app.settings.branch {
-        Some(b) => b.clone(),
-        None => match deploy_branch(&app.settings, program).await {
-            Ok(b) => b,
-            Err((status, message)) => {
-                tracing::error!(forge = forge_name, event, delivery = id, program, error = %message, "no deploy branch");
-                return reply(status, json!({"error": message}));
-            }
-        },
-    };
-    match forge::classify(&delivery, &payload, &deployed) {
+    let deployed = app.settings.branch.as_deref();
+    match forge::classify(&delivery, &payload, deployed) {
         Decision::Ping => {
             tracing::info!(forge = forge_name, event, delivery = id, decision = "ping");
             reply(StatusCode::OK, json!({"status": "pong"}))
@@ -229,8 +220,12 @@ async fn handle(app: &App, program: &str, headers: &HeaderMap, body: &[u8]) -> R
         Decision::Deploy { branch, after } => {
             // Replays: the same signed body again (what the signature covers; a delivery id
             // header is not signed), or a push of the commit last asked for.
-            let digest = hex::encode(ring::digest::digest(&ring::digest::SHA256, body));
-            let commit = format!("{program}@{after}");
+            // Both per program (`/webhook/NAME`), and the commit per branch: a push the
+            // supervisor refuses for its branch must not make the same commit a duplicate on
+            // the deploy branch, nor the same body one for another program.
+            let body_digest = hex::encode(ring::digest::digest(&ring::digest::SHA256, body));
+            let digest = format!("{program}:{body_digest}");
+            let commit = format!("{program}@{branch}@{after}");
             if !remember(app, &digest, &commit) {
                 tracing::info!(
                     forge = forge_name,
@@ -257,7 +252,23 @@ async fn handle(app: &App, program: &str, headers: &HeaderMap, body: &[u8]) -> R
             if let Some(by) = relayed_by {
                 trigger = format!("{trigger} relayed by {by}");
             }
-            match ask_deploy(&app.settings, program, trigger, &after).await {
+            // The supervisor checks the branch unless hookd was given one.
+            let pushed = deployed.is_none().then_some(branch.as_str());
+            match ask_deploy(&app.settings, program, trigger, pushed, &after).await {
+                Ok(Asked::OtherBranch(reason)) => {
+                    // The same commit pushed to the deploy branch next must not be a duplicate.
+                    forget(app, &digest, &commit);
+                    tracing::info!(forge = forge_name, event, delivery = id, decision = "ignored", reason = %reason);
+                    reply(
+                        StatusCode::ACCEPTED,
+                        json!({"status": "ignored", "reason": reason}),
+                    )
+                }
+                Ok(Asked::NotDeployable(message)) => {
+                    forget(app, &digest, &commit);
+                    tracing::warn!(forge = forge_name, event, delivery = id, program, error = %message, "no deployable program");
+                    reply(StatusCode::NOT_FOUND, json!({"error": message}))
+                }
                 Ok(Asked::Refused(reason)) => {
                     tracing::info!(forge = forge_name, event, delivery = id, decision = "refused", program, commit = %after, %reason);
                     reply(
@@ -343,27 +354,6 @@ where
     }
 }
 
-/// The program's deploy branch; 404 for a program that does not exist or cannot be deployed,
-/// 503 when the supervisor cannot say.
-async fn deploy_branch(settings: &Settings, program: &str) -> Result<String, (StatusCode, String)> {
-    let unavailable = |m: String| (StatusCode::SERVICE_UNAVAILABLE, m);
-    let (_, programs) = with_client(settings, async |c| c.status().await)
-        .await
-        .map_err(unavailable)?;
-    let not_found = || {
-        (
-            StatusCode::NOT_FOUND,
-            format!("no deployable program {program}"),
-        )
-    };
-    programs
-        .into_iter()
-        .find(|p| p.name == program)
-        .ok_or_else(not_found)?
-        .deploy_branch
-        .ok_or_else(not_found)
-}
-
 /// What came of asking for a deploy.
 enum Asked {
     Started {
@@ -372,21 +362,31 @@ enum Asked {
     },
     /// The pushed commit is held back (quarantined, or failed just before): nothing happens.
     Refused(String),
+    /// The push was to another branch than the deploy branch: nothing happens.
+    OtherBranch(String),
+    /// No such program, or it has no deploy table.
+    NotDeployable(String),
 }
 
 async fn ask_deploy(
     settings: &Settings,
     program: &str,
     trigger: String,
+    branch: Option<&str>,
     after: &str,
 ) -> Result<Asked, String> {
+    use supervisor_proto::ErrorKind;
     let asked = with_client(settings, async |c| {
-        match c.deploy_commit(program, Some(trigger), after).await {
+        match c.deploy_push(program, Some(trigger), branch, after).await {
             Ok((id, queued)) => Ok(Asked::Started { id, queued }),
-            Err(e) if e.kind() == Some(supervisor_proto::ErrorKind::Refused) => {
-                Ok(Asked::Refused(e.to_string()))
-            }
-            Err(e) => Err(e),
+            Err(e) => match e.kind() {
+                Some(ErrorKind::Refused) => Ok(Asked::Refused(e.to_string())),
+                Some(ErrorKind::OtherBranch) => Ok(Asked::OtherBranch(e.to_string())),
+                Some(ErrorKind::UnknownProgram | ErrorKind::NotDeployable) => {
+                    Ok(Asked::NotDeployable(e.to_string()))
+                }
+                _ => Err(e),
+            },
         }
     });
     asked.await

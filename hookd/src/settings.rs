@@ -17,7 +17,8 @@ pub struct Settings {
     pub gitlab_token: Option<Secret>,
     /// `HOOKD_PROGRAM`, default `bot`: what `POST /webhook` deploys.
     pub program: String,
-    /// `HOOKD_BRANCH`; by default the program's deploy branch, asked from the supervisor.
+    /// `HOOKD_BRANCH`; by default the program's deploy branch, which the supervisor checks
+    /// with the deploy request.
     pub branch: Option<String>,
     /// `SUPERVISOR_SOCKET`, default `data/supervisor.sock`.
     pub socket: PathBuf,

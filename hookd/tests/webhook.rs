@@ -5,6 +5,10 @@
 
 mod stack;
 
+use std::io::{Read as _, Write as _};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -399,5 +403,121 @@ fn a_push_of_a_quarantined_commit_is_refused_not_deploying() {
         2,
         "nothing recorded: {:?}",
         stack.history()
+    );
+}
+
+/// A Unix socket in front of the supervisor's: it passes every byte on and keeps what clients
+/// sent, connection by connection. `target` is filled in once the supervisor runs.
+struct Recorder {
+    path: PathBuf,
+    target: Arc<Mutex<Option<PathBuf>>>,
+    sent: Arc<Mutex<Vec<Vec<u8>>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Recorder {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let target: Arc<Mutex<Option<PathBuf>>> = Arc::default();
+        let sent: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+        let (t, s) = (target.clone(), sent.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(mut client) = client else { return };
+                let Some(to) = t.lock().unwrap().clone() else {
+                    continue;
+                };
+                let Ok(mut server) = UnixStream::connect(to) else {
+                    continue;
+                };
+                let n = {
+                    let mut all = s.lock().unwrap();
+                    all.push(Vec::new());
+                    all.len() - 1
+                };
+                let (mut from_server, mut to_client) =
+                    (server.try_clone().unwrap(), client.try_clone().unwrap());
+                std::thread::spawn(move || std::io::copy(&mut from_server, &mut to_client));
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(read) = client.read(&mut buf) {
+                        if read == 0 || server.write_all(&buf[..read]).is_err() {
+                            break;
+                        }
+                        s.lock().unwrap()[n].extend_from_slice(&buf[..read]);
+                    }
+                    let _ = server.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        Self {
+            path,
+            target,
+            sent,
+            _dir: dir,
+        }
+    }
+
+    /// The verbs of the requests each connection made.
+    fn verbs(&self) -> Vec<Vec<String>> {
+        self.sent
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|bytes| {
+                String::from_utf8_lossy(bytes)
+                    .lines()
+                    .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                    .filter_map(|v| v["verb"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+/// A webhook costs the supervisor one connection and one request: the deploy request carries
+/// the pushed branch and commit, and the supervisor checks both (no `status` call first, so
+/// hookd needs no `status` grant). A push to another branch is refused by the supervisor,
+/// answered `ignored`, and does not make the same commit a duplicate on the deploy branch.
+#[test]
+fn a_webhook_is_one_request_and_the_supervisor_checks_the_branch() {
+    let recorder = Recorder::start();
+    let env = format!("SUPERVISOR_SOCKET = \"{}\", ", recorder.path.display());
+    let stack = Stack::start_with("", None, &env);
+    *recorder.target.lock().unwrap() = Some(stack.root().join("data/supervisor.sock"));
+    let v2 = push(stack.root(), "2");
+    let deliver = |delivery: &str, git_ref: &str| {
+        let body = push_payload(git_ref, &v2);
+        http(
+            stack.port,
+            "POST",
+            "/webhook",
+            &gitea(delivery, Some(sign(&body))),
+            &body,
+        )
+    };
+    let (status, reply) = deliver("b-1", "refs/heads/feature");
+    assert_eq!(status, 202, "{reply}");
+    let reply: Value = serde_json::from_str(&reply).unwrap();
+    assert_eq!(reply["status"], "ignored");
+    assert_eq!(
+        reply["reason"], "a push to feature; main is the deployed branch",
+        "{reply}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(stack.history().is_empty(), "nothing deployed");
+    // The same commit on the deploy branch: deployed, not a duplicate.
+    let (status, reply) = deliver("b-2", "refs/heads/main");
+    assert_eq!(status, 202, "{reply}");
+    let reply: Value = serde_json::from_str(&reply).unwrap();
+    assert_eq!(reply["status"], "deploying", "{reply}");
+    wait_until("version 2", || stack.app_log().contains("version 2"));
+    assert_eq!(
+        recorder.verbs(),
+        [["deploy".to_owned()], ["deploy".to_owned()]],
+        "one connection and one deploy request per webhook"
     );
 }

@@ -80,6 +80,14 @@ impl Stack {
         // by another test before the server binds it.
         let statusd = testkit::sibling(env!("CARGO_BIN_EXE_hookd"), "statusd");
         let hookd = env!("CARGO_BIN_EXE_hookd");
+        // `hookd_env` may name hookd's socket (a test's proxy in front of the supervisor's).
+        let hookd_socket = match hookd_env.contains("SUPERVISOR_SOCKET") {
+            true => String::new(),
+            false => format!(
+                "SUPERVISOR_SOCKET = \"{}/data/supervisor.sock\", ",
+                root.display()
+            ),
+        };
         let config = format!(
             r#"{grants}
 [program.app]
@@ -94,7 +102,7 @@ healthy_after = "300ms"
 command = ["{hookd}"]
 {run_as}startsecs = "300ms"
 fatal_exitcodes = [78]
-environment = {{ {hookd_env}HOOKD_LISTEN = "127.0.0.1:0", HOOKD_SECRET = "{SECRET}", HOOKD_PROGRAM = "app", SUPERVISOR_SOCKET = "{root}/data/supervisor.sock", HOOKD_BODY_LIMIT = "65536" }}
+environment = {{ {hookd_env}HOOKD_LISTEN = "127.0.0.1:0", HOOKD_SECRET = "{SECRET}", HOOKD_PROGRAM = "app", {hookd_socket}HOOKD_BODY_LIMIT = "65536" }}
 
 [program.hookd-master]
 command = ["{hookd}"]

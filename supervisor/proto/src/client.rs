@@ -208,16 +208,19 @@ impl Client {
             trigger,
             force,
             commit: None,
+            branch: None,
         })
         .await
     }
 
-    /// `deploy` of what the asker knows to be the branch tip, `commit`: refused at once (a
-    /// `Server` error of kind `Refused`) when that commit is held back.
-    pub async fn deploy_commit(
+    /// `deploy` of a push: `commit` is what the asker knows the branch tip to be, and `branch`
+    /// (if given) the branch pushed to. Refused at once (a `Server` error of kind `Refused` or
+    /// `OtherBranch`) when that commit is held back or the branch is not the deploy branch.
+    pub async fn deploy_push(
         &mut self,
         name: &str,
         trigger: Option<String>,
+        branch: Option<&str>,
         commit: &str,
     ) -> Result<(String, bool), ClientError> {
         self.deploy_request(Request::Deploy {
@@ -225,6 +228,7 @@ impl Client {
             trigger,
             force: false,
             commit: Some(commit.to_owned()),
+            branch: branch.map(str::to_owned),
         })
         .await
     }

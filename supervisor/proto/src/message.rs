@@ -138,6 +138,11 @@ pub enum Request {
         /// request is refused at once (`refused`), with nothing fetched, recorded or announced.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         commit: Option<String>,
+        /// The branch the asker saw pushed (a webhook's ref): a push to a branch other than the
+        /// program's deploy branch is refused at once (`other_branch`), with nothing fetched,
+        /// recorded or announced. So one request does what needed a `status` first.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        branch: Option<String>,
     },
     /// Put the previous release back and restart the program.
     Rollback {
@@ -321,6 +326,10 @@ pub enum ErrorKind {
     Busy,
     /// A deploy of a commit that is held back (quarantined, or failed just before).
     Refused,
+    /// A deploy of a push to a branch other than the program's deploy branch.
+    OtherBranch,
+    /// A deploy of a program that has no `[program.NAME.deploy]` table.
+    NotDeployable,
     /// `add` of what the supervisor already has.
     AlreadyAdded,
     /// `remove` of a program that is not stopped.

@@ -65,6 +65,7 @@ mod tests {
             trigger: None,
             force: false,
             commit: None,
+            branch: None,
         }
     }
 

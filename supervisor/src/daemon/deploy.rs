@@ -197,13 +197,8 @@ impl Daemon {
                 "the supervisor is shutting down",
             ));
         }
+        let cfg = self.deploy_config(name)?;
         let p = &mut self.programs[idx];
-        let Some(cfg) = p.cfg.deploy.clone() else {
-            return Err(deploy_error(
-                ErrorKind::BadRequest,
-                format!("{name} has no [program.{name}.deploy] table"),
-            ));
-        };
         if let Some(run) = p.deploy.as_mut() {
             if kind == DeployKind::Rollback {
                 return Err(deploy_error(
@@ -309,6 +304,34 @@ impl Daemon {
 
     /// A deploy asked for a known commit that is held back: refused now, with nothing fetched,
     /// recorded or announced (a forge redelivering a push of a broken commit).
+    /// A program's deploy settings, or why it cannot be deployed.
+    fn deploy_config(&self, name: &str) -> Result<crate::config::DeployConfig, ErrorBody> {
+        let idx = self.index(name).ok_or_else(|| {
+            deploy_error(
+                ErrorKind::UnknownProgram,
+                format!("{name}: ERROR (no such process)"),
+            )
+        })?;
+        self.programs[idx].cfg.deploy.clone().ok_or_else(|| {
+            deploy_error(
+                ErrorKind::NotDeployable,
+                format!("{name} has no [program.{name}.deploy] table"),
+            )
+        })
+    }
+
+    /// A push to `branch` deploys nothing unless it is the program's deploy branch.
+    pub(super) fn refuse_other_branch(&self, name: &str, branch: &str) -> Result<(), ErrorBody> {
+        let cfg = self.deploy_config(name)?;
+        if branch == cfg.branch {
+            return Ok(());
+        }
+        Err(deploy_error(
+            ErrorKind::OtherBranch,
+            format!("a push to {branch}; {} is the deployed branch", cfg.branch),
+        ))
+    }
+
     pub(super) fn refuse_held_back(&self, name: &str, commit: &str) -> Result<(), ErrorBody> {
         let Some(cfg) = self
             .index(name)

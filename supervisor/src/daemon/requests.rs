@@ -101,12 +101,17 @@ impl Daemon {
                 trigger,
                 force,
                 commit,
+                branch,
             } => {
                 let trigger = trigger.unwrap_or_else(|| format!("uid {uid}"));
-                let held = match (commit, force) {
+                let pushed = match branch {
+                    Some(branch) => self.refuse_other_branch(&name, &branch),
+                    None => Ok(()),
+                };
+                let held = pushed.and_then(|()| match (commit, force) {
                     (Some(commit), false) => self.refuse_held_back(&name, &commit),
                     _ => Ok(()),
-                };
+                });
                 held.and_then(|()| {
                     let kind = supervisor_proto::DeployKind::Deploy;
                     self.request_deploy(&name, kind, trigger, force)
