@@ -5,7 +5,7 @@
 //! newest are kept in memory for the `alerts` verb, so a bot that restarts can post what it
 //! missed without posting anything twice.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
@@ -22,12 +22,15 @@ const KEEP: usize = 200;
 const LOOP_RESTARTS: usize = 5;
 const LOOP_WINDOW: Duration = Duration::from_secs(600);
 
-/// The supervisor's recent alerts and the thread that keeps them on disk.
+/// The supervisor's recent alerts, the thread that keeps them on disk, and what it remembers
+/// of each program to raise them.
 #[derive(Debug)]
 pub(super) struct Alerts {
     recent: VecDeque<Alert>,
     writer: mpsc::Sender<Alert>,
     seq: u64,
+    /// By program name.
+    watches: HashMap<String, Watch>,
 }
 
 impl Alerts {
@@ -49,7 +52,24 @@ impl Alerts {
             recent: recent.into(),
             writer,
             seq: 0,
+            watches: HashMap::new(),
         })
+    }
+
+    /// What is remembered of `program`, to change it (made on its first state change).
+    pub fn watch(&mut self, program: &str) -> &mut Watch {
+        self.watches.entry(program.to_owned()).or_default()
+    }
+
+    /// What is remembered of `program`, if anything (a program never in trouble has nothing).
+    fn watched(&mut self, program: &str) -> Option<&mut Watch> {
+        self.watches.get_mut(program)
+    }
+
+    /// Forgets the programs no longer configured; a program added anew starts afresh.
+    pub fn keep_only(&mut self, programs: &HashSet<&str>) {
+        self.watches
+            .retain(|name, _| programs.contains(name.as_str()));
     }
 
     /// The newest `limit`, newest first.
@@ -131,12 +151,13 @@ impl Daemon {
     /// After a state change of program `idx` (from `from`).
     pub(super) fn alert_on_change(&mut self, idx: usize, from: ProgramState) {
         let now = Instant::now();
-        let p = &mut self.programs[idx];
+        let p = &self.programs[idx];
         let name = p.cfg.name.to_string();
+        let w = self.alerts.watch(&name);
         match &p.state {
             State::Fatal { .. } => {
-                p.watch.trouble = Some((now, "FATAL".into()));
-                p.watch.fatal_at = Some(now + FATAL_SETTLE);
+                w.trouble = Some((now, "FATAL".into()));
+                w.fatal_at = Some(now + FATAL_SETTLE);
             }
             // A restart: after an exit or failed start, waiting or spawning again. Not while a
             // deploy runs: the new version's failure is the deploy's (rolled back, alerted as
@@ -148,7 +169,6 @@ impl Daemon {
                 ) && p.deploy.is_none() =>
             {
                 let last = last.to_string();
-                let w = &mut p.watch;
                 w.restarts.push_back(now);
                 while w
                     .restarts
@@ -177,20 +197,21 @@ impl Daemon {
                 }
             }
             State::Running { .. } => {
-                if p.watch.trouble.is_some() {
+                if w.trouble.is_some() {
                     let stable = p.cfg.policy.backoff.reset.min(STABLE_AT_MOST);
-                    p.watch.recover_at = Some(crate::lifecycle::later(now, stable));
+                    w.recover_at = Some(crate::lifecycle::later(now, stable));
                 }
             }
-            _ => p.watch.recover_at = None,
+            _ => w.recover_at = None,
         }
     }
 
     /// When a program in trouble will have stayed RUNNING long enough.
     pub(super) fn alert_deadlines(&self) -> impl Iterator<Item = Instant> + '_ {
-        self.programs
-            .iter()
-            .flat_map(|p| [p.watch.recover_at, p.watch.fatal_at])
+        self.alerts
+            .watches
+            .values()
+            .flat_map(|w| [w.recover_at, w.fatal_at])
             .flatten()
     }
 
@@ -199,6 +220,10 @@ impl Daemon {
     /// `STATUS=` and its last stderr line (`exited with fatal exit code 78: DISCORD_TOKEN is
     /// not set`).
     fn amend_fatal_reason(&mut self, idx: usize) {
+        let status = self
+            .alerts
+            .watched(self.programs[idx].cfg.name.as_str())
+            .and_then(|w| w.fatal_status.take());
         let p = &mut self.programs[idx];
         let line = p
             .health
@@ -207,7 +232,6 @@ impl Daemon {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
         let line = line.1.map(|at| (line.0, at));
-        let status = p.watch.fatal_status.take();
         // Both are read by tasks of their own, in no set order: a line read within this of a
         // `STATUS=` may have been written after it, and an error line is a program's last word.
         const TOGETHER: Duration = Duration::from_millis(100);
@@ -252,9 +276,9 @@ impl Daemon {
     /// Before the supervisor exits: FATAL alerts still waiting for last words go out now.
     pub(super) fn flush_fatal_alerts(&mut self) {
         for idx in 0..self.programs.len() {
-            if self.programs[idx].watch.fatal_at.take().is_some()
-                && matches!(self.programs[idx].state, State::Fatal { .. })
-            {
+            let name = self.programs[idx].cfg.name.as_str();
+            let settling = self.alerts.watched(name).and_then(|w| w.fatal_at.take());
+            if settling.is_some() && matches!(self.programs[idx].state, State::Fatal { .. }) {
                 self.raise_fatal(idx);
             }
         }
@@ -262,23 +286,28 @@ impl Daemon {
 
     pub(super) fn alert_tick(&mut self, now: Instant) {
         for idx in 0..self.programs.len() {
-            if self.programs[idx].watch.fatal_at.is_some_and(|t| t <= now) {
-                self.programs[idx].watch.fatal_at = None;
-                if matches!(self.programs[idx].state, State::Fatal { .. }) {
-                    self.raise_fatal(idx);
-                }
+            let name = self.programs[idx].cfg.name.as_str();
+            let due = self
+                .alerts
+                .watched(name)
+                .and_then(|w| w.fatal_at.take_if(|t| *t <= now));
+            if due.is_some() && matches!(self.programs[idx].state, State::Fatal { .. }) {
+                self.raise_fatal(idx);
             }
         }
         for idx in 0..self.programs.len() {
-            let p = &mut self.programs[idx];
-            if p.watch.recover_at.is_none_or(|t| t > now) {
+            let p = &self.programs[idx];
+            let Some(w) = self.alerts.watched(p.cfg.name.as_str()) else {
+                continue;
+            };
+            if w.recover_at.is_none_or(|t| t > now) {
                 continue;
             }
-            p.watch.recover_at = None;
+            w.recover_at = None;
             if !matches!(p.state, State::Running { .. }) {
                 continue;
             }
-            let Some((since, what)) = p.watch.trouble.take() else {
+            let Some((since, what)) = w.trouble.take() else {
                 continue;
             };
             let name = p.cfg.name.to_string();
@@ -300,8 +329,8 @@ impl Daemon {
     /// A liveness check or the watchdog found program `idx` unhealthy.
     pub(super) fn alert_unhealthy(&mut self, idx: usize, reason: &str) {
         let name = self.programs[idx].cfg.name.to_string();
-        self.programs[idx]
-            .watch
+        self.alerts
+            .watch(&name)
             .trouble
             .get_or_insert((Instant::now(), "unhealthy".into()));
         self.raise(

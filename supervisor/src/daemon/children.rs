@@ -5,10 +5,11 @@
 //! process is reaped (or, for programs, when the programs are indexed anew).
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use nix::unistd::Pid;
 
-use super::health::CommandProbe;
+use crate::health::ProbeKind;
 
 /// What a child is.
 #[derive(Debug)]
@@ -23,6 +24,17 @@ pub(super) enum Child {
     Poll(String),
     /// A command probe.
     Probe(CommandProbe),
+}
+
+/// A command probe in flight: the child the actor reaps.
+#[derive(Debug)]
+pub(super) struct CommandProbe {
+    pub program: String,
+    pub run: u64,
+    pub kind: ProbeKind,
+    pub deadline: Instant,
+    pub timeout: Duration,
+    pub timed_out: bool,
 }
 
 #[derive(Debug, Default)]

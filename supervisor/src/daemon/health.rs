@@ -12,7 +12,7 @@ use nix::unistd::Pid;
 use supervisor_proto::Event;
 
 use super::Daemon;
-use super::children::Child;
+use super::children::{Child, CommandProbe};
 use crate::config::ProgramConfig;
 use crate::config::health::{Probe, Ready};
 use crate::dirs;
@@ -52,17 +52,6 @@ pub(super) struct ProgramHealth {
     watchdog_override: Option<Duration>,
     pub healthy: Option<bool>,
     pub failures: u64,
-}
-
-/// A command probe in flight: the child the actor reaps.
-#[derive(Debug)]
-pub(super) struct CommandProbe {
-    pub program: String,
-    pub run: u64,
-    pub kind: ProbeKind,
-    pub deadline: Instant,
-    pub timeout: Duration,
-    pub timed_out: bool,
 }
 
 impl ProgramHealth {

@@ -47,10 +47,12 @@ pub(super) struct Listeners {
     /// The groups known at the last reindex, for PROCESS_GROUP_ADDED and _REMOVED.
     groups: Vec<String>,
     output: mpsc::Sender<Output>,
+    /// Each running listener's channel, by program name.
+    conns: HashMap<String, Conn>,
 }
 
 /// A running listener's channel.
-pub(super) struct Conn {
+struct Conn {
     run: u64,
     protocol: Protocol,
     stdin: mpsc::UnboundedSender<Vec<u8>>,
@@ -89,12 +91,20 @@ impl Listeners {
             ticks: TICKS.map(|t| listener::time_slice(t.tick_period().unwrap_or(1), now)),
             groups: Vec::new(),
             output,
+            conns: HashMap::new(),
         };
         (listeners, rx)
     }
 
-    /// Starts the task that carries a new listener spawn's bytes.
-    pub(super) fn connect(&self, program: &ProgramName, run: u64, pipes: Pipes) -> Conn {
+    /// Forgets the channels of programs no longer configured.
+    pub(super) fn keep_only(&mut self, programs: &std::collections::HashSet<&str>) {
+        self.conns
+            .retain(|name, _| programs.contains(name.as_str()));
+    }
+
+    /// Starts the task that carries a new listener spawn's bytes; its channel replaces the last
+    /// spawn's.
+    pub(super) fn connect(&mut self, program: &ProgramName, run: u64, pipes: Pipes) {
         let (stdin, rx) = mpsc::unbounded_channel();
         let Pipes {
             stdin: w,
@@ -102,12 +112,13 @@ impl Listeners {
             ..
         } = pipes;
         tokio::spawn(pump(program.clone(), run, w, r, rx, self.output.clone()));
-        Conn {
+        let conn = Conn {
             run,
             protocol: Protocol::new(),
             stdin,
             busy: None,
-        }
+        };
+        self.conns.insert(program.to_string(), conn);
     }
 }
 
@@ -234,24 +245,28 @@ impl Daemon {
             let Some(kind) = buffer.front().map(|e| e.kind) else {
                 return;
             };
+            let conns = &self.listeners.conns;
             let member = self.programs.iter().position(|p| {
                 p.cfg.listener.as_ref().is_some_and(|l| l.wants(kind))
                     && pool_of(&p.cfg) == pool
                     && matches!(p.state, State::Running { .. })
-                    && p.listener
-                        .as_ref()
+                    && conns
+                        .get(p.cfg.name.as_str())
                         .is_some_and(|c| c.protocol.state() == Wire::Ready)
             });
             let Some(i) = member else {
                 return;
             };
+            let Some(buffer) = self.listeners.pools.get_mut(pool) else {
+                return;
+            };
             let Some(event) = buffer.pop() else {
                 return;
             };
-            let p = &mut self.programs[i];
-            tracing::debug!(program = %p.cfg.name, serial = event.serial,
+            let name = self.programs[i].cfg.name.as_str();
+            tracing::debug!(program = %name, serial = event.serial,
                 event = %event.kind, "event sent to a listener");
-            let Some(conn) = p.listener.as_mut() else {
+            let Some(conn) = self.listeners.conns.get_mut(name) else {
                 return;
             };
             if conn.stdin.send(event.envelope(pool)).is_err() {
@@ -272,16 +287,17 @@ impl Daemon {
         let Some(data) = out.data else {
             return; // its exit, reaped, tells the rest
         };
-        let p = &mut self.programs[idx];
-        let Some(conn) = p.listener.as_mut().filter(|c| c.run == out.run) else {
+        let p = &self.programs[idx];
+        let name = p.cfg.name.as_str();
+        let conns = &mut self.listeners.conns;
+        let Some(conn) = conns.get_mut(name).filter(|c| c.run == out.run) else {
             return;
         };
         let outcomes = conn.protocol.feed(&data);
         let pool = pool_of(&p.cfg).to_owned();
         for outcome in outcomes {
-            let conn = match self.programs[idx].listener.as_mut() {
-                Some(c) => c,
-                None => return,
+            let Some(conn) = self.listeners.conns.get_mut(out.program.as_str()) else {
+                return;
             };
             match outcome {
                 Outcome::Ready => {}
@@ -335,10 +351,10 @@ impl Daemon {
     /// After program `idx` changed from `previous`: its listener channel (when it is one), and
     /// the PROCESS_STATE event(s) in supervisord's terms.
     pub(super) fn listener_state_change(&mut self, idx: usize, previous: &State) {
-        let p = &mut self.programs[idx];
+        let p = &self.programs[idx];
         if p.cfg.listener.is_some() {
             if !p.state.is_live() {
-                if let Some(conn) = p.listener.take() {
+                if let Some(conn) = self.listeners.conns.remove(p.cfg.name.as_str()) {
                     let pool = pool_of(&p.cfg).to_owned();
                     self.requeue(&pool, conn.busy);
                 }
@@ -435,7 +451,7 @@ impl Daemon {
             return false;
         }
         let p = &self.programs[idx];
-        let Some(conn) = &p.listener else {
+        let Some(conn) = self.listeners.conns.get(p.cfg.name.as_str()) else {
             return false;
         };
         if conn.protocol.state() == Wire::Unknown {

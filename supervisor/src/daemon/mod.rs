@@ -5,6 +5,8 @@
 //!
 //! # Layout
 //! - this file: the event loop, lifecycle effects, reaping, shutdown.
+//! - [`start`]: start-up, before the loop's first turn: socket, signals, servers, programs.
+//! - [`program`]: a program as the actor holds it, and the log files its streams share.
 //! - [`children`]: every process the actor waits for, by pid, and what it is.
 //! - [`requests`]: control requests (status, start, stop, ...) and the clients waiting on them.
 //! - [`update`]: `reread` and `update` (also SIGHUP): applying a changed configuration.
@@ -16,9 +18,8 @@
 //! - [`ceilings`]: `limits`: memory and CPU sampled off the thread, breaches held, restarts.
 //! - [`schedule`]: scheduled programs: slots, overlap, missed runs, the runs' history.
 //!
-//! Why this file is past 600 lines: the event loop, the lifecycle's effects, reaping and
-//! shutdown share the actor's state; its setup (signals, socket, audit, programs) is the part
-//! to move out next.
+//! Why this file is past 600 lines: the event loop, the lifecycle's effects (`feed`), reaping
+//! and shutdown share the actor's state; the lifecycle's effects are the part to move out next.
 
 mod alerts;
 mod ceilings;
@@ -27,69 +28,42 @@ mod deploy;
 mod health;
 mod listeners;
 mod poll;
+mod program;
 mod requests;
 mod schedule;
+mod start;
 mod update;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
-use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use supervisor_proto::{ActionResult, Event, ProgramState};
-use tokio::signal::unix::{Signal as SignalStream, SignalKind, signal};
+use supervisor_proto::{Event, ProgramState};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use self::children::Child;
+use self::program::{LogFiles, Program, ProgramSetup, Retire, WaitKind, Waiter, depth};
+use self::start::Started;
 use crate::backoff::Jitter;
-use crate::config::health::Ready;
 use crate::config::{Config, OnFatal, ProgramConfig};
-use crate::control::{self, Acl};
-use crate::dirs;
+use crate::control::Acl;
 use crate::health::Report;
-use crate::health::budget::{self, Starts};
-use crate::health::notify::{self, NotifySocket};
+use crate::health::budget;
+use crate::health::notify;
 use crate::lifecycle::{Context, Effect, Event as LifeEvent, ExitReason, State, transition};
-use crate::logs::capture::{Capture, Echo, EchoSender, LogWatch, start_echo};
-use crate::logs::rotation::LogFile;
+use crate::logs::capture::EchoSender;
 use crate::process::{self, Outputs};
 use crate::status::{describe, unix_ms};
 
 /// How long, after the last program stopped, output still in the pipes may take to drain.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Health reports (notifications, probe results) waiting for the actor before their senders
-/// wait; a program flooding its notify socket then waits on its own socket.
-const REPORT_QUEUE: usize = 256;
-
 /// Exit code after a program with `on_fatal = "shutdown"` went FATAL.
 pub const EXIT_FATAL: i32 = 1;
-
-/// The pid file while the supervisor runs: written at start, removed at the end (if it still
-/// holds this pid).
-struct PidFile(std::path::PathBuf);
-
-impl PidFile {
-    fn write(path: &std::path::Path) -> anyhow::Result<Self> {
-        std::fs::write(path, format!("{}\n", std::process::id()))
-            .with_context(|| format!("cannot write the pid file {}", path.display()))?;
-        Ok(Self(path.to_owned()))
-    }
-}
-
-impl Drop for PidFile {
-    fn drop(&mut self) {
-        let ours = std::fs::read_to_string(&self.0)
-            .is_ok_and(|text| text.trim() == std::process::id().to_string());
-        if ours {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
-}
 
 /// Runs the daemon until a shutdown (a signal, a `shutdown` request, or `shutdown` resolving)
 /// has stopped every program. Returns the process exit code.
@@ -100,100 +74,25 @@ pub async fn run(
     nofile: Option<libc::rlimit>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<i32> {
-    // Nothing it writes is for everyone (DESIGN.md decision 4).
-    process::restrict_umask();
-    // The socket first: a second supervisor must not touch the first one's programs or logs.
-    let sup = &config.supervisor;
-    let group = sup.socket_group.as_ref().map(|g| g.1);
-    let (listener, _lock) = control::socket::bind(&sup.socket, sup.socket_mode, group)?;
-    // supervisord's `pidfile`, for what stops the supervisor by it (Selenium's images do).
-    let _pidfile = match &sup.pidfile {
-        Some(path) => Some(PidFile::write(path)?),
-        None => None,
-    };
-    // supervisord's TCP port, when asked for: as supervisord, the supervisor does not start
-    // without it.
-    let http = match &config.control.http {
-        Some(h) => Some((
-            std::net::TcpListener::bind(h.listen)
-                .and_then(|l| {
-                    l.set_nonblocking(true)?;
-                    tokio::net::TcpListener::from_std(l)
-                })
-                .with_context(|| {
-                    format!("cannot listen on {} ([control.http] listen)", h.listen)
-                })?,
-            h.clone(),
-        )),
-        None => None,
-    };
-    let files_group = sup.files_group.as_ref().map(|g| g.1);
-    for dir in [&sup.logdir, &sup.deploydir] {
-        if let Err(message) = dirs::private(dir, files_group) {
-            tracing::warn!(%message, "cannot make a private folder");
-        }
-    }
-    // Handlers next: as PID 1 a signal without a handler is simply dropped, and SIGCHLD must
-    // be caught before the first child can exit.
-    let mut signals = Signals::install().context("installing signal handlers")?;
-    let subreaper = match std::process::id() {
-        1 => Ok(()),
-        _ => process::become_subreaper(),
-    };
-    if let Err(e) = subreaper {
-        tracing::warn!(error = %e, "cannot become a child subreaper; orphans will not be reaped by us");
-    }
-    let (echo_tx, echo_done) = start_echo().context("starting the output thread")?;
-    let (requests_tx, mut requests) = mpsc::channel(64);
-    // Slots of Arcs: tokio allocates and writes all 1024 at once (140 KiB of resident memory
-    // for the events themselves, 16 KiB so).
-    let (events, _) = broadcast::channel(1024);
-    let acl = watch::channel(Acl::new(nix::unistd::geteuid().as_raw(), &config.control)).0;
-    let published = watch::channel(std::sync::Arc::new(config.clone())).0;
-    let audit = control::AuditLog::start(sup.logdir.join("audit.jsonl"))
-        .context("starting the audit trail's writer")?;
-    let shared = control::Shared {
-        requests: requests_tx,
-        events: events.clone(),
-        acl: acl.subscribe(),
-        config: published.subscribe(),
-        audit,
-    };
-    let http_server = http.map(|(listener, h)| {
-        tracing::info!(address = %h.listen, authenticated = h.credentials.is_some(), "XML-RPC on TCP");
-        let credentials = h.credentials.map(|(username, password)| {
-            control::xmlrpc::auth::Credentials { username, password }
-        });
-        let uid = h.uid.unwrap_or(nix::unistd::geteuid().as_raw());
-        tokio::spawn(control::serve_http(listener, shared.clone(), credentials, uid))
-    });
-    let server = tokio::spawn(control::serve(listener, shared));
-    let socket = config.supervisor.socket.clone();
-    let (reports_tx, mut reports) = mpsc::channel(REPORT_QUEUE);
-    let (listeners, mut listener_output) = listeners::Listeners::new();
-    let mut daemon = Daemon::new(
-        config,
-        nofile,
-        echo_tx,
-        events,
-        (acl, published),
-        reports_tx,
-        listeners,
-    )?;
-    tracing::info!(
-        pid = std::process::id(),
-        programs = daemon.programs.len(),
-        config = %daemon.config.path.display(),
-        socket = %socket.display(),
-        "supervisor started"
-    );
-
+    let Started {
+        mut daemon,
+        mut signals,
+        mut requests,
+        mut reports,
+        mut listener_output,
+        server,
+        http_server,
+        echo_done,
+        socket,
+        _lock,
+        _pidfile,
+    } = start::start(config, nofile)?;
     daemon.supervisor_state(crate::listener::EventType::SupervisorStateChangeRunning);
     tokio::pin!(shutdown);
     let mut asked = false;
     daemon.drive();
     daemon.log_files.open_pending();
-    tokio::spawn(release_startup_code());
+    tokio::spawn(start::release_startup_code());
     while !daemon.finished() {
         let deadline = daemon.next_deadline();
         let sleep = tokio::time::sleep_until(
@@ -229,269 +128,6 @@ pub async fn run(
     Ok(daemon.finish(echo_done).await)
 }
 
-/// Start-up's code (the command line, the configuration reader, the first spawns) is done with
-/// shortly after start: its pages go back to the page cache (memory.rs), off the daemon's thread.
-async fn release_startup_code() {
-    tokio::time::sleep(RELEASE_STARTUP_CODE_AFTER).await;
-    match tokio::task::spawn_blocking(crate::memory::release_startup_code).await {
-        Ok(Ok(bytes)) => tracing::debug!(bytes, "start-up code pages released"),
-        Ok(Err(e)) => tracing::debug!(error = %e, "cannot release start-up code pages"),
-        Err(_) => {}
-    }
-}
-
-/// Long enough for the first programs' `startsecs` (1 s by default) to pass.
-const RELEASE_STARTUP_CODE_AFTER: Duration = Duration::from_secs(2);
-
-struct Signals {
-    chld: SignalStream,
-    term: SignalStream,
-    int: SignalStream,
-    quit: SignalStream,
-    hup: SignalStream,
-    usr1: SignalStream,
-    usr2: SignalStream,
-}
-
-impl Signals {
-    fn install() -> std::io::Result<Self> {
-        Ok(Self {
-            chld: signal(SignalKind::child())?,
-            term: signal(SignalKind::terminate())?,
-            int: signal(SignalKind::interrupt())?,
-            quit: signal(SignalKind::quit())?,
-            hup: signal(SignalKind::hangup())?,
-            usr1: signal(SignalKind::user_defined1())?,
-            usr2: signal(SignalKind::user_defined2())?,
-        })
-    }
-}
-
-/// A client waiting for a program to reach a state.
-struct Waiter {
-    kind: WaitKind,
-    /// Results so far (a restart reports its stop before its start).
-    results: Vec<ActionResult>,
-    tx: oneshot::Sender<Vec<ActionResult>>,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum WaitKind {
-    /// Until RUNNING, or the start failed.
-    Running,
-    /// Until nothing of it is alive.
-    Stopped,
-    /// Until stopped, then start it and wait until RUNNING.
-    Restart,
-}
-
-/// What `update` decided for a program that must stop first.
-enum Retire {
-    Remove,
-    Replace(Box<ProgramConfig>),
-}
-
-struct Program {
-    cfg: ProgramConfig,
-    state: State,
-    /// Length of the longest `depends_on` chain below it: shutdown stops the deepest first.
-    depth: u32,
-    /// Start as soon as its dependencies are RUNNING.
-    pending_start: bool,
-    /// Write ends of its capture pipes, copied into each spawn (the same pipe twice when
-    /// `redirect_stderr`).
-    stdout: OwnedFd,
-    stderr: OwnedFd,
-    spawns: u64,
-    /// Wall-clock time of the last state change, for `status`.
-    changed_at: SystemTime,
-    last_exit: Option<ExitReason>,
-    waiters: Vec<Waiter>,
-    retiring: Option<Retire>,
-    deploy: Option<deploy::DeployRun>,
-    health: health::ProgramHealth,
-    /// Recent spawns, for `start_limit`.
-    starts: Starts,
-    /// `[program.NAME.deploy] poll`.
-    poll: Option<poll::Poll>,
-    /// What its alerts remember (trouble since when, recent restarts).
-    watch: alerts::Watch,
-    /// An event listener's channel, while its process runs.
-    listener: Option<listeners::Conn>,
-}
-
-/// The log files, shared by every stream that writes to one (weakly: a file closes when its
-/// last program goes). A file is opened off the daemon's thread after the spawns
-/// ([`LogFiles::open_pending`]), or by the first write that comes before.
-#[derive(Debug, Default)]
-struct LogFiles {
-    files: HashMap<std::path::PathBuf, std::sync::Weak<std::sync::Mutex<LogFile>>>,
-    pending: Vec<crate::logs::capture::SharedLog>,
-}
-
-impl LogFiles {
-    fn open(
-        &mut self,
-        path: &std::path::Path,
-        maxbytes: u64,
-        backups: u32,
-    ) -> crate::logs::capture::SharedLog {
-        if let Some(open) = self.files.get(path).and_then(std::sync::Weak::upgrade) {
-            return open;
-        }
-        let file = std::sync::Arc::new(std::sync::Mutex::new(LogFile::unopened(
-            path, maxbytes, backups,
-        )));
-        self.files.retain(|_, w| w.strong_count() > 0);
-        self.files
-            .insert(path.to_owned(), std::sync::Arc::downgrade(&file));
-        self.pending.push(file.clone());
-        file
-    }
-
-    /// Opens (creates) the files set up since the last call, on a blocking thread: 400 files
-    /// of 200 programs take tens of milliseconds, which the first spawns need not wait for.
-    fn open_pending(&mut self) {
-        if self.pending.is_empty() {
-            return;
-        }
-        let pending = std::mem::take(&mut self.pending);
-        tokio::task::spawn_blocking(move || {
-            for shared in pending {
-                let mut file = shared
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                if let Err(e) = file.ensure_open() {
-                    tracing::error!(path = %file.path().display(), error = %e,
-                        "cannot open the log file; it is tried again at the next output");
-                }
-            }
-        });
-    }
-}
-
-/// What a program needs from the daemon when it is set up: its notify socket's folder and
-/// health reports, its start times, the log files it may share.
-struct ProgramSetup<'a> {
-    notify_dir: &'a std::path::Path,
-    statedir: &'a std::path::Path,
-    reports: &'a mpsc::Sender<Report>,
-    writer: &'a budget::Writer,
-    log_files: &'a mut LogFiles,
-    echo_format: crate::config::EchoFormat,
-}
-
-impl Program {
-    /// Sets up the program's pipes and the tasks that capture them.
-    fn new(
-        cfg: ProgramConfig,
-        echo: &EchoSender,
-        reopen: &watch::Sender<u64>,
-        setup: &mut ProgramSetup<'_>,
-    ) -> anyhow::Result<(Self, Vec<JoinHandle<()>>)> {
-        let mut health = health::ProgramHealth::default();
-        // A watchdog needs the socket too, whatever decides readiness (systemd's
-        // `WatchdogSec=` works with any `Type=`).
-        if cfg.ready == Ready::Notify || cfg.watchdog.is_some() {
-            let socket = NotifySocket::bind(
-                setup.notify_dir,
-                &cfg.name,
-                cfg.user.as_ref(),
-                setup.reports.clone(),
-            )
-            .with_context(|| {
-                format!(
-                    "creating the notify socket of {} in {}",
-                    cfg.name,
-                    setup.notify_dir.display()
-                )
-            })?;
-            health.notify = Some(socket);
-        }
-        let log_watch = match &cfg.ready {
-            Ready::Log(pattern) => {
-                let armed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-                let heard = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-                health.log_armed = Some(armed.clone());
-                health.log_heard = Some(heard.clone());
-                Some(LogWatch {
-                    pattern: pattern.0.clone(),
-                    armed,
-                    heard,
-                    program: cfg.name.clone(),
-                    reports: setup.reports.clone(),
-                })
-            }
-            _ => None,
-        };
-        let mut log_watch = log_watch;
-        let (out_r, out_w) = process::pipe().context("creating an output pipe")?;
-        let mut streams = vec![(out_r, &cfg.stdout, "stdout")];
-        let err_w = if cfg.redirect_stderr {
-            out_w.try_clone().context("duplicating an output pipe")?
-        } else {
-            let (err_r, err_w) = process::pipe().context("creating an output pipe")?;
-            streams.push((err_r, &cfg.stderr, "stderr"));
-            err_w
-        };
-        let mut captures = Vec::new();
-        for (reader, target, stream) in streams {
-            let file = target
-                .path
-                .as_ref()
-                .map(|path| setup.log_files.open(path, target.maxbytes, target.backups));
-            let style = match setup.echo_format {
-                crate::config::EchoFormat::Text => {
-                    Echo::Text(format!("{} | ", cfg.name).into_bytes())
-                }
-                crate::config::EchoFormat::Json => Echo::Json {
-                    program: cfg.name.to_string(),
-                    stream,
-                },
-            };
-            let mut capture = Capture::new(
-                style,
-                file,
-                cfg.echo_output.then(|| echo.clone()),
-                reopen.subscribe(),
-            );
-            // The readiness line is looked for in stdout (with stderr when redirected).
-            if let Some(watch) = log_watch.take() {
-                capture = capture.watch_ready(watch);
-            }
-            if stream == "stderr" || cfg.redirect_stderr {
-                capture = capture.keep_last_line(health.last_line.clone());
-            }
-            captures.push(capture.spawn(reader).context("watching an output pipe")?);
-        }
-        let program = Program {
-            state: State::initial(),
-            depth: 0,
-            pending_start: cfg.autostart,
-            stdout: out_w,
-            stderr: err_w,
-            spawns: 0,
-            changed_at: SystemTime::now(),
-            last_exit: None,
-            waiters: Vec::new(),
-            retiring: None,
-            deploy: None,
-            health,
-            starts: Starts::new(
-                cfg.policy.start_limit,
-                setup.statedir,
-                cfg.name.as_str(),
-                setup.writer,
-            ),
-            poll: None,
-            watch: alerts::Watch::default(),
-            listener: None,
-            cfg,
-        };
-        Ok((program, captures))
-    }
-}
-
 struct Shutdown {
     deadline: Instant,
     forced: bool,
@@ -504,6 +140,8 @@ struct Daemon {
     programs: Vec<Program>,
     /// Every process the actor waits for: programs, main processes, steps, polls, probes.
     children: children::Children,
+    /// `[program.NAME.deploy] poll`: each polling program's polls.
+    polls: poll::Polls,
     shutdown: Option<Shutdown>,
     exit_code: i32,
     jitter: Jitter,
@@ -554,6 +192,7 @@ impl Daemon {
             programs: Vec::with_capacity(config.programs.len()),
             config,
             children: children::Children::default(),
+            polls: poll::Polls::default(),
             shutdown: None,
             exit_code: 0,
             jitter: Jitter::seeded(),
@@ -596,14 +235,10 @@ impl Daemon {
             log_files: &mut self.log_files,
             echo_format: self.config.supervisor.echo_format,
         };
-        let (mut program, captures) = Program::new(cfg, &self.echo, &self.reopen, &mut setup)?;
-        if let Some(interval) = program.cfg.deploy.as_ref().and_then(|d| d.poll) {
-            program.poll = Some(poll::Poll::new(
-                interval,
-                Instant::now(),
-                self.jitter.sample(),
-            ));
-        }
+        let (program, captures) = Program::new(cfg, &self.echo, &self.reopen, &mut setup)?;
+        let interval = program.cfg.deploy.as_ref().and_then(|d| d.poll);
+        let jitter = interval.map_or(0.0, |_| self.jitter.sample());
+        self.polls.set(program.cfg.name.as_str(), interval, jitter);
         self.programs.push(program);
         self.captures.extend(captures);
         Ok(())
@@ -623,6 +258,10 @@ impl Daemon {
         for (p, d) in self.programs.iter_mut().zip(depths) {
             p.depth = d;
         }
+        let names = self.programs.iter().map(|p| p.cfg.name.as_str()).collect();
+        self.polls.keep_only(&names);
+        self.alerts.keep_only(&names);
+        self.listeners.keep_only(&names);
         let leaders = self
             .programs
             .iter()
@@ -736,7 +375,7 @@ impl Daemon {
             let (mut next, effect) = transition(&p.state, &event, &p.cfg.policy, cx);
             // What it said last (`STATUS=`) goes with it: kept for its FATAL reason.
             if matches!(next, State::Fatal { .. }) && !matches!(p.state, State::Fatal { .. }) {
-                p.watch.fatal_status = p
+                self.alerts.watch(p.cfg.name.as_str()).fatal_status = p
                     .health
                     .status_text
                     .clone()
@@ -805,8 +444,7 @@ impl Daemon {
                     match spawned {
                         Ok((pid, pipes)) => {
                             if let Some(pipes) = pipes {
-                                p.listener =
-                                    Some(self.listeners.connect(&p.cfg.name, p.spawns + 1, pipes));
+                                self.listeners.connect(&p.cfg.name, p.spawns + 1, pipes);
                             }
                             p.spawns += 1;
                             p.starts.record(SystemTime::now());
@@ -1052,20 +690,6 @@ impl Daemon {
         let _ = tokio::time::timeout_at(deadline + DRAIN_TIMEOUT, echo_done).await;
         exit_code
     }
-}
-
-fn depth(programs: &[Program], i: usize, guard: u32) -> u32 {
-    if guard as usize > programs.len() {
-        return 0; // a cycle; validation rejects those, this only keeps us finite
-    }
-    programs[i]
-        .cfg
-        .depends_on
-        .iter()
-        .filter_map(|d| programs.iter().position(|p| &p.cfg.name == d))
-        .map(|j| depth(programs, j, guard + 1) + 1)
-        .max()
-        .unwrap_or(0)
 }
 
 fn log_change(cfg: &ProgramConfig, from: &State, to: &State, now: Instant) {

@@ -5,6 +5,7 @@
 //! interval is jittered (±10 %); failures back off (doubling, at most an hour) and show in
 //! `status` until a poll succeeds.
 
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
@@ -33,8 +34,8 @@ pub(super) struct Poll {
     next: Instant,
     running: Option<Running>,
     /// Consecutive failures, and the last one's message.
-    pub failures: u32,
-    pub last_error: Option<String>,
+    failures: u32,
+    last_error: Option<String>,
     /// The tip the last successful poll saw: a deploy follows only when it moves.
     seen: Option<String>,
 }
@@ -49,7 +50,7 @@ struct Running {
 
 impl Poll {
     /// The first poll comes after a (jittered) half interval: soon after a start, not at once.
-    pub fn new(interval: Duration, now: Instant, jitter: f64) -> Self {
+    fn new(interval: Duration, now: Instant, jitter: f64) -> Self {
         Self {
             interval,
             next: later(now, scale(interval / 2, jitter)),
@@ -61,13 +62,43 @@ impl Poll {
     }
 
     /// What `status` says while polls fail.
-    pub fn describe(&self, now: Instant) -> Option<String> {
+    fn describe(&self, now: Instant) -> Option<String> {
         let error = self.last_error.as_ref()?;
         let next = self.next.saturating_duration_since(now).as_secs();
         Some(format!(
             "deploy poll failing ({} in a row: {error}); next in {next}s",
             self.failures
         ))
+    }
+}
+
+/// The polling of every program that polls, by program name.
+#[derive(Debug, Default)]
+pub(super) struct Polls(HashMap<String, Poll>);
+
+impl Polls {
+    /// A program set up (anew): polls from now if its deploy says so, else not at all.
+    pub fn set(&mut self, program: &str, interval: Option<Duration>, jitter: f64) {
+        match interval {
+            Some(interval) => {
+                let poll = Poll::new(interval, Instant::now(), jitter);
+                self.0.insert(program.to_owned(), poll);
+            }
+            None => {
+                self.0.remove(program);
+            }
+        }
+    }
+
+    /// Forgets the programs no longer configured (a poll still running is reaped as before,
+    /// and its result dropped).
+    pub fn keep_only(&mut self, programs: &HashSet<&str>) {
+        self.0.retain(|name, _| programs.contains(name.as_str()));
+    }
+
+    /// What `status` says of `program`'s polls, while they fail.
+    pub fn describe(&self, program: &str, now: Instant) -> Option<String> {
+        self.0.get(program)?.describe(now)
     }
 }
 
@@ -78,22 +109,19 @@ fn scale(d: Duration, jitter: f64) -> Duration {
 
 impl Daemon {
     pub(super) fn poll_deadlines(&self) -> impl Iterator<Item = Instant> + '_ {
-        self.programs.iter().filter_map(|p| {
-            let poll = p.poll.as_ref()?;
-            match &poll.running {
+        self.polls
+            .0
+            .values()
+            .filter_map(|poll| match &poll.running {
                 Some(r) if !r.timed_out => Some(r.deadline),
                 Some(_) => None,
                 None => Some(poll.next),
-            }
-        })
+            })
     }
 
     pub(super) fn poll_tick(&mut self, now: Instant) {
-        for idx in 0..self.programs.len() {
-            let busy = self.programs[idx].deploy.is_some() || self.shutdown.is_some();
-            let Some(poll) = self.programs[idx].poll.as_mut() else {
-                continue;
-            };
+        let mut due = Vec::new();
+        for (name, poll) in self.polls.0.iter_mut() {
             if let Some(r) = poll.running.as_mut() {
                 if !r.timed_out && now >= r.deadline {
                     r.timed_out = true;
@@ -101,13 +129,19 @@ impl Daemon {
                 }
                 continue;
             }
-            if now < poll.next {
-                continue;
+            if now >= poll.next {
+                due.push(name.clone());
             }
+        }
+        for name in due {
+            let Some(idx) = self.index(&name) else {
+                continue;
+            };
+            let busy = self.programs[idx].deploy.is_some() || self.shutdown.is_some();
             if busy {
                 // A deploy runs (or we stop): look again one interval later.
                 let jitter = self.jitter.sample();
-                if let Some(poll) = self.programs[idx].poll.as_mut() {
+                if let Some(poll) = self.polls.0.get_mut(&name) {
                     poll.next = later(now, scale(poll.interval, jitter));
                 }
                 continue;
@@ -158,7 +192,7 @@ impl Daemon {
         })();
         match spawned {
             Ok(pid) => {
-                if let Some(poll) = self.programs[idx].poll.as_mut() {
+                if let Some(poll) = self.polls.0.get_mut(&name) {
                     poll.running = Some(Running {
                         pid,
                         deadline: later(now, POLL_TIMEOUT.min(cfg.step_timeout)),
@@ -168,16 +202,13 @@ impl Daemon {
                 }
                 self.children.add(pid, Child::Poll(name));
             }
-            Err(e) => self.poll_failed(idx, format!("cannot run git ls-remote: {e}")),
+            Err(e) => self.poll_failed(&name, format!("cannot run git ls-remote: {e}")),
         }
     }
 
     /// A poll's `git ls-remote` was reaped.
     pub(super) fn poll_exited(&mut self, program: &str, pid: Pid, reason: ExitReason) {
-        let Some(idx) = self.index(program) else {
-            return;
-        };
-        let Some(poll) = self.programs[idx].poll.as_mut() else {
+        let Some(poll) = self.polls.0.get_mut(program) else {
             return;
         };
         let Some(r) = poll.running.take_if(|r| r.pid == pid) else {
@@ -196,17 +227,16 @@ impl Daemon {
             other => Err(format!("git ls-remote: {other}")),
         };
         match tip {
-            Ok(tip) => self.polled(idx, tip),
-            Err(message) => self.poll_failed(idx, message),
+            Ok(tip) => self.polled(program, tip),
+            Err(message) => self.poll_failed(program, message),
         }
     }
 
-    fn polled(&mut self, idx: usize, tip: String) {
+    fn polled(&mut self, name: &str, tip: String) {
         let now = Instant::now();
         let jitter = self.jitter.sample();
-        let name = self.programs[idx].cfg.name.to_string();
         let deploydir = self.config.supervisor.deploydir.clone();
-        let Some(poll) = self.programs[idx].poll.as_mut() else {
+        let Some(poll) = self.polls.0.get_mut(name) else {
             return;
         };
         if poll.failures > 0 {
@@ -219,7 +249,7 @@ impl Daemon {
             Some(seen) => *seen != tip,
             // The first poll compares with what the history says runs (or was last tried).
             None => {
-                let last = history::read(&deploydir, &name, 20);
+                let last = history::read(&deploydir, name, 20);
                 let tried = last.first().and_then(|r| r.new_commit.clone());
                 let running = last
                     .iter()
@@ -232,17 +262,16 @@ impl Daemon {
         if moved {
             tracing::info!(program = %name, tip = %tip, "deploy poll: the branch moved");
             let trigger = format!("poll: {}", crate::deploy::machine::short(&tip));
-            if let Err(e) = self.request_deploy(&name, DeployKind::Deploy, trigger, false) {
+            if let Err(e) = self.request_deploy(name, DeployKind::Deploy, trigger, false) {
                 tracing::warn!(program = %name, error = %e.message, "deploy poll could not deploy");
             }
         }
     }
 
-    fn poll_failed(&mut self, idx: usize, message: String) {
+    fn poll_failed(&mut self, name: &str, message: String) {
         let now = Instant::now();
         let jitter = self.jitter.sample();
-        let name = self.programs[idx].cfg.name.to_string();
-        let Some(poll) = self.programs[idx].poll.as_mut() else {
+        let Some(poll) = self.polls.0.get_mut(name) else {
             return;
         };
         poll.failures += 1;
@@ -259,8 +288,8 @@ impl Daemon {
 
     /// Shutdown: a running poll is killed (its exit is still reaped).
     pub(super) fn abort_polls(&mut self) {
-        for p in &mut self.programs {
-            if let Some(r) = p.poll.as_ref().and_then(|poll| poll.running.as_ref()) {
+        for poll in self.polls.0.values() {
+            if let Some(r) = &poll.running {
                 let _ = process::signal_group(r.pid, Signal::SIGKILL);
             }
         }

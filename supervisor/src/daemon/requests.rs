@@ -274,7 +274,8 @@ impl Daemon {
                 .map(|&i| {
                     let p = &self.programs[i];
                     let name = p.cfg.name.as_str();
-                    let mut row = info(p, now, self.ceilings.restarts(name));
+                    let poll_error = self.polls.describe(name, now);
+                    let mut row = info(p, now, self.ceilings.restarts(name), poll_error);
                     row.schedule = self.schedule_info(name);
                     if let Some(next) = row.schedule.as_ref().and_then(|s| s.next_run_ms) {
                         row.description = with_next_run(&row.description, next);
@@ -635,8 +636,7 @@ fn with_next_run(description: &str, next_ms: u64) -> String {
     }
 }
 
-fn info(p: &Program, now: Instant, limit_restarts: u64) -> ProgramInfo {
-    let poll_error = p.poll.as_ref().and_then(|poll| poll.describe(now));
+fn info(p: &Program, now: Instant, limit_restarts: u64, poll_error: Option<String>) -> ProgramInfo {
     let uptime_secs = match &p.state {
         State::Running { since, .. } | State::Starting { since, .. } => {
             Some(now.saturating_duration_since(*since).as_secs())
