@@ -166,7 +166,7 @@ impl Daemon {
                 if matches!(
                     from,
                     ProgramState::Running | ProgramState::Starting | ProgramState::Stopping
-                ) && p.deploy.is_none() =>
+                ) && !self.deploys.runs(&name) =>
             {
                 let last = last.to_string();
                 w.restarts.push_back(now);

@@ -11,6 +11,7 @@
 //! recovery of an interrupted deploy share the run's state; the recovery is the part to move out
 //! next (beside `deploy::history`).
 
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
 use std::os::fd::OwnedFd;
@@ -78,6 +79,31 @@ fn failed_recently(
             Some((commit, Duration::from_millis(ago)))
         })
         .collect()
+}
+
+/// The deploys running, by program name.
+#[derive(Debug, Default)]
+pub(super) struct Runs(HashMap<String, DeployRun>);
+
+impl Runs {
+    pub fn get_mut(&mut self, program: &str) -> Option<&mut DeployRun> {
+        self.0.get_mut(program)
+    }
+
+    /// Whether `program` is being deployed (or rolled back).
+    pub fn runs(&self, program: &str) -> bool {
+        self.0.contains_key(program)
+    }
+
+    /// A program set up anew, or no longer configured: a deploy it had is dropped with its old
+    /// configuration (its step, if one runs, is still reaped, and its result ignored).
+    pub fn forget(&mut self, program: &str) {
+        self.0.remove(program);
+    }
+
+    pub fn keep_only(&mut self, programs: &HashSet<&str>) {
+        self.0.retain(|name, _| programs.contains(name.as_str()));
+    }
 }
 
 /// One deploy or rollback of one program: the machine and what the daemon keeps for it.
@@ -198,8 +224,7 @@ impl Daemon {
             ));
         }
         let cfg = self.deploy_config(name)?;
-        let p = &mut self.programs[idx];
-        if let Some(run) = p.deploy.as_mut() {
+        if let Some(run) = self.deploys.get_mut(name) {
             if kind == DeployKind::Rollback {
                 return Err(deploy_error(
                     ErrorKind::BadRequest,
@@ -293,7 +318,7 @@ impl Daemon {
         let marker_text = serde_json::json!({ "id": id, "trigger": run.trigger, "started_ms": unix_ms(run.started.1) });
         let _ = std::fs::write(history::marker(&deploydir, name), marker_text.to_string());
         tracing::info!(program = name, id = %id, trigger = %run.trigger, kind = ?kind, force, "deploy started");
-        self.programs[idx].deploy = Some(run);
+        self.deploys.0.insert(name.to_owned(), run);
         self.perform(idx, effects);
         Ok(Reply::Deploy {
             program: name.to_owned(),
@@ -394,7 +419,7 @@ impl Daemon {
                 continue;
             };
             let observed = observe(&self.programs[idx].state);
-            let Some(run) = self.programs[idx].deploy.as_mut() else {
+            let Some(run) = self.deploys.get_mut(self.programs[idx].cfg.name.as_str()) else {
                 continue;
             };
             let effects = run
@@ -406,7 +431,7 @@ impl Daemon {
 
     fn perform(&mut self, idx: usize, effects: Vec<Effect>) {
         for effect in effects {
-            let Some(run) = self.programs[idx].deploy.as_mut() else {
+            let Some(run) = self.deploys.get_mut(self.programs[idx].cfg.name.as_str()) else {
                 return;
             };
             let program = run.program.clone();
@@ -463,7 +488,7 @@ impl Daemon {
 
     fn spawn_step(&mut self, idx: usize, name: &str, argv: &[String], capture: bool) {
         let nofile = self.nofile;
-        let Some(run) = self.programs[idx].deploy.as_mut() else {
+        let Some(run) = self.deploys.get_mut(self.programs[idx].cfg.name.as_str()) else {
             return;
         };
         let shown: Vec<_> = argv.iter().map(|a| redact_url(a)).collect();
@@ -526,7 +551,7 @@ impl Daemon {
         let Some(idx) = self.index(program) else {
             return;
         };
-        let Some(run) = self.programs[idx].deploy.as_mut() else {
+        let Some(run) = self.deploys.get_mut(self.programs[idx].cfg.name.as_str()) else {
             return;
         };
         let Some(step) = run.step.take_if(|s| s.pid == pid) else {
@@ -559,7 +584,7 @@ impl Daemon {
 
     /// After `feed` changed program `idx`'s state: its deploy (if any) hears of it.
     pub(super) fn deploy_program_changed(&mut self, idx: usize) {
-        if self.programs[idx].deploy.is_some() {
+        if self.deploys.runs(self.programs[idx].cfg.name.as_str()) {
             let program = self.programs[idx].cfg.name.to_string();
             self.deploy_look(&program);
         }
@@ -567,20 +592,17 @@ impl Daemon {
 
     /// The deadlines of running steps and gates.
     pub(super) fn deploy_deadlines(&self) -> impl Iterator<Item = Instant> + '_ {
-        self.programs.iter().filter_map(|p| {
-            let run = p.deploy.as_ref()?;
-            match &run.step {
-                Some(step) if !step.timed_out => Some(step.deadline),
-                Some(_) => None,
-                None => run.machine.deadline(),
-            }
+        self.deploys.0.values().filter_map(|run| match &run.step {
+            Some(step) if !step.timed_out => Some(step.deadline),
+            Some(_) => None,
+            None => run.machine.deadline(),
         })
     }
 
     /// Timers: kill a step past its timeout; tell a gate the time.
     pub(super) fn deploy_tick(&mut self, now: Instant) {
         for idx in 0..self.programs.len() {
-            let Some(run) = self.programs[idx].deploy.as_mut() else {
+            let Some(run) = self.deploys.get_mut(self.programs[idx].cfg.name.as_str()) else {
                 continue;
             };
             if let Some(step) = run.step.as_mut() {
@@ -601,7 +623,7 @@ impl Daemon {
 
     fn finish_deploy(&mut self, idx: usize, result: DeployResult, message: &str) {
         let deploydir = self.config.supervisor.deploydir.clone();
-        let Some(mut run) = self.programs[idx].deploy.take() else {
+        let Some(mut run) = self.deploys.0.remove(self.programs[idx].cfg.name.as_str()) else {
             return;
         };
         if let Some(step) = run.step.take() {
@@ -774,7 +796,7 @@ impl Daemon {
     /// Shutdown: kill running steps; the history says the deploy was interrupted.
     pub(super) fn abort_deploys(&mut self) {
         for idx in 0..self.programs.len() {
-            let Some(run) = self.programs[idx].deploy.as_mut() else {
+            let Some(run) = self.deploys.get_mut(self.programs[idx].cfg.name.as_str()) else {
                 continue;
             };
             let effects = run.machine.handle(Input::Abort);

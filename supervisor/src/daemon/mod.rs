@@ -142,6 +142,8 @@ struct Daemon {
     children: children::Children,
     /// `[program.NAME.deploy] poll`: each polling program's polls.
     polls: poll::Polls,
+    /// The deploys (and rollbacks) running.
+    deploys: deploy::Runs,
     shutdown: Option<Shutdown>,
     exit_code: i32,
     jitter: Jitter,
@@ -193,6 +195,7 @@ impl Daemon {
             config,
             children: children::Children::default(),
             polls: poll::Polls::default(),
+            deploys: deploy::Runs::default(),
             shutdown: None,
             exit_code: 0,
             jitter: Jitter::seeded(),
@@ -239,6 +242,7 @@ impl Daemon {
         let interval = program.cfg.deploy.as_ref().and_then(|d| d.poll);
         let jitter = interval.map_or(0.0, |_| self.jitter.sample());
         self.polls.set(program.cfg.name.as_str(), interval, jitter);
+        self.deploys.forget(program.cfg.name.as_str());
         self.programs.push(program);
         self.captures.extend(captures);
         Ok(())
@@ -262,6 +266,7 @@ impl Daemon {
         self.polls.keep_only(&names);
         self.alerts.keep_only(&names);
         self.listeners.keep_only(&names);
+        self.deploys.keep_only(&names);
         let leaders = self
             .programs
             .iter()

@@ -137,7 +137,7 @@ impl Daemon {
             let Some(idx) = self.index(&name) else {
                 continue;
             };
-            let busy = self.programs[idx].deploy.is_some() || self.shutdown.is_some();
+            let busy = self.deploys.runs(&name) || self.shutdown.is_some();
             if busy {
                 // A deploy runs (or we stop): look again one interval later.
                 let jitter = self.jitter.sample();

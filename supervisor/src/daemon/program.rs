@@ -11,7 +11,7 @@ use supervisor_proto::ActionResult;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use super::{deploy, health};
+use super::health;
 use crate::config::ProgramConfig;
 use crate::config::health::Ready;
 use crate::health::Report;
@@ -63,7 +63,6 @@ pub(super) struct Program {
     pub(super) last_exit: Option<ExitReason>,
     pub(super) waiters: Vec<Waiter>,
     pub(super) retiring: Option<Retire>,
-    pub(super) deploy: Option<deploy::DeployRun>,
     pub(super) health: health::ProgramHealth,
     /// Recent spawns, for `start_limit`.
     pub(super) starts: Starts,
@@ -224,7 +223,6 @@ impl Program {
             last_exit: None,
             waiters: Vec::new(),
             retiring: None,
-            deploy: None,
             health,
             starts: Starts::new(
                 cfg.policy.start_limit,
