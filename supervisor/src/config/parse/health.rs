@@ -12,8 +12,9 @@ use crate::config::health::{
 use crate::config::units::parse_duration;
 
 const PROBE_KINDS: &[&str] = &["http", "tcp", "command"];
-const READY_PROBE_KEYS: &[&str] = &["http", "tcp", "command", "log", "interval", "timeout"];
-const HEALTHCHECK_KEYS: &[&str] = &[
+pub(super) const READY_PROBE_KEYS: &[&str] =
+    &["http", "tcp", "command", "log", "interval", "timeout"];
+pub(super) const HEALTHCHECK_KEYS: &[&str] = &[
     "http",
     "tcp",
     "command",
@@ -22,7 +23,7 @@ const HEALTHCHECK_KEYS: &[&str] = &[
     "retries",
     "start_period",
 ];
-const START_LIMIT_KEYS: &[&str] = &["burst", "interval"];
+pub(super) const START_LIMIT_KEYS: &[&str] = &["burst", "interval"];
 
 /// A compiled pattern is bounded by this (the `regex` crate's size limit), so a pattern from
 /// the file cannot make the supervisor allocate without bound.

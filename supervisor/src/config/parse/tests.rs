@@ -629,3 +629,59 @@ fn a_tcp_port_needs_credentials_beyond_loopback() {
         ]
     );
 }
+
+/// docs/CONFIG.md's part from `heading` to the next heading of any level.
+fn doc_section<'a>(doc: &'a str, heading: &str) -> &'a str {
+    let Some(start) = doc.find(&format!("\n{heading}\n")) else {
+        panic!("docs/CONFIG.md has no heading {heading:?}");
+    };
+    let rest = &doc[start + heading.len() + 2..];
+    let end = rest.find("\n#").unwrap_or(rest.len());
+    &rest[..end]
+}
+
+/// The keys a section's table documents: every `code` in the first cell of each row.
+fn documented(section: &str) -> std::collections::BTreeSet<&str> {
+    section
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .filter_map(|l| l.split('|').nth(1))
+        .flat_map(|cell| cell.split('`').skip(1).step_by(2))
+        .collect()
+}
+
+/// The key lists the parser checks against are the declaration: docs/CONFIG.md documents each
+/// of their keys in its section, and its tables document no key the parser would refuse.
+#[test]
+fn config_md_documents_exactly_the_keys_the_parser_takes() {
+    let doc = include_str!("../../../../docs/CONFIG.md");
+    for (heading, keys) in [
+        ("## `[supervisor]`", supervisor::SUPERVISOR_KEYS),
+        ("## `[program.NAME]`", program::PROGRAM_KEYS),
+        (
+            "### Deploys (`[program.NAME.deploy]`) **new**",
+            deploy::DEPLOY_KEYS,
+        ),
+    ] {
+        let declared: std::collections::BTreeSet<&str> = keys.iter().copied().collect();
+        let section = doc_section(doc, heading);
+        assert_eq!(documented(section), declared, "{heading}");
+    }
+    // Tables of tables: each key named in its section's text.
+    for (heading, keys) in [
+        ("### Restart delay (`backoff`)", program::BACKOFF_KEYS),
+        ("### Health **new**", health::READY_PROBE_KEYS),
+        ("### Health **new**", health::HEALTHCHECK_KEYS),
+        ("### Health **new**", health::START_LIMIT_KEYS),
+        ("## `[program.NAME]`", limits::LIMITS_KEYS),
+    ] {
+        let section = doc_section(doc, heading);
+        for key in keys {
+            let named = [format!("`{key}`"), format!("{key} ="), format!("`{key} =")];
+            assert!(
+                named.iter().any(|n| section.contains(n.as_str())),
+                "{heading} does not name {key:?}"
+            );
+        }
+    }
+}
