@@ -327,8 +327,6 @@ impl Daemon {
         })
     }
 
-    /// A deploy asked for a known commit that is held back: refused now, with nothing fetched,
-    /// recorded or announced (a forge redelivering a push of a broken commit).
     /// A program's deploy settings, or why it cannot be deployed.
     fn deploy_config(&self, name: &str) -> Result<crate::config::DeployConfig, ErrorBody> {
         let idx = self.index(name).ok_or_else(|| {
@@ -357,13 +355,10 @@ impl Daemon {
         ))
     }
 
+    /// A deploy asked for a known commit that is held back: refused now, with nothing fetched,
+    /// recorded or announced (a forge redelivering a push of a broken commit).
     pub(super) fn refuse_held_back(&self, name: &str, commit: &str) -> Result<(), ErrorBody> {
-        let Some(cfg) = self
-            .index(name)
-            .and_then(|i| self.programs[i].cfg.deploy.clone())
-        else {
-            return Ok(()); // request_deploy says what is wrong
-        };
+        let cfg = self.deploy_config(name)?;
         let deploydir = &self.config.supervisor.deploydir;
         let same = |c: &str| !commit.is_empty() && c == commit;
         let short = crate::deploy::machine::short(commit);
