@@ -274,6 +274,36 @@ pub enum Command {
         name: String,
         keep: usize,
     },
+    /// The deploy engine's wait for a prebuilt release (run by the daemon, not by hand): until
+    /// URL's signature is there, at most --wait-ms.
+    #[command(hide = true)]
+    ReleaseWait {
+        url: String,
+        #[arg(long)]
+        wait_ms: u64,
+        #[arg(long)]
+        read_timeout_ms: u64,
+    },
+    /// The deploy engine's download of a prebuilt release (run by the daemon, not by hand):
+    /// fetch URL and its signature, verify, unpack into RELEASES/COMMIT/, keep the newest KEEP.
+    #[command(hide = true)]
+    ReleaseFetch {
+        url: String,
+        #[arg(long)]
+        key: String,
+        #[arg(long)]
+        commit: String,
+        #[arg(long)]
+        releases: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        keep: usize,
+        #[arg(long)]
+        max_size: u64,
+        #[arg(long)]
+        read_timeout_ms: u64,
+    },
 }
 
 #[derive(Debug, clap::Args)]

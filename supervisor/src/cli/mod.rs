@@ -23,6 +23,7 @@ pub use status::status_line;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
 use supervisor_proto::{Client, ClientError, Request};
@@ -110,6 +111,52 @@ pub fn main() -> ExitCode {
                 Exit::Failed
             }
         },
+        Command::ReleaseWait {
+            url,
+            wait_ms,
+            read_timeout_ms,
+        } => {
+            let ms = Duration::from_millis;
+            match crate::deploy::fetch::wait(&url, ms(wait_ms), ms(read_timeout_ms)) {
+                Ok(()) => Exit::Ok,
+                Err(e) => {
+                    eprintln!("{e}");
+                    Exit::Failed
+                }
+            }
+        }
+        Command::ReleaseFetch {
+            url,
+            key,
+            commit,
+            releases,
+            name,
+            keep,
+            max_size,
+            read_timeout_ms,
+        } => {
+            let fetch = crate::deploy::fetch::Fetch {
+                url,
+                key,
+                commit,
+                releases,
+                name,
+                keep,
+                max_size,
+                read_timeout: Duration::from_millis(read_timeout_ms),
+            };
+            match crate::deploy::fetch::fetch(&fetch) {
+                // What the deploy engine reads back: the commit, then its subject.
+                Ok(signed) => {
+                    println!("{}\n{}", fetch.commit, signed.subject.unwrap_or_default());
+                    Exit::Ok
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    Exit::Failed
+                }
+            }
+        }
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
@@ -322,6 +369,8 @@ async fn run_verb(verb: Command) -> Result<Exit, ClientError> {
         | Command::Check { .. }
         | Command::Import { .. }
         | Command::ReleaseCopy { .. }
+        | Command::ReleaseWait { .. }
+        | Command::ReleaseFetch { .. }
         | Command::Completions { .. } => Ok(Exit::Usage),
     }
 }

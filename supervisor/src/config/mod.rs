@@ -283,6 +283,9 @@ pub struct DeployConfig {
     /// `releases/current` switched to it atomically. Without it, the working tree itself is what
     /// the program runs.
     pub artifact: Option<PathBuf>,
+    /// Prebuilt, signed releases downloaded instead of built (`artifact_url`): no repository,
+    /// no steps.
+    pub download: Option<Download>,
     pub releases: PathBuf,
     pub keep_releases: u32,
     /// How long the new version must stay RUNNING to pass; by default the program's `startsecs`.
@@ -301,6 +304,31 @@ pub struct DeployConfig {
     /// unless forced: a forge that redelivers, or a replayed GitLab token, cannot make the
     /// machine rebuild a broken tip over and over. Zero: no hold.
     pub retry_failed_after: Duration,
+}
+
+impl DeployConfig {
+    /// Where the deploy's steps run: the repository, or with `artifact_url` (which may have
+    /// none) the releases folder.
+    pub fn step_directory(&self) -> &Path {
+        match self.download {
+            Some(_) if self.repo.as_os_str().is_empty() => &self.releases,
+            _ => &self.repo,
+        }
+    }
+}
+
+/// Where a prebuilt release is downloaded from and who must have signed it (`artifact_url`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Download {
+    /// The release's URL, with `{commit}`, `{short}`, `{branch}`, `{arch}` and `{debian_arch}`
+    /// still in it; its signature is the same URL with `.minisig` appended.
+    pub url: String,
+    /// The minisign public key (its base64 line) that must have signed every release.
+    pub signing_key: String,
+    /// How long to wait for the release to appear (the forge's CI may still be building it).
+    pub wait: Duration,
+    /// A larger download is refused; what it unpacks to may be four times this.
+    pub max_size: u64,
 }
 
 /// One problem in a configuration file.

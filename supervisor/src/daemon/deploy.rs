@@ -43,6 +43,7 @@ struct Step {
     name: String,
     pid: Pid,
     started: Instant,
+    timeout: Duration,
     deadline: Instant,
     /// Where its stdout goes when the machine wants it.
     output: Option<PathBuf>,
@@ -55,6 +56,8 @@ struct Step {
 pub(super) struct Followup {
     pub trigger: String,
     pub force: bool,
+    /// The newest push's commit, when the request named one.
+    pub commit: Option<String>,
 }
 
 /// Failed deploys of a commit within `retry_failed_after`, with how long ago, from the newest
@@ -210,6 +213,7 @@ impl Daemon {
         kind: DeployKind,
         trigger: String,
         force: bool,
+        commit: Option<String>,
     ) -> Result<Reply, ErrorBody> {
         let idx = self.index(name).ok_or_else(|| {
             deploy_error(
@@ -235,7 +239,11 @@ impl Daemon {
                 ));
             }
             let force = force || run.followup.as_ref().is_some_and(|f| f.force);
-            run.followup = Some(Followup { trigger, force });
+            run.followup = Some(Followup {
+                trigger,
+                force,
+                commit,
+            });
             return Ok(Reply::Deploy {
                 program: name.to_owned(),
                 id: run.id.clone(),
@@ -258,7 +266,9 @@ impl Daemon {
             })?;
         // The folders the deploy's user writes: made for it when missing (its steps cannot
         // create them inside folders only root may write).
-        for dir in [&cfg.repo, &cfg.releases] {
+        // (`artifact_url` needs no repository.)
+        let repo = Some(&cfg.repo).filter(|r| !r.as_os_str().is_empty());
+        for dir in repo.into_iter().chain([&cfg.releases]) {
             if let Err(message) = dirs::prepare(dir, 0o755, cfg.user.as_ref(), Existing::Require) {
                 return Err(deploy_error(ErrorKind::Internal, message));
             }
@@ -283,6 +293,8 @@ impl Daemon {
         let setup = Setup {
             failed_recently,
             kind,
+            program: name.to_owned(),
+            commit,
             init: kind == DeployKind::Deploy
                 && cfg.url.is_some()
                 && !cfg.repo.join(".git").exists(),
@@ -441,7 +453,8 @@ impl Daemon {
                     name,
                     argv,
                     capture,
-                } => self.spawn_step(idx, &name, &argv, capture),
+                    timeout,
+                } => self.spawn_step(idx, &name, &argv, capture, timeout),
                 Effect::Switch(target) => {
                     let result = release::point_current(&run.machine.cfg.releases, &target)
                         .map_err(|e| e.to_string());
@@ -481,7 +494,14 @@ impl Daemon {
         }
     }
 
-    fn spawn_step(&mut self, idx: usize, name: &str, argv: &[String], capture: bool) {
+    fn spawn_step(
+        &mut self,
+        idx: usize,
+        name: &str,
+        argv: &[String],
+        capture: bool,
+        timeout: Duration,
+    ) {
         let nofile = self.nofile;
         let Some(run) = self.deploys.get_mut(self.programs[idx].cfg.name.as_str()) else {
             return;
@@ -507,7 +527,7 @@ impl Daemon {
             process::spawn_spec(
                 &Spec {
                     argv,
-                    directory: Some(&cfg.repo),
+                    directory: Some(cfg.step_directory()),
                     environment: &environment,
                     pass_env: &cfg.pass_env,
                     user: cfg.user.as_ref(),
@@ -527,7 +547,8 @@ impl Daemon {
                     name: name.to_owned(),
                     pid,
                     started: now,
-                    deadline: later(now, cfg.step_timeout),
+                    timeout,
+                    deadline: later(now, timeout),
                     output,
                     timed_out: false,
                 });
@@ -556,7 +577,7 @@ impl Daemon {
         let why = if step.timed_out {
             format!(
                 "timed out after {}",
-                crate::config::units::format_duration(run.machine.cfg.step_timeout)
+                crate::config::units::format_duration(step.timeout)
             )
         } else {
             reason.to_string()
@@ -673,7 +694,8 @@ impl Daemon {
         }
         if let Some(f) = followup.filter(|_| self.shutdown.is_none()) {
             let trigger = format!("{} (queued)", f.trigger);
-            let _ = self.request_deploy(&program, DeployKind::Deploy, trigger, f.force);
+            let kind = DeployKind::Deploy;
+            let _ = self.request_deploy(&program, kind, trigger, f.force, f.commit);
         }
     }
 
@@ -724,7 +746,9 @@ impl Daemon {
                 .into_iter()
                 .find(DeployRecord::is_conclusive)
                 .and_then(|r| r.running_commit().0.map(str::to_owned));
-            let good = good.filter(|c: &String| cfg.artifact.is_none() && is_commit(c));
+            let good = good.filter(|c: &String| {
+                cfg.artifact.is_none() && cfg.download.is_none() && is_commit(c)
+            });
             if let Some(good) = good {
                 // As every deploy step: the deploy's user, its environment, its own process
                 // group, within the step timeout (at most a minute: the daemon is starting).

@@ -262,7 +262,8 @@ impl Daemon {
         if moved {
             tracing::info!(program = %name, tip = %tip, "deploy poll: the branch moved");
             let trigger = format!("poll: {}", crate::deploy::machine::short(&tip));
-            if let Err(e) = self.request_deploy(name, DeployKind::Deploy, trigger, false) {
+            let kind = DeployKind::Deploy;
+            if let Err(e) = self.request_deploy(name, kind, trigger, false, Some(tip.clone())) {
                 tracing::warn!(program = %name, error = %e.message, "deploy poll could not deploy");
             }
         }

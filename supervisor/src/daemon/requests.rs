@@ -108,13 +108,13 @@ impl Daemon {
                     Some(branch) => self.refuse_other_branch(&name, &branch),
                     None => Ok(()),
                 };
-                let held = pushed.and_then(|()| match (commit, force) {
-                    (Some(commit), false) => self.refuse_held_back(&name, &commit),
+                let held = pushed.and_then(|()| match (&commit, force) {
+                    (Some(commit), false) => self.refuse_held_back(&name, commit),
                     _ => Ok(()),
                 });
                 held.and_then(|()| {
                     let kind = supervisor_proto::DeployKind::Deploy;
-                    self.request_deploy(&name, kind, trigger, force)
+                    self.request_deploy(&name, kind, trigger, force, commit)
                 })
             }
             Request::Rollback { name } => self.request_deploy(
@@ -122,6 +122,7 @@ impl Daemon {
                 supervisor_proto::DeployKind::Rollback,
                 format!("rollback by uid {uid}"),
                 false,
+                None,
             ),
             Request::Deploys { names, limit } => self.deploys_reply(&names, limit),
             Request::Alerts { limit } => Ok(Reply::Alerts {

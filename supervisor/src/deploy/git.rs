@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use crate::config::DeployConfig;
+use std::time::Duration;
+
+use crate::config::{DeployConfig, Download};
 
 /// A commit and its subject line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,6 +96,43 @@ pub fn release_copy(artifact: &Path, releases: &Path, commit: &str, keep: u32) -
         releases.display().to_string(),
         commit.to_owned(),
         keep.to_string(),
+    ]
+}
+
+/// `supervisor release-wait URL` (see [`super::fetch`]).
+pub fn release_wait(url: &str, wait: Duration, read_timeout: Duration) -> Vec<String> {
+    vec![
+        SELF_EXE.to_owned(),
+        "release-wait".to_owned(),
+        format!("--wait-ms={}", wait.as_millis()),
+        format!("--read-timeout-ms={}", read_timeout.as_millis()),
+        "--".to_owned(),
+        url.to_owned(),
+    ]
+}
+
+/// `supervisor release-fetch URL ...` (see [`super::fetch`]).
+pub fn release_fetch(
+    url: &str,
+    download: &Download,
+    commit: &str,
+    releases: &Path,
+    name: &str,
+    keep: u32,
+    read_timeout: Duration,
+) -> Vec<String> {
+    vec![
+        SELF_EXE.to_owned(),
+        "release-fetch".to_owned(),
+        format!("--key={}", download.signing_key),
+        format!("--commit={commit}"),
+        format!("--releases={}", releases.display()),
+        format!("--name={name}"),
+        format!("--keep={keep}"),
+        format!("--max-size={}", download.max_size),
+        format!("--read-timeout-ms={}", read_timeout.as_millis()),
+        "--".to_owned(),
+        url.to_owned(),
     ]
 }
 

@@ -27,7 +27,12 @@ use crate::lifecycle::later;
 #[derive(Clone, Debug)]
 pub struct Setup {
     pub kind: DeployKind,
+    /// The program's name: what a single-file prebuilt release is saved as.
+    pub program: String,
     pub cfg: DeployConfig,
+    /// The commit the request named (a webhook's push): with `artifact_url`, the one deployed
+    /// without asking the remote.
+    pub commit: Option<String>,
     /// `repo` is not a git repository yet and `url` is set: `git init` it first.
     pub init: bool,
     /// Artifact mode: the name of the release `current` points at.
@@ -54,6 +59,12 @@ pub enum Phase {
     Build(usize),
     /// Artifact mode: `supervisor release-copy` copies the build output into `releases/`.
     Release,
+    /// `artifact_url` without a named commit: `git ls-remote` says what the branch tip is.
+    Tip,
+    /// `artifact_url`: `supervisor release-wait` until the release's signature is there.
+    Wait,
+    /// `artifact_url`: `supervisor release-fetch` downloads, verifies and unpacks it.
+    Download,
     /// A step failed in working-tree mode: the old commit is checked out again.
     Restore,
     /// Working-tree mode: the commit to go back to is checked out.
@@ -126,6 +137,8 @@ pub enum Effect {
         name: String,
         argv: Vec<String>,
         capture: bool,
+        /// Killed after this (with its process group).
+        timeout: Duration,
     },
     /// Point `releases/current` at this target; answer with [`Input::Switched`].
     Switch(PathBuf),
@@ -145,7 +158,10 @@ pub enum Effect {
 #[derive(Clone, Debug)]
 pub struct Machine {
     pub kind: DeployKind,
+    program: String,
     pub cfg: DeployConfig,
+    /// The commit the request named.
+    commit: Option<String>,
     pub phase: Phase,
     pub old: Option<Commit>,
     pub new: Option<Commit>,
@@ -166,16 +182,23 @@ pub struct Machine {
 
 type Out = Vec<Effect>;
 
+/// The longest a download may go without a byte (or `step_timeout`, when shorter).
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl Machine {
     /// Begins: the first effects of a deploy or rollback.
     pub fn start(setup: Setup) -> (Self, Out) {
+        let download = setup.cfg.download.is_some();
         let phase = match setup.kind {
+            DeployKind::Deploy if download => Phase::Tip,
             DeployKind::Deploy if setup.init => Phase::Init,
             DeployKind::Deploy => Phase::Fetch,
             DeployKind::Rollback => Phase::ResolveOld,
         };
         let mut m = Self {
             kind: setup.kind,
+            program: setup.program,
+            commit: setup.commit.filter(|c| git::is_commit(c)),
             cfg: setup.cfg,
             phase,
             old: None,
@@ -196,6 +219,22 @@ impl Machine {
             message: String::new(),
             commit: None,
         }];
+        if download {
+            // No repository to ask: what runs is the release `current` points at.
+            m.old = m.running_release().map(|id| Commit { id, subject: None });
+            if m.kind == DeployKind::Rollback {
+                m.rollback_on_request(&mut out);
+                return (m, out);
+            }
+            if let Some(commit) = m.commit.clone() {
+                let new = Commit {
+                    id: commit,
+                    subject: None,
+                };
+                m.consider(&mut out, new);
+                return (m, out);
+            }
+        }
         m.run_phase(&mut out);
         (m, out)
     }
@@ -223,6 +262,9 @@ impl Machine {
                 | Phase::Checkout
                 | Phase::Build(_)
                 | Phase::Release
+                | Phase::Tip
+                | Phase::Wait
+                | Phase::Download
                 | Phase::Restore
                 | Phase::RollbackCheckout
         )
@@ -230,10 +272,18 @@ impl Machine {
 
     /// Artifact mode: the commit of the release `current` points at, when it names one.
     fn running_release(&self) -> Option<String> {
-        self.cfg.artifact.as_ref()?;
+        if !self.releases() {
+            return None;
+        }
         self.current_release
             .clone()
             .filter(|r| r.len() >= 7 && r.bytes().all(|b| b.is_ascii_hexdigit()))
+    }
+
+    /// Whether what runs is a release in `releases/` (`artifact` or `artifact_url`), not the
+    /// working tree.
+    fn releases(&self) -> bool {
+        self.cfg.artifact.is_some() || self.cfg.download.is_some()
     }
 
     pub fn handle(&mut self, input: Input) -> Out {
@@ -313,6 +363,30 @@ impl Machine {
                 let tip = git::tip(cfg);
                 self.spawn(out, "git log -1 (fetched tip)", git::describe(&tip), true);
             }
+            Phase::Tip => self.spawn(out, "git ls-remote", git::ls_remote(cfg), true),
+            Phase::Wait | Phase::Download => {
+                let (Some(new), Some(download)) = (self.new.clone(), cfg.download.clone()) else {
+                    return self.finish(out, DeployResult::Failed, "no release to download");
+                };
+                let url = super::fetch::expand(&download.url, &new.id, &cfg.branch);
+                let read_timeout = cfg.step_timeout.min(READ_TIMEOUT);
+                if self.phase == Phase::Wait {
+                    let argv = git::release_wait(&url, download.wait, read_timeout);
+                    let timeout = download.wait + cfg.step_timeout;
+                    self.spawn_for(out, "wait for the release", argv, timeout);
+                } else {
+                    let argv = git::release_fetch(
+                        &url,
+                        &download,
+                        &new.id,
+                        &cfg.releases,
+                        &self.program,
+                        cfg.keep_releases,
+                        read_timeout,
+                    );
+                    self.spawn(out, "download", argv, true);
+                }
+            }
             Phase::Checkout => match self.new.clone() {
                 Some(new) => self.spawn(out, "git checkout", git::checkout(&new.id), false),
                 None => self.finish(out, DeployResult::Failed, "no commit to check out"),
@@ -374,6 +448,18 @@ impl Machine {
             name: name.to_owned(),
             argv,
             capture,
+            timeout: self.cfg.step_timeout,
+        });
+    }
+
+    /// A step with its own deadline; its output (the reason, when it fails) comes back.
+    fn spawn_for(&mut self, out: &mut Out, name: &str, argv: Vec<String>, timeout: Duration) {
+        self.step = Some(name.to_owned());
+        out.push(Effect::Spawn {
+            name: name.to_owned(),
+            argv,
+            capture: true,
+            timeout,
         });
     }
 
@@ -391,7 +477,17 @@ impl Machine {
             duration_ms: took_ms,
             ok,
         });
-        if matches!(self.phase, Phase::Build(_) | Phase::Release) {
+        // A prebuilt release's steps say why they failed on their output.
+        let why = match (&self.phase, &output) {
+            (Phase::Wait | Phase::Download, Some(reason)) if !ok && !reason.is_empty() => {
+                reason.lines().last().unwrap_or(why)
+            }
+            _ => why,
+        };
+        if matches!(
+            self.phase,
+            Phase::Build(_) | Phase::Release | Phase::Wait | Phase::Download
+        ) {
             let message = format!("{name}: {} ({took_ms} ms)", if ok { "ok" } else { why });
             out.push(Effect::Emit {
                 stage: DeployStage::Step,
@@ -422,43 +518,33 @@ impl Machine {
                         "the fetched branch did not resolve to a commit",
                     );
                 };
-                self.new = Some(new.clone());
-                let current = match &self.cfg.artifact {
-                    Some(_) => self.current_release.clone(),
-                    None => self.old.as_ref().map(|c| c.id.clone()),
+                return self.consider(out, new);
+            }
+            Phase::Tip if ok => {
+                let Some(id) = output.as_deref().and_then(git::ls_remote_commit) else {
+                    let message = format!("the remote has no branch {}", self.cfg.branch);
+                    return self.finish(out, DeployResult::Failed, &message);
                 };
-                if current.as_deref() == Some(new.id.as_str()) {
-                    return self.finish(
-                        out,
-                        DeployResult::Unchanged,
-                        "already running the branch tip",
-                    );
+                return self.consider(out, Commit { id, subject: None });
+            }
+            Phase::Wait if ok => self.phase = Phase::Download,
+            Phase::Download if ok => {
+                // The subject the release's signature gave.
+                if let (Some(new), Some(got)) =
+                    (&mut self.new, git::split_commit(output.as_deref()))
+                {
+                    new.subject = got.subject;
                 }
-                if !self.force && self.quarantined.contains(&new.id) {
-                    let message = format!(
-                        "{} failed its health gate before and is quarantined; push a fix, or deploy --force",
-                        short(&new.id)
-                    );
-                    return self.finish(out, DeployResult::Quarantined, &message);
-                }
-                let failed = self.failed_recently.iter().find(|(c, _)| *c == new.id);
-                if let Some((_, ago)) = failed.filter(|_| !self.force) {
-                    use crate::config::units::format_duration;
-                    let secs = |d: Duration| Duration::from_secs(d.as_secs());
-                    let message = format!(
-                        "{} failed to deploy {} ago; it is not built again before {} have passed (retry_failed_after): push a fix, or deploy --force",
-                        short(&new.id),
-                        format_duration(secs(*ago)),
-                        format_duration(self.cfg.retry_failed_after)
-                    );
-                    return self.finish(out, DeployResult::Quarantined, &message);
-                }
-                self.phase = Phase::Checkout;
+                let new = self.new.clone();
                 out.push(Effect::Emit {
                     stage: DeployStage::Fetched,
-                    message: new.subject.clone().unwrap_or_default(),
-                    commit: Some(new.id),
+                    message: new
+                        .as_ref()
+                        .and_then(|c| c.subject.clone())
+                        .unwrap_or_default(),
+                    commit: new.map(|c| c.id),
                 });
+                return self.released(out);
             }
             Phase::Checkout if ok => self.phase = Phase::Build(0),
             Phase::Build(i) if ok => self.phase = Phase::Build(i + 1),
@@ -473,6 +559,54 @@ impl Machine {
             }
             Phase::RollbackCheckout if ok => return self.restart(out, true),
             _ => return self.step_failed(out, &format!("{name} failed: {why}")),
+        }
+        self.run_phase(out);
+    }
+
+    /// The commit to deploy is known: unless it runs already or is held back, get it (check it
+    /// out and build it, or download it).
+    fn consider(&mut self, out: &mut Out, new: Commit) {
+        self.new = Some(new.clone());
+        let current = if self.releases() {
+            self.current_release.clone()
+        } else {
+            self.old.as_ref().map(|c| c.id.clone())
+        };
+        if current.as_deref() == Some(new.id.as_str()) {
+            return self.finish(
+                out,
+                DeployResult::Unchanged,
+                "already running the branch tip",
+            );
+        }
+        if !self.force && self.quarantined.contains(&new.id) {
+            let message = format!(
+                "{} failed its health gate before and is quarantined; push a fix, or deploy --force",
+                short(&new.id)
+            );
+            return self.finish(out, DeployResult::Quarantined, &message);
+        }
+        let failed = self.failed_recently.iter().find(|(c, _)| *c == new.id);
+        if let Some((_, ago)) = failed.filter(|_| !self.force) {
+            use crate::config::units::format_duration;
+            let secs = |d: Duration| Duration::from_secs(d.as_secs());
+            let message = format!(
+                "{} failed to deploy {} ago; it is not built again before {} have passed (retry_failed_after): push a fix, or deploy --force",
+                short(&new.id),
+                format_duration(secs(*ago)),
+                format_duration(self.cfg.retry_failed_after)
+            );
+            return self.finish(out, DeployResult::Quarantined, &message);
+        }
+        if self.cfg.download.is_some() {
+            self.phase = Phase::Wait;
+        } else {
+            self.phase = Phase::Checkout;
+            out.push(Effect::Emit {
+                stage: DeployStage::Fetched,
+                message: new.subject.clone().unwrap_or_default(),
+                commit: Some(new.id),
+            });
         }
         self.run_phase(out);
     }
@@ -496,8 +630,8 @@ impl Machine {
 
     /// The new version is in place: switch `current` to it (artifact mode), then restart.
     fn released(&mut self, out: &mut Out) {
-        match (&self.cfg.artifact, &self.new) {
-            (Some(_), Some(new)) => {
+        match (self.releases(), &self.new) {
+            (true, Some(new)) => {
                 self.phase = Phase::Switch { rollback: false };
                 out.push(Effect::Switch(PathBuf::from(&new.id)));
             }
@@ -559,8 +693,8 @@ impl Machine {
                 "no earlier release to go back to",
             );
         };
-        match &self.cfg.artifact {
-            Some(_) => {
+        match self.releases() {
+            true => {
                 if !self.rollback_release_kept {
                     let message = format!("release {} is no longer kept", target.id);
                     return self.finish(out, DeployResult::Failed, &message);
@@ -569,7 +703,7 @@ impl Machine {
                 self.phase = Phase::Switch { rollback: false };
                 out.push(Effect::Switch(PathBuf::from(&target.id)));
             }
-            None => {
+            false => {
                 // The earlier commit is checked out, then restarted and gated as a rollback.
                 self.new = self.old.take();
                 self.old = Some(target);
@@ -651,8 +785,8 @@ impl Machine {
                 reason: why.clone(),
             });
         }
-        match &self.cfg.artifact {
-            Some(_) => match self.previous_release.clone() {
+        match self.releases() {
+            true => match self.previous_release.clone() {
                 Some(previous) => {
                     self.rollback_reason = Some(why);
                     self.phase = Phase::Switch { rollback: true };
@@ -664,7 +798,7 @@ impl Machine {
                     &format!("{why}; no previous release to go back to"),
                 ),
             },
-            None => {
+            false => {
                 if self.old.is_none() {
                     return self.finish(
                         out,

@@ -9,6 +9,9 @@
 //!   reads.
 //! - [`release`]: artifact mode's file work: the copy into `releases/<commit>/` (run as a step
 //!   process, `supervisor release-copy`, never in the daemon) and the `current` switch.
+//! - [`fetch`]: `artifact_url`'s prebuilt releases: the wait for one to appear, the download,
+//!   the minisign check and the unpacking (run as step processes, `supervisor release-wait`
+//!   and `release-fetch`, never in the daemon).
 //! - [`history`]: the history, deploy logs, the in-flight marker and the quarantine on disk.
 //!
 //! The daemon (`daemon/deploy.rs`) performs the machine's effects: it spawns the steps as
@@ -16,11 +19,14 @@
 //! reaped by the one reaper), stops and starts the program through its lifecycle, and feeds
 //! back what happened.
 //!
-//! Two ways to release: with `artifact`, the build output is copied into `releases/<commit>/`
+//! Three ways to release: with `artifact_url`, a prebuilt release signed by the forge's CI is
+//! downloaded, verified and unpacked into `releases/<commit>/` (nothing is fetched with git or
+//! built here); with `artifact`, the build output is copied into `releases/<commit>/`
 //! and `releases/current` is switched atomically (a build never touches the running version);
 //! without it, the working tree itself is what the program runs, and the checkout is the
 //! switch (restored if a step fails).
 
+pub mod fetch;
 pub mod git;
 pub mod history;
 pub mod machine;

@@ -175,7 +175,7 @@ fn describe(kind: &fs::FileType) -> &'static str {
 
 /// Removes a file, link or folder (a folder's links are removed, never followed); missing is
 /// fine.
-fn remove_any(path: &Path) -> Result<(), ReleaseError> {
+pub(crate) fn remove_any(path: &Path) -> Result<(), ReleaseError> {
     match fs::symlink_metadata(path) {
         Ok(m) if m.is_dir() => fs::remove_dir_all(path).map_err(io_at(path)),
         Ok(_) => fs::remove_file(path).map_err(io_at(path)),
@@ -186,7 +186,7 @@ fn remove_any(path: &Path) -> Result<(), ReleaseError> {
 
 /// Keeps the newest `keep` release folders, `name`, and the one `current` points at; removes
 /// the rest and any leftover `.partial-*`/`.old-*` folder.
-fn prune(releases: &Path, name: &str, keep: usize) -> Result<(), ReleaseError> {
+pub(crate) fn prune(releases: &Path, name: &str, keep: usize) -> Result<(), ReleaseError> {
     let current = fs::read_link(releases.join("current"))
         .ok()
         .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()));

@@ -437,6 +437,12 @@ fn the_documented_defaults_are_the_defaults() {
         ("supervisor", ""),
         ("program.p", "command = [\"/bin/true\"]\n"),
         ("program.p.deploy", "repo = \"/srv/p\"\n"),
+        // A deploy of prebuilt releases, for the keys that go only with artifact_url.
+        ("program.d", "command = [\"/bin/true\"]\n"),
+        (
+            "program.d.deploy",
+            "url = \"https://f/bot.git\"\nartifact_url = \"https://f/{commit}/bot\"\nsigning_key = \"RWQf6LRCGA9i53mlYecO4IzT51TGPpvWucNSCh1CBM0QTaLn73Y7GFO3\"\n",
+        ),
         (
             "program.l",
             "command = [\"/bin/true\"]\nevents = [\"TICK_5\"]\n",
@@ -505,6 +511,7 @@ fn the_documented_defaults_are_the_defaults() {
             let t = match *key {
                 "buffer_size" => "program.l",
                 "ready_timeout" => "program.n",
+                "artifact_wait" | "artifact_max_size" => "program.d.deploy",
                 _ => section,
             };
             let explicit = parsed(&render(Some((t, key, &value))));
@@ -527,6 +534,8 @@ fn the_documented_defaults_are_the_defaults() {
         "buffer_size",
         "step_timeout",
         "keep_releases",
+        "artifact_wait",
+        "artifact_max_size",
         "ready",
         "ready_timeout",
     ] {
@@ -684,4 +693,86 @@ fn config_md_documents_exactly_the_keys_the_parser_takes() {
             );
         }
     }
+}
+
+/// `artifact_url`: signed prebuilt releases, and nothing that would build or run unsigned.
+#[test]
+fn a_prebuilt_release_needs_its_key_and_nothing_that_builds() {
+    const KEY: &str = "RWQf6LRCGA9i53mlYecO4IzT51TGPpvWucNSCh1CBM0QTaLn73Y7GFO3";
+    let head = "[program.bot]\ncommand = [\"/bin/bot\"]\n[program.bot.deploy]\nurl = \"https://f/bot.git\"\n";
+    let c = ok(&format!(
+        "{head}artifact_url = \"https://f/{{commit}}/bot-{{arch}}.tar.zst\"\nsigning_key = \"{KEY}\"\nartifact_max_size = \"50MB\"\n"
+    ));
+    let d = c.programs[0]
+        .deploy
+        .as_ref()
+        .and_then(|d| d.download.clone());
+    let d = d.expect("a download");
+    assert_eq!((d.signing_key.as_str(), d.max_size), (KEY, 50 << 20));
+    assert_eq!(d.wait, Duration::from_secs(1800));
+    let dir = tempfile::tempdir().unwrap();
+    let pubfile = dir.path().join("minisign.pub");
+    std::fs::write(
+        &pubfile,
+        format!("untrusted comment: minisign public key\n{KEY}\n"),
+    )
+    .unwrap();
+    let c = ok(&format!(
+        "{head}artifact_url = \"https://f/{{commit}}\"\nsigning_key_file = {:?}\n",
+        pubfile.display().to_string()
+    ));
+    assert_eq!(
+        c.programs[0]
+            .deploy
+            .as_ref()
+            .and_then(|d| d.download.as_ref())
+            .map(|d| d.signing_key.as_str()),
+        Some(KEY)
+    );
+    let url = "artifact_url = \"https://f/{commit}\"\n";
+    for (lines, expected) in [
+        (
+            url.to_owned(),
+            "conf/supervisor.toml:5: program.bot.deploy.artifact_url: needs signing_key (or signing_key_file): the minisign public key every release must be signed with",
+        ),
+        (
+            format!("{url}signing_key = \"RWnope\"\n"),
+            "conf/supervisor.toml:6: program.bot.deploy.signing_key: \"RWnope\" is not a minisign public key (the base64 line of minisign.pub, RW...)",
+        ),
+        (
+            format!("artifact_url = \"https://f/{{tag}}\"\nsigning_key = \"{KEY}\"\n"),
+            "conf/supervisor.toml:5: program.bot.deploy.artifact_url: {tag} is not a placeholder of artifact_url (known: {commit}, {short}, {branch}, {arch}, {debian_arch})",
+        ),
+        (
+            format!("artifact_url = \"ftp://f/x\"\nsigning_key = \"{KEY}\"\n"),
+            "conf/supervisor.toml:5: program.bot.deploy.artifact_url: \"ftp://f/x\" is not an https:// or http:// URL",
+        ),
+        (
+            format!("{url}signing_key = \"{KEY}\"\nsteps = [[\"make\"]]\n"),
+            "conf/supervisor.toml:5: program.bot.deploy.steps: artifact_url downloads a prebuilt release; steps builds one here: set one or the other",
+        ),
+        (
+            format!("signing_key = \"{KEY}\"\nrepo = \"/srv\"\n"),
+            "conf/supervisor.toml:5: program.bot.deploy.signing_key: only with artifact_url",
+        ),
+    ] {
+        assert_eq!(errors(&format!("{head}{lines}")), [expected], "for {lines}");
+    }
+    let missing = errors(&format!("{head}{url}signing_key_file = \"nope.pub\"\n"));
+    assert_eq!(missing.len(), 1);
+    assert!(
+        missing[0].starts_with("conf/supervisor.toml:6: program.bot.deploy.signing_key_file: /")
+            && missing[0].ends_with(
+                "/conf/nope.pub: cannot read it: No such file or directory (os error 2)"
+            ),
+        "{missing:?}"
+    );
+    // Without url or repo, a deploy that names no commit could not learn the tip.
+    let bare = "[program.bot]\ncommand = [\"/bin/bot\"]\n[program.bot.deploy]\n";
+    assert_eq!(
+        errors(&format!("{bare}{url}signing_key = \"{KEY}\"\n")),
+        [
+            "conf/supervisor.toml:4: program.bot.deploy.artifact_url: needs url (or repo): where `git ls-remote` learns the branch tip when a deploy does not name its commit"
+        ]
+    );
 }

@@ -1,4 +1,4 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use supervisor_proto::{DeployKind, DeployResult, DeployStage};
@@ -12,15 +12,44 @@ const NEW: &str = "2222222222222222222222222222222222222222";
 /// What a (phase, input) pair leads to.
 type Outcome = (Phase, Vec<Effect>);
 
-fn cfg(artifact: bool) -> DeployConfig {
+/// How a deploy releases: the working tree, a built artifact, a downloaded release.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Tree,
+    Artifact,
+    Download,
+}
+
+impl From<bool> for Mode {
+    fn from(artifact: bool) -> Self {
+        if artifact { Mode::Artifact } else { Mode::Tree }
+    }
+}
+
+const KEY: &str = "RWQf6LRCGA9i53mlYecO4IzT51TGPpvWucNSCh1CBM0QTaLn73Y7GFO3";
+
+fn cfg(mode: impl Into<Mode>) -> DeployConfig {
+    let mode = mode.into();
+    let download = mode == Mode::Download;
+    let artifact = mode == Mode::Artifact;
     DeployConfig {
         repo: PathBuf::from("/srv/bot"),
         remote: "origin".into(),
         url: None,
         branch: "main".into(),
-        steps: vec![vec!["cargo".into(), "build".into()]],
+        steps: if download {
+            Vec::new()
+        } else {
+            vec![vec!["cargo".into(), "build".into()]]
+        },
         step_timeout: Duration::from_secs(600),
         artifact: artifact.then(|| PathBuf::from("target/bot")),
+        download: download.then(|| crate::config::Download {
+            url: "https://forge/bot/{commit}/bot-{arch}.tar.zst".into(),
+            signing_key: KEY.into(),
+            wait: Duration::from_secs(1800),
+            max_size: 1000,
+        }),
         releases: PathBuf::from("/srv/releases"),
         keep_releases: 3,
         healthy_after: Duration::from_secs(10),
@@ -32,12 +61,15 @@ fn cfg(artifact: bool) -> DeployConfig {
     }
 }
 
-fn setup(kind: DeployKind, artifact: bool) -> Setup {
+fn setup(kind: DeployKind, mode: impl Into<Mode>) -> Setup {
+    let mode = mode.into();
     Setup {
         kind,
-        cfg: cfg(artifact),
+        program: "bot".into(),
+        commit: None,
+        cfg: cfg(mode),
         init: false,
-        current_release: artifact.then(|| OLD.to_owned()),
+        current_release: (mode != Mode::Tree).then(|| OLD.to_owned()),
         rollback_to: None,
         rollback_release_kept: false,
         quarantined: Vec::new(),
@@ -54,12 +86,13 @@ fn commit(id: &str) -> Option<Commit> {
 }
 
 /// A deploy (tree mode unless `artifact`) in `phase`, with both commits known.
-fn at(phase: Phase, artifact: bool) -> Machine {
-    let (mut m, _) = Machine::start(setup(DeployKind::Deploy, artifact));
+fn at(phase: Phase, mode: impl Into<Mode>) -> Machine {
+    let mode = mode.into();
+    let (mut m, _) = Machine::start(setup(DeployKind::Deploy, mode));
     m.phase = phase;
     m.old = commit(OLD);
     m.new = commit(NEW);
-    m.previous_release = artifact.then(|| PathBuf::from(OLD));
+    m.previous_release = (mode != Mode::Tree).then(|| PathBuf::from(OLD));
     m.step = Some("the step".into());
     m
 }
@@ -78,6 +111,47 @@ fn spawn(name: &str, argv: &[&str], capture: bool) -> Effect {
         name: name.into(),
         argv: argv.iter().map(|a| (*a).to_owned()).collect(),
         capture,
+        timeout: Duration::from_secs(600),
+    }
+}
+
+/// The release URL of [`cfg`]'s download, for NEW.
+fn release_url() -> String {
+    format!(
+        "https://forge/bot/{NEW}/bot-{}.tar.zst",
+        crate::deploy::fetch::arch()
+    )
+}
+
+fn wait_step() -> Effect {
+    Effect::Spawn {
+        name: "wait for the release".into(),
+        argv: git::release_wait(
+            &release_url(),
+            Duration::from_secs(1800),
+            Duration::from_secs(30),
+        ),
+        capture: true,
+        timeout: Duration::from_secs(1800 + 600),
+    }
+}
+
+fn download_step() -> Effect {
+    let download = cfg(Mode::Download).download.unwrap();
+    let argv = git::release_fetch(
+        &release_url(),
+        &download,
+        NEW,
+        Path::new("/srv/releases"),
+        "bot",
+        3,
+        Duration::from_secs(30),
+    );
+    Effect::Spawn {
+        name: "download".into(),
+        argv,
+        capture: true,
+        timeout: Duration::from_secs(600),
     }
 }
 
@@ -139,23 +213,30 @@ fn every_phase_and_input() {
         rollback,
         until: t0 + Duration::from_secs(10),
     };
-    let phases: Vec<(&str, Phase, bool)> = vec![
-        ("init", Phase::Init, false),
-        ("fetch", Phase::Fetch, false),
-        ("resolve old", Phase::ResolveOld, false),
-        ("resolve new", Phase::ResolveNew, false),
-        ("checkout", Phase::Checkout, false),
-        ("build 0", Phase::Build(0), false),
-        ("release", Phase::Release, true),
-        ("restore", Phase::Restore, false),
-        ("rollback checkout", Phase::RollbackCheckout, false),
-        ("switch", Phase::Switch { rollback: false }, true),
-        ("switch back", Phase::Switch { rollback: true }, true),
-        ("stopping", Phase::Stopping { rollback: false }, false),
-        ("starting", Phase::Starting { rollback: false }, false),
-        ("gate", gate(false), false),
-        ("gate of the old", gate(true), false),
-        ("done", Phase::Done, false),
+    let phases: Vec<(&str, Phase, Mode)> = vec![
+        ("tip", Phase::Tip, Mode::Download),
+        ("wait", Phase::Wait, Mode::Download),
+        ("download", Phase::Download, Mode::Download),
+        ("init", Phase::Init, Mode::Tree),
+        ("fetch", Phase::Fetch, Mode::Tree),
+        ("resolve old", Phase::ResolveOld, Mode::Tree),
+        ("resolve new", Phase::ResolveNew, Mode::Tree),
+        ("checkout", Phase::Checkout, Mode::Tree),
+        ("build 0", Phase::Build(0), Mode::Tree),
+        ("release", Phase::Release, Mode::Artifact),
+        ("restore", Phase::Restore, Mode::Tree),
+        ("rollback checkout", Phase::RollbackCheckout, Mode::Tree),
+        ("switch", Phase::Switch { rollback: false }, Mode::Artifact),
+        (
+            "switch back",
+            Phase::Switch { rollback: true },
+            Mode::Artifact,
+        ),
+        ("stopping", Phase::Stopping { rollback: false }, Mode::Tree),
+        ("starting", Phase::Starting { rollback: false }, Mode::Tree),
+        ("gate", gate(false), Mode::Tree),
+        ("gate of the old", gate(true), Mode::Tree),
+        ("done", Phase::Done, Mode::Tree),
     ];
     let tip = format!("{NEW}\nsubject of 2222\n");
     let inputs: Vec<(&str, Input)> = vec![
@@ -233,6 +314,13 @@ fn every_phase_and_input() {
 
     #[rustfmt::skip]
     let acting: Vec<(&str, &str, Outcome)> = vec![
+        // A prebuilt release: the remote's tip (not running, not held back) is waited for,
+        // downloaded (its signature gives the subject), then switched to.
+        ("tip", "step ok", (Phase::Wait, vec![wait_step()])),
+        ("wait", "step ok", (Phase::Download, vec![step_emit("the step: ok (5 ms)"), download_step()])),
+        ("wait", "step failed", (Phase::Done, vec![step_emit("the step: exit status 1 (5 ms)"), finish(DeployResult::Failed, "the step failed: exit status 1")])),
+        ("download", "step ok", (Phase::Switch { rollback: false }, vec![step_emit("the step: ok (5 ms)"), emit(DeployStage::Fetched, "subject of 2222", Some(NEW)), Effect::Switch(PathBuf::from(NEW))])),
+        ("download", "step failed", (Phase::Done, vec![step_emit("the step: exit status 1 (5 ms)"), finish(DeployResult::Failed, "the step failed: exit status 1")])),
         ("init", "step ok", (Phase::Fetch, vec![spawn("git fetch", &["git", "fetch", "--no-tags", "--", "origin", "+refs/heads/main:refs/remotes/origin/main"], false)])),
         ("init", "step failed", (Phase::Done, vec![finish(DeployResult::Failed, "the step failed: exit status 1")])),
         ("fetch", "step ok", (Phase::ResolveOld, vec![spawn("git log -1 HEAD", &["git", "log", "-1", "--format=%H%n%s", "HEAD", "--"], true)])),
@@ -271,9 +359,9 @@ fn every_phase_and_input() {
         ("gate of the old", "tick late", (Phase::Done, vec![finish(DeployResult::RolledBack, "the new version failed; the previous one runs again")])),
     ];
     let mut seen = 0;
-    for (pname, phase, artifact) in &phases {
+    for (pname, phase, mode) in &phases {
         for (iname, input) in &inputs {
-            let mut m = at(phase.clone(), *artifact);
+            let mut m = at(phase.clone(), *mode);
             let before = m.phase.clone();
             let effects = m.handle(input.clone());
             let listed = acting
@@ -572,4 +660,101 @@ fn in_artifact_mode_the_old_commit_is_the_running_release() {
             true
         )]
     );
+}
+
+/// `artifact_url`: no repository is asked what runs (the release `current` points at), a
+/// pushed commit is taken as it is, a commit that runs or is held back is never downloaded, a
+/// failed download says why, and a failed gate switches back as in artifact mode.
+#[test]
+fn a_prebuilt_release_is_waited_for_downloaded_and_switched_to() {
+    // Without a named commit: the remote's tip.
+    let (m, out) = Machine::start(setup(DeployKind::Deploy, Mode::Download));
+    assert_eq!(m.phase, Phase::Tip);
+    assert_eq!(m.old.as_ref().map(|c| c.id.as_str()), Some(OLD));
+    assert_eq!(
+        out[1],
+        spawn(
+            "git ls-remote",
+            &["git", "ls-remote", "--", "origin", "refs/heads/main"],
+            true
+        )
+    );
+    let mut m = m;
+    let out = m.handle(ended(true, Some(&format!("{NEW}\trefs/heads/main\n"))));
+    assert_eq!((m.phase.clone(), out), (Phase::Wait, vec![wait_step()]));
+    let out = m.handle(ended(
+        false,
+        Some("the release did not appear within 30m (https://forge/x.minisig: 404 Not Found)"),
+    ));
+    assert_eq!(
+        out.last(),
+        Some(&finish(
+            DeployResult::Failed,
+            "wait for the release failed: the release did not appear within 30m (https://forge/x.minisig: 404 Not Found)"
+        ))
+    );
+    // A named commit (a webhook's push) is waited for at once.
+    let named = Setup {
+        commit: Some(NEW.into()),
+        ..setup(DeployKind::Deploy, Mode::Download)
+    };
+    let (mut m, out) = Machine::start(named.clone());
+    assert_eq!(
+        (m.phase.clone(), out[1].clone()),
+        (Phase::Wait, wait_step())
+    );
+    m.handle(ended(true, Some("")));
+    assert_eq!(m.phase, Phase::Download);
+    let out = m.handle(ended(
+        false,
+        Some("unverified: signature from another key (key id A; signing_key is B)"),
+    ));
+    assert_eq!(
+        out,
+        vec![
+            step_emit(
+                "download: unverified: signature from another key (key id A; signing_key is B) (5 ms)"
+            ),
+            finish(
+                DeployResult::Failed,
+                "download failed: unverified: signature from another key (key id A; signing_key is B)"
+            ),
+        ]
+    );
+    // The commit that runs, or one held back: nothing is downloaded.
+    let (_, out) = Machine::start(Setup {
+        commit: Some(OLD.into()),
+        ..named.clone()
+    });
+    assert_eq!(
+        out[1],
+        finish(DeployResult::Unchanged, "already running the branch tip")
+    );
+    let (_, out) = Machine::start(Setup {
+        quarantined: vec![NEW.into()],
+        ..named.clone()
+    });
+    assert!(matches!(
+        &out[1],
+        Effect::Finish {
+            result: DeployResult::Quarantined,
+            ..
+        }
+    ));
+    // A gate failure switches back to the previous release.
+    let mut m = at(Phase::Starting { rollback: false }, Mode::Download);
+    let out = m.handle(Input::Program(Observed::Down {
+        why: "exit status 1".into(),
+    }));
+    assert_eq!(m.phase, Phase::Switch { rollback: true });
+    assert_eq!(out.last(), Some(&Effect::Switch(PathBuf::from(OLD))));
+    // A rollback asks nothing of git: `current` goes to the kept release.
+    let (m, out) = Machine::start(Setup {
+        rollback_to: commit(OLD),
+        rollback_release_kept: true,
+        current_release: Some(NEW.into()),
+        ..setup(DeployKind::Rollback, Mode::Download)
+    });
+    assert_eq!(m.phase, Phase::Switch { rollback: false });
+    assert_eq!(out[1], Effect::Switch(PathBuf::from(OLD)));
 }
