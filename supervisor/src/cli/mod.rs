@@ -119,8 +119,10 @@ pub fn main() -> ExitCode {
             let ms = Duration::from_millis;
             match crate::deploy::fetch::wait(&url, ms(wait_ms), ms(read_timeout_ms)) {
                 Ok(()) => Exit::Ok,
+                // On stderr for the deploy's log, on stdout for the deploy engine's record.
                 Err(e) => {
                     eprintln!("{e}");
+                    println!("{e}");
                     Exit::Failed
                 }
             }
@@ -153,6 +155,7 @@ pub fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("{e}");
+                    println!("{e}");
                     Exit::Failed
                 }
             }

@@ -780,6 +780,102 @@ mod tests {
         assert_eq!(s.subject.as_deref(), Some("Fix: the thing"));
     }
 
+    /// An archive of (path, kind, link target or content) entries, as a file.
+    fn archive(entries: &[(&str, tar::EntryType, &str)]) -> (tempfile::TempDir, File) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.tar");
+        let mut builder = tar::Builder::new(File::create(&path).unwrap());
+        for (name, kind, data) in entries {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(*kind);
+            header.set_mode(0o644);
+            if kind.is_symlink() || kind.is_hard_link() {
+                header.set_size(0);
+                builder.append_link(&mut header, name, data).unwrap();
+            } else {
+                header.set_size(data.len() as u64);
+                builder
+                    .append_data(&mut header, name, data.as_bytes())
+                    .unwrap();
+            }
+        }
+        builder.finish().unwrap();
+        drop(builder);
+        let file = File::open(&path).unwrap();
+        (dir, file)
+    }
+
+    fn unpacked(entries: &[(&str, tar::EntryType, &str)]) -> Result<tempfile::TempDir, String> {
+        let (_src, file) = archive(entries);
+        let dest = tempfile::tempdir().unwrap();
+        let out = dest.path().join("r");
+        fs::create_dir(&out).unwrap();
+        unpack(file, &out, "bot", 1 << 20)
+            .map(|()| dest)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn an_archive_keeps_its_own_links_and_nothing_leaves_it() {
+        use tar::EntryType::{Fifo, Link, Regular, Symlink};
+        let dest = unpacked(&[
+            ("bin/bot", Regular, "run"),
+            ("bot", Symlink, "bin/bot"),
+            ("copy", Link, "bin/bot"),
+        ])
+        .unwrap();
+        let r = dest.path().join("r");
+        assert_eq!(fs::read_to_string(r.join("bot")).unwrap(), "run");
+        assert_eq!(fs::read_to_string(r.join("copy")).unwrap(), "run");
+        // Each link looks fine on its path alone; followed, the second leaves the release.
+        let out = unpacked(&[("here", Symlink, "."), ("up", Symlink, "here/..")]);
+        assert_eq!(
+            out.err().as_deref(),
+            Some("refused: up is a link to here/.. which leaves the release")
+        );
+        let out = unpacked(&[("gone", Symlink, "nothing")]);
+        assert_eq!(
+            out.err().as_deref(),
+            Some("refused: gone is a link to nothing, which is nothing in the release")
+        );
+        let out = unpacked(&[("p", Fifo, "")]);
+        assert_eq!(out.err().as_deref(), Some("refused: p is a FIFO"));
+        let out = unpacked(&[("a", Regular, "1"), ("a", Regular, "2")]);
+        assert!(
+            out.err()
+                .unwrap()
+                .ends_with("/r/a appears twice in the archive")
+        );
+        let out = unpacked(&[("h", Link, "bin")]);
+        assert_eq!(
+            out.err().as_deref(),
+            Some("refused: h is a hard link to bin, which is not a file of the release")
+        );
+    }
+
+    #[test]
+    fn a_release_that_unpacks_past_its_limit_is_refused() {
+        let big = "x".repeat(5000);
+        let (_src, file) = archive(&[("big", tar::EntryType::Regular, &big)]);
+        let dest = tempfile::tempdir().unwrap();
+        let out = unpack(file, dest.path(), "bot", 4096).map_err(|e| e.to_string());
+        assert_eq!(
+            out.err().as_deref(),
+            Some("refused: it unpacks to more than 4096 bytes (4 × artifact_max_size)")
+        );
+        // Not an archive: one file, the program's name, executable.
+        let dir = tempfile::tempdir().unwrap();
+        let single = dir.path().join("bot-x86_64");
+        fs::write(&single, "#!/bin/sh\n").unwrap();
+        unpack(File::open(&single).unwrap(), dest.path(), "bot", 4096).unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = fs::metadata(dest.path().join("bot"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o755);
+    }
+
     #[test]
     fn link_targets_are_judged_from_where_the_link_is() {
         let t = |at: &str, to: &str| link_target(Path::new(at), Path::new(to));

@@ -182,7 +182,7 @@ pub struct Machine {
 
 type Out = Vec<Effect>;
 
-/// The longest a download may go without a byte (or `step_timeout`, when shorter).
+/// The longest a download may go without a byte (or half of `step_timeout`, when shorter).
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Machine {
@@ -369,7 +369,8 @@ impl Machine {
                     return self.finish(out, DeployResult::Failed, "no release to download");
                 };
                 let url = super::fetch::expand(&download.url, &new.id, &cfg.branch);
-                let read_timeout = cfg.step_timeout.min(READ_TIMEOUT);
+                // Within the step's deadline, so that a stall is named as one.
+                let read_timeout = (cfg.step_timeout / 2).min(READ_TIMEOUT);
                 if self.phase == Phase::Wait {
                     let argv = git::release_wait(&url, download.wait, read_timeout);
                     let timeout = download.wait + cfg.step_timeout;
