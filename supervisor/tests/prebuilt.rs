@@ -241,6 +241,9 @@ fn newest(sup: &Supervisor) -> Value {
     records[0].clone()
 }
 
+/// Makes and serves a bad release for a commit.
+type MakeRelease<'a> = Box<dyn Fn(&str) -> PathBuf + 'a>;
+
 #[test]
 fn signed_releases_deploy_and_every_bad_one_is_refused_with_its_reason() {
     let dir = tempfile::tempdir().unwrap();
@@ -302,7 +305,7 @@ healthy_after = "300ms"
     let kept = releases(&root);
 
     // Each bad release: refused, with its reason; the same process runs; releases/ unchanged.
-    let bad: Vec<(&str, Box<dyn Fn(&str) -> PathBuf>, String)> = vec![
+    let bad: Vec<(&str, MakeRelease<'_>, String)> = vec![
         (
             "a flipped byte",
             Box::new(|c: &str| {
