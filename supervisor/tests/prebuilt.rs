@@ -30,12 +30,14 @@ struct Behaviour {
 }
 
 /// Files under `root`, over HTTP/1.1 on 127.0.0.1, one thread per connection, each closed
-/// after one answer.
+/// after one answer. A PUT with `Authorization: token secret` stores a file, as Gitea's
+/// generic package registry does; each one is logged in `puts`.
 struct ReleaseServer {
     port: u16,
     root: PathBuf,
     behaviours: Arc<Mutex<HashMap<String, Behaviour>>>,
     hits: Arc<Mutex<HashMap<String, u32>>>,
+    puts: Arc<Mutex<Vec<String>>>,
 }
 
 impl ReleaseServer {
@@ -47,16 +49,23 @@ impl ReleaseServer {
             root: root.to_owned(),
             behaviours: Arc::default(),
             hits: Arc::default(),
+            puts: Arc::default(),
         };
-        let (files, behaviours, hits) = (
+        let (files, behaviours, hits, puts) = (
             server.root.clone(),
             server.behaviours.clone(),
             server.hits.clone(),
+            server.puts.clone(),
         );
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (files, behaviours, hits) = (files.clone(), behaviours.clone(), hits.clone());
-                std::thread::spawn(move || answer(stream, &files, &behaviours, &hits));
+                let (files, behaviours, hits, puts) = (
+                    files.clone(),
+                    behaviours.clone(),
+                    hits.clone(),
+                    puts.clone(),
+                );
+                std::thread::spawn(move || answer(stream, &files, &behaviours, &hits, &puts));
             }
         });
         server
@@ -79,6 +88,7 @@ fn answer(
     files: &Path,
     behaviours: &Mutex<HashMap<String, Behaviour>>,
     hits: &Mutex<HashMap<String, u32>>,
+    puts: &Mutex<Vec<String>>,
 ) {
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
@@ -94,6 +104,36 @@ fn answer(
     let head = String::from_utf8_lossy(&head);
     let mut words = head.split_whitespace();
     let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or("/"));
+    if method == "PUT" {
+        let header = |name: &str| {
+            head.lines()
+                .find_map(|l| {
+                    l.split_once(": ")
+                        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                })
+                .map(|(_, v)| v.trim().to_owned())
+        };
+        let length: usize = header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0u8; length];
+        if stream.read_exact(&mut body).is_err() {
+            return;
+        }
+        if header("authorization").as_deref() != Some("token secret") {
+            let _ = stream.write_all(
+                b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+            return;
+        }
+        let file = files.join(path.trim_start_matches('/'));
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, body).unwrap();
+        puts.lock().unwrap().push(path.to_owned());
+        let _ = stream
+            .write_all(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        return;
+    }
     let n = {
         let mut hits = hits.lock().unwrap();
         let n = hits.entry(path.to_owned()).or_default();
@@ -455,4 +495,115 @@ healthy_after = "300ms"
     let log = std::fs::read_to_string(newest(&sup)["log"].as_str().unwrap()).unwrap();
     assert!(log.contains("waiting for the release: "), "{log}");
     assert!(log.contains("signature verified"), "{log}");
+}
+
+/// deploy/ci/release, the script the forge's CI runs, run here as it is: it packs and signs a
+/// release for each architecture and uploads each into a Gitea-like package registry on
+/// 127.0.0.1, release before signature; the supervisor deploys the one for this machine.
+#[test]
+fn the_ci_script_releases_what_the_supervisor_deploys() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_owned();
+    git(&root, &["init", "-q", "--bare", "-b", "main", "remote.git"]);
+    git(&root, &["clone", "-q", "remote.git", "work"]);
+    let (secret, public) = keypair(&root, "forge");
+    let server = ReleaseServer::start(&root.join("served"));
+    let v1 = push(&root, "Built by CI");
+    // What a bot in any language gives the script: a file or a folder per architecture.
+    let mut args = vec!["--name".to_owned(), "app".to_owned()];
+    for arch in ["aarch64", "armv7", "x86_64"] {
+        let build = root.join(format!("build-{arch}"));
+        std::fs::create_dir_all(&build).unwrap();
+        script(
+            &build,
+            "app",
+            &format!("echo \"{arch} build\"\nexec sleep 1000\n"),
+        );
+        args.extend([
+            "--prebuilt".to_owned(),
+            format!("{arch}={}", build.join("app").display()),
+        ]);
+    }
+    let script_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/ci/release");
+    let out = Command::new(&script_path)
+        .args(&args)
+        .args(["--upload", "gitea", "--out"])
+        .arg(root.join("dist"))
+        .current_dir(root.join("work"))
+        .env(
+            "MINISIGN_SECRET_KEY",
+            std::fs::read_to_string(&secret).unwrap(),
+        )
+        .env("GITEA_URL", format!("http://127.0.0.1:{}/", server.port))
+        .env("GITEA_OWNER", "me")
+        .env("GITEA_TOKEN", "secret")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let base = format!("/api/packages/me/generic/app/{v1}");
+    let mut expected = Vec::new();
+    for arch in ["aarch64", "armv7", "x86_64"] {
+        let file = format!("app-{arch}.tar.zst");
+        expected.push(format!("{base}/{file}"));
+        expected.push(format!("{base}/{file}.minisig"));
+        // Each is what minisign itself verifies, with the trusted comment the deploy checks.
+        let signed = root
+            .join("served")
+            .join(base.trim_start_matches('/'))
+            .join(&file);
+        let check = Command::new("minisign")
+            .args(["-V", "-P", &public, "-m"])
+            .arg(&signed)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&check.stdout);
+        assert!(check.status.success(), "{said}");
+        assert!(
+            said.contains(&format!("commit:{v1}\tfile:{file}\tsubject:Built by CI")),
+            "{said}"
+        );
+    }
+    assert_eq!(
+        *server.puts.lock().unwrap(),
+        expected,
+        "each release before its signature"
+    );
+
+    let config = format!(
+        r#"
+[program.app]
+command = ["@DIR@/releases/current/app"]
+startsecs = "200ms"
+startretries = 0
+
+[program.app.deploy]
+url = "@DIR@/remote.git"
+artifact_url = "http://127.0.0.1:{port}/api/packages/me/generic/app/{{commit}}/app-{{arch}}.tar.zst"
+signing_key = "{public}"
+releases = "@DIR@/releases"
+healthy_after = "300ms"
+"#,
+        port = server.port
+    );
+    std::fs::write(
+        root.join("supervisor.toml"),
+        config.replace("@DIR@", &root.display().to_string()),
+    )
+    .unwrap();
+    let sup = Supervisor::start(dir, Mode::Plain);
+    sup.wait_state("app", "FATAL");
+    let (code, out, err) = ctl(&sup, &["deploy", "app", "--wait"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let arch = match std::env::consts::ARCH {
+        "arm" => "armv7",
+        a => a,
+    };
+    wait_until("this machine's build", || {
+        sup.stdout().contains(&format!("app | {arch} build"))
+    });
+    assert_eq!(newest(&sup)["new_subject"], "Built by CI");
 }
