@@ -226,10 +226,18 @@ pub fn render(
         ];
         deploys.get_or_create(&labels).inc();
     }
+    let written = family(
+        &mut registry,
+        "supervisor_last_deploy_written_bytes",
+        "Bytes the program's last deploy wrote to storage (its steps: fetch, build, download, unpack)",
+    );
     for d in s.deploys.iter().rev() {
         last_deploy
             .get_or_create(&program(&d.program))
             .set(d.started_ms as f64 / 1000.0);
+        written
+            .get_or_create(&program(&d.program))
+            .set(d.written_bytes as f64);
     }
     if let Some((bytes, seconds)) = s.supervisor.as_ref().and_then(|sup| usage(sup.pid)) {
         let mem = FloatGauge::default();

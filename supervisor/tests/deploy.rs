@@ -459,3 +459,42 @@ healthy_after = "300ms"
     assert_eq!(r["new_commit"].as_str(), Some(v3.as_str()), "{r}");
     assert_eq!(r["steps"][0]["name"], "git fetch");
 }
+
+/// What a deploy writes to storage (an SD card's wear) is in its record, per step and summed:
+/// the kernel's count for each step and what it waited for (`wait4`). On the build folder's
+/// file system (a disk; a tmpfs /tmp counts nothing).
+#[test]
+fn a_deploy_records_the_bytes_its_steps_wrote() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let config = format!(
+        "{TREE}steps = [[\"sh\", \"-c\", \"dd if=/dev/zero of=blob bs=1M count=8 status=none && rm blob\"], [\"true\"]]\n"
+    )
+    .replace("@DIR@", dir.path().to_str().unwrap());
+    std::fs::write(dir.path().join("supervisor.toml"), config).unwrap();
+    let root = dir.path().to_owned();
+    git(&root, &["init", "-q", "--bare", "-b", "main", "remote.git"]);
+    git(&root, &["clone", "-q", "remote.git", "work"]);
+    push(&root, "main", &version("1"));
+    git(&root, &["clone", "-q", "remote.git", "app"]);
+    let sup = Supervisor::start(dir, Mode::Plain);
+    sup.wait_state("app", "RUNNING");
+    push(&root, "main", &version("2"));
+    let (code, out, _) = ctl(&sup, &["deploy", "app", "--wait"]);
+    assert_eq!(code, 0, "{out}");
+    let r = &history(&sup)[0];
+    let steps = r["steps"].as_array().unwrap();
+    let dd = steps
+        .iter()
+        .find(|s| s["name"].as_str().unwrap().starts_with("sh -c dd"))
+        .unwrap();
+    let written = dd["written_bytes"].as_u64().unwrap_or(0);
+    assert!(written >= 8 << 20, "{dd}");
+    // `true` writes nothing; the deploy's sum is its steps' (git's own writes included).
+    let sum: u64 = steps
+        .iter()
+        .map(|s| s["written_bytes"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(r["written_bytes"].as_u64(), Some(sum), "{r}");
+    let (_, table, _) = ctl(&sup, &["deploys"]);
+    assert!(table.contains(" MiB written"), "{table}");
+}

@@ -447,6 +447,9 @@ pub struct DeployRecord {
     pub result: DeployResult,
     pub message: String,
     pub steps: Vec<StepRecord>,
+    /// The steps' written bytes, summed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub written_bytes: u64,
     /// The full output of git and the build steps.
     pub log: String,
 }
@@ -518,6 +521,10 @@ pub struct StepRecord {
     pub name: String,
     pub duration_ms: u64,
     pub ok: bool,
+    /// Bytes the step (with every process it waited for) caused to be written to storage, as
+    /// the kernel counts them (`wait4`'s block output): the SD card's wear.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub written_bytes: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -33,9 +33,14 @@ pub async fn history(
                     .as_deref()
                     .map_or("-", |c| &c[..c.len().min(10)])
             );
+            // What its steps wrote to storage (an SD card's wear), when anything.
+            let written = match r.written_bytes {
+                0 => String::new(),
+                n => format!("  {:.1} MiB written", n as f64 / (1 << 20) as f64),
+            };
             let _ = writeln!(
                 out,
-                "{:<34} {:<8} {:<11} {:<22} {:>7.1}s  {}",
+                "{:<34} {:<8} {:<11} {:<22} {:>7.1}s  {}{written}",
                 r.id,
                 r.program,
                 r.result,

@@ -155,6 +155,7 @@ impl DeployRun {
             result,
             message: message.to_owned(),
             steps: m.steps.clone(),
+            written_bytes: m.steps.iter().map(|s| s.written_bytes).sum(),
             log: self.log_path.display().to_string(),
         }
     }
@@ -563,7 +564,13 @@ impl Daemon {
     }
 
     /// A git command or step ended (reaped by the actor).
-    pub(super) fn deploy_step_exited(&mut self, program: &str, pid: Pid, reason: ExitReason) {
+    pub(super) fn deploy_step_exited(
+        &mut self,
+        program: &str,
+        pid: Pid,
+        reason: ExitReason,
+        written_bytes: u64,
+    ) {
         let Some(idx) = self.index(program) else {
             return;
         };
@@ -594,6 +601,7 @@ impl Daemon {
             why,
             took_ms: took.as_millis() as u64,
             output,
+            written_bytes,
         };
         self.deploy_input(program, input);
     }
@@ -800,6 +808,7 @@ impl Daemon {
                 result: DeployResult::Interrupted,
                 message,
                 steps: Vec::new(),
+                written_bytes: 0,
                 log: deploydir
                     .join(&name)
                     .join(format!("{}.log", field("id")))

@@ -503,11 +503,14 @@ impl Daemon {
     }
 
     fn reap(&mut self) {
-        while let Some((pid, reason)) = process::reap_one() {
+        while let Some(reaped) = process::reap_one() {
+            let (pid, reason) = (reaped.pid, reaped.reason);
             match self.children.take(pid) {
                 Some(Child::Probe(probe)) => self.probe_exited(probe, reason),
                 Some(Child::Poll(program)) => self.poll_exited(&program, pid, reason),
-                Some(Child::Step(program)) => self.deploy_step_exited(&program, pid, reason),
+                Some(Child::Step(program)) => {
+                    self.deploy_step_exited(&program, pid, reason, reaped.written_bytes)
+                }
                 Some(Child::MainProcess(program)) => {
                     self.main_process_exited(&program, pid, reason)
                 }

@@ -113,6 +113,8 @@ pub(super) fn start(config: Config, nofile: Option<libc::rlimit>) -> anyhow::Res
     let socket = config.supervisor.socket.clone();
     let (reports_tx, reports) = mpsc::channel(REPORT_QUEUE);
     let (listeners, listener_output) = listeners::Listeners::new();
+    // The path deploy steps run the supervisor by, read now rather than on the actor's thread.
+    crate::deploy::git::self_exe();
     let daemon = Daemon::new(
         config,
         nofile,

@@ -83,14 +83,26 @@ pub fn checkout(commit: &str) -> Vec<String> {
     git(&["checkout", "--force", "--detach", commit])
 }
 
-/// The supervisor's own binary, for the release step: the running image even when the file
-/// was replaced since (an upgrade), resolved in the child, after it took the deploy's user.
-const SELF_EXE: &str = "/proc/self/exe";
+/// The supervisor's own binary, for the steps it runs itself (the release copy, the wait and
+/// the download of a prebuilt release): its path, as the kernel names it, read once (see
+/// [`self_exe`]).
+static SELF_EXE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// The path of the supervisor's own binary; `/proc/self/exe` (the running image) when that
+/// file is gone (replaced by an upgrade). The path rather than `/proc/self/exe` first: under
+/// qemu-user (an ARM image emulated on x86), a child's `execve` of `/proc/self/exe` runs qemu
+/// itself, not the supervisor. The daemon reads it at start, before its actor runs.
+pub fn self_exe() -> &'static str {
+    SELF_EXE.get_or_init(|| match std::env::current_exe() {
+        Ok(path) if path.is_file() => path.display().to_string(),
+        _ => "/proc/self/exe".to_owned(),
+    })
+}
 
 /// `supervisor release-copy ARTIFACT RELEASES COMMIT KEEP` (see [`super::release`]).
 pub fn release_copy(artifact: &Path, releases: &Path, commit: &str, keep: u32) -> Vec<String> {
     vec![
-        SELF_EXE.to_owned(),
+        self_exe().to_owned(),
         "release-copy".to_owned(),
         artifact.display().to_string(),
         releases.display().to_string(),
@@ -102,7 +114,7 @@ pub fn release_copy(artifact: &Path, releases: &Path, commit: &str, keep: u32) -
 /// `supervisor release-wait URL` (see [`super::fetch`]).
 pub fn release_wait(url: &str, wait: Duration, read_timeout: Duration) -> Vec<String> {
     vec![
-        SELF_EXE.to_owned(),
+        self_exe().to_owned(),
         "release-wait".to_owned(),
         format!("--wait-ms={}", wait.as_millis()),
         format!("--read-timeout-ms={}", read_timeout.as_millis()),
@@ -122,7 +134,7 @@ pub fn release_fetch(
     read_timeout: Duration,
 ) -> Vec<String> {
     vec![
-        SELF_EXE.to_owned(),
+        self_exe().to_owned(),
         "release-fetch".to_owned(),
         format!("--key={}", download.signing_key),
         format!("--commit={commit}"),

@@ -109,6 +109,8 @@ pub enum Input {
         why: String,
         took_ms: u64,
         output: Option<String>,
+        /// What it wrote to storage (with what it waited for).
+        written_bytes: u64,
     },
     /// The step could not be started.
     StepNotRun(String),
@@ -307,13 +309,15 @@ impl Machine {
                 why,
                 took_ms,
                 output,
-            } => self.step_ended(&mut out, ok, &why, took_ms, output),
+                written_bytes,
+            } => self.step_ended(&mut out, ok, &why, (took_ms, written_bytes), output),
             Input::StepNotRun(error) => {
                 let name = self.step.take().unwrap_or_default();
                 self.steps.push(StepRecord {
                     name: name.clone(),
                     duration_ms: 0,
                     ok: false,
+                    written_bytes: 0,
                 });
                 out.push(Effect::Say(format!("cannot run {name}: {error}")));
                 self.step_failed(&mut out, &format!("{name}: {error}"));
@@ -469,7 +473,7 @@ impl Machine {
         out: &mut Out,
         ok: bool,
         why: &str,
-        took_ms: u64,
+        (took_ms, written_bytes): (u64, u64),
         output: Option<String>,
     ) {
         let name = self.step.take().unwrap_or_default();
@@ -477,6 +481,7 @@ impl Machine {
             name: name.clone(),
             duration_ms: took_ms,
             ok,
+            written_bytes,
         });
         // A prebuilt release's steps say why they failed on their output.
         let why = match (&self.phase, &output) {

@@ -103,6 +103,7 @@ fn ended(ok: bool, output: Option<&str>) -> Input {
         why: if ok { "exit status 0" } else { "exit status 1" }.into(),
         took_ms: 5,
         output: output.map(str::to_owned),
+        written_bytes: 0,
     }
 }
 
