@@ -435,6 +435,7 @@ mod tests {
             result: result.parse().unwrap(),
             message: "the new version exited within healthy_after".into(),
             steps: vec![],
+            written_bytes: 0,
             log: String::new(),
         }
     }
