@@ -134,8 +134,9 @@ fn a_failing_step_changes_nothing() {
     let (code, out, _) = ctl(&sup, &["deploy", "app", "--wait"]);
     assert_eq!(code, 1, "{out}");
     assert!(
-        out.trim_end()
-            .ends_with(": a step failed; the working tree is back on the running commit"),
+        out.trim_end().ends_with(
+            ": false failed: exit status 1; the working tree is back on the running commit"
+        ),
         "{out}"
     );
     assert!(out.contains("app: failed "), "{out}");

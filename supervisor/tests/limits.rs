@@ -177,6 +177,142 @@ healthy_after = "100ms"
     );
 }
 
+/// A memory cgroup of its own under this test's, limited to `bytes` without swap; None (the
+/// test then says why it cannot run) where no memory controller can be written.
+struct MemoryCgroup(std::path::PathBuf);
+
+impl MemoryCgroup {
+    fn new(bytes: u64) -> Option<Self> {
+        let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+        // cgroup v1's memory hierarchy, or v2's unified one where it has the memory controller.
+        let v1 = text.lines().find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, controllers, path) = (f.next()?, f.next()?, f.next()?);
+            controllers.split(',').any(|c| c == "memory").then(|| {
+                std::path::Path::new("/sys/fs/cgroup/memory").join(path.trim_start_matches('/'))
+            })
+        });
+        let v2 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .map(|path| std::path::Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/')));
+        let (base, limits): (std::path::PathBuf, &[&str]) = match (v1, v2) {
+            (Some(base), _) => (
+                base,
+                &["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"],
+            ),
+            (None, Some(base)) => (base, &["memory.max", "memory.swap.max"]),
+            _ => return None,
+        };
+        let dir = base.join(format!("supervisor-oom-test-{}", std::process::id()));
+        std::fs::create_dir(&dir).ok()?;
+        let cgroup = Self(dir);
+        std::fs::write(cgroup.0.join(limits[0]), bytes.to_string()).ok()?;
+        // Without swap in it, or with swap capped alike, memory runs out rather than pages out.
+        let swap = if limits[1] == "memory.swap.max" {
+            0
+        } else {
+            bytes
+        };
+        let _ = std::fs::write(cgroup.0.join(limits[1]), swap.to_string());
+        Some(cgroup)
+    }
+
+    fn add(&self, pid: u64) {
+        std::fs::write(self.0.join("cgroup.procs"), pid.to_string()).unwrap();
+    }
+}
+
+impl Drop for MemoryCgroup {
+    fn drop(&mut self) {
+        // Its processes back to the parent, then it goes.
+        let parent = self.0.parent().unwrap().join("cgroup.procs");
+        if let Ok(procs) = std::fs::read_to_string(self.0.join("cgroup.procs")) {
+            for pid in procs.lines() {
+                let _ = std::fs::write(&parent, pid);
+            }
+        }
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// A build that eats memory until the kernel kills it (the supervisor, the program and the
+/// build share a memory cgroup of 256 MB, as on a small board): the build is what the OOM
+/// killer takes (steps are first in its order), the deploy fails naming it, and the program
+/// and PID 1 carry on untouched.
+#[test]
+fn root_a_build_that_runs_out_of_memory_fails_the_deploy_and_nothing_else() {
+    if !is_root() {
+        eprintln!("skipped: needs root (a memory cgroup)");
+        return;
+    }
+    let Some(cgroup) = MemoryCgroup::new(256 << 20) else {
+        panic!("no writable memory cgroup (v1's memory hierarchy or v2's memory controller)");
+    };
+    let dir = Supervisor::dir_with(
+        r#"
+[program.app]
+command = ["sleep", "600"]
+startsecs = 0
+
+[program.app.deploy]
+repo = "@DIR@/app"
+steps = [["tail", "/dev/zero"]]
+healthy_after = "100ms"
+"#,
+    );
+    let root = dir.path().to_owned();
+    git(&root, &["init", "-q", "--bare", "-b", "main", "remote.git"]);
+    git(&root, &["clone", "-q", "remote.git", "work"]);
+    git(
+        &root.join("work"),
+        &["commit", "-q", "--allow-empty", "-m", "v1"],
+    );
+    git(
+        &root.join("work"),
+        &["push", "-q", "origin", "HEAD:refs/heads/main"],
+    );
+    git(&root, &["clone", "-q", "remote.git", "app"]);
+    git(
+        &root.join("work"),
+        &["commit", "-q", "--allow-empty", "-m", "v2"],
+    );
+    git(
+        &root.join("work"),
+        &["push", "-q", "origin", "HEAD:refs/heads/main"],
+    );
+    let sup = Supervisor::start(dir, Mode::Plain);
+    sup.wait_state("app", "RUNNING");
+    let (_, status, _) = ctl(&sup, &["status", "--json"]);
+    let status: Value = serde_json::from_str(&status).unwrap();
+    let supervisor = status["supervisor"]["pid"].as_u64().unwrap();
+    let app = pid_of(&sup, "app");
+    let since = status["programs"][0]["since_ms"].as_u64().unwrap();
+    let spawns = status["programs"][0]["spawns"].as_u64().unwrap();
+    cgroup.add(supervisor);
+    cgroup.add(app);
+    let (code, out, _) = ctl(&sup, &["deploy", "app", "--wait"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("tail /dev/zero failed: out of memory: the kernel's OOM killer ran during the step (terminated by SIGKILL)"),
+        "{out}"
+    );
+    // The program is the same process, started at the same time; PID 1 answers.
+    assert_eq!(pid_of(&sup, "app"), app);
+    let (_, status, _) = ctl(&sup, &["status", "--json"]);
+    let status: Value = serde_json::from_str(&status).unwrap();
+    let p = &status["programs"][0];
+    assert_eq!(
+        (p["since_ms"].as_u64(), p["spawns"].as_u64()),
+        (Some(since), Some(spawns))
+    );
+    assert_eq!(status["supervisor"]["pid"].as_u64(), Some(supervisor));
+    let (_, alerts, _) = ctl(&sup, &["alerts"]);
+    assert!(alerts.contains("out of memory"), "{alerts}");
+    drop(sup);
+    drop(cgroup);
+}
+
 #[test]
 fn a_program_over_its_memory_ceiling_is_restarted_and_a_spike_is_not() {
     let dir = Supervisor::dir_with(

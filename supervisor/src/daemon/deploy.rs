@@ -45,6 +45,8 @@ struct Step {
     started: Instant,
     timeout: Duration,
     deadline: Instant,
+    /// The kernel's OOM kills when it started: more at its end means memory ran out meanwhile.
+    oom_kills: Option<u64>,
     /// Where its stdout goes when the machine wants it.
     output: Option<PathBuf>,
     /// Killed for running past its deadline.
@@ -121,6 +123,9 @@ pub(super) struct DeployRun {
     log_path: PathBuf,
     log: Option<File>,
     pub followup: Option<Followup>,
+    /// `CARGO_BUILD_JOBS` for its steps (from the memory available when it started), unless
+    /// the deploy table sets it.
+    build_jobs: Option<usize>,
 }
 
 /// An id that sorts by time: `20261124T130501Z-bot-3`.
@@ -291,6 +296,12 @@ impl Daemon {
             DeployKind::Deploy => failed_recently(&deploydir, name, &cfg),
             DeployKind::Rollback => Vec::new(),
         };
+        // How many crates its build may compile at once, from the memory free now.
+        let build_jobs = (!cfg.steps.is_empty() && !git::sets_variable(&cfg, "CARGO_BUILD_JOBS"))
+            .then(|| {
+                let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+                git::build_jobs(process::memory_available().unwrap_or(u64::MAX), cpus)
+            });
         let setup = Setup {
             failed_recently,
             kind,
@@ -322,6 +333,7 @@ impl Daemon {
             log_path,
             log: Some(log),
             followup: None,
+            build_jobs,
         };
         let forced = if force { ", forced" } else { "" };
         run.say(&format!(
@@ -523,7 +535,10 @@ impl Daemon {
             Ok((out.into(), log.into()))
         })();
         let cfg = &run.machine.cfg;
-        let environment = step_environment(cfg);
+        let mut environment = step_environment(cfg);
+        if let Some(jobs) = run.build_jobs {
+            environment.push(("CARGO_BUILD_JOBS".to_owned(), jobs.to_string()));
+        }
         let spawned = fds.and_then(|(stdout, stderr)| {
             process::spawn_spec(
                 &Spec {
@@ -550,6 +565,7 @@ impl Daemon {
                     started: now,
                     timeout,
                     deadline: later(now, timeout),
+                    oom_kills: process::oom_kills(),
                     output,
                     timed_out: false,
                 });
@@ -586,6 +602,14 @@ impl Daemon {
                 "timed out after {}",
                 crate::config::units::format_duration(step.timeout)
             )
+        } else if reason != ExitReason::Exited(0)
+            && process::oom_kills()
+                .zip(step.oom_kills)
+                .is_some_and(|(now, then)| now > then)
+        {
+            // A build killed for memory (its compiler, or the step itself: steps are first in
+            // the OOM killer's order) names it, so the owner knows what to change.
+            format!("out of memory: the kernel's OOM killer ran during the step ({reason})")
         } else {
             reason.to_string()
         };

@@ -183,6 +183,27 @@ pub fn step_environment(cfg: &DeployConfig) -> Vec<(String, String)> {
     environment
 }
 
+/// What a build may compile at once for every 1.5 GiB of available memory: a rustc compiling
+/// serenity or poise takes about that much at its peak.
+const MEMORY_PER_BUILD_JOB: u64 = 3 << 29;
+
+/// `CARGO_BUILD_JOBS` for a machine with this much available memory and these CPUs: one job
+/// per 1.5 GiB, at least one, at most one per CPU. A 1 GB board builds one crate at a time
+/// instead of running out of memory with four.
+pub fn build_jobs(memory_available: u64, cpus: usize) -> usize {
+    let by_memory = usize::try_from(memory_available / MEMORY_PER_BUILD_JOB).unwrap_or(usize::MAX);
+    by_memory.clamp(1, cpus.max(1))
+}
+
+/// Whether the deploy sets `name` for its steps itself (`environment`, or `pass_env` passes it).
+pub fn sets_variable(cfg: &DeployConfig, name: &str) -> bool {
+    cfg.environment.iter().any(|(k, _)| k == name)
+        || cfg
+            .pass_env
+            .iter()
+            .any(|p| crate::config::environ::matches(p, name))
+}
+
 /// An argument as the deploy log shows it: a URL's user information (`https://user:token@`)
 /// replaced, so a credential in `url` is never written down.
 pub fn redact_url(arg: &str) -> std::borrow::Cow<'_, str> {
@@ -208,6 +229,16 @@ pub fn is_local_path(url: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn builds_compile_as_many_crates_as_memory_allows() {
+        const GIB: u64 = 1 << 30;
+        assert_eq!(build_jobs(GIB / 2, 4), 1, "a Pi Zero 2 W");
+        assert_eq!(build_jobs(3 * GIB, 4), 2, "a 4 GB Pi");
+        assert_eq!(build_jobs(7 * GIB, 4), 4, "an 8 GB Pi");
+        assert_eq!(build_jobs(u64::MAX, 2), 2);
+        assert_eq!(build_jobs(GIB, 0), 1);
+    }
 
     #[test]
     fn credentials_in_urls_are_not_shown() {

@@ -174,6 +174,8 @@ pub struct Machine {
     step: Option<String>,
     /// Why the new version is being rolled back.
     rollback_reason: Option<String>,
+    /// Working-tree mode: the step failure the restore follows.
+    failure: Option<String>,
     current_release: Option<String>,
     rollback_to: Option<Commit>,
     rollback_release_kept: bool,
@@ -209,6 +211,7 @@ impl Machine {
             steps: Vec::new(),
             step: None,
             rollback_reason: None,
+            failure: None,
             current_release: setup.current_release,
             rollback_to: setup.rollback_to,
             rollback_release_kept: setup.rollback_release_kept,
@@ -556,12 +559,15 @@ impl Machine {
             Phase::Build(i) if ok => self.phase = Phase::Build(i + 1),
             Phase::Release if ok => return self.released(out),
             Phase::Restore => {
+                // What failed first (`cargo build failed: out of memory ...`), then the restore.
+                let failed = self.failure.take();
+                let failed = failed.as_deref().unwrap_or("a step failed");
                 let message = if ok {
-                    "a step failed; the working tree is back on the running commit"
+                    format!("{failed}; the working tree is back on the running commit")
                 } else {
-                    "a step failed, and restoring the working tree failed too"
+                    format!("{failed}, and restoring the working tree failed too")
                 };
-                return self.finish(out, DeployResult::Failed, message);
+                return self.finish(out, DeployResult::Failed, &message);
             }
             Phase::RollbackCheckout if ok => return self.restart(out, true),
             _ => return self.step_failed(out, &format!("{name} failed: {why}")),
@@ -622,6 +628,7 @@ impl Machine {
             // Working-tree mode: the checkout changed what the program runs; put it back.
             Phase::Build(_) if self.cfg.artifact.is_none() && self.old.is_some() => {
                 out.push(Effect::Say(message.to_owned()));
+                self.failure = Some(message.to_owned());
                 self.phase = Phase::Restore;
                 self.run_phase(out);
             }

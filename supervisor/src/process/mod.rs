@@ -229,6 +229,29 @@ pub fn group_alive(leader: Pid) -> bool {
     !matches!(killpg(leader, None), Err(Errno::ESRCH))
 }
 
+/// How many processes the kernel's OOM killer has killed since boot (`oom_kill` in
+/// /proc/vmstat, memory cgroups' kills included); None where the kernel does not say.
+pub fn oom_kills() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/vmstat").ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("oom_kill "))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+/// `MemAvailable` of /proc/meminfo, in bytes.
+pub fn memory_available() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib = text
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    Some(kib * 1024)
+}
+
 /// One reaped child: who, why, and the bytes it (with every child it reaped in turn) caused to
 /// be written to storage.
 #[derive(Clone, Debug, PartialEq, Eq)]
