@@ -193,21 +193,23 @@ impl Client {
         name: &str,
         trigger: Option<String>,
     ) -> Result<(String, bool), ClientError> {
-        self.deploy_forced(name, trigger, false).await
+        self.deploy_forced(name, trigger, false, None).await
     }
 
-    /// `deploy`, with `force`: also a commit quarantined for failing its health gate.
+    /// `deploy`, with `force`: also a commit quarantined for failing its health gate; with
+    /// `commit`: that commit (a prebuilt release's), refused at once if it is held back.
     pub async fn deploy_forced(
         &mut self,
         name: &str,
         trigger: Option<String>,
         force: bool,
+        commit: Option<&str>,
     ) -> Result<(String, bool), ClientError> {
         self.deploy_request(Request::Deploy {
             name: name.to_owned(),
             trigger,
             force,
-            commit: None,
+            commit: commit.map(str::to_owned),
             branch: None,
         })
         .await

@@ -183,6 +183,11 @@ pub enum Command {
         /// Deploy the branch tip even if it is quarantined (it failed its health gate before).
         #[arg(long)]
         force: bool,
+        /// With artifact_url: deploy this commit's prebuilt release, without asking the remote
+        /// for the branch tip (an image without git needs it). Otherwise the tip is fetched as
+        /// always, and the deploy is refused at once if this commit is held back.
+        #[arg(long, value_name = "ID")]
+        commit: Option<String>,
         #[command(flatten)]
         socket: SocketArg,
     },

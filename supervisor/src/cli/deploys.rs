@@ -63,8 +63,8 @@ fn whoami() -> String {
 
 /// A deploy of the branch tip (`force`: even a quarantined commit), or a rollback.
 #[derive(Clone, Copy, Debug)]
-pub enum What {
-    Deploy { force: bool },
+pub enum What<'a> {
+    Deploy { force: bool, commit: Option<&'a str> },
     Rollback,
 }
 
@@ -81,7 +81,7 @@ pub struct Follow {
 pub async fn deploy(
     socket: &SocketArg,
     name: &str,
-    what: What,
+    what: What<'_>,
     follow: Follow,
 ) -> Result<Exit, ClientError> {
     use supervisor_proto::Event;
@@ -94,9 +94,9 @@ pub async fn deploy(
     let asked = std::time::Instant::now();
     let mut client = connect(socket).await?;
     let (id, queued) = match what {
-        What::Deploy { force } => {
+        What::Deploy { force, commit } => {
             let trigger = Some(format!("cli ({})", whoami()));
-            client.deploy_forced(name, trigger, force).await?
+            client.deploy_forced(name, trigger, force, commit).await?
         }
         What::Rollback => client.rollback(name).await?,
     };

@@ -331,9 +331,11 @@ async fn run_verb(verb: Command) -> Result<Exit, ClientError> {
             wait,
             json,
             force,
+            commit,
             socket,
         } => {
-            let what = deploys::What::Deploy { force };
+            let commit = commit.as_deref();
+            let what = deploys::What::Deploy { force, commit };
             deploys::deploy(&socket, &name, what, deploys::Follow { wait, json }).await
         }
         Command::Rollback {
