@@ -2,6 +2,7 @@
 #
 #   docker build -t bot-stack .                                       # small: no Rust toolchain
 #   docker build -t bot-stack --build-arg BASE=rust:1-bookworm .      # git-push deploys rebuild the bot
+#   docker build -t bot-stack:small --target small .                  # prebuilt releases only (~20 MB)
 #
 # For a Pi, built on an x86 machine (the build stage cross-compiles; rustc is not emulated):
 #   docker buildx build --platform linux/arm64 -t bot-stack .          # BuildKit
@@ -83,4 +84,30 @@ EXPOSE 5000 8000
 HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
     CMD ["/usr/local/bin/statusd", "health"]
 # Exec form: supervisor is PID 1 and gets docker stop's SIGTERM itself.
+ENTRYPOINT ["/usr/local/bin/supervisor", "run", "-c", "/app/supervisor.toml"]
+
+# ---- small: the image that is pulled, for prebuilt releases (`--target small`) ----
+# No toolchain, no git, no shell, no package manager: the supervisor (static), hookd and
+# statusd, the C library they and a bot release link against, CA certificates, and the stack's
+# users. The bot itself is not in it: its releases are built and signed by the forge's CI and
+# downloaded by deploys (deploy/container/prebuilt.toml, artifact_url).
+FROM runtime AS small-files
+RUN mkdir -p /small/etc/ssl/certs /small/app/data \
+    && cp /etc/passwd /etc/group /small/etc/ \
+    && cp /etc/ssl/certs/ca-certificates.crt /small/etc/ssl/certs/ \
+    && for lib in $(ldd /usr/local/bin/hookd /usr/local/bin/statusd /usr/local/bin/bot \
+         | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' | sort -u); do \
+         cp --parents -L "$lib" /small/; \
+       done
+
+FROM scratch AS small
+COPY --from=small-files /small/ /
+COPY --from=build /out/supervisor /out/hookd /out/statusd /usr/local/bin/
+COPY deploy/container/prebuilt.toml /app/supervisor.toml
+WORKDIR /app
+ENV SUPERVISOR_CONFIG=/app/supervisor.toml PATH=/usr/local/bin
+VOLUME /app/data
+EXPOSE 5000 8000
+HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["/usr/local/bin/statusd", "health"]
 ENTRYPOINT ["/usr/local/bin/supervisor", "run", "-c", "/app/supervisor.toml"]

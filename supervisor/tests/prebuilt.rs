@@ -607,3 +607,72 @@ healthy_after = "300ms"
     });
     assert_eq!(newest(&sup)["new_subject"], "Built by CI");
 }
+
+/// The branch tip of an http(s) remote, learned without git (the small image has none):
+/// `supervisor ls-remote` against git's own smart HTTP server (`git http-backend`, as CGI under
+/// Python's http.server on 127.0.0.1) says what `git ls-remote` says.
+#[test]
+fn the_branch_tip_of_an_http_remote_is_learned_without_git() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_owned();
+    // Python's CGI runs the script as nobody when it runs as root: everything must be readable.
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    git(&root, &["init", "-q", "--bare", "-b", "main", "remote.git"]);
+    git(&root, &["clone", "-q", "remote.git", "work"]);
+    let tip = push(&root, "Served over HTTP");
+    std::fs::create_dir(root.join("cgi-bin")).unwrap();
+    script(
+        &root.join("cgi-bin"),
+        "git",
+        &format!(
+            "export GIT_PROJECT_ROOT={} GIT_HTTP_EXPORT_ALL=1 GIT_CONFIG_COUNT=1 \
+             GIT_CONFIG_KEY_0=safe.directory GIT_CONFIG_VALUE_0='*'\nexec git http-backend",
+            root.display()
+        ),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let _server = Terminated(
+        Command::new(PYTHON)
+            .args([
+                "-m",
+                "http.server",
+                "--cgi",
+                "--bind",
+                "127.0.0.1",
+                &port.to_string(),
+            ])
+            .current_dir(&root)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_until("the git server", || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let url = format!("http://127.0.0.1:{port}/cgi-bin/git/remote.git");
+    let ours = Command::new(BIN)
+        .args(["ls-remote", "--", &url, "refs/heads/main"])
+        .output()
+        .unwrap();
+    assert!(
+        ours.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ours.stderr)
+    );
+    let theirs = git(&root, &["ls-remote", &url, "refs/heads/main"]);
+    assert_eq!(String::from_utf8_lossy(&ours.stdout).trim(), theirs);
+    assert!(theirs.starts_with(&tip), "{theirs}");
+    let missing = Command::new(BIN)
+        .args(["ls-remote", "--", &url, "refs/heads/nope"])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("the remote has no refs/heads/nope"),
+        "{missing:?}"
+    );
+}

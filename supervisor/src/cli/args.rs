@@ -279,6 +279,11 @@ pub enum Command {
         name: String,
         keep: usize,
     },
+    /// The commit a reference names on a git remote served over HTTP(S), printed as
+    /// `git ls-remote` prints it (run by the daemon for prebuilt releases, in an image without
+    /// git).
+    #[command(hide = true)]
+    LsRemote { url: String, reference: String },
     /// The deploy engine's wait for a prebuilt release (run by the daemon, not by hand): until
     /// URL's signature is there, at most --wait-ms.
     #[command(hide = true)]

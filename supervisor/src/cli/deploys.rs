@@ -64,7 +64,10 @@ fn whoami() -> String {
 /// A deploy of the branch tip (`force`: even a quarantined commit), or a rollback.
 #[derive(Clone, Copy, Debug)]
 pub enum What<'a> {
-    Deploy { force: bool, commit: Option<&'a str> },
+    Deploy {
+        force: bool,
+        commit: Option<&'a str>,
+    },
     Rollback,
 }
 

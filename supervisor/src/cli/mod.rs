@@ -111,6 +111,19 @@ pub fn main() -> ExitCode {
                 Exit::Failed
             }
         },
+        Command::LsRemote { url, reference } => {
+            let deadline = Duration::from_secs(30);
+            match crate::deploy::fetch::ls_remote(&url, &reference, deadline) {
+                Ok(id) => {
+                    println!("{id}\t{reference}");
+                    Exit::Ok
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    Exit::Failed
+                }
+            }
+        }
         Command::ReleaseWait {
             url,
             wait_ms,
@@ -374,6 +387,7 @@ async fn run_verb(verb: Command) -> Result<Exit, ClientError> {
         | Command::Check { .. }
         | Command::Import { .. }
         | Command::ReleaseCopy { .. }
+        | Command::LsRemote { .. }
         | Command::ReleaseWait { .. }
         | Command::ReleaseFetch { .. }
         | Command::Completions { .. } => Ok(Exit::Usage),

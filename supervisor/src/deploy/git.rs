@@ -44,10 +44,16 @@ pub fn fetch(cfg: &DeployConfig) -> Vec<String> {
     }
 }
 
-/// `git ls-remote` of the branch: what a poll asks, without fetching anything.
+/// `git ls-remote` of the branch: what a poll asks, without fetching anything. With
+/// `artifact_url` and an http(s) remote, the supervisor asks itself (`supervisor ls-remote`):
+/// the small image has no git.
 pub fn ls_remote(cfg: &DeployConfig) -> Vec<String> {
     let from = cfg.url.as_deref().unwrap_or(&cfg.remote);
     let head = format!("refs/heads/{}", cfg.branch);
+    if cfg.download.is_some() && (from.starts_with("https://") || from.starts_with("http://")) {
+        let ask = [self_exe(), "ls-remote", "--", from, &head];
+        return ask.iter().map(|a| (*a).to_owned()).collect();
+    }
     if cfg.url.as_deref().is_some_and(is_local) {
         let pack = "--upload-pack=git -c 'safe.directory=*' upload-pack";
         git(&["ls-remote", pack, "--", from, &head])
