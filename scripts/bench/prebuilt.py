@@ -30,18 +30,12 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from deploy_vs_seed import READY_AT_ONCE as READY_BODY, git  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-READY_AT_ONCE = (
-    "#!/bin/sh\npython3 -c \"import os, socket; s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); "
-    "s.sendto(b'READY=1', os.environ['NOTIFY_SOCKET'])\"\nexec sleep 100000\n"
-)
-
-
-def git(cwd, *args):
-    env = dict(os.environ, GIT_AUTHOR_NAME="b", GIT_AUTHOR_EMAIL="b@example.org",
-               GIT_COMMITTER_NAME="b", GIT_COMMITTER_EMAIL="b@example.org")
-    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True,
-                          capture_output=True, text=True).stdout.strip()
+# A program that is ready as soon as it runs: READY=1 on its notify socket, then sleeps.
+READY_AT_ONCE = "#!/bin/sh\n" + READY_BODY
 
 
 def serve(directory):

@@ -134,9 +134,10 @@ startretries = 0
     );
 }
 
-#[test]
-fn a_build_step_is_first_in_the_oom_killers_order() {
-    let dir = Supervisor::dir_with(
+/// A folder where `app` (a sleep) deploys from `app/`, a clone of remote.git at v1, whose tip is
+/// v2, with these build `steps` (a TOML array).
+fn sleeper_with_steps(steps: &str) -> tempfile::TempDir {
+    let dir = Supervisor::dir_with(&format!(
         r#"
 [program.app]
 command = ["sleep", "600"]
@@ -144,27 +145,27 @@ startsecs = 0
 
 [program.app.deploy]
 repo = "@DIR@/app"
-steps = [["sh", "-c", "cat /proc/self/oom_score_adj > ../step-score"]]
+steps = {steps}
 healthy_after = "100ms"
-"#,
-    );
+"#
+    ));
+    let root = dir.path();
+    let work = root.join("work");
+    git(root, &["init", "-q", "--bare", "-b", "main", "remote.git"]);
+    git(root, &["clone", "-q", "remote.git", "work"]);
+    git(&work, &["commit", "-q", "--allow-empty", "-m", "v1"]);
+    git(&work, &["push", "-q", "origin", "HEAD:refs/heads/main"]);
+    git(root, &["clone", "-q", "remote.git", "app"]);
+    git(&work, &["commit", "-q", "--allow-empty", "-m", "v2"]);
+    git(&work, &["push", "-q", "origin", "HEAD:refs/heads/main"]);
+    dir
+}
+
+#[test]
+fn a_build_step_is_first_in_the_oom_killers_order() {
+    let dir =
+        sleeper_with_steps(r#"[["sh", "-c", "cat /proc/self/oom_score_adj > ../step-score"]]"#);
     let root = dir.path().to_owned();
-    git(&root, &["init", "-q", "--bare", "-b", "main", "remote.git"]);
-    git(&root, &["clone", "-q", "remote.git", "work"]);
-    std::fs::write(root.join("work/x"), "1").unwrap();
-    git(&root.join("work"), &["add", "x"]);
-    git(&root.join("work"), &["commit", "-q", "-m", "v1"]);
-    git(
-        &root.join("work"),
-        &["push", "-q", "origin", "HEAD:refs/heads/main"],
-    );
-    git(&root, &["clone", "-q", "remote.git", "app"]);
-    std::fs::write(root.join("work/x"), "2").unwrap();
-    git(&root.join("work"), &["commit", "-q", "-a", "-m", "v2"]);
-    git(
-        &root.join("work"),
-        &["push", "-q", "origin", "HEAD:refs/heads/main"],
-    );
     let sup = Supervisor::start(dir, Mode::Plain);
     sup.wait_state("app", "RUNNING");
     let (code, out, err) = ctl(&sup, &["deploy", "app", "--wait"]);
@@ -249,38 +250,7 @@ fn root_a_build_that_runs_out_of_memory_fails_the_deploy_and_nothing_else() {
     let Some(cgroup) = MemoryCgroup::new(256 << 20) else {
         panic!("no writable memory cgroup (v1's memory hierarchy or v2's memory controller)");
     };
-    let dir = Supervisor::dir_with(
-        r#"
-[program.app]
-command = ["sleep", "600"]
-startsecs = 0
-
-[program.app.deploy]
-repo = "@DIR@/app"
-steps = [["tail", "/dev/zero"]]
-healthy_after = "100ms"
-"#,
-    );
-    let root = dir.path().to_owned();
-    git(&root, &["init", "-q", "--bare", "-b", "main", "remote.git"]);
-    git(&root, &["clone", "-q", "remote.git", "work"]);
-    git(
-        &root.join("work"),
-        &["commit", "-q", "--allow-empty", "-m", "v1"],
-    );
-    git(
-        &root.join("work"),
-        &["push", "-q", "origin", "HEAD:refs/heads/main"],
-    );
-    git(&root, &["clone", "-q", "remote.git", "app"]);
-    git(
-        &root.join("work"),
-        &["commit", "-q", "--allow-empty", "-m", "v2"],
-    );
-    git(
-        &root.join("work"),
-        &["push", "-q", "origin", "HEAD:refs/heads/main"],
-    );
+    let dir = sleeper_with_steps(r#"[["tail", "/dev/zero"]]"#);
     let sup = Supervisor::start(dir, Mode::Plain);
     sup.wait_state("app", "RUNNING");
     let (_, status, _) = ctl(&sup, &["status", "--json"]);

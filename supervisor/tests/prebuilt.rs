@@ -281,6 +281,37 @@ fn newest(sup: &Supervisor) -> Value {
     records[0].clone()
 }
 
+/// The supervisor on `dir`, deploying its program `app` from `artifact_url` (releases signed
+/// with `public`, the tip from `dir`'s remote.git), with `more` deploy keys; no release yet, so
+/// the program is FATAL until the first deploy.
+fn start_deploying(
+    dir: tempfile::TempDir,
+    artifact_url: &str,
+    public: &str,
+    more: &str,
+) -> Supervisor {
+    let root = dir.path().display().to_string();
+    let config = format!(
+        r#"
+[program.app]
+command = ["{root}/releases/current/app"]
+startsecs = "200ms"
+startretries = 0
+
+[program.app.deploy]
+url = "{root}/remote.git"
+artifact_url = "{artifact_url}"
+signing_key = "{public}"
+releases = "{root}/releases"
+healthy_after = "300ms"
+{more}"#
+    );
+    std::fs::write(dir.path().join("supervisor.toml"), config).unwrap();
+    let sup = Supervisor::start(dir, Mode::Plain);
+    sup.wait_state("app", "FATAL");
+    sup
+}
+
 /// Makes and serves a bad release for a commit.
 type MakeRelease<'a> = Box<dyn Fn(&str) -> PathBuf + 'a>;
 
@@ -293,33 +324,12 @@ fn signed_releases_deploy_and_every_bad_one_is_refused_with_its_reason() {
     let (secret, public) = keypair(&root, "forge");
     let (other_secret, _) = keypair(&root, "other");
     let server = ReleaseServer::start(&root.join("served"));
-    let config = format!(
-        r#"
-[program.app]
-command = ["@DIR@/releases/current/app"]
-startsecs = "200ms"
-startretries = 0
-
-[program.app.deploy]
-url = "@DIR@/remote.git"
-artifact_url = "http://127.0.0.1:{port}/bot/{{commit}}/app-{{arch}}.tar.gz"
-signing_key = "{public}"
-artifact_wait = "3s"
-artifact_max_size = "64KB"
-step_timeout = "4s"
-releases = "@DIR@/releases"
-healthy_after = "300ms"
-"#,
-        port = server.port
+    let url = format!(
+        "http://127.0.0.1:{}/bot/{{commit}}/app-{{arch}}.tar.gz",
+        server.port
     );
-    std::fs::write(
-        root.join("supervisor.toml"),
-        config.replace("@DIR@", &root.display().to_string()),
-    )
-    .unwrap();
-    let sup = Supervisor::start(dir, Mode::Plain);
-    // No release yet: the program cannot start until the first deploy.
-    sup.wait_state("app", "FATAL");
+    let more = "artifact_wait = \"3s\"\nartifact_max_size = \"64KB\"\nstep_timeout = \"4s\"\n";
+    let sup = start_deploying(dir, &url, &public, more);
 
     // A good release: downloaded, verified, unpacked, switched to, running; the announcement's
     // subject comes from the signature.
@@ -573,29 +583,11 @@ fn the_ci_script_releases_what_the_supervisor_deploys() {
         "each release before its signature"
     );
 
-    let config = format!(
-        r#"
-[program.app]
-command = ["@DIR@/releases/current/app"]
-startsecs = "200ms"
-startretries = 0
-
-[program.app.deploy]
-url = "@DIR@/remote.git"
-artifact_url = "http://127.0.0.1:{port}/api/packages/me/generic/app/{{commit}}/app-{{arch}}.tar.zst"
-signing_key = "{public}"
-releases = "@DIR@/releases"
-healthy_after = "300ms"
-"#,
-        port = server.port
+    let url = format!(
+        "http://127.0.0.1:{}/api/packages/me/generic/app/{{commit}}/app-{{arch}}.tar.zst",
+        server.port
     );
-    std::fs::write(
-        root.join("supervisor.toml"),
-        config.replace("@DIR@", &root.display().to_string()),
-    )
-    .unwrap();
-    let sup = Supervisor::start(dir, Mode::Plain);
-    sup.wait_state("app", "FATAL");
+    let sup = start_deploying(dir, &url, &public, "");
     let (code, out, err) = ctl(&sup, &["deploy", "app", "--wait"]);
     assert_eq!(code, 0, "{out}{err}");
     let arch = match std::env::consts::ARCH {

@@ -132,12 +132,7 @@ pub fn main() -> ExitCode {
             let ms = Duration::from_millis;
             match crate::deploy::fetch::wait(&url, ms(wait_ms), ms(read_timeout_ms)) {
                 Ok(()) => Exit::Ok,
-                // On stderr for the deploy's log, on stdout for the deploy engine's record.
-                Err(e) => {
-                    eprintln!("{e}");
-                    println!("{e}");
-                    Exit::Failed
-                }
+                Err(e) => step_failed(&e),
             }
         }
         Command::ReleaseFetch {
@@ -166,11 +161,7 @@ pub fn main() -> ExitCode {
                     println!("{}\n{}", fetch.commit, signed.subject.unwrap_or_default());
                     Exit::Ok
                 }
-                Err(e) => {
-                    eprintln!("{e}");
-                    println!("{e}");
-                    Exit::Failed
-                }
+                Err(e) => step_failed(&e),
             }
         }
         Command::Completions { shell } => {
@@ -392,6 +383,14 @@ async fn run_verb(verb: Command) -> Result<Exit, ClientError> {
         | Command::ReleaseFetch { .. }
         | Command::Completions { .. } => Ok(Exit::Usage),
     }
+}
+
+/// A deploy step of ours that failed: why, on stderr for the deploy's log and on stdout for
+/// the deploy engine's record.
+fn step_failed(e: &crate::deploy::fetch::FetchError) -> Exit {
+    eprintln!("{e}");
+    println!("{e}");
+    Exit::Failed
 }
 
 /// `--json`: pretty JSON on stdout, for scripts.
