@@ -668,3 +668,38 @@ fn the_branch_tip_of_an_http_remote_is_learned_without_git() {
         "{missing:?}"
     );
 }
+
+/// A machine no webhook reaches: `poll` sees the branch move and deploys that commit's release,
+/// and the next push's once its release is there.
+#[test]
+fn a_poll_deploys_each_new_tip_s_release() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_owned();
+    git(&root, &["init", "-q", "--bare", "-b", "main", "remote.git"]);
+    git(&root, &["clone", "-q", "remote.git", "work"]);
+    let (secret, public) = keypair(&root, "forge");
+    let server = ReleaseServer::start(&root.join("served"));
+    let v1 = push(&root, "Polled one");
+    let file = pack(&root, &v1, "1", |_| {});
+    sign(&secret, &file, &comment(&v1, &release_name(), "Polled one"));
+    let url = format!(
+        "http://127.0.0.1:{}/bot/{{commit}}/app-{{arch}}.tar.gz",
+        server.port
+    );
+    let sup = start_deploying(dir, &url, &public, "poll = \"1s\"\n");
+    wait_until("version 1", || sup.stdout().contains("app | version 1"));
+    let v2 = push(&root, "Polled two");
+    let file = pack(&root, &v2, "2", |_| {});
+    sign(&secret, &file, &comment(&v2, &release_name(), "Polled two"));
+    wait_until("version 2", || sup.stdout().contains("app | version 2"));
+    wait_until("its deploy recorded", || newest(&sup)["new_commit"] == v2.as_str());
+    let record = newest(&sup);
+    assert_eq!(record["result"], "succeeded", "{record}");
+    assert_eq!(
+        (record["trigger"].as_str(), record["new_subject"].as_str()),
+        (
+            Some(format!("poll: {}", &v2[..12]).as_str()),
+            Some("Polled two")
+        )
+    );
+}

@@ -163,7 +163,8 @@ impl Daemon {
         let argv = git::ls_remote(&cfg);
         let environment = step_environment(&cfg);
         // `git ls-remote URL` needs no repository; with a remote's name it needs the tree.
-        let directory = if cfg.repo.join(".git").exists() {
+        // (`artifact_url` may have no repository at all.)
+        let directory = if !cfg.repo.as_os_str().is_empty() && cfg.repo.join(".git").exists() {
             cfg.repo.clone()
         } else {
             PathBuf::from("/")
