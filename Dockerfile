@@ -96,7 +96,7 @@ RUN mkdir -p /small/etc/ssl/certs /small/app/data \
     && cp /etc/passwd /etc/group /small/etc/ \
     && cp /etc/ssl/certs/ca-certificates.crt /small/etc/ssl/certs/ \
     && for lib in $(ldd /usr/local/bin/hookd /usr/local/bin/statusd /usr/local/bin/bot \
-         | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' | sort -u); do \
+         | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// && $2 ~ /^\(0x/ {print $1}' | sort -u); do \
          cp --parents -L "$lib" /small/; \
        done
 
@@ -111,3 +111,6 @@ EXPOSE 5000 8000
 HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
     CMD ["/usr/local/bin/statusd", "health"]
 ENTRYPOINT ["/usr/local/bin/supervisor", "run", "-c", "/app/supervisor.toml"]
+
+# ---- the default target (a plain `docker build .`): the runtime image above ----
+FROM runtime
