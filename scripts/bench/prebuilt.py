@@ -12,7 +12,7 @@
    after a 5 MB one; and the download step's own peak RSS for each (it streams: neither should
    grow with the size).
 
-Usage: scripts/bench/prebuilt.py SUPERVISOR [--rounds N] [--no-build]
+Usage: scripts/bench/prebuilt.py SUPERVISOR [--rounds N] [--no-build | --only-build]
 (scripts/bench/prebuilt.sh builds the supervisor as shipped.)
 """
 
@@ -90,7 +90,9 @@ class Supervisor:
         return ready
 
     def last_record(self):
-        return json.loads(self.ctl("deploys", "--json").stdout)[0]
+        done = self.ctl("deploys", "--json")
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)[0]
 
     def stop(self):
         self.proc.terminate()
@@ -154,7 +156,7 @@ healthy_after = "200ms"
         # own peak, run as the deploy runs it.
         pid = sup.proc.pid
         memory = {"before": vm(pid, "VmHWM")}
-        step_peaks = {}
+        step_peaks, written_by_size = {}, {}
         for mb in (5, 50):
             with open(os.path.join(payload, "data"), "wb") as f:
                 f.write(os.urandom(mb << 20))
@@ -163,21 +165,28 @@ healthy_after = "200ms"
             release(rel, repo, commit, payload)
             sup.deploy_until_ready("--commit", commit)
             memory[f"after {mb} MB"] = vm(pid, "VmHWM")
+            written_by_size[mb] = sup.last_record().get("written_bytes", 0)
             url = f"http://127.0.0.1:{server.server_port}/{commit}/app-{arch()}.tar.zst"
             step = subprocess.Popen([binary, "release-fetch", f"--key={key}", f"--commit={commit}",
                                      f"--releases={rel}/bench-releases", "--name=app", "--keep=1",
                                      f"--max-size={512 << 20}", "--read-timeout-ms=30000", "--",
                                      url], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            # wait4: this one child's own peak, not the largest of every child so far.
-            _, status, usage = os.wait4(step.pid, 0)
-            step.returncode = os.waitstatus_to_exitcode(status)
+            # Its own peak, read from /proc while it runs: a child's ru_maxrss would include
+            # this script's peak (the memory it had when it forked, 50 MB of random bytes).
+            peak = 0
+            while step.poll() is None:
+                try:
+                    peak = max(peak, vm(step.pid, "VmHWM"))
+                except OSError:
+                    pass
+                time.sleep(0.005)
             assert step.returncode == 0, "release-fetch failed"
-            step_peaks[mb] = usage.ru_maxrss * 1024
+            step_peaks[mb] = peak
             os.remove(os.path.join(payload, "data"))
     finally:
         sup.stop()
         server.shutdown()
-    return times, written, memory, step_peaks
+    return times, written, memory, step_peaks, written_by_size
 
 
 def build(binary, work):
@@ -189,7 +198,10 @@ def build(binary, work):
     ready = os.path.join(work, "ready.sh")
     with open(ready, "w") as f:
         f.write(READY_AT_ONCE)
-    sup = Supervisor(binary, src, f"""
+    # The supervisor's own folder apart from the tree (a checkout would replace its files).
+    home = os.path.join(work, "build-supervisor")
+    os.makedirs(home)
+    sup = Supervisor(binary, home, f"""
 [supervisor]
 logdir = "{work}/build-logs"
 socket = "supervisor.sock"
@@ -224,12 +236,19 @@ def main():
     rounds = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 10
     work = tempfile.mkdtemp(dir=os.path.join(ROOT, "target"), prefix="bench-prebuilt-")
     try:
-        times, written, memory, peaks = prebuilt(binary, work, rounds)
         mib = 1 << 20
+        if "--only-build" in sys.argv:
+            took, wrote = build(binary, work)
+            print(f"push -> ready, building the bot here (deps warm): {took:.1f} s, "
+                  f"{wrote / mib:.1f} MiB written")
+            return
+        times, written, memory, peaks, by_size = prebuilt(binary, work, rounds)
         print(f"push -> ready, prebuilt release from 127.0.0.1 ({rounds} rounds): "
               f"median {statistics.median(times) * 1000:.0f} ms, min {min(times) * 1000:.0f} ms, "
               f"max {max(times) * 1000:.0f} ms")
-        print(f"bytes written per prebuilt deploy: median {statistics.median(written) / 1024:.0f} KiB")
+        print(f"bytes written per prebuilt deploy: median {statistics.median(written) / 1024:.0f} KiB "
+              "(a release of a few KiB); " + ", ".join(
+                  f"{mb} MB release {n / mib:.1f} MiB" for mb, n in by_size.items()))
         print("supervisor (PID 1) peak RSS: " + ", ".join(
             f"{k} {v / mib:.1f} MiB" for k, v in memory.items()))
         print("download step's own peak RSS: " + ", ".join(
@@ -238,8 +257,8 @@ def main():
             took, wrote = build(binary, work)
             print(f"push -> ready, building the bot here (deps warm): {took:.1f} s, "
                   f"{wrote / mib:.1f} MiB written")
-            print(f"ratio build / prebuilt: {took / statistics.median(times):.0f}x the time, "
-                  f"{wrote / max(statistics.median(written), 1):.0f}x the bytes written")
+            print(f"ratio build / prebuilt: {took / statistics.median(times):.0f}x the time; "
+                  f"{wrote / max(by_size[50], 1):.1f}x the bytes written of a 50 MB release")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
