@@ -2,6 +2,10 @@
 //! release server on 127.0.0.1, releases packed with tar and signed with Debian's `minisign`
 //! (the real tool), the real supervisor deploying them. Every bad release is refused with its
 //! reason in the history, the running program untouched and nothing left in `releases/`.
+//!
+//! Why this file is past 600 lines: the release server (a loopback HTTP server that can hide a
+//! file for N requests, stall mid-body and take Gitea-style uploads) and the signing helpers
+//! serve every test here, and each test is one scenario end to end.
 
 #![allow(clippy::unwrap_used)] // in a test, an unwrap is an assertion
 #![allow(clippy::disallowed_methods)] // tests run the real binary and tools: std spawns them
@@ -692,7 +696,9 @@ fn a_poll_deploys_each_new_tip_s_release() {
     let file = pack(&root, &v2, "2", |_| {});
     sign(&secret, &file, &comment(&v2, &release_name(), "Polled two"));
     wait_until("version 2", || sup.stdout().contains("app | version 2"));
-    wait_until("its deploy recorded", || newest(&sup)["new_commit"] == v2.as_str());
+    wait_until("its deploy recorded", || {
+        newest(&sup)["new_commit"] == v2.as_str()
+    });
     let record = newest(&sup);
     assert_eq!(record["result"], "succeeded", "{record}");
     assert_eq!(

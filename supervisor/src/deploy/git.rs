@@ -154,6 +154,41 @@ pub fn release_fetch(
     ]
 }
 
+/// (commit, reference) pairs of a reference advertisement: pkt-lines (`0032<id> <ref>\n`,
+/// the first with `\0` and capabilities after it, `0000` between sections), or a dumb
+/// server's `<id>\t<ref>` lines.
+pub fn read_refs(body: &[u8]) -> Result<Vec<(String, String)>, String> {
+    let pair = |line: &[u8]| -> Option<(String, String)> {
+        let line = line.split(|b| *b == 0).next()?;
+        let line = std::str::from_utf8(line).ok()?.trim_end_matches('\n');
+        let (id, name) = line.split_once([' ', '\t'])?;
+        is_commit(id).then(|| (id.to_owned(), name.to_owned()))
+    };
+    // A smart server's answer opens with the `# service=` pkt-line; a dumb one's with an id.
+    let smart = body.get(4..14) == Some(b"# service=".as_slice());
+    if !smart {
+        return Ok(body.split(|b| *b == b'\n').filter_map(pair).collect());
+    }
+    let mut refs = Vec::new();
+    let mut rest = body;
+    while rest.len() >= 4 {
+        let len = std::str::from_utf8(&rest[..4])
+            .ok()
+            .and_then(|h| usize::from_str_radix(h, 16).ok())
+            .ok_or("not a git reference advertisement")?;
+        if len == 0 {
+            rest = &rest[4..];
+            continue;
+        }
+        if len < 4 || len > rest.len() {
+            return Err("a truncated git reference advertisement".to_owned());
+        }
+        refs.extend(pair(&rest[4..len]));
+        rest = &rest[len..];
+    }
+    Ok(refs)
+}
+
 pub fn is_commit(s: &str) -> bool {
     (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
@@ -235,6 +270,34 @@ pub fn is_local_path(url: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reference_advertisement_reads_as_pairs() {
+        let a = "1111111111111111111111111111111111111111";
+        let b = "2222222222222222222222222222222222222222";
+        let line = |s: &str| format!("{:04x}{s}", s.len() + 4);
+        let smart = format!(
+            "{}0000{}{}{}0000",
+            line("# service=git-upload-pack\n"),
+            line(&format!(
+                "{a} HEAD\0multi_ack side-band-64k symref=HEAD:refs/heads/main\n"
+            )),
+            line(&format!("{a} refs/heads/main\n")),
+            line(&format!("{b} refs/tags/v1\n")),
+        );
+        let refs = read_refs(smart.as_bytes()).unwrap();
+        assert_eq!(
+            refs,
+            [
+                (a.to_owned(), "HEAD".to_owned()),
+                (a.to_owned(), "refs/heads/main".to_owned()),
+                (b.to_owned(), "refs/tags/v1".to_owned())
+            ]
+        );
+        let dumb = format!("{a}\trefs/heads/main\n{b}\trefs/tags/v1\n");
+        assert_eq!(read_refs(dumb.as_bytes()).unwrap()[0].1, "refs/heads/main");
+        assert!(read_refs(b"00ff# service=git-upload-pack\n").is_err());
+    }
 
     #[test]
     fn builds_compile_as_many_crates_as_memory_allows() {

@@ -11,7 +11,8 @@
 //!   process, `supervisor release-copy`, never in the daemon) and the `current` switch.
 //! - [`fetch`]: `artifact_url`'s prebuilt releases: the wait for one to appear, the download,
 //!   the minisign check and the unpacking (run as step processes, `supervisor release-wait`
-//!   and `release-fetch`, never in the daemon).
+//!   and `release-fetch`, never in the daemon); [`unpack`]: what a release archive may hold,
+//!   and its unpacking.
 //! - [`history`]: the history, deploy logs, the in-flight marker and the quarantine on disk.
 //!
 //! The daemon (`daemon/deploy.rs`) performs the machine's effects: it spawns the steps as
@@ -31,3 +32,4 @@ pub mod git;
 pub mod history;
 pub mod machine;
 pub mod release;
+pub mod unpack;
