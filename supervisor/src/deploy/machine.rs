@@ -3,13 +3,16 @@
 //! daemon performs each [`Effect`] (spawns a git command or a build step, points `current`,
 //! stops or starts the program, writes the history) and feeds what happened back as the next
 //! [`Input`]. Everything the machine must know from disk (the release `current` points at, the
-//! target of a rollback, the quarantined commits) is read before it starts ([`Setup`]).
+//! target of a rollback, the quarantined commits) is read before it starts ([`Setup`]); the
+//! supervisor's own path, which its release steps run, the daemon reads once at start.
 //!
 //! A deploy: `git init` (first deploy only) → fetch → resolve the running and the fetched
 //! commit → (nothing new: `unchanged`; quarantined: `quarantined`) → checkout → build steps →
 //! release copy (artifact mode) → switch `current` → stop the old process → start the new one →
 //! gate: RUNNING (which means ready) for `healthy_after`. A failed gate quarantines the commit
-//! and puts the previous version back, gated the same way.
+//! and puts the previous version back, gated the same way. A prebuilt release (`artifact_url`)
+//! takes another way to the switch: the named commit (or the remote's tip, `ls-remote`) → the
+//! same checks → wait for its release → download, verify and unpack it.
 //!
 //! Why this file is past 600 lines: one `match` per input over every phase, kept together so
 //! that each transition reads beside its neighbours; its tests are in `machine/tests.rs`.
