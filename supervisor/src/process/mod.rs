@@ -5,7 +5,7 @@
 //!
 //! Spawning is [`exec`]'s (a vfork-style clone, as `posix_spawn` does), never `tokio::process`
 //! or std's `Command`: the spawn reaps its own child when `exec` fails, so reaping
-//! (`waitpid(-1)`) must happen on the same thread as spawning, never concurrently (DESIGN.md,
+//! (`wait4(-1)`, which also gives each child's resource use) must happen on the same thread as spawning, never concurrently (DESIGN.md,
 //! decision 5).
 
 use std::ffi::OsString;
