@@ -4,9 +4,9 @@
 //! (`Signal`, `Pid`), user lookups and the socket's lock.
 //!
 //! Spawning is [`exec`]'s (a vfork-style clone, as `posix_spawn` does), never `tokio::process`
-//! or std's `Command`: the spawn reaps its own child when `exec` fails, so reaping
-//! (`wait4(-1)`, which also gives each child's resource use) must happen on the same thread as spawning, never concurrently (DESIGN.md,
-//! decision 5).
+//! or std's `Command`: the spawn reaps its own child when `exec` fails, so reaping (`wait4(-1)`,
+//! which also gives each child's resource use) must happen on the same thread as spawning,
+//! never concurrently (DESIGN.md, decision 5).
 
 use std::ffi::OsString;
 use std::io;
