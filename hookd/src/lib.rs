@@ -1,8 +1,10 @@
 //! `hookd`: receives push webhooks from Gitea, Forgejo, Gogs, GitHub and GitLab, checks that
 //! they are authentic, and asks the supervisor over its control socket to deploy. It holds only
-//! the webhook secret and the right to ask for `status` and `deploy`; it never runs git or a
-//! shell, and no string from a payload reaches a command: the supervisor deploys the configured
-//! branch's tip, whatever commit the payload names.
+//! the webhook secret and the right to ask for `deploy` (one request, carrying the pushed branch
+//! for the supervisor to check); it never runs git or a shell, and no string from a payload
+//! reaches a command. The supervisor deploys the configured branch's tip, whatever commit the
+//! payload names; from prebuilt releases, the pushed commit's, only when signed for it
+//! (docs/HOOKD.md).
 //!
 //! # Layout
 //! - [`settings`]: configuration from the environment.
