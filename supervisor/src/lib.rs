@@ -109,7 +109,7 @@ pub fn run(path: &Path, strict: bool, shutdown: impl Future<Output = ()>) -> Res
     // While this is the process's only thread: the descriptor table grown at once for every
     // program's pipes and logs. Grown later, with threads, each doubling waits for an RCU
     // grace period in the kernel (about 20 ms here, three times for 200 programs).
-    let nofile = process::raise_nofile();
+    let nofile = process::rlimit::raise_nofile();
     // Last in the OOM killer's order: a runaway program or build is killed before PID 1.
     let oom_score_adj = process::protect_from_oom();
     tracing::debug!(oom_score_adj, "the supervisor's own OOM score");

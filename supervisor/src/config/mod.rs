@@ -7,13 +7,21 @@
 //! - [`parse`]: the spanned walk from TOML text to [`Config`], and cross-program validation.
 //! - [`expand`]: `${VAR}` / `${VAR:-default}` expansion and `.env` files.
 //! - [`units`]: durations, byte sizes and signal names as written in the file.
+//! - [`text`]: reading a configuration file's text (shared with [`crate::import`]).
+//! - [`address`]: listen addresses as supervisord writes them (shared with [`crate::import`]).
+//! - [`environ`]: what a child's environment holds, and as which account it runs.
+//! - [`health`]: the health keys' types (`ready`, `healthcheck`, `watchdog`, `start_limit`).
+//! - [`limits`]: `rlimits`, `oom_score_adj` and `limits` (memory and CPU ceilings).
+//! - [`schedule`]: `schedule`, a program run at set times.
 
+pub mod address;
 pub mod environ;
 pub mod expand;
 pub mod health;
 pub mod limits;
 pub mod parse;
 pub mod schedule;
+pub mod text;
 pub mod units;
 
 use std::fmt;
@@ -23,6 +31,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 pub use parse::{parse, parse_with_env};
+use text::read_text;
 
 pub use supervisor_proto::ProgramName;
 
@@ -368,28 +377,6 @@ impl fmt::Display for ConfigErrors {
         }
         Ok(())
     }
-}
-
-/// A configuration file's text; or why not, with the line (0 when it could not be read at
-/// all): a file that is not UTF-8 is named with the line and column of its first bad byte.
-pub fn read_text(path: &Path) -> Result<String, (usize, String)> {
-    let bytes =
-        std::fs::read(path).map_err(|e| (0, format!("cannot read the configuration: {e}")))?;
-    String::from_utf8(bytes).map_err(|e| {
-        let good = e.utf8_error().valid_up_to();
-        let bytes = e.as_bytes();
-        let line_start = bytes[..good]
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map_or(0, |p| p + 1);
-        let line = bytes[..good].iter().filter(|&&b| b == b'\n').count() + 1;
-        let column = good - line_start + 1;
-        let bad = bytes.get(good).copied().unwrap_or_default();
-        (
-            line,
-            format!("not UTF-8: byte 0x{bad:02x} at column {column} (save the file as UTF-8)"),
-        )
-    })
 }
 
 /// Reads and validates the file at `path` against the real environment: a `supervisor.toml`,

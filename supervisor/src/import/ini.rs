@@ -53,7 +53,7 @@ fn read_into(path: &Path, sections: &mut Vec<Section>, depth: u32) -> Result<(),
             message: "includes nest more than 10 deep (an include loop?)".into(),
         });
     }
-    let text = crate::config::read_text(path).map_err(|(line, message)| IniError {
+    let text = crate::config::text::read_text(path).map_err(|(line, message)| IniError {
         file: path.to_owned(),
         line,
         message,

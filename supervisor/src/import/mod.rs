@@ -152,7 +152,7 @@ fn at_least(resource: (&str, libc::__rlimit_resource_t), n: u64) -> String {
         crate::config::limits::INFINITY => "infinity".to_owned(),
         v => v.max(n).to_string(),
     };
-    let (soft, hard) = crate::process::current_rlimit(which).unwrap_or((n, n));
+    let (soft, hard) = crate::process::rlimit::current_rlimit(which).unwrap_or((n, n));
     format!("{name} = \"{}:{}\"", text(soft), text(hard))
 }
 
@@ -353,7 +353,7 @@ pub fn import(path: &Path) -> Result<Imported, ImportError> {
                     match o.key.as_str() {
                         "port" => {
                             let v = expand_here(s, o, &host)?;
-                            let Some(addr) = crate::config::parse::listen_address(&v) else {
+                            let Some(addr) = crate::config::address::listen_address(&v) else {
                                 return Err(invalid(
                                     s,
                                     Some(o),

@@ -269,12 +269,12 @@ fn minfds_and_minprocs_raise_every_programs_limits_and_never_lower_them() {
         "[supervisord]\nminfds=64\nminprocs=4000000000\n[program:p]\ncommand=p\n",
     )]);
     assert!(out.findings.is_empty(), "{:?}", out.findings);
-    let (soft, hard) = crate::process::current_rlimit(libc::RLIMIT_NOFILE).unwrap();
+    let (soft, hard) = crate::process::rlimit::current_rlimit(libc::RLIMIT_NOFILE).unwrap();
     let text = |v: u64, n: u64| match v {
         u64::MAX => "infinity".to_owned(),
         v => v.max(n).to_string(),
     };
-    let (psoft, phard) = crate::process::current_rlimit(libc::RLIMIT_NPROC).unwrap();
+    let (psoft, phard) = crate::process::rlimit::current_rlimit(libc::RLIMIT_NPROC).unwrap();
     let line = format!(
         "rlimits = {{ nofile = \"{}:{}\", nproc = \"{}:{}\" }}  # from [supervisord] minfds = 64, minprocs = 4000000000\n",
         text(soft, 64),

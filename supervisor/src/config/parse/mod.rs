@@ -32,7 +32,6 @@ mod values;
 pub(crate) use accounts::resolve_user;
 use checks::{LogUse, key_span};
 pub use program::PROGRAM_KEYS;
-pub use supervisor::listen_address;
 use values::{Env, Walker, get, suggest};
 
 const SECTIONS: &[&str] = &["supervisor", "program", "control"];
