@@ -386,7 +386,7 @@ impl Daemon {
         let cfg = self.deploy_config(name)?;
         let deploydir = &self.config.supervisor.deploydir;
         let same = |c: &str| !commit.is_empty() && c == commit;
-        let short = crate::deploy::machine::short(commit);
+        let short = crate::deploy::git::short(commit);
         if history::quarantined(deploydir, name)
             .iter()
             .any(|q| same(&q.commit))
@@ -689,7 +689,7 @@ impl Daemon {
         let _ = std::fs::remove_file(history::marker(&deploydir, &program));
         let commit = |c: &Option<String>| {
             c.as_deref()
-                .map(|c| crate::deploy::machine::short(c).to_owned())
+                .map(|c| crate::deploy::git::short(c).to_owned())
                 .unwrap_or_else(|| "?".into())
         };
         let alert = match result {

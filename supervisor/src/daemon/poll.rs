@@ -262,7 +262,7 @@ impl Daemon {
         poll.seen = Some(tip.clone());
         if moved {
             tracing::info!(program = %name, tip = %tip, "deploy poll: the branch moved");
-            let trigger = format!("poll: {}", crate::deploy::machine::short(&tip));
+            let trigger = format!("poll: {}", crate::deploy::git::short(&tip));
             let kind = DeployKind::Deploy;
             if let Err(e) = self.request_deploy(name, kind, trigger, false, Some(tip.clone())) {
                 tracing::warn!(program = %name, error = %e.message, "deploy poll could not deploy");

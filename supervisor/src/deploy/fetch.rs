@@ -24,9 +24,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::release::{self, ReleaseError};
-
-/// The `{...}` an `artifact_url` may hold.
-pub const PLACEHOLDERS: &[&str] = &["commit", "short", "branch", "arch", "debian_arch"];
+use super::unpack::UnpackError;
+use super::url::{file_name, signature_url};
 
 /// The longest signature file read.
 const SIGNATURE_MAX: usize = 16 << 10;
@@ -34,56 +33,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Between two looks for the release: doubling from the first to the last.
 const WAIT_FIRST: Duration = Duration::from_millis(500);
 const WAIT_LAST: Duration = Duration::from_secs(20);
-
-/// This machine's architecture as Rust names it (`x86_64`, `aarch64`, `armv7`, ...).
-pub fn arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "arm" => "armv7",
-        a => a,
-    }
-}
-
-/// This machine's architecture as Debian (and Docker) name it (`amd64`, `arm64`, `armhf`).
-pub fn debian_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "arm" => "armhf",
-        "x86" => "i386",
-        "powerpc64" => "ppc64el",
-        a => a,
-    }
-}
-
-/// `artifact_url` with its placeholders filled in.
-pub fn expand(template: &str, commit: &str, branch: &str) -> String {
-    let short = commit.get(..7).unwrap_or(commit);
-    let mut url = template.to_owned();
-    for (name, value) in [
-        ("commit", commit),
-        ("short", short),
-        ("branch", branch),
-        ("arch", arch()),
-        ("debian_arch", debian_arch()),
-    ] {
-        url = url.replace(&format!("{{{name}}}"), value);
-    }
-    url
-}
-
-/// Where a release's signature is: the same URL with `.minisig` appended to its path.
-pub fn signature_url(url: &str) -> String {
-    match url.split_once('?') {
-        Some((path, query)) => format!("{path}.minisig?{query}"),
-        None => format!("{url}.minisig"),
-    }
-}
-
-/// The last segment of the URL's path: the name the signature must name.
-pub fn file_name(url: &str) -> &str {
-    let path = url.split(['?', '#']).next().unwrap_or(url);
-    path.rsplit('/').next().unwrap_or(path)
-}
 
 /// Why a release was not installed. The first word says which kind of failure it is.
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +58,15 @@ fn io_at(path: &Path) -> impl FnOnce(io::Error) -> FetchError + '_ {
     move |source| FetchError::Io {
         path: path.to_owned(),
         source,
+    }
+}
+
+impl From<UnpackError> for FetchError {
+    fn from(e: UnpackError) -> Self {
+        match e {
+            UnpackError::Refused(m) => FetchError::Refused(m),
+            UnpackError::Io { path, source } => FetchError::Io { path, source },
+        }
     }
 }
 
@@ -335,8 +293,8 @@ fn check_claims(
         Some(c) => {
             return Err(FetchError::Unverified(format!(
                 "signed for commit {}, not {}: an older or another release is never installed",
-                super::machine::short(c),
-                super::machine::short(&fetch.commit)
+                super::git::short(c),
+                super::git::short(&fetch.commit)
             )));
         }
         None => {
@@ -493,7 +451,7 @@ fn install(file: File, fetch: &Fetch) -> Result<(), FetchError> {
         .saturating_mul(super::unpack::UNPACKED_FACTOR);
     if let Err(e) = super::unpack::unpack(file, &partial, &fetch.name, limit) {
         let _ = release::remove_any(&partial);
-        return Err(e);
+        return Err(e.into());
     }
     let dest = releases.join(commit);
     let old = releases.join(format!(".old-{commit}"));
@@ -510,25 +468,6 @@ fn install(file: File, fetch: &Fetch) -> Result<(), FetchError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn placeholders_are_filled_in() {
-        let c = "0123456789abcdef0123456789abcdef01234567";
-        let url = expand(
-            "https://f/{branch}/{commit}/{short}/bot-{arch}.tar.zst",
-            c,
-            "main",
-        );
-        assert_eq!(
-            url,
-            format!("https://f/main/{c}/0123456/bot-{}.tar.zst", arch())
-        );
-        assert_eq!(file_name(&url), format!("bot-{}.tar.zst", arch()));
-        assert_eq!(
-            signature_url("https://f/a.tar?x=1"),
-            "https://f/a.tar.minisig?x=1"
-        );
-    }
 
     #[test]
     fn a_trusted_comment_reads_as_fields() {

@@ -193,6 +193,11 @@ pub fn is_commit(s: &str) -> bool {
     (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// The first 12 characters of a commit id, as messages show it.
+pub fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
 /// `git log -1 --format=%H%n%s` output: the commit (when it is one) and its subject.
 pub fn split_commit(output: Option<&str>) -> Option<Commit> {
     let mut lines = output?.lines();

@@ -378,7 +378,7 @@ impl Machine {
                 let (Some(new), Some(download)) = (self.new.clone(), cfg.download.clone()) else {
                     return self.finish(out, DeployResult::Failed, "no release to download");
                 };
-                let url = super::fetch::expand(&download.url, &new.id, &cfg.branch);
+                let url = super::url::expand(&download.url, &new.id, &cfg.branch);
                 // Within the step's deadline, so that a stall is named as one.
                 let read_timeout = (cfg.step_timeout / 2).min(READ_TIMEOUT);
                 if self.phase == Phase::Wait {
@@ -597,7 +597,7 @@ impl Machine {
         if !self.force && self.quarantined.contains(&new.id) {
             let message = format!(
                 "{} failed its health gate before and is quarantined; push a fix, or deploy --force",
-                short(&new.id)
+                git::short(&new.id)
             );
             return self.finish(out, DeployResult::Quarantined, &message);
         }
@@ -607,7 +607,7 @@ impl Machine {
             let secs = |d: Duration| Duration::from_secs(d.as_secs());
             let message = format!(
                 "{} failed to deploy {} ago; it is not built again before {} have passed (retry_failed_after): push a fix, or deploy --force",
-                short(&new.id),
+                git::short(&new.id),
                 format_duration(secs(*ago)),
                 format_duration(self.cfg.retry_failed_after)
             );
@@ -840,11 +840,6 @@ impl Machine {
             message: message.to_owned(),
         });
     }
-}
-
-/// The first 12 characters of a commit id, as messages show it.
-pub fn short(id: &str) -> &str {
-    id.get(..12).unwrap_or(id)
 }
 
 #[cfg(test)]

@@ -5,14 +5,15 @@
 //! # Layout
 //! - [`machine`]: a deploy as a pure state machine (phase + input → phase + effects), table
 //!   tested, as [`crate::lifecycle`] is for programs.
-//! - [`git`]: the commands a deploy runs (argument lists, environment) and how their output
-//!   reads.
+//! - [`git`]: the commands a deploy runs (argument lists, environment), how their output
+//!   reads, and commit ids.
 //! - [`release`]: artifact mode's file work: the copy into `releases/<commit>/` (run as a step
 //!   process, `supervisor release-copy`, never in the daemon) and the `current` switch.
 //! - [`fetch`]: `artifact_url`'s prebuilt releases: the wait for one to appear, the download,
 //!   the minisign check and the unpacking (run as step processes, `supervisor release-wait`
 //!   and `release-fetch`, never in the daemon); [`unpack`]: what a release archive may hold,
-//!   and its unpacking.
+//!   and its unpacking; [`url`]: a release's address (placeholders, this machine's
+//!   architecture, the signature's URL).
 //! - [`history`]: the history, deploy logs, the in-flight marker and the quarantine on disk.
 //!
 //! The daemon (`daemon/deploy.rs`) performs the machine's effects: it spawns the steps as
@@ -33,3 +34,4 @@ pub mod history;
 pub mod machine;
 pub mod release;
 pub mod unpack;
+pub mod url;

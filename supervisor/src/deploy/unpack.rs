@@ -15,15 +15,27 @@ use std::io::{self, Read, Seek as _};
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Component, Path, PathBuf};
 
-use super::fetch::FetchError;
-
 /// What an archive may unpack to, as a multiple of `artifact_max_size`.
 pub const UNPACKED_FACTOR: u64 = 4;
 /// The most entries an archive may hold.
 const ENTRIES_MAX: usize = 100_000;
 
-fn io_at(path: &Path) -> impl FnOnce(io::Error) -> FetchError + '_ {
-    move |source| FetchError::Io {
+/// Why a release archive was not unpacked.
+#[derive(Debug, thiserror::Error)]
+pub enum UnpackError {
+    /// It holds what a release may not, or unpacks to too much.
+    #[error("refused: {0}")]
+    Refused(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> UnpackError + '_ {
+    move |source| UnpackError::Io {
         path: path.to_owned(),
         source,
     }
@@ -53,7 +65,7 @@ impl<R: Read> Read for Capped<R> {
 struct TooLarge(u64);
 
 /// The release: a tar archive (plain, gzip, zstd), or a single file saved as `name`.
-pub fn unpack(mut file: File, dest: &Path, name: &str, limit: u64) -> Result<(), FetchError> {
+pub fn unpack(mut file: File, dest: &Path, name: &str, limit: u64) -> Result<(), UnpackError> {
     let mut magic = [0u8; 4];
     let n = file.read(&mut magic).map_err(io_at(dest))?;
     file.rewind().map_err(io_at(dest))?;
@@ -61,7 +73,7 @@ pub fn unpack(mut file: File, dest: &Path, name: &str, limit: u64) -> Result<(),
         [0x1f, 0x8b, ..] => Box::new(flate2::read::GzDecoder::new(file)),
         [0x28, 0xb5, 0x2f, 0xfd] => Box::new(
             ruzstd::decoding::StreamingDecoder::new(file)
-                .map_err(|e| FetchError::Refused(format!("not a readable zstd file: {e}")))?,
+                .map_err(|e| UnpackError::Refused(format!("not a readable zstd file: {e}")))?,
         ),
         _ => Box::new(file),
     };
@@ -74,7 +86,7 @@ pub fn unpack(mut file: File, dest: &Path, name: &str, limit: u64) -> Result<(),
     (&mut stream)
         .take(512)
         .read_to_end(&mut head)
-        .map_err(|e| FetchError::Refused(format!("cannot read the release: {e}")))?;
+        .map_err(|e| UnpackError::Refused(format!("cannot read the release: {e}")))?;
     let rest = io::Cursor::new(head.clone()).chain(stream);
     if head.get(257..262) == Some(b"ustar") {
         untar(rest, dest)
@@ -87,21 +99,21 @@ pub fn unpack(mut file: File, dest: &Path, name: &str, limit: u64) -> Result<(),
     }
 }
 
-fn unpack_error(path: &Path, e: io::Error) -> FetchError {
+fn unpack_error(path: &Path, e: io::Error) -> UnpackError {
     // tar may wrap the reader's error in one of its own, with the text kept.
     let too_large = e.get_ref().is_some_and(|i| i.is::<TooLarge>())
         || e.to_string().contains("unpacks to more than");
     if too_large {
-        FetchError::Refused(e.to_string())
+        UnpackError::Refused(e.to_string())
     } else {
-        FetchError::Io {
+        UnpackError::Io {
             path: path.to_owned(),
             source: e,
         }
     }
 }
 
-fn create_file(path: &Path, mode: u32) -> Result<File, FetchError> {
+fn create_file(path: &Path, mode: u32) -> Result<File, UnpackError> {
     OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -110,9 +122,9 @@ fn create_file(path: &Path, mode: u32) -> Result<File, FetchError> {
         .open(path)
         .map_err(|e| match e.kind() {
             io::ErrorKind::AlreadyExists => {
-                FetchError::Refused(format!("{} appears twice in the archive", path.display()))
+                UnpackError::Refused(format!("{} appears twice in the archive", path.display()))
             }
-            _ => FetchError::Io {
+            _ => UnpackError::Io {
                 path: path.to_owned(),
                 source: e,
             },
@@ -155,8 +167,8 @@ fn link_target(at: &Path, target: &Path) -> Option<PathBuf> {
     Some(parts.iter().collect())
 }
 
-fn untar(stream: impl Read, dest: &Path) -> Result<(), FetchError> {
-    let refuse = |m: String| FetchError::Refused(m);
+fn untar(stream: impl Read, dest: &Path) -> Result<(), UnpackError> {
+    let refuse = |m: String| UnpackError::Refused(m);
     let mut archive = tar::Archive::new(stream);
     let read_error = |e: io::Error| unpack_error(dest, e);
     // Links are made once every file is written, so that no file is ever written through one.
@@ -243,7 +255,7 @@ fn untar(stream: impl Read, dest: &Path) -> Result<(), FetchError> {
     }
     let root = fs::canonicalize(dest).map_err(io_at(dest))?;
     // The folder a link is made in must really be inside (an earlier link may lead elsewhere).
-    let parent_inside = |path: &Path| -> Result<(), FetchError> {
+    let parent_inside = |path: &Path| -> Result<(), UnpackError> {
         let parent = path.parent().unwrap_or(dest);
         match fs::canonicalize(parent) {
             Ok(real) if real.starts_with(&root) => Ok(()),

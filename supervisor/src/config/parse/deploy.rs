@@ -313,10 +313,10 @@ pub(super) fn check_artifact_url(url: &str) -> Result<(), String> {
             return Err(format!("{url:?}: a {{ without its }}"));
         };
         let name = &rest[open + 1..open + close];
-        if !crate::deploy::fetch::PLACEHOLDERS.contains(&name) {
+        if !crate::deploy::url::PLACEHOLDERS.contains(&name) {
             return Err(format!(
                 "{{{name}}} is not a placeholder of artifact_url (known: {})",
-                crate::deploy::fetch::PLACEHOLDERS
+                crate::deploy::url::PLACEHOLDERS
                     .iter()
                     .map(|p| format!("{{{p}}}"))
                     .collect::<Vec<_>>()

@@ -4,9 +4,8 @@
 use dxr::Value;
 use supervisor_proto::{ProgramInfo, ProgramState, Stream};
 
-use super::methods::strukt;
 use super::names::group_of;
-use super::write::{Field, struct_into};
+use super::write::{Field, struct_into, strukt};
 use crate::config::{LogTarget, ProgramConfig};
 
 /// supervisord's state codes (`supervisor.states.ProcessStates`).

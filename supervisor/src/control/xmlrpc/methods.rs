@@ -7,7 +7,6 @@
 //! group and result conventions they share; when #39 gives each control verb a module of its
 //! own, each method's arm goes with its verb.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use dxr::{Fault, MethodCall, Value};
@@ -20,7 +19,7 @@ use super::help::METHODS;
 use super::info::{config_info, process_info_into};
 use super::logs;
 use super::names::{group_of, members, one_program, running, split};
-use super::write::Answer;
+use super::write::{Answer, strukt};
 use crate::config::Config;
 use crate::control::Shared;
 use crate::control::audit::Peer;
@@ -505,15 +504,6 @@ impl Ctx<'_> {
             Err(e) => Err(Code::Failed.fault(format!("reading the log: {e}"))),
         }
     }
-}
-
-pub(super) fn strukt<const N: usize>(members: [(&str, Value); N]) -> Value {
-    Value::Struct(
-        members
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect::<BTreeMap<_, _>>(),
-    )
 }
 
 fn strings(items: Vec<String>) -> Value {

@@ -3,6 +3,7 @@
 //! the rest of the call (docs/BENCHMARKS.md, "supervisord's XML-RPC"). Calls are still read
 //! by dxr, which also checks what is written here in the tests.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use base64::Engine as _;
@@ -185,6 +186,16 @@ fn escape_into(out: &mut String, s: &str) {
             c => out.push(c),
         }
     }
+}
+
+/// A struct value from its members, as the methods' answers are built.
+pub(super) fn strukt<const N: usize>(members: [(&str, Value); N]) -> Value {
+    Value::Struct(
+        members
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect::<BTreeMap<_, _>>(),
+    )
 }
 
 #[cfg(test)]

@@ -120,7 +120,7 @@ fn spawn(name: &str, argv: &[&str], capture: bool) -> Effect {
 fn release_url() -> String {
     format!(
         "https://forge/bot/{NEW}/bot-{}.tar.zst",
-        crate::deploy::fetch::arch()
+        crate::deploy::url::arch()
     )
 }
 
