@@ -22,12 +22,15 @@
 //! - [`status`]: how states read in `status` (supervisorctl's descriptions).
 //! - [`jsonl`]: bounded JSON-lines files (rotated, read from the end): history, audit trail.
 //! - [`import`]: `supervisor import`, from a supervisord configuration.
-//! - [`cli`]: the client verbs of the binary (`status`, `start`, `tail -f`, ...).
 //! - [`exit`]: the binary's exit codes, and which error means which (for the daemon and the
 //!   client verbs alike, so that neither reaches into the other).
+//!
+//! The front end is not here: the command line, the client verbs (`status`, `start`,
+//! `tail -f`, ...) and the step commands' shells are the binary's own modules
+//! (`src/cli/`, under `src/main.rs`), built on this library and supervisor-proto. The daemon
+//! library has no code of theirs.
 
 pub mod backoff;
-pub mod cli;
 pub mod config;
 pub mod control;
 pub mod daemon;

@@ -1,5 +1,8 @@
-//! The `supervisor` binary: the daemon and its command-line client. See [`supervisor::cli`].
+//! The `supervisor` binary, the front end: the command line, the client verbs and the step
+//! commands, over the daemon library ([`supervisor`]) and supervisor-proto. See [`cli`].
+
+mod cli;
 
 fn main() -> std::process::ExitCode {
-    supervisor::cli::main()
+    cli::main()
 }

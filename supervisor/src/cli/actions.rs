@@ -10,7 +10,7 @@ use supervisor_proto::{
 
 use super::args::SocketArg;
 use super::connect;
-use crate::exit::Exit;
+use supervisor::exit::Exit;
 
 /// start, stop, restart, signal, clear, as supervisorctl does them: name by name, in order,
 /// a line per result (a group's member as `group:name`), and its exit codes: 1 when an action

@@ -6,7 +6,7 @@ use supervisor_proto::{ClientError, Severity};
 
 use super::args::SocketArg;
 use super::{connect, print_json};
-use crate::exit::Exit;
+use supervisor::exit::Exit;
 
 /// `alerts`: the newest first.
 pub async fn alerts(limit: u32, json: bool, socket: &SocketArg) -> Result<Exit, ClientError> {

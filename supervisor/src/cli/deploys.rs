@@ -7,7 +7,7 @@ use supervisor_proto::{ClientError, DeployResult, DeployStage};
 
 use super::args::SocketArg;
 use super::{connect, print_json};
-use crate::exit::Exit;
+use supervisor::exit::Exit;
 
 /// `deploys [NAME...]`: the history, newest first.
 pub async fn history(

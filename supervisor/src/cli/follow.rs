@@ -8,7 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::logs::tail::last_lines;
+use supervisor::logs::tail::last_lines;
 
 /// How often to look for new output. A log follower for people, like `tail -F` without inotify.
 const POLL: Duration = Duration::from_millis(100);
@@ -57,7 +57,7 @@ pub async fn follow(path: &Path, lines: u32, out: &mut impl Write) -> io::Result
 
 /// The backups `path.N-1` … `path.1` that are newer than the one holding `old`, oldest first.
 fn rotated_after(path: &Path, old: &std::fs::Metadata) -> Vec<File> {
-    let numbered = |n: u32| crate::logs::rotation::backup(path, n);
+    let numbered = |n: u32| supervisor::logs::rotation::backup(path, n);
     let mut n = 1;
     loop {
         match std::fs::metadata(numbered(n)) {

@@ -7,7 +7,7 @@ use supervisor_proto::{ClientError, Stream};
 
 use super::args::{SocketArg, StreamArg};
 use super::connect;
-use crate::exit::Exit;
+use supervisor::exit::Exit;
 
 /// `tail [-f] [-n N] NAME [stderr]`.
 pub async fn tail(

@@ -17,8 +17,7 @@ mod logs;
 pub mod personas;
 mod status;
 
-pub use crate::exit::Exit;
-pub use status::status_line;
+pub use supervisor::exit::Exit;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -51,12 +50,12 @@ pub fn main() -> ExitCode {
         } => {
             init_tracing(log_format, log_level.unwrap_or(tracing::Level::INFO));
             if let Some(user) = user {
-                if let Err(e) = crate::process::become_user(&user) {
+                if let Err(e) = supervisor::process::become_user(&user) {
                     eprintln!("supervisor: cannot switch to user {user}: {e}");
                     return Exit::Usage.into();
                 }
             }
-            match crate::run(&config.config, strict, std::future::pending()) {
+            match supervisor::run(&config.config, strict, std::future::pending()) {
                 // The daemon's own code (0 or 1, README "Exit codes").
                 Ok(code) => return ExitCode::from(u8::try_from(code).unwrap_or(1)),
                 Err(e) => {
@@ -65,7 +64,7 @@ pub fn main() -> ExitCode {
                 }
             }
         }
-        Command::Check { config, strict } => match crate::check(&config.config) {
+        Command::Check { config, strict } => match supervisor::check(&config.config) {
             Ok((c, findings)) => {
                 for f in &findings {
                     eprintln!("{f}");
@@ -101,7 +100,7 @@ pub fn main() -> ExitCode {
             releases,
             name,
             keep,
-        } => match crate::deploy::release::make(&src, &releases, &name, keep) {
+        } => match supervisor::deploy::release::make(&src, &releases, &name, keep) {
             Ok(dest) => {
                 println!("release {} made", dest.display());
                 Exit::Ok
@@ -113,7 +112,7 @@ pub fn main() -> ExitCode {
         },
         Command::LsRemote { url, reference } => {
             let deadline = Duration::from_secs(30);
-            match crate::deploy::fetch::ls_remote(&url, &reference, deadline) {
+            match supervisor::deploy::fetch::ls_remote(&url, &reference, deadline) {
                 Ok(id) => {
                     println!("{id}\t{reference}");
                     Exit::Ok
@@ -130,7 +129,7 @@ pub fn main() -> ExitCode {
             read_timeout_ms,
         } => {
             let ms = Duration::from_millis;
-            match crate::deploy::fetch::wait(&url, ms(wait_ms), ms(read_timeout_ms)) {
+            match supervisor::deploy::fetch::wait(&url, ms(wait_ms), ms(read_timeout_ms)) {
                 Ok(()) => Exit::Ok,
                 Err(e) => step_failed(&e),
             }
@@ -145,7 +144,7 @@ pub fn main() -> ExitCode {
             max_size,
             read_timeout_ms,
         } => {
-            let fetch = crate::deploy::fetch::Fetch {
+            let fetch = supervisor::deploy::fetch::Fetch {
                 url,
                 key,
                 commit,
@@ -155,7 +154,7 @@ pub fn main() -> ExitCode {
                 max_size,
                 read_timeout: Duration::from_millis(read_timeout_ms),
             };
-            match crate::deploy::fetch::fetch(&fetch) {
+            match supervisor::deploy::fetch::fetch(&fetch) {
                 // What the deploy engine reads back: the commit, then its subject.
                 Ok(signed) => {
                     println!("{}\n{}", fetch.commit, signed.subject.unwrap_or_default());
@@ -202,8 +201,8 @@ fn init_tracing(format: LogFormat, level: tracing::Level) {
 
 /// `supervisor import`: converts, reports, checks the result.
 fn import(path: &Path, output: Option<&Path>, strict: bool) -> Exit {
-    use crate::import::Severity;
-    let imported = match crate::import::import(path) {
+    use supervisor::import::Severity;
+    let imported = match supervisor::import::import(path) {
         Ok(i) => i,
         Err(e) => {
             eprintln!("{e}");
@@ -224,7 +223,7 @@ fn import(path: &Path, output: Option<&Path>, strict: bool) -> Exit {
     }
     // The result must pass `supervisor check` where it will live.
     let target = output.map_or_else(|| PathBuf::from("supervisor.toml"), Path::to_owned);
-    let checked = crate::config::parse(&target, &imported.toml);
+    let checked = supervisor::config::parse(&target, &imported.toml);
     match output {
         Some(out) => {
             if let Err(e) = std::fs::write(out, &imported.toml) {
@@ -249,7 +248,7 @@ fn socket_path(arg: &SocketArg) -> PathBuf {
         return s.clone();
     }
     // Only the socket's path is read: an error elsewhere in the file is the daemon's business.
-    match crate::config::parse::socket_path(&arg.config) {
+    match supervisor::config::parse::socket_path(&arg.config) {
         Ok(path) => path,
         Err(why) => {
             let base = arg.config.parent().unwrap_or(Path::new("."));
@@ -387,7 +386,7 @@ async fn run_verb(verb: Command) -> Result<Exit, ClientError> {
 
 /// A deploy step of ours that failed: why, on stderr for the deploy's log and on stdout for
 /// the deploy engine's record.
-fn step_failed(e: &crate::deploy::fetch::FetchError) -> Exit {
+fn step_failed(e: &supervisor::deploy::fetch::FetchError) -> Exit {
     eprintln!("{e}");
     println!("{e}");
     Exit::Failed

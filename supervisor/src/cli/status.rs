@@ -7,13 +7,13 @@ use supervisor_proto::{ClientError, ProgramInfo, ProgramState};
 
 use super::args::SocketArg;
 use super::connect;
-use crate::exit::Exit;
+use supervisor::exit::Exit;
 
 /// `avail`: each program of the configuration file, `in use` when the supervisor has it (or
 /// its group) and `avail` when `add` would add it, as supervisorctl prints them (by name).
 pub async fn avail(socket: &SocketArg) -> Result<Exit, ClientError> {
     let (_, programs) = connect(socket).await?.status().await?;
-    let file = match crate::config::load(&socket.config) {
+    let file = match supervisor::config::load(&socket.config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!(
@@ -23,7 +23,7 @@ pub async fn avail(socket: &SocketArg) -> Result<Exit, ClientError> {
             return Ok(Exit::Failed);
         }
     };
-    let group = |p: &crate::config::ProgramConfig| p.group.clone().unwrap_or(p.name.to_string());
+    let group = |p: &supervisor::config::ProgramConfig| p.group.clone().unwrap_or(p.name.to_string());
     let in_use = |g: &str| {
         programs
             .iter()
