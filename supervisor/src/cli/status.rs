@@ -23,7 +23,8 @@ pub async fn avail(socket: &SocketArg) -> Result<Exit, ClientError> {
             return Ok(Exit::Failed);
         }
     };
-    let group = |p: &supervisor::config::ProgramConfig| p.group.clone().unwrap_or(p.name.to_string());
+    let group =
+        |p: &supervisor::config::ProgramConfig| p.group.clone().unwrap_or(p.name.to_string());
     let in_use = |g: &str| {
         programs
             .iter()

@@ -8,7 +8,7 @@
 //! - [`start`]: start-up, before the loop's first turn: socket, signals, servers, programs.
 //! - [`program`]: a program as the actor holds it, and the log files its streams share.
 //! - [`children`]: every process the actor waits for, by pid, and what it is.
-//! - [`requests`]: control requests (status, start, stop, ...) and the clients waiting on them.
+//! - [`requests`]: control requests, a module per verb or family of verbs.
 //! - [`update`]: `reread` and `update` (also SIGHUP): applying a changed configuration.
 //! - [`deploy`]: the deploy machine's effects: steps, the release switch, restarts, history.
 //! - [`health`]: readiness and liveness: notify sockets, probes, watchdogs.
