@@ -225,8 +225,9 @@ impl Daemon {
             .watched(self.programs[idx].cfg.name.as_str())
             .and_then(|w| w.fatal_status.take());
         let p = &mut self.programs[idx];
-        let line = p
+        let line = self
             .health
+            .of(p.cfg.name.as_str())
             .last_line
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

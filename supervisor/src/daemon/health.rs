@@ -3,6 +3,7 @@
 //! actor (commands), and report back; timers are deadlines in the actor's one sleep. A program
 //! without health keys has no timer and no task.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -54,6 +55,37 @@ pub(super) struct ProgramHealth {
     pub failures: u64,
 }
 
+/// Every program's health, by name: the health component's own state (the actor's `Program`
+/// holds none of it).
+#[derive(Debug, Default)]
+pub(super) struct Health {
+    programs: HashMap<String, ProgramHealth>,
+}
+
+impl Health {
+    /// A program's health (set up by [`Self::insert`] when the program was; a fresh one, with
+    /// no socket and no checks, for a name never set up).
+    pub fn of(&mut self, program: &str) -> &mut ProgramHealth {
+        self.programs.entry(program.to_owned()).or_default()
+    }
+
+    pub fn get(&self, program: &str) -> Option<&ProgramHealth> {
+        self.programs.get(program)
+    }
+
+    /// A program set up anew: what an older one of that name had (its socket) goes first.
+    pub fn insert(&mut self, program: &str, health: ProgramHealth) {
+        self.programs.remove(program);
+        self.programs.insert(program.to_owned(), health);
+    }
+
+    /// Drops the health of programs no longer configured.
+    pub fn keep_only(&mut self, programs: &HashSet<&str>) {
+        self.programs
+            .retain(|name, _| programs.contains(name.as_str()));
+    }
+}
+
 impl ProgramHealth {
     pub fn describe(&self) -> Option<String> {
         let mut text = self.status_text.clone();
@@ -73,13 +105,13 @@ impl Daemon {
     /// After a transition of program `idx`: arm, re-arm or drop its checks for its new state.
     pub(super) fn sync_health(&mut self, idx: usize) {
         let now = Instant::now();
-        let p = &mut self.programs[idx];
+        let p = &self.programs[idx];
         let target = match p.state {
             State::Starting { pid, .. } => Some((pid, false)),
             State::Running { pid, .. } => Some((pid, true)),
             _ => None,
         };
-        let h = &mut p.health;
+        let h = self.health.of(p.cfg.name.as_str());
         // What a process said of itself ends with it (kept while it stops).
         if !matches!(
             p.state,
@@ -151,8 +183,7 @@ impl Daemon {
 
     /// The health timers: probes due, watchdogs, command probes past their timeout.
     pub(super) fn health_deadlines(&self) -> impl Iterator<Item = Instant> + '_ {
-        let programs = self.programs.iter().flat_map(|p| {
-            let h = &p.health;
+        let programs = self.health.programs.values().flat_map(|h| {
             [
                 h.ready_poll.as_ref().and_then(Schedule::deadline),
                 h.liveness.as_ref().and_then(|l| l.schedule.deadline()),
@@ -171,20 +202,21 @@ impl Daemon {
 
     pub(super) fn health_tick(&mut self, now: Instant) {
         for idx in 0..self.programs.len() {
-            let h = &mut self.programs[idx].health;
+            let name = self.programs[idx].cfg.name.to_string();
+            let h = self.health.of(&name);
             if let Some(reason) = h.watchdog.as_ref().and_then(|w| w.expired(now)) {
                 h.watchdog = None;
                 self.unhealthy(idx, reason);
                 continue;
             }
-            let h = &mut self.programs[idx].health;
+            let h = self.health.of(&name);
             if h.ready_poll.as_mut().is_some_and(|s| s.start_if_due(now)) {
                 if let Ready::Probe(spec) = &self.programs[idx].cfg.ready {
                     let (probe, timeout) = (spec.probe.clone(), spec.timeout);
                     self.start_probe(idx, ProbeKind::Ready, probe, timeout);
                 }
             }
-            let h = &mut self.programs[idx].health;
+            let h = self.health.of(&name);
             if h.liveness
                 .as_mut()
                 .is_some_and(|l| l.schedule.start_if_due(now))
@@ -205,7 +237,8 @@ impl Daemon {
 
     fn start_probe(&mut self, idx: usize, kind: ProbeKind, probe: Probe, timeout: Duration) {
         let p = &self.programs[idx];
-        let (program, run) = (p.cfg.name.clone(), p.health.run);
+        let run = self.health.get(p.cfg.name.as_str()).map_or(0, |h| h.run);
+        let program = p.cfg.name.clone();
         let reports = self.reports.clone();
         let task = move |result: Result<(), String>| Report::Probe {
             program,
@@ -302,7 +335,8 @@ impl Daemon {
             Report::LogReady { program, run } => {
                 let waiting = |idx: &usize| {
                     let p = &self.programs[*idx];
-                    p.health.run == run && matches!(p.state, State::Starting { .. })
+                    let h = self.health.get(p.cfg.name.as_str());
+                    h.is_some_and(|h| h.run == run) && matches!(p.state, State::Starting { .. })
                 };
                 if let Some(idx) = self.index(program.as_str()).filter(waiting) {
                     tracing::info!(program = %program, "ready: its log line appeared");
@@ -329,16 +363,17 @@ impl Daemon {
             return;
         };
         let now = Instant::now();
-        let p = &mut self.programs[idx];
-        if p.health.run != run {
+        let p = &self.programs[idx];
+        let h = self.health.of(p.cfg.name.as_str());
+        if h.run != run {
             return;
         }
         if result.is_err() {
-            p.health.failures += 1;
+            h.failures += 1;
         }
         match kind {
             ProbeKind::Ready => {
-                let Some(schedule) = p.health.ready_poll.as_mut() else {
+                let Some(schedule) = h.ready_poll.as_mut() else {
                     return;
                 };
                 schedule.finished(now);
@@ -355,13 +390,13 @@ impl Daemon {
                     Some(check) => check.probe.to_string(),
                     None => return,
                 };
-                let Some(liveness) = p.health.liveness.as_mut() else {
+                let Some(liveness) = h.liveness.as_mut() else {
                     return;
                 };
                 match liveness.finish(&result, &what, now) {
                     Verdict::Healthy => {
-                        if p.health.healthy == Some(false) {
-                            p.health.healthy = Some(true);
+                        if h.healthy == Some(false) {
+                            h.healthy = Some(true);
                             tracing::info!(program = %program, "healthy again");
                             self.emit_health(idx, true, format!("{what} passed"));
                         }
@@ -369,8 +404,8 @@ impl Daemon {
                     Verdict::Failing { count } => {
                         let error = result.err().unwrap_or_default();
                         tracing::warn!(program = %program, failures = count, error = %error, "health check failed");
-                        if p.health.healthy != Some(false) {
-                            p.health.healthy = Some(false);
+                        if h.healthy != Some(false) {
+                            h.healthy = Some(false);
                             self.emit_health(idx, false, error);
                         }
                     }
@@ -381,8 +416,8 @@ impl Daemon {
     }
 
     pub(super) fn unhealthy(&mut self, idx: usize, reason: String) {
-        let p = &mut self.programs[idx];
-        p.health.healthy = Some(false);
+        let p = &self.programs[idx];
+        self.health.of(p.cfg.name.as_str()).healthy = Some(false);
         tracing::warn!(program = %p.cfg.name, reason = %reason, "unhealthy; restarting it");
         self.emit_health(idx, false, format!("unhealthy: {reason}"));
         self.alert_unhealthy(idx, &reason);
@@ -391,27 +426,28 @@ impl Daemon {
 
     fn notified(&mut self, idx: usize, sender: i32, message: Message) {
         let now = Instant::now();
-        let p = &mut self.programs[idx];
+        let p = &self.programs[idx];
         let name = p.cfg.name.clone();
+        let h = self.health.of(name.as_str());
         match message {
             Message::Ready => {
                 if matches!(p.state, State::Starting { .. }) {
                     tracing::info!(program = %name, sender, "ready: READY=1");
                 }
-                if p.health.status_text.as_deref() == Some("reloading") {
-                    p.health.status_text = None;
+                if h.status_text.as_deref() == Some("reloading") {
+                    h.status_text = None;
                 }
                 self.feed(idx, LifeEvent::Ready);
             }
-            Message::Reloading => p.health.status_text = Some("reloading".into()),
-            Message::Stopping => p.health.status_text = Some("stopping".into()),
+            Message::Reloading => h.status_text = Some("reloading".into()),
+            Message::Stopping => h.status_text = Some("stopping".into()),
             Message::Status(text) => {
-                p.health.status_text = Some(text);
-                p.health.status_at = Some(now);
+                h.status_text = Some(text);
+                h.status_at = Some(now);
             }
-            Message::Errno(e) => p.health.errno = Some(e),
+            Message::Errno(e) => h.errno = Some(e),
             Message::Watchdog => {
-                if let Some(w) = p.health.watchdog.as_mut() {
+                if let Some(w) = h.watchdog.as_mut() {
                     w.ping(now);
                 }
             }
@@ -421,12 +457,12 @@ impl Daemon {
                 }
             }
             Message::WatchdogUsec(timeout) => {
-                p.health.watchdog_override = Some(timeout);
-                if let Some(w) = p.health.watchdog.as_mut() {
+                h.watchdog_override = Some(timeout);
+                if let Some(w) = h.watchdog.as_mut() {
                     *w = Watchdog::new(timeout, now);
                 } else if matches!(p.state, State::Running { .. }) {
-                    p.health.watchdog = Some(Watchdog::new(timeout, now));
-                    p.health.healthy.get_or_insert(true);
+                    h.watchdog = Some(Watchdog::new(timeout, now));
+                    h.healthy.get_or_insert(true);
                 }
             }
             Message::ExtendTimeout(more) => self.feed(idx, LifeEvent::ExtendTimeout(more)),
@@ -438,8 +474,8 @@ impl Daemon {
                 });
                 if in_group && Some(pid) != leader {
                     tracing::info!(program = %name, main_pid = pid.as_raw(), "MAINPID: its main process");
-                    p.health.main_pid = Some(pid);
-                    if let Some(socket) = &p.health.notify {
+                    h.main_pid = Some(pid);
+                    if let Some(socket) = &h.notify {
                         socket.group.send_replace(leader.map(|l| (l, Some(pid))));
                     }
                     self.children.add(pid, Child::MainProcess(name.to_string()));
@@ -463,7 +499,11 @@ impl Daemon {
     pub(super) fn health_env(&self, idx: usize) -> Vec<(String, String)> {
         let p = &self.programs[idx];
         let mut env = Vec::new();
-        if let Some(socket) = &p.health.notify {
+        let notify = self
+            .health
+            .get(p.cfg.name.as_str())
+            .and_then(|h| h.notify.as_ref());
+        if let Some(socket) = notify {
             env.push((
                 "NOTIFY_SOCKET".to_owned(),
                 socket.path.to_string_lossy().into_owned(),

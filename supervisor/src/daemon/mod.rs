@@ -174,6 +174,8 @@ struct Daemon {
     ceilings: ceilings::Watch,
     /// Scheduled programs' next runs.
     plans: schedule::Plans,
+    /// Each program's readiness and liveness: notify sockets, probes, watchdogs.
+    health: health::Health,
 }
 
 impl Daemon {
@@ -218,6 +220,7 @@ impl Daemon {
             listeners,
             ceilings: ceilings::Watch::default(),
             plans: schedule::Plans::default(),
+            health: health::Health::default(),
         };
         for cfg in daemon.config.programs.clone() {
             daemon.add_program(cfg)?;
@@ -238,7 +241,8 @@ impl Daemon {
             log_files: &mut self.log_files,
             echo_format: self.config.supervisor.echo_format,
         };
-        let (program, captures) = Program::new(cfg, &self.echo, &self.reopen, &mut setup)?;
+        let (program, health, captures) = Program::new(cfg, &self.echo, &self.reopen, &mut setup)?;
+        self.health.insert(program.cfg.name.as_str(), health);
         let interval = program.cfg.deploy.as_ref().and_then(|d| d.poll);
         let jitter = interval.map_or(0.0, |_| self.jitter.sample());
         self.polls.set(program.cfg.name.as_str(), interval, jitter);
@@ -267,6 +271,7 @@ impl Daemon {
         self.alerts.keep_only(&names);
         self.listeners.keep_only(&names);
         self.deploys.keep_only(&names);
+        self.health.keep_only(&names);
         let leaders = self
             .programs
             .iter()
@@ -380,12 +385,12 @@ impl Daemon {
             let (mut next, effect) = transition(&p.state, &event, &p.cfg.policy, cx);
             // What it said last (`STATUS=`) goes with it: kept for its FATAL reason.
             if matches!(next, State::Fatal { .. }) && !matches!(p.state, State::Fatal { .. }) {
-                self.alerts.watch(p.cfg.name.as_str()).fatal_status = p
-                    .health
+                let h = self.health.of(p.cfg.name.as_str());
+                self.alerts.watch(p.cfg.name.as_str()).fatal_status = h
                     .status_text
                     .clone()
                     .filter(|s| !s.is_empty())
-                    .zip(p.health.status_at);
+                    .zip(h.status_at);
             }
             // Not ready, waited on for a log line, and not a byte came: say why that may be.
             if let State::Stopping {
@@ -393,9 +398,11 @@ impl Daemon {
                 ..
             } = &mut next
             {
-                let silent = p.health.log_heard.as_ref().is_some_and(|heard| {
-                    heard.load(std::sync::atomic::Ordering::Acquire) != p.health.run
-                });
+                let h = self.health.of(p.cfg.name.as_str());
+                let silent = h
+                    .log_heard
+                    .as_ref()
+                    .is_some_and(|heard| heard.load(std::sync::atomic::Ordering::Acquire) != h.run);
                 if let (&mut ExitReason::NotReady(after), true) = (&mut *reason, silent) {
                     *reason = ExitReason::NotReadySilent(after);
                 }
@@ -515,9 +522,10 @@ impl Daemon {
                     self.main_process_exited(&program, pid, reason)
                 }
                 Some(Child::Program(idx))
-                    if self.programs[idx]
+                    if self
                         .health
-                        .main_pid
+                        .get(self.programs[idx].cfg.name.as_str())
+                        .and_then(|h| h.main_pid)
                         .is_some_and(|m| self.children.is_main_process(m)) =>
                 {
                     tracing::info!(program = %self.programs[idx].cfg.name, pid = pid.as_raw(), reason = %reason,
@@ -549,12 +557,13 @@ impl Daemon {
     fn main_process_exited(&mut self, program: &str, pid: Pid, reason: ExitReason) {
         let main = self.index(program).and_then(|idx| {
             let p = &self.programs[idx];
-            let leader = p.state.pid().filter(|_| p.health.main_pid == Some(pid));
+            let main = self.health.get(program).and_then(|h| h.main_pid);
+            let leader = p.state.pid().filter(|_| main == Some(pid));
             leader.map(|leader| (idx, leader))
         });
         if let Some((idx, leader)) = main {
             tracing::info!(program = %program, pid = pid.as_raw(), reason = %reason, "main process exited");
-            self.programs[idx].health.main_pid = None;
+            self.health.of(program).main_pid = None;
             self.programs[idx].last_exit = Some(reason.clone());
             self.feed(
                 idx,

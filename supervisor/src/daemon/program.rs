@@ -1,6 +1,7 @@
 //! A program as the actor holds it: its configuration and lifecycle state, its capture pipes,
-//! the clients waiting on it, and what its features keep per program (health, start budget, a
-//! running deploy); the log files its streams share.
+//! the clients waiting on it and its start budget (the lifecycle's input); the log files its
+//! streams share. What each feature keeps per program (health, polls, deploys, alerts, event
+//! listeners, ceilings, schedules) is that feature's component's, by the program's name.
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
@@ -63,7 +64,6 @@ pub(super) struct Program {
     pub(super) last_exit: Option<ExitReason>,
     pub(super) waiters: Vec<Waiter>,
     pub(super) retiring: Option<Retire>,
-    pub(super) health: health::ProgramHealth,
     /// Recent spawns, for `start_limit`.
     pub(super) starts: Starts,
 }
@@ -130,13 +130,14 @@ pub(super) struct ProgramSetup<'a> {
 }
 
 impl Program {
-    /// Sets up the program's pipes and the tasks that capture them.
+    /// Sets up the program's pipes and the tasks that capture them, and its health (its notify
+    /// socket, what its captures tell it), which the health component keeps.
     pub(super) fn new(
         cfg: ProgramConfig,
         echo: &EchoSender,
         reopen: &watch::Sender<u64>,
         setup: &mut ProgramSetup<'_>,
-    ) -> anyhow::Result<(Self, Vec<JoinHandle<()>>)> {
+    ) -> anyhow::Result<(Self, health::ProgramHealth, Vec<JoinHandle<()>>)> {
         let mut health = health::ProgramHealth::default();
         // A watchdog needs the socket too, whatever decides readiness (systemd's
         // `WatchdogSec=` works with any `Type=`).
@@ -223,7 +224,6 @@ impl Program {
             last_exit: None,
             waiters: Vec::new(),
             retiring: None,
-            health,
             starts: Starts::new(
                 cfg.policy.start_limit,
                 setup.statedir,
@@ -232,7 +232,7 @@ impl Program {
             ),
             cfg,
         };
-        Ok((program, captures))
+        Ok((program, health, captures))
     }
 }
 

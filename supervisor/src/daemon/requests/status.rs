@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use supervisor_proto::{ProgramInfo, ProgramPid, Reply, SupervisorInfo};
 
+use super::super::health::ProgramHealth;
 use super::super::{Daemon, Program};
 use crate::lifecycle::{ExitReason, State};
 use crate::status::{describe, unix_ms};
@@ -25,7 +26,8 @@ impl Daemon {
                     let p = &self.programs[i];
                     let name = p.cfg.name.as_str();
                     let poll_error = self.polls.describe(name, now);
-                    let mut row = info(p, now, self.ceilings.restarts(name), poll_error);
+                    let health = self.health.get(name);
+                    let mut row = info(p, health, now, self.ceilings.restarts(name), poll_error);
                     row.schedule = self.schedule_info(name);
                     if let Some(next) = row.schedule.as_ref().and_then(|s| s.next_run_ms) {
                         row.description = with_next_run(&row.description, next);
@@ -89,7 +91,13 @@ fn with_next_run(description: &str, next_ms: u64) -> String {
     }
 }
 
-fn info(p: &Program, now: Instant, limit_restarts: u64, poll_error: Option<String>) -> ProgramInfo {
+fn info(
+    p: &Program,
+    health: Option<&ProgramHealth>,
+    now: Instant,
+    limit_restarts: u64,
+    poll_error: Option<String>,
+) -> ProgramInfo {
     let uptime_secs = match &p.state {
         State::Running { since, .. } | State::Starting { since, .. } => {
             Some(now.saturating_duration_since(*since).as_secs())
@@ -103,7 +111,7 @@ fn info(p: &Program, now: Instant, limit_restarts: u64, poll_error: Option<Strin
         description: with_status(
             with_status(
                 describe(&p.state, p.changed_at, p.spawns > 0, now),
-                p.health.describe(),
+                health.and_then(ProgramHealth::describe),
             ),
             poll_error.clone(),
         ),
@@ -118,13 +126,11 @@ fn info(p: &Program, now: Instant, limit_restarts: u64, poll_error: Option<Strin
         },
         deploy_branch: p.cfg.deploy.as_ref().map(|d| d.branch.clone()),
         critical: p.cfg.critical,
-        status_text: p.health.describe(),
-        healthy: p.health.healthy,
-        check_failures: p.health.failures,
-        notify_rejected: p
-            .health
-            .notify
-            .as_ref()
+        status_text: health.and_then(ProgramHealth::describe),
+        healthy: health.and_then(|h| h.healthy),
+        check_failures: health.map_or(0, |h| h.failures),
+        notify_rejected: health
+            .and_then(|h| h.notify.as_ref())
             .map_or(0, |n| n.rejected.load(std::sync::atomic::Ordering::Relaxed)),
         limit_restarts,
         schedule: None,
