@@ -25,6 +25,11 @@ pub fn rotated(path: &Path) -> PathBuf {
 /// it grew past [`ROTATE_BYTES`].
 pub fn append(path: &Path, record: &impl Serialize) -> io::Result<()> {
     let line = serde_json::to_string(record).map_err(io::Error::other)?;
+    append_line(path, &line)
+}
+
+/// As [`append`], for a record already written as one line of JSON.
+pub fn append_line(path: &Path, line: &str) -> io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }

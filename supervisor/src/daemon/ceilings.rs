@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use supervisor_proto::resources::{Usage, usage_by_group};
 
-use super::Daemon;
+use super::action::Action;
+use super::program::Program;
 use crate::config::limits::Ceilings;
 use crate::config::units::format_duration;
 use crate::health::Report;
@@ -103,110 +104,99 @@ fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
 }
 
-impl Daemon {
-    /// Programs with limits that are running now: (index, process group).
-    fn watched(&self) -> Vec<(usize, u32)> {
-        self.programs
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| p.cfg.limits.is_set())
-            .filter_map(|(i, p)| match p.state {
-                State::Running { pid, .. } => Some((i, pid.as_raw() as u32)),
-                _ => None,
-            })
-            .collect()
-    }
+/// A running program with limits, as the watch sees it.
+pub(super) struct Limited<'a> {
+    pub name: &'a str,
+    pub limits: &'a Ceilings,
+    /// Its process group.
+    pub pgid: u32,
+}
 
+/// The programs with limits that are running now.
+pub(super) fn limited(programs: &[Program]) -> Vec<Limited<'_>> {
+    programs
+        .iter()
+        .filter(|p| p.cfg.limits.is_set())
+        .filter_map(|p| match p.state {
+            State::Running { pid, .. } => Some(Limited {
+                name: p.cfg.name.as_str(),
+                limits: &p.cfg.limits,
+                pgid: pid.as_raw() as u32,
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+impl Watch {
     /// When the watch wants a tick: the next sample, or now when a program with limits runs
     /// and no sample is planned yet.
-    pub(super) fn ceiling_deadlines(&self) -> Option<Instant> {
-        if self.ceilings.sampling {
+    pub(super) fn deadline(&self, any_limited: bool, now: Instant) -> Option<Instant> {
+        if self.sampling {
             return None;
         }
-        match self.ceilings.next {
-            Some(next) => Some(next),
-            None if self
-                .programs
-                .iter()
-                .any(|p| p.cfg.limits.is_set() && matches!(p.state, State::Running { .. })) =>
-            {
-                Some(Instant::now())
-            }
-            None => None,
-        }
+        self.next.or(any_limited.then_some(now))
     }
 
     /// Takes a sample when one is due: /proc is read on a blocking thread, and the figures
     /// come back as a [`Report::Usage`].
-    pub(super) fn ceiling_tick(&mut self, now: Instant) {
-        if self.ceilings.sampling || self.ceilings.next.is_some_and(|n| n > now) {
-            return;
+    pub(super) fn tick(&mut self, limited: &[Limited<'_>], now: Instant) -> Option<Action> {
+        if self.sampling || self.next.is_some_and(|n| n > now) {
+            return None;
         }
-        let watched = self.watched();
-        if watched.is_empty() {
-            self.ceilings.next = None;
-            self.ceilings.trackers.clear();
-            return;
+        if limited.is_empty() {
+            self.next = None;
+            self.trackers.clear();
+            return None;
         }
-        let every = watched
+        let every = limited
             .iter()
-            .map(|&(i, _)| self.programs[i].cfg.limits.sample_every())
+            .map(|l| l.limits.sample_every())
             .min()
             .unwrap_or(Duration::from_secs(5));
-        self.ceilings.next = Some(now + every);
-        self.ceilings.sampling = true;
-        let groups: Vec<u32> = watched.iter().map(|&(_, g)| g).collect();
-        let reports = self.reports.clone();
-        tokio::task::spawn_blocking(move || {
+        self.next = Some(now + every);
+        self.sampling = true;
+        let groups: Vec<u32> = limited.iter().map(|l| l.pgid).collect();
+        Some(Action::Blocking(Box::new(move || {
             let usage = usage_by_group(&groups);
-            let _ = reports.blocking_send(Report::Usage {
+            Report::Usage {
                 at: Instant::now(),
                 groups,
                 usage,
-            });
-        });
+            }
+        })))
     }
 
-    /// A sample came back: each watched program judged; a breach restarts it.
-    pub(super) fn ceiling_sample(
+    /// A sample came back: each program judged; a breach restarts it.
+    pub(super) fn sample(
         &mut self,
+        limited: &[Limited<'_>],
         at: Instant,
         groups: &[u32],
         usage: &HashMap<u32, Usage>,
-    ) {
-        self.ceilings.sampling = false;
-        let watched = self.watched();
-        self.ceilings.trackers.retain(|name, _| {
-            watched
-                .iter()
-                .any(|&(i, _)| self.programs[i].cfg.name.as_str() == name)
-        });
-        for (idx, pgid) in watched {
+    ) -> Vec<Action> {
+        self.sampling = false;
+        self.trackers
+            .retain(|name, _| limited.iter().any(|l| l.name == name));
+        let mut actions = Vec::new();
+        for l in limited {
             // Sampled for another process (it restarted meanwhile), or the group is empty.
-            let Some(u) = usage.get(&pgid).filter(|_| groups.contains(&pgid)) else {
+            let Some(u) = usage.get(&l.pgid).filter(|_| groups.contains(&l.pgid)) else {
                 continue;
             };
-            let p = &self.programs[idx];
-            let tracker = self
-                .ceilings
-                .trackers
-                .entry(p.cfg.name.to_string())
-                .or_default();
-            if tracker.pgid != pgid {
+            let tracker = self.trackers.entry(l.name.to_owned()).or_default();
+            if tracker.pgid != l.pgid {
                 *tracker = Tracker {
-                    pgid,
+                    pgid: l.pgid,
                     ..Tracker::default()
                 };
             }
-            if let Some(reason) = judge(&p.cfg.limits, tracker, at, *u) {
-                *self
-                    .ceilings
-                    .breaches
-                    .entry(p.cfg.name.to_string())
-                    .or_default() += 1;
-                self.unhealthy(idx, reason);
+            if let Some(reason) = judge(l.limits, tracker, at, *u) {
+                *self.breaches.entry(l.name.to_owned()).or_default() += 1;
+                actions.push(Action::Unhealthy(l.name.to_owned(), reason));
             }
         }
+        actions
     }
 }
 
@@ -273,5 +263,71 @@ mod tests {
             assert_eq!(judge(&c, &mut t, at(s), usage(1, s as f64 / 2.0)), None);
         }
         assert_eq!(judge(&c, &mut t, at(11), usage(1, 0.0)), None);
+    }
+
+    /// The watch alone, without a daemon: it asks for one sample at a time, and a breach held
+    /// long enough comes back as the program's restart, counted; a restarted process (another
+    /// group) starts over.
+    #[test]
+    fn the_watch_samples_one_at_a_time_and_asks_for_a_restart_on_a_breach() {
+        let c = Ceilings {
+            rss: Some((300 << 20, Duration::from_secs(2))),
+            cpu: None,
+        };
+        let bot = |pgid| Limited {
+            name: "bot",
+            limits: &c,
+            pgid,
+        };
+        let mut w = Watch::default();
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        assert_eq!(
+            w.deadline(false, t0),
+            None,
+            "nothing limited runs: no timer"
+        );
+        assert_eq!(w.deadline(true, t0), Some(t0));
+        assert!(matches!(w.tick(&[bot(7)], t0), Some(Action::Blocking(_))));
+        assert_eq!(w.deadline(true, t0), None, "one sample at a time");
+        assert!(w.tick(&[bot(7)], at(10_000)).is_none());
+        let over = HashMap::from([(7, usage(400, 0.0))]);
+        assert!(w.sample(&[bot(7)], at(0), &[7], &over).is_empty());
+        assert_eq!(
+            w.deadline(true, t0),
+            Some(at(250)),
+            "the next: a tenth of the hold"
+        );
+        assert!(w.sample(&[bot(7)], at(1000), &[7], &over).is_empty());
+        // The same figures for another process of the program: it starts over.
+        assert!(
+            w.sample(
+                &[bot(8)],
+                at(2500),
+                &[8],
+                &HashMap::from([(8, usage(400, 0.0))])
+            )
+            .is_empty()
+        );
+        let after = w.sample(
+            &[bot(8)],
+            at(4500),
+            &[8],
+            &HashMap::from([(8, usage(400, 0.0))]),
+        );
+        match after.as_slice() {
+            [Action::Unhealthy(name, reason)] => {
+                assert_eq!(name, "bot");
+                assert_eq!(
+                    reason,
+                    "memory 400.0 MiB over its limit of 300.0 MiB for 2s"
+                );
+            }
+            _ => panic!("expected one restart, got {} actions", after.len()),
+        }
+        assert_eq!(w.restarts("bot"), 1);
+        // Nothing limited runs any more: the watch forgets and stops.
+        assert!(w.tick(&[], at(10_000)).is_none());
+        assert_eq!(w.deadline(false, at(10_000)), None);
     }
 }

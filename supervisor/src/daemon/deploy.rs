@@ -344,7 +344,7 @@ impl Daemon {
         let _ = std::fs::write(history::marker(&deploydir, name), marker_text.to_string());
         tracing::info!(program = name, id = %id, trigger = %run.trigger, kind = ?kind, force, "deploy started");
         self.deploys.0.insert(name.to_owned(), run);
-        self.perform(idx, effects);
+        self.perform_deploy(idx, effects);
         Ok(Reply::Deploy {
             program: name.to_owned(),
             id,
@@ -445,11 +445,11 @@ impl Daemon {
             let effects = run
                 .machine
                 .handle(input.unwrap_or(Input::Program(observed)));
-            self.perform(idx, effects);
+            self.perform_deploy(idx, effects);
         }
     }
 
-    fn perform(&mut self, idx: usize, effects: Vec<Effect>) {
+    fn perform_deploy(&mut self, idx: usize, effects: Vec<Effect>) {
         for effect in effects {
             let Some(run) = self.deploys.get_mut(self.programs[idx].cfg.name.as_str()) else {
                 return;
@@ -852,7 +852,7 @@ impl Daemon {
                 continue;
             };
             let effects = run.machine.handle(Input::Abort);
-            self.perform(idx, effects);
+            self.perform_deploy(idx, effects);
         }
     }
 }

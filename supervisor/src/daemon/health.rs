@@ -12,8 +12,8 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use supervisor_proto::Event;
 
-use super::Daemon;
 use super::children::{Child, CommandProbe};
+use super::{Daemon, ceilings};
 use crate::config::ProgramConfig;
 use crate::config::health::{Probe, Ready};
 use crate::dirs;
@@ -319,7 +319,11 @@ impl Daemon {
 
     pub(super) fn health_report(&mut self, report: Report) {
         match report {
-            Report::Usage { at, groups, usage } => self.ceiling_sample(at, &groups, &usage),
+            Report::Usage { at, groups, usage } => {
+                let limited = ceilings::limited(&self.programs);
+                let breaches = self.ceilings.sample(&limited, at, &groups, &usage);
+                self.perform(breaches);
+            }
             Report::LogsCleared => self.reopen.send_modify(|generation| *generation += 1),
             Report::Notify {
                 program,

@@ -5,6 +5,7 @@
 //!
 //! # Layout
 //! - this file: the event loop, lifecycle effects, reaping, shutdown.
+//! - [`action`]: what a component asks the core to do, and the core doing it.
 //! - [`start`]: start-up, before the loop's first turn: socket, signals, servers, programs.
 //! - [`program`]: a program as the actor holds it, and the log files its streams share.
 //! - [`children`]: every process the actor waits for, by pid, and what it is.
@@ -21,6 +22,7 @@
 //! Why this file is past 600 lines: the event loop, the lifecycle's effects (`feed`), reaping
 //! and shutdown share the actor's state; the lifecycle's effects are the part to move out next.
 
+mod action;
 mod alerts;
 mod ceilings;
 mod children;
@@ -252,6 +254,14 @@ impl Daemon {
         Ok(())
     }
 
+    /// Plans the scheduled programs anew (at start, after `update`).
+    fn schedule_sync(&mut self) {
+        let scheduled = schedule::scheduled(&self.programs);
+        let statedir = &self.config.supervisor.statedir;
+        let written = self.plans.sync(&scheduled, statedir, &mut self.jitter);
+        self.perform(written);
+    }
+
     /// After programs were added, removed or reordered: start order, depths, the pid index.
     fn reindex(&mut self) {
         self.programs.sort_by(|a, b| {
@@ -416,7 +426,13 @@ impl Daemon {
                 self.emit_state(idx, previous.name(), cx.now);
                 self.listener_state_change(idx, &previous);
                 self.alert_on_change(idx, previous.name());
-                self.schedule_changed(idx, &previous);
+                let scheduled = schedule::scheduled(std::slice::from_ref(&self.programs[idx]));
+                if let Some(s) = scheduled.first() {
+                    let statedir = &self.config.supervisor.statedir;
+                    let shutting_down = self.shutdown.is_some();
+                    let runs = self.plans.changed(s, &previous, statedir, shutting_down);
+                    self.perform(runs);
+                }
                 self.settle_waiters(idx);
                 if !changed.contains(&idx) {
                     changed.push(idx);
@@ -593,8 +609,11 @@ impl Daemon {
             .chain(self.alert_deadlines())
             .chain(self.listener_deadline())
             .chain(self.listener_drain_deadline())
-            .chain(self.ceiling_deadlines())
-            .chain(self.schedule_deadlines())
+            .chain(self.ceilings.deadline(
+                !ceilings::limited(&self.programs).is_empty(),
+                Instant::now(),
+            ))
+            .chain(self.plans.deadlines())
             .min()
     }
 
@@ -611,8 +630,12 @@ impl Daemon {
         self.poll_tick(now);
         self.alert_tick(now);
         self.listener_tick();
-        self.ceiling_tick(now);
-        self.schedule_tick(now);
+        let sample = self.ceilings.tick(&ceilings::limited(&self.programs), now);
+        self.perform(sample);
+        let scheduled = schedule::scheduled(&self.programs);
+        let statedir = &self.config.supervisor.statedir;
+        let runs = self.plans.tick(&scheduled, now, statedir, &mut self.jitter);
+        self.perform(runs);
         if self
             .shutdown
             .as_ref()

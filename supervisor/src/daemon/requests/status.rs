@@ -28,7 +28,7 @@ impl Daemon {
                     let poll_error = self.polls.describe(name, now);
                     let health = self.health.get(name);
                     let mut row = info(p, health, now, self.ceilings.restarts(name), poll_error);
-                    row.schedule = self.schedule_info(name);
+                    row.schedule = self.plans.info(name);
                     if let Some(next) = row.schedule.as_ref().and_then(|s| s.next_run_ms) {
                         row.description = with_next_run(&row.description, next);
                     }

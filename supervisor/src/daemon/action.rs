@@ -1,0 +1,76 @@
+//! What a component asks the actor's core to do. The components (ceilings, schedules, ...) own
+//! their state and decide, from their own data and a read-only view of the programs; they
+//! return actions, and only the core acts: on programs' lifecycles, on the alert channel, on
+//! files and threads. A component is tested without a daemon, and what it may do is this list.
+
+use std::path::PathBuf;
+
+use supervisor_proto::{AlertKind, Severity};
+
+use super::Daemon;
+use crate::health::Report;
+use crate::lifecycle::Event as LifeEvent;
+
+pub(super) enum Action {
+    /// A lifecycle event for the named program (a scheduled start, a stop for the next run).
+    Feed(String, LifeEvent),
+    /// The named program failed its liveness (a ceiling held too long): reported, alerted and
+    /// restarted with the reason.
+    Unhealthy(String, String),
+    /// An alert about a program (or another subject).
+    Alert {
+        subject: String,
+        critical: bool,
+        kind: AlertKind,
+        severity: Severity,
+        message: String,
+    },
+    /// A small file's new content, written by the writer thread (a schedule's last slot).
+    Write(PathBuf, String),
+    /// A record (one line of JSON) appended to a JSON-lines history.
+    Append(PathBuf, String),
+    /// Work for a blocking thread, whose outcome comes back to the actor as a report.
+    Blocking(Box<dyn FnOnce() -> Report + Send>),
+}
+
+impl Daemon {
+    /// Performs what the components asked, in order.
+    pub(super) fn perform(&mut self, actions: impl IntoIterator<Item = Action>) {
+        for action in actions {
+            match action {
+                Action::Feed(program, event) => {
+                    if let Some(idx) = self.index(&program) {
+                        self.feed(idx, event);
+                    }
+                }
+                Action::Unhealthy(program, reason) => {
+                    if let Some(idx) = self.index(&program) {
+                        self.unhealthy(idx, reason);
+                    }
+                }
+                Action::Alert {
+                    subject,
+                    critical,
+                    kind,
+                    severity,
+                    message,
+                } => {
+                    self.raise_about(subject, critical, kind, severity, message);
+                }
+                Action::Write(path, text) => self.starts_writer.write(path, text),
+                Action::Append(path, record) => {
+                    // One line of a few hundred bytes (a run's record), as the deploy history's.
+                    if let Err(e) = crate::jsonl::append_line(&path, &record) {
+                        tracing::error!(path = %path.display(), error = %e, "cannot record it");
+                    }
+                }
+                Action::Blocking(work) => {
+                    let reports = self.reports.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let _ = reports.blocking_send(work());
+                    });
+                }
+            }
+        }
+    }
+}
