@@ -55,7 +55,8 @@ impl Daemon {
                     severity,
                     message,
                 } => {
-                    self.raise_about(subject, critical, kind, severity, message);
+                    self.alerts
+                        .raise(subject, critical, kind, severity, message);
                 }
                 Action::Write(path, text) => self.starts_writer.write(path, text),
                 Action::Append(path, record) => {

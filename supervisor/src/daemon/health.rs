@@ -13,7 +13,7 @@ use nix::unistd::Pid;
 use supervisor_proto::Event;
 
 use super::children::{Child, CommandProbe};
-use super::{Daemon, ceilings};
+use super::{Daemon, alerts, ceilings};
 use crate::config::ProgramConfig;
 use crate::config::health::{Probe, Ready};
 use crate::dirs;
@@ -424,7 +424,8 @@ impl Daemon {
         self.health.of(p.cfg.name.as_str()).healthy = Some(false);
         tracing::warn!(program = %p.cfg.name, reason = %reason, "unhealthy; restarting it");
         self.emit_health(idx, false, format!("unhealthy: {reason}"));
-        self.alert_unhealthy(idx, &reason);
+        let p = alerts::seen(&self.programs[idx]);
+        self.alerts.unhealthy(&p, &reason);
         self.feed(idx, LifeEvent::Unhealthy(reason));
     }
 

@@ -120,7 +120,8 @@ pub async fn run(
         daemon.drive();
         daemon.log_files.open_pending();
     }
-    daemon.flush_fatal_alerts();
+    // FATAL alerts still waiting for last words go out now.
+    daemon.alert_tick(None);
     server.abort();
     if let Some(http_server) = http_server {
         http_server.abort();
@@ -192,7 +193,8 @@ impl Daemon {
     ) -> anyhow::Result<Self> {
         let (reopen, _) = watch::channel(0u64);
         let starts_writer = budget::Writer::start().context("starting the start-times writer")?;
-        let alerts = alerts::Alerts::start(config.supervisor.statedir.join("alerts.jsonl"))
+        let alerts_file = config.supervisor.statedir.join("alerts.jsonl");
+        let alerts = alerts::Alerts::start(alerts_file, events.clone())
             .context("starting the alerts' writer")?;
         let mut daemon = Self {
             programs: Vec::with_capacity(config.programs.len()),
@@ -425,7 +427,10 @@ impl Daemon {
                 log_change(&p.cfg, &previous, &p.state, cx.now);
                 self.emit_state(idx, previous.name(), cx.now);
                 self.listener_state_change(idx, &previous);
-                self.alert_on_change(idx, previous.name());
+                let deploying = self.deploys.runs(self.programs[idx].cfg.name.as_str());
+                let p = alerts::seen(&self.programs[idx]);
+                self.alerts
+                    .on_change(&p, previous.name(), deploying, Instant::now());
                 let scheduled = schedule::scheduled(std::slice::from_ref(&self.programs[idx]));
                 if let Some(s) = scheduled.first() {
                     let statedir = &self.config.supervisor.statedir;
@@ -606,7 +611,7 @@ impl Daemon {
             .chain(self.deploy_deadlines())
             .chain(self.health_deadlines())
             .chain(self.poll_deadlines())
-            .chain(self.alert_deadlines())
+            .chain(self.alerts.deadlines())
             .chain(self.listener_deadline())
             .chain(self.listener_drain_deadline())
             .chain(self.ceilings.deadline(
@@ -628,7 +633,7 @@ impl Daemon {
         self.deploy_tick(now);
         self.health_tick(now);
         self.poll_tick(now);
-        self.alert_tick(now);
+        self.alert_tick(Some(now));
         self.listener_tick();
         let sample = self.ceilings.tick(&ceilings::limited(&self.programs), now);
         self.perform(sample);
@@ -712,12 +717,13 @@ impl Daemon {
             exit_code,
             echo,
             events,
+            alerts,
             ..
         } = self;
         tracing::info!(exit_code, "all programs stopped");
         // Event streams end; our copies of the pipes' write ends go, so each reader ends once
         // the last process holding its pipe is gone.
-        drop((programs, echo, events));
+        drop((programs, echo, events, alerts));
         let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
         for capture in captures {
             if tokio::time::timeout_at(deadline, capture).await.is_err() {

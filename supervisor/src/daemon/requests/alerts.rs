@@ -30,7 +30,7 @@ impl Daemon {
                 format!("the message is longer than {RAISE_MESSAGE_MAX} characters"),
             ));
         }
-        let alert = self.raise_about(
+        let alert = self.alerts.raise(
             subject,
             critical,
             supervisor_proto::AlertKind::Reported,
