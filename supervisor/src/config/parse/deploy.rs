@@ -74,6 +74,9 @@ impl Walker<'_> {
         for (k, value) in t.iter() {
             let kname = k.get_ref().as_ref();
             let kpath = format!("{path}.{kname}");
+            if !self.declared(k, &kpath, DEPLOY_KEYS) {
+                continue;
+            }
             match kname {
                 "repo" => {
                     if let Some(r) = self.string(value, &kpath, env) {

@@ -86,6 +86,9 @@ impl Walker<'_> {
                 for (k, value) in t.iter() {
                     let name = k.get_ref().as_ref();
                     let kpath = format!("{path}.{name}");
+                    if !self.declared(k, &kpath, READY_PROBE_KEYS) {
+                        continue;
+                    }
                     match name {
                         "http" | "tcp" | "command" => {}
                         "interval" => set(&mut interval, self.positive(value, &kpath)),
@@ -158,6 +161,9 @@ impl Walker<'_> {
         for (k, value) in t.iter() {
             let name = k.get_ref().as_ref();
             let kpath = format!("{path}.{name}");
+            if !self.declared(k, &kpath, HEALTHCHECK_KEYS) {
+                continue;
+            }
             match name {
                 "http" | "tcp" | "command" => {}
                 "interval" => set(&mut check.interval, self.positive(value, &kpath)),
@@ -183,6 +189,9 @@ impl Walker<'_> {
         for (k, value) in t.iter() {
             let name = k.get_ref().as_ref();
             let kpath = format!("{path}.{name}");
+            if !self.declared(k, &kpath, START_LIMIT_KEYS) {
+                continue;
+            }
             match name {
                 "burst" => burst = self.integer(value, &kpath, 1, 10_000).map(|n| n as u32),
                 "interval" => set(&mut interval, self.positive(value, &kpath)),

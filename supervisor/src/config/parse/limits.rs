@@ -57,6 +57,9 @@ impl Walker<'_> {
         for (k, value) in t.iter() {
             let name = k.get_ref().as_ref();
             let kpath = format!("{path}.{name}");
+            if !self.declared(k, &kpath, LIMITS_KEYS) {
+                continue;
+            }
             match name {
                 "rss" => rss = self.bytes(value, &kpath),
                 "rss_for" => rss_for = self.duration(value, &kpath),

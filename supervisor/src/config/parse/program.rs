@@ -139,6 +139,9 @@ impl Walker<'_> {
         for (k, v) in t.iter() {
             let kname = k.get_ref().as_ref();
             let path = key(kname);
+            if !self.declared(k, &path, PROGRAM_KEYS) {
+                continue;
+            }
             match kname {
                 "command" => {
                     if let Some(c) = self.command(v, &path, env) {
@@ -502,6 +505,9 @@ impl Walker<'_> {
         for (k, value) in t.iter() {
             let name = k.get_ref().as_ref();
             let kpath = format!("{path}.{name}");
+            if !self.declared(k, &kpath, BACKOFF_KEYS) {
+                continue;
+            }
             match name {
                 "initial" => set(&mut b.initial, self.duration(value, &kpath)),
                 "max" => set(&mut b.max, self.duration(value, &kpath)),

@@ -9,6 +9,7 @@ use crate::config::{ControlSection, Grant, HttpControl, ProgramConfig, Superviso
 use super::accounts::{resolve_group, resolve_user};
 use super::values::{Env, Value, Walker, raw, suggest};
 
+pub(super) const HTTP_KEYS: &[&str] = &["listen", "username", "password", "user"];
 pub(super) const SUPERVISOR_KEYS: &[&str] = &[
     "logdir",
     "pidfile",
@@ -50,6 +51,9 @@ impl Walker<'_> {
         for (key, value) in table.iter() {
             let name = key.get_ref().as_ref();
             let path = format!("supervisor.{name}");
+            if !self.declared(key, &path, SUPERVISOR_KEYS) {
+                continue;
+            }
             match name {
                 "logdir" => {
                     if let Some(v) = self.string(value, &path, env) {
@@ -210,12 +214,14 @@ impl Walker<'_> {
     /// `[control.http]`: `listen` (`HOST:PORT`, `*:PORT` for every address), `username` and
     /// `password` (required unless `listen` is a loopback address), `user` (whose grants).
     fn control_http(&mut self, v: &Value<'_>, env: &Env<'_>) -> Option<HttpControl> {
-        const KEYS: &[&str] = &["listen", "username", "password", "user"];
         let t = self.table(v, "control.http")?;
         let (mut listen, mut username, mut password, mut uid) = (None, None, None, None);
         for (k, value) in t.iter() {
             let name = k.get_ref().as_ref();
             let path = format!("control.http.{name}");
+            if !self.declared(k, &path, HTTP_KEYS) {
+                continue;
+            }
             match name {
                 "listen" => {
                     if let Some(text) = self.string(value, &path, env) {
@@ -241,7 +247,7 @@ impl Walker<'_> {
                         }
                     }
                 }
-                _ => self.unknown_key(k, &path, KEYS),
+                _ => self.unknown_key(k, &path, HTTP_KEYS),
             }
         }
         let Some(listen) = listen else {

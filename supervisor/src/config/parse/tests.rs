@@ -776,3 +776,66 @@ fn a_prebuilt_release_needs_its_key_and_nothing_that_builds() {
         ]
     );
 }
+
+/// Each table's key list is the one declaration of its keys (accepted, suggested, documented);
+/// every key it declares must have a reader. Each is written with a value no key takes (a
+/// date): a type error, or another complaint about its value, but never "unknown key".
+#[test]
+fn every_declared_key_has_a_reader() {
+    const DATE: &str = "1979-05-27T07:32:00Z";
+    let program = "[program.p]\ncommand = [\"/bin/true\"]\n";
+    let tables: [(&[&str], &dyn Fn(&str) -> String); 10] = [
+        (supervisor::SUPERVISOR_KEYS, &|k| {
+            format!("[supervisor]\n{k} = {DATE}\n{program}")
+        }),
+        (supervisor::HTTP_KEYS, &|k| {
+            format!("[control.http]\n{k} = {DATE}\n{program}")
+        }),
+        (program::PROGRAM_KEYS, &|k| match k {
+            "command" => format!("[program.p]\ncommand = {DATE}\n"),
+            _ => format!("{program}{k} = {DATE}\n"),
+        }),
+        (deploy::DEPLOY_KEYS, &|k| {
+            format!("{program}[program.p.deploy]\n{k} = {DATE}\n")
+        }),
+        (program::BACKOFF_KEYS, &|k| {
+            format!("{program}backoff = {{ {k} = {DATE} }}\n")
+        }),
+        (limits::LIMITS_KEYS, &|k| {
+            format!("{program}limits = {{ {k} = {DATE} }}\n")
+        }),
+        (health::START_LIMIT_KEYS, &|k| {
+            format!("{program}start_limit = {{ {k} = {DATE} }}\n")
+        }),
+        (health::HEALTHCHECK_KEYS, &|k| {
+            format!("{program}healthcheck = {{ {k} = {DATE} }}\n")
+        }),
+        (health::READY_PROBE_KEYS, &|k| {
+            format!("{program}ready = {{ {k} = {DATE} }}\n")
+        }),
+        (&["allow", "http"], &|k| {
+            format!("[control]\n{k} = {DATE}\n{program}")
+        }),
+    ];
+    let mut checked = 0;
+    for (keys, text) in tables {
+        for key in keys {
+            let text = text(key);
+            let errors = errors(&text);
+            assert!(
+                !errors.iter().any(|e| e.contains("unknown key")),
+                "{key} is declared but not read:\n{text}\n{errors:#?}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 60, "{checked} keys");
+    // And the list is the gate: a key it does not declare is refused, with a suggestion.
+    let refused = errors(&format!("{program}startsec = 1\n"));
+    assert!(
+        refused
+            .iter()
+            .any(|e| e.contains("unknown key") && e.contains("startsecs")),
+        "{refused:#?}"
+    );
+}

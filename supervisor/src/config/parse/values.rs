@@ -100,6 +100,22 @@ impl<'a> Walker<'a> {
         self.error(key.span(), path, format!("unknown key{hint}"));
     }
 
+    /// Whether a table's key is one its list declares; if not, it is reported as unknown.
+    /// Each table's key list is its one declaration: what is accepted, suggested for a typo
+    /// and documented (docs/CONFIG.md, held to it by a test), whatever a reader handles.
+    pub(super) fn declared(
+        &mut self,
+        key: &Spanned<std::borrow::Cow<'_, str>>,
+        path: &str,
+        known: &[&str],
+    ) -> bool {
+        let known_key = known.contains(&key.get_ref().as_ref());
+        if !known_key {
+            self.unknown_key(key, path, known);
+        }
+        known_key
+    }
+
     pub(super) fn type_error(&mut self, v: &Value<'_>, path: &str, expected: &str) {
         let found = v.get_ref().type_str();
         self.error(
