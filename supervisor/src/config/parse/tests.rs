@@ -784,7 +784,8 @@ fn a_prebuilt_release_needs_its_key_and_nothing_that_builds() {
 fn every_declared_key_has_a_reader() {
     const DATE: &str = "1979-05-27T07:32:00Z";
     let program = "[program.p]\ncommand = [\"/bin/true\"]\n";
-    let tables: [(&[&str], &dyn Fn(&str) -> String); 10] = [
+    type Render<'a> = &'a dyn Fn(&str) -> String;
+    let tables: [(&[&str], Render); 10] = [
         (supervisor::SUPERVISOR_KEYS, &|k| {
             format!("[supervisor]\n{k} = {DATE}\n{program}")
         }),
