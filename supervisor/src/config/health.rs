@@ -5,6 +5,46 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// One way `ready` may be written, and what it waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadyKind {
+    /// Its name: the string itself, or the table's key.
+    pub name: &'static str,
+    /// As written in `supervisor.toml`.
+    pub written: &'static str,
+}
+
+/// The readiness rules, each declared once, here: the parser accepts these and names them when
+/// it refuses a rule, [`Ready::kind`] names a rule by them, and docs/CONFIG.md's list is held to
+/// them by a test. A new kind is a line here, its variant below, its reader and its arming in
+/// the daemon's health.
+pub const READY_KINDS: &[ReadyKind] = &[
+    ReadyKind {
+        name: "started",
+        written: "\"started\"",
+    },
+    ReadyKind {
+        name: "notify",
+        written: "\"notify\"",
+    },
+    ReadyKind {
+        name: "log",
+        written: "{ log = \"REGEX\" }",
+    },
+    ReadyKind {
+        name: "http",
+        written: "{ http = \"http://127.0.0.1:PORT/path\" }",
+    },
+    ReadyKind {
+        name: "tcp",
+        written: "{ tcp = \"127.0.0.1:PORT\" }",
+    },
+    ReadyKind {
+        name: "command",
+        written: "{ command = [\"check\", \"arg\"] }",
+    },
+];
+
 /// `ready`: when a started program counts as RUNNING.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub enum Ready {
@@ -20,6 +60,16 @@ pub enum Ready {
 }
 
 impl Ready {
+    /// The rule's kind, as [`READY_KINDS`] names it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Ready::Started => "started",
+            Ready::Notify => "notify",
+            Ready::Log(_) => "log",
+            Ready::Probe(spec) => spec.probe.kind(),
+        }
+    }
+
     /// True unless RUNNING follows from `startsecs` alone.
     pub fn waits(&self) -> bool {
         !matches!(self, Ready::Started)
@@ -49,6 +99,17 @@ pub enum Probe {
     Tcp(SocketAddr),
     /// Run without a shell, as the program's user, in its directory and environment.
     Command(Vec<String>),
+}
+
+impl Probe {
+    /// The probe's key: `http`, `tcp` or `command`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Probe::Http { .. } => "http",
+            Probe::Tcp(_) => "tcp",
+            Probe::Command(_) => "command",
+        }
+    }
 }
 
 impl std::fmt::Display for Probe {

@@ -481,7 +481,7 @@ impl Daemon {
                             }
                             p.spawns += 1;
                             p.starts.record(SystemTime::now());
-                            tracing::info!(program = %p.cfg.name, pid = pid.as_raw(), spawns = p.spawns, "spawned");
+                            tracing::info!(program = %p.cfg.name, pid = pid.as_raw(), spawns = p.spawns, ready = p.cfg.ready.kind(), "spawned");
                             self.children.add(pid, children::Child::Program(idx));
                             queue.push_back((idx, LifeEvent::Spawned(pid)));
                         }

@@ -7,11 +7,11 @@ use toml::de::DeValue;
 
 use super::values::{Env, MAX_DURATION, Value, Walker, get, set};
 use crate::config::health::{
-    HealthCheck, LogPattern, Probe, ProbeSpec, Ready, StartLimit, defaults,
+    HealthCheck, LogPattern, Probe, ProbeSpec, READY_KINDS, Ready, StartLimit, defaults,
 };
 use crate::config::units::parse_duration;
 
-const PROBE_KINDS: &[&str] = &["http", "tcp", "command"];
+pub(super) const PROBE_KINDS: &[&str] = &["http", "tcp", "command"];
 pub(super) const READY_PROBE_KEYS: &[&str] =
     &["http", "tcp", "command", "log", "interval", "timeout"];
 pub(super) const HEALTHCHECK_KEYS: &[&str] = &[
@@ -43,11 +43,13 @@ impl Walker<'_> {
                     self.ready_from_text(table, v.span(), path, env)
                 }
                 other => {
+                    let known: Vec<&str> = READY_KINDS.iter().map(|k| k.written).collect();
                     self.error(
                         v.span(),
                         path,
                         format!(
-                            "{other:?} is not a readiness rule (\"started\", \"notify\", or a table: {{ log = \"REGEX\" }}, {{ http = \"http://127.0.0.1:PORT/path\" }}, {{ tcp = \"127.0.0.1:PORT\" }}, {{ command = [...] }})"
+                            "{other:?} is not a readiness rule (one of: {})",
+                            known.join(", ")
                         ),
                     );
                     None

@@ -840,3 +840,36 @@ fn every_declared_key_has_a_reader() {
         "{refused:#?}"
     );
 }
+
+/// The readiness rules are declared once (`READY_KINDS`): each is parsed as written there into
+/// a rule of that kind, docs/CONFIG.md lists each as written, the probes are among them, and a
+/// rule that is none of them is refused naming them all.
+#[test]
+fn every_readiness_kind_is_parsed_and_documented_as_declared() {
+    use crate::config::health::READY_KINDS;
+    let doc = include_str!("../../../../docs/CONFIG.md");
+    let health = doc_section(doc, "### Health **new**");
+    for kind in READY_KINDS {
+        let written = kind.written.replace("PORT", "8080");
+        let c = ok(&format!(
+            "[program.bot]\ncommand = [\"/usr/bin/bot\"]\nready = {written}\n"
+        ));
+        assert_eq!(c.programs[0].ready.kind(), kind.name, "{written}");
+        assert!(
+            health.contains(&format!("`{}`", kind.written)),
+            "docs/CONFIG.md's Health section does not show {}",
+            kind.written
+        );
+    }
+    for probe in health::PROBE_KINDS {
+        assert!(READY_KINDS.iter().any(|k| k.name == *probe), "{probe}");
+    }
+    let refused = errors("[program.bot]\ncommand = [\"/usr/bin/bot\"]\nready = \"soon\"\n");
+    for kind in READY_KINDS {
+        assert!(
+            refused.iter().any(|e| e.contains(kind.written)),
+            "{refused:#?} does not name {}",
+            kind.written
+        );
+    }
+}
