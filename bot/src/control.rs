@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use supervisor_proto::{
-    ActionResult, Alert, Client, DeployRecord, EventStream, ProgramInfo, Request, Stream,
-    SupervisorInfo,
+    ActionResult, Alert, Client, ClientError, DeployRecord, EventStream, ProgramInfo, Request,
+    Stream, SupervisorInfo,
 };
 
 /// Said in the hello, and in deploy triggers.
@@ -20,84 +20,67 @@ pub struct Control {
 impl Control {
     /// A connection for one call; made for the Discord user `by`, when there is one (the
     /// supervisor's audit trail names them).
-    async fn client(&self, by: Option<&str>) -> Result<Client, String> {
-        let mut client = Client::connect(&self.socket, CLIENT)
-            .await
-            .map_err(|e| e.to_string())?;
+    async fn client(&self, by: Option<&str>) -> Result<Client, ClientError> {
+        let mut client = Client::connect(&self.socket, CLIENT).await?;
         if let Some(by) = by {
             client.on_behalf_of(by);
         }
         Ok(client)
     }
 
-    pub async fn status(&self) -> Result<(SupervisorInfo, Vec<ProgramInfo>), String> {
-        self.client(None)
-            .await?
-            .status()
-            .await
-            .map_err(|e| e.to_string())
+    pub async fn status(&self) -> Result<(SupervisorInfo, Vec<ProgramInfo>), ClientError> {
+        self.client(None).await?.status().await
     }
 
-    pub async fn tail(&self, name: &str, stream: Stream, lines: u32) -> Result<String, String> {
-        self.client(None)
-            .await?
-            .tail(name, stream, lines)
-            .await
-            .map_err(|e| e.to_string())
+    pub async fn tail(
+        &self,
+        name: &str,
+        stream: Stream,
+        lines: u32,
+    ) -> Result<String, ClientError> {
+        self.client(None).await?.tail(name, stream, lines).await
     }
 
     /// Restarts a program for `by`; the answer is the start's result (the stop's comes
     /// first).
-    pub async fn restart(&self, name: &str, by: &str) -> Result<ActionResult, String> {
+    pub async fn restart(&self, name: &str, by: &str) -> Result<ActionResult, ClientError> {
         let request = Request::Restart {
             names: vec![name.to_owned()],
         };
-        let mut results = self
-            .client(Some(by))
-            .await?
-            .act(request)
-            .await
-            .map_err(|e| e.to_string())?;
-        results
-            .pop()
-            .ok_or_else(|| "the supervisor answered the restart with no result".to_owned())
+        let mut results = self.client(Some(by)).await?.act(request).await?;
+        results.pop().ok_or_else(|| {
+            ClientError::Protocol("the supervisor answered the restart with no result".to_owned())
+        })
     }
 
     /// Starts a deploy for `trigger` (the Discord user, also named to the audit trail): its
     /// id, and whether it was queued behind a running one.
-    pub async fn deploy(&self, name: &str, trigger: String) -> Result<(String, bool), String> {
+    pub async fn deploy(&self, name: &str, trigger: String) -> Result<(String, bool), ClientError> {
         let by = trigger.clone();
         self.client(Some(&by))
             .await?
             .deploy(name, Some(trigger))
             .await
-            .map_err(|e| e.to_string())
     }
 
     /// Deploy history, newest first; every program's when `names` is empty.
-    pub async fn deploys(&self, names: &[&str], limit: u32) -> Result<Vec<DeployRecord>, String> {
+    pub async fn deploys(
+        &self,
+        names: &[&str],
+        limit: u32,
+    ) -> Result<Vec<DeployRecord>, ClientError> {
         let names = names.iter().map(|n| (*n).to_owned()).collect();
-        self.client(None)
-            .await?
-            .deploys(names, limit)
-            .await
-            .map_err(|e| e.to_string())
+        self.client(None).await?.deploys(names, limit).await
     }
 
-    pub async fn alerts(&self, limit: u32) -> Result<Vec<Alert>, String> {
-        self.client(None)
-            .await?
-            .alerts(limit)
-            .await
-            .map_err(|e| e.to_string())
+    pub async fn alerts(&self, limit: u32) -> Result<Vec<Alert>, ClientError> {
+        self.client(None).await?.alerts(limit).await
     }
 
-    pub async fn events(&self) -> Result<EventStream, String> {
+    pub async fn events(&self) -> Result<EventStream, ClientError> {
         Client::connect(&self.socket, CLIENT)
-            .await
-            .map_err(|e| e.to_string())?
+            .await?
             .subscribe()
             .await
-            .map_err(|e| e.to_string())
     }
 }

@@ -286,11 +286,14 @@ async fn handle(app: &App, program: &str, headers: &HeaderMap, body: &[u8]) -> R
                         json!({"status": "deploying", "program": program, "deploy_id": deploy_id, "queued": queued}),
                     )
                 }
-                Err(message) => {
+                Err(e) => {
                     // Let the forge's retry of this delivery through.
                     forget(app, &digest, &commit);
-                    tracing::error!(forge = forge_name, event, delivery = id, program, error = %message, "deploy not started");
-                    reply(StatusCode::SERVICE_UNAVAILABLE, json!({"error": message}))
+                    tracing::error!(forge = forge_name, event, delivery = id, program, error = %e, "deploy not started");
+                    reply(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        json!({"error": e.to_string()}),
+                    )
                 }
             }
         }
@@ -335,8 +338,17 @@ fn forget(app: &App, digest: &str, commit: &str) {
     }
 }
 
+/// Why asking the supervisor failed: the forge's retry of the delivery may do better.
+#[derive(Debug, thiserror::Error)]
+enum AskError {
+    #[error(transparent)]
+    Client(#[from] supervisor_proto::ClientError),
+    #[error("the supervisor did not answer in time")]
+    Timeout,
+}
+
 /// One call to the supervisor on a new connection, all within [`SUPERVISOR_TIMEOUT`].
-async fn with_client<T, F>(settings: &Settings, call: F) -> Result<T, String>
+async fn with_client<T, F>(settings: &Settings, call: F) -> Result<T, AskError>
 where
     F: AsyncFnOnce(&mut Client) -> Result<T, supervisor_proto::ClientError>,
 {
@@ -349,8 +361,8 @@ where
         call(&mut client).await
     };
     match tokio::time::timeout(SUPERVISOR_TIMEOUT, asked).await {
-        Ok(r) => r.map_err(|e| e.to_string()),
-        Err(_) => Err("the supervisor did not answer in time".into()),
+        Ok(r) => Ok(r?),
+        Err(_) => Err(AskError::Timeout),
     }
 }
 
@@ -374,7 +386,7 @@ async fn ask_deploy(
     trigger: String,
     branch: Option<&str>,
     after: &str,
-) -> Result<Asked, String> {
+) -> Result<Asked, AskError> {
     use supervisor_proto::ErrorKind;
     let asked = with_client(settings, async |c| {
         match c.deploy_push(program, Some(trigger), branch, after).await {

@@ -9,7 +9,7 @@
 use std::fs;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::config::UserSpec;
 
@@ -23,6 +23,34 @@ pub enum Existing {
     Require,
 }
 
+/// Why a folder could not be made ready.
+#[derive(Debug, thiserror::Error)]
+pub enum DirError {
+    #[error("cannot create {}: {source}", .path.display())]
+    Create { path: PathBuf, source: io::Error },
+    #[error("{} is not a folder", .0.display())]
+    NotAFolder(PathBuf),
+    #[error("cannot give {} to {user}: {source}", .path.display())]
+    GiveAway {
+        path: PathBuf,
+        user: String,
+        source: io::Error,
+    },
+    /// A deploy's tree that another user owns: its contents must be the deploying user's too.
+    #[error(
+        "{} belongs to uid {uid}, not to {user} who deploys: `chown -R {user} {}` (or remove it; a deploy makes it again)",
+        .path.display(),
+        .path.display()
+    )]
+    NotTheirs {
+        path: PathBuf,
+        uid: u32,
+        user: String,
+    },
+    #[error("cannot prepare {}: {source}", .path.display())]
+    Prepare { path: PathBuf, source: io::Error },
+}
+
 /// Makes `dir` (with `mode`) and its missing parents (0755: passage only), each one it creates
 /// owned by `user` (None: the supervisor's own user, nothing to change). The modes are set
 /// exactly, whatever the supervisor's umask.
@@ -31,9 +59,12 @@ pub fn prepare(
     mode: u32,
     user: Option<&UserSpec>,
     existing: Existing,
-) -> Result<(), String> {
+) -> Result<(), DirError> {
     use std::os::unix::fs::PermissionsExt as _;
-    let fail = |path: &Path, e: io::Error| format!("cannot create {}: {e}", path.display());
+    let fail = |path: &Path, source: io::Error| DirError::Create {
+        path: path.to_owned(),
+        source,
+    };
     let mut missing = Vec::new();
     let mut at = dir;
     while fs::symlink_metadata(at).is_err() {
@@ -58,22 +89,26 @@ pub fn prepare(
     let Some(u) = user else { return Ok(()) };
     let meta = fs::symlink_metadata(dir).map_err(|e| fail(dir, e))?;
     if !meta.is_dir() {
-        return Err(format!("{} is not a folder", dir.display()));
+        return Err(DirError::NotAFolder(dir.to_owned()));
     }
     if meta.uid() == u.uid {
         return Ok(());
     }
     match existing {
-        Existing::Adopt => std::os::unix::fs::lchown(dir, Some(u.uid), Some(u.gid))
-            .map_err(|e| format!("cannot give {} to {}: {e}", dir.display(), u.name)),
-        Existing::Require => Err(format!(
-            "{} belongs to uid {}, not to {} who deploys: `chown -R {} {}` (or remove it; a deploy makes it again)",
-            dir.display(),
-            meta.uid(),
-            u.name,
-            u.name,
-            dir.display()
-        )),
+        Existing::Adopt => {
+            std::os::unix::fs::lchown(dir, Some(u.uid), Some(u.gid)).map_err(|source| {
+                DirError::GiveAway {
+                    path: dir.to_owned(),
+                    user: u.name.clone(),
+                    source,
+                }
+            })
+        }
+        Existing::Require => Err(DirError::NotTheirs {
+            path: dir.to_owned(),
+            uid: meta.uid(),
+            user: u.name.clone(),
+        }),
     }
 }
 
@@ -82,9 +117,12 @@ pub fn prepare(
 /// the files made inside inherit it. Existing files made before keep their modes and groups,
 /// but are no longer reachable by others (a folder that belonged to another group before
 /// is taken back).
-pub fn private(dir: &Path, group: Option<u32>) -> Result<(), String> {
+pub fn private(dir: &Path, group: Option<u32>) -> Result<(), DirError> {
     use std::os::unix::fs::PermissionsExt as _;
-    let fail = |e: io::Error| format!("cannot prepare {}: {e}", dir.display());
+    let fail = |source: io::Error| DirError::Prepare {
+        path: dir.to_owned(),
+        source,
+    };
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o750)
@@ -152,7 +190,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("f");
         fs::write(&target, "").unwrap();
-        let e = prepare(&target, 0o755, Some(&me()), Existing::Adopt).unwrap_err();
+        let e = prepare(&target, 0o755, Some(&me()), Existing::Adopt)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("is not a folder"), "{e}");
     }
 
@@ -163,7 +203,9 @@ mod tests {
         other.uid += 1;
         other.name = "builder".into();
         if nix::unistd::geteuid().is_root() {
-            let e = prepare(dir.path(), 0o755, Some(&other), Existing::Require).unwrap_err();
+            let e = prepare(dir.path(), 0o755, Some(&other), Existing::Require)
+                .unwrap_err()
+                .to_string();
             assert!(
                 e.contains("not to builder who deploys: `chown -R builder"),
                 "{e}"
@@ -171,7 +213,9 @@ mod tests {
             prepare(dir.path(), 0o755, Some(&other), Existing::Adopt).unwrap();
             assert_eq!(fs::metadata(dir.path()).unwrap().uid(), other.uid);
         } else {
-            let e = prepare(dir.path(), 0o755, Some(&other), Existing::Require).unwrap_err();
+            let e = prepare(dir.path(), 0o755, Some(&other), Existing::Require)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("chown -R builder"), "{e}");
         }
     }

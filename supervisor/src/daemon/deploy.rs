@@ -276,7 +276,7 @@ impl Daemon {
         let repo = Some(&cfg.repo).filter(|r| !r.as_os_str().is_empty());
         for dir in repo.into_iter().chain([&cfg.releases]) {
             if let Err(message) = dirs::prepare(dir, 0o755, cfg.user.as_ref(), Existing::Require) {
-                return Err(deploy_error(ErrorKind::Internal, message));
+                return Err(deploy_error(ErrorKind::Internal, message.to_string()));
             }
         }
         // What the machine needs to know from disk, read now.

@@ -19,7 +19,8 @@ use crate::config::health::{Probe, Ready};
 use crate::dirs;
 use crate::health::check::{Liveness, Schedule, Verdict, Watchdog};
 use crate::health::notify::{Message, NotifySocket};
-use crate::health::{ProbeKind, Report, probe};
+use crate::health::probe::{self, ProbeError};
+use crate::health::{ProbeKind, Report};
 use crate::lifecycle::{Event as LifeEvent, ExitReason, State, later};
 use crate::process::{self, Spec};
 use crate::status::unix_ms;
@@ -240,7 +241,7 @@ impl Daemon {
         let run = self.health.get(p.cfg.name.as_str()).map_or(0, |h| h.run);
         let program = p.cfg.name.clone();
         let reports = self.reports.clone();
-        let task = move |result: Result<(), String>| Report::Probe {
+        let task = move |result: Result<(), ProbeError>| Report::Probe {
             program,
             run,
             kind,
@@ -276,7 +277,8 @@ impl Daemon {
                 }
                 Err(e) => {
                     let name = p.cfg.name.to_string();
-                    self.probe_result(&name, run, kind, Err(format!("cannot run it: {e}")));
+                    let failed = Err(ProbeError::Spawn(e.to_string()));
+                    self.probe_result(&name, run, kind, failed);
                 }
             },
         }
@@ -307,12 +309,9 @@ impl Daemon {
     /// A command probe was reaped.
     pub(super) fn probe_exited(&mut self, c: CommandProbe, reason: ExitReason) {
         let result = match reason {
-            _ if c.timed_out => Err(format!(
-                "timed out after {}",
-                crate::config::units::format_duration(c.timeout)
-            )),
+            _ if c.timed_out => Err(ProbeError::CommandTimedOut(c.timeout)),
             ExitReason::Exited(0) => Ok(()),
-            other => Err(other.to_string()),
+            other => Err(ProbeError::Exited(other)),
         };
         self.probe_result(&c.program, c.run, c.kind, result);
     }
@@ -361,7 +360,7 @@ impl Daemon {
         program: &str,
         run: u64,
         kind: ProbeKind,
-        result: Result<(), String>,
+        result: Result<(), ProbeError>,
     ) {
         let Some(idx) = self.index(program) else {
             return;
@@ -406,7 +405,7 @@ impl Daemon {
                         }
                     }
                     Verdict::Failing { count } => {
-                        let error = result.err().unwrap_or_default();
+                        let error = result.err().map(|e| e.to_string()).unwrap_or_default();
                         tracing::warn!(program = %program, failures = count, error = %error, "health check failed");
                         if h.healthy != Some(false) {
                             h.healthy = Some(false);

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::probe::ProbeError;
 use crate::config::health::HealthCheck;
 use crate::lifecycle::later;
 
@@ -79,7 +80,7 @@ impl Liveness {
         }
     }
 
-    pub fn finish(&mut self, result: &Result<(), String>, what: &str, now: Instant) -> Verdict {
+    pub fn finish(&mut self, result: &Result<(), ProbeError>, what: &str, now: Instant) -> Verdict {
         self.schedule.finished(now);
         match result {
             Ok(()) => {
@@ -171,7 +172,7 @@ mod tests {
     fn retries_consecutive_failures_are_unhealthy_and_a_pass_resets() {
         let t0 = Instant::now();
         let mut l = Liveness::new(&check(3, 0), t0);
-        let fail = Err("timed out".to_owned());
+        let fail = Err(ProbeError::CommandTimedOut(Duration::from_secs(1)));
         assert_eq!(
             l.finish(&fail, "GET /ping", t0),
             Verdict::Failing { count: 1 }
@@ -191,14 +192,16 @@ mod tests {
         );
         assert_eq!(
             l.finish(&fail, "GET /ping", t0),
-            Verdict::Unhealthy("GET /ping failed 3 times in a row (last: timed out)".into())
+            Verdict::Unhealthy(
+                "GET /ping failed 3 times in a row (last: timed out after 1s)".into()
+            )
         );
     }
 
     #[test]
     fn start_period_failures_do_not_count_until_it_ends_or_a_pass() {
         let t0 = Instant::now();
-        let fail = Err("refused".to_owned());
+        let fail = Err(ProbeError::Spawn("refused".to_owned()));
         let mut l = Liveness::new(&check(1, 60), t0);
         assert_eq!(
             l.finish(&fail, "x", t0 + Duration::from_secs(10)),
@@ -206,7 +209,7 @@ mod tests {
         );
         assert_eq!(
             l.finish(&fail, "x", t0 + Duration::from_secs(61)),
-            Verdict::Unhealthy("x failed once (last: refused)".into())
+            Verdict::Unhealthy("x failed once (last: cannot run it: refused)".into())
         );
         let mut l = Liveness::new(&check(1, 60), t0);
         assert_eq!(l.finish(&Ok(()), "x", t0), Verdict::Healthy);

@@ -42,7 +42,7 @@ pub enum Report {
         program: ProgramName,
         run: u64,
         kind: ProbeKind,
-        result: Result<(), String>,
+        result: Result<(), probe::ProbeError>,
     },
 }
 

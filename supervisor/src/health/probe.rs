@@ -10,18 +10,47 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::config::units::format_duration;
+use crate::lifecycle::ExitReason;
+
 /// The most of a response read to find its status line.
 const MAX_STATUS_LINE: usize = 1024;
 
+/// Why a probe did not pass. Its text is what `status`, the events and the alerts show.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProbeError {
+    /// Connecting, writing or reading failed, or the answer was not HTTP.
+    #[error("{what}: {reason}")]
+    Failed { what: String, reason: String },
+    #[error("{what} timed out after {}", format_duration(*.after))]
+    TimedOut { what: String, after: Duration },
+    /// An HTTP status of 400 or more.
+    #[error("{what} answered {status}")]
+    Status { what: String, status: u16 },
+    /// A command probe could not be run.
+    #[error("cannot run it: {0}")]
+    Spawn(String),
+    /// A command probe ran past its `timeout` (and was killed).
+    #[error("timed out after {}", format_duration(*.0))]
+    CommandTimedOut(Duration),
+    /// A command probe ended other than with exit code 0.
+    #[error("{0}")]
+    Exited(ExitReason),
+}
+
 /// Connects to `addr` within `timeout`.
-pub async fn tcp(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
+pub async fn tcp(addr: SocketAddr, timeout: Duration) -> Result<(), ProbeError> {
+    let what = format!("connect to {addr}");
     match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(format!("connect to {addr}: {e}")),
-        Err(_) => Err(format!(
-            "connect to {addr} timed out after {}",
-            crate::config::units::format_duration(timeout)
-        )),
+        Ok(Err(e)) => Err(ProbeError::Failed {
+            what,
+            reason: e.to_string(),
+        }),
+        Err(_) => Err(ProbeError::TimedOut {
+            what,
+            after: timeout,
+        }),
     }
 }
 
@@ -31,16 +60,16 @@ pub async fn http(
     host: &str,
     path: &str,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), ProbeError> {
     let what = format!("GET {path}");
     match tokio::time::timeout(timeout, get_status(addr, host, path)).await {
         Ok(Ok(status)) if status < 400 => Ok(()),
-        Ok(Ok(status)) => Err(format!("{what} answered {status}")),
-        Ok(Err(e)) => Err(format!("{what}: {e}")),
-        Err(_) => Err(format!(
-            "{what} timed out after {}",
-            crate::config::units::format_duration(timeout)
-        )),
+        Ok(Ok(status)) => Err(ProbeError::Status { what, status }),
+        Ok(Err(reason)) => Err(ProbeError::Failed { what, reason }),
+        Err(_) => Err(ProbeError::TimedOut {
+            what,
+            after: timeout,
+        }),
     }
 }
 
