@@ -5,11 +5,14 @@
 
 use std::path::PathBuf;
 
-use supervisor_proto::{AlertKind, Severity};
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+use supervisor_proto::{AlertKind, DeployKind, Severity};
 
 use super::Daemon;
 use crate::health::Report;
 use crate::lifecycle::Event as LifeEvent;
+use crate::process;
 
 pub(super) enum Action {
     /// A lifecycle event for the named program (a scheduled start, a stop for the next run).
@@ -31,6 +34,17 @@ pub(super) enum Action {
     Append(PathBuf, String),
     /// Work for a blocking thread, whose outcome comes back to the actor as a report.
     Blocking(Box<dyn FnOnce() -> Report + Send>),
+    /// A child's process group killed (a poll past its timeout, or at shutdown); its exit is
+    /// still reaped.
+    KillGroup(Pid),
+    /// Run the named program's deploy poll (`git ls-remote`), a child of the actor's.
+    Poll(String),
+    /// Deploy this commit of the named program (a poll saw its branch move).
+    Deploy {
+        program: String,
+        trigger: String,
+        commit: String,
+    },
 }
 
 impl Daemon {
@@ -63,6 +77,22 @@ impl Daemon {
                     // One line of a few hundred bytes (a run's record), as the deploy history's.
                     if let Err(e) = crate::jsonl::append_line(&path, &record) {
                         tracing::error!(path = %path.display(), error = %e, "cannot record it");
+                    }
+                }
+                Action::KillGroup(pid) => {
+                    let _ = process::signal_group(pid, Signal::SIGKILL);
+                }
+                Action::Poll(program) => self.start_poll(&program),
+                Action::Deploy {
+                    program,
+                    trigger,
+                    commit,
+                } => {
+                    let kind = DeployKind::Deploy;
+                    let by = trigger.clone();
+                    let asked = self.request_deploy(&program, kind, trigger, false, Some(commit));
+                    if let Err(e) = asked {
+                        tracing::warn!(program = %program, trigger = %by, error = %e.message, "could not deploy");
                     }
                 }
                 Action::Blocking(work) => {

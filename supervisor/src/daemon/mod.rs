@@ -535,7 +535,13 @@ impl Daemon {
             let (pid, reason) = (reaped.pid, reaped.reason);
             match self.children.take(pid) {
                 Some(Child::Probe(probe)) => self.probe_exited(probe, reason),
-                Some(Child::Poll(program)) => self.poll_exited(&program, pid, reason),
+                Some(Child::Poll(program)) => {
+                    let deploydir = &self.config.supervisor.deploydir;
+                    let deploy =
+                        self.polls
+                            .exited(&program, pid, reason, deploydir, &mut self.jitter);
+                    self.perform(deploy);
+                }
                 Some(Child::Step(program)) => {
                     self.deploy_step_exited(&program, pid, reason, reaped.written_bytes)
                 }
@@ -610,7 +616,7 @@ impl Daemon {
             .chain(shutdown)
             .chain(self.deploy_deadlines())
             .chain(self.health_deadlines())
-            .chain(self.poll_deadlines())
+            .chain(self.polls.deadlines())
             .chain(self.alerts.deadlines())
             .chain(self.listener_deadline())
             .chain(self.listener_drain_deadline())
@@ -632,7 +638,12 @@ impl Daemon {
         }
         self.deploy_tick(now);
         self.health_tick(now);
-        self.poll_tick(now);
+        let stopping = self.shutdown.is_some();
+        let deploys = &self.deploys;
+        let due = self
+            .polls
+            .tick(now, |p| stopping || deploys.runs(p), &mut self.jitter);
+        self.perform(due);
         self.alert_tick(Some(now));
         self.listener_tick();
         let sample = self.ceilings.tick(&ceilings::limited(&self.programs), now);
@@ -680,7 +691,8 @@ impl Daemon {
             p.pending_start = false;
         }
         self.abort_deploys();
-        self.abort_polls();
+        let kill = self.polls.abort();
+        self.perform(kill);
         self.supervisor_state(crate::listener::EventType::SupervisorStateChangeStopping);
         let _ = self.events.send(std::sync::Arc::new(Event::ShuttingDown {
             at_ms: unix_ms(SystemTime::now()),
