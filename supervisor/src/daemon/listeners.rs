@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use nix::unistd::Pid;
@@ -16,7 +17,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::unix::pipe;
 use tokio::sync::mpsc;
 
-use super::Daemon;
+use super::program::Program;
 use crate::config::{ProgramConfig, ProgramName};
 use crate::lifecycle::{ExitReason, State};
 use crate::listener::protocol::{Outcome, Protocol, State as Wire};
@@ -199,15 +200,15 @@ fn unix_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-impl Daemon {
-    fn any_listener(&self) -> bool {
-        self.programs.iter().any(|p| p.cfg.listener.is_some())
+impl Listeners {
+    fn any_listener(programs: &[Program]) -> bool {
+        programs.iter().any(|p| p.cfg.listener.is_some())
     }
 
     /// Queues an event for every pool that wants it and sends what can be sent.
-    pub(super) fn notify_listeners(&mut self, kind: EventType, payload: String) {
+    pub(super) fn notify(&mut self, programs: &[Program], kind: EventType, payload: String) {
         let mut pools: Vec<(String, usize)> = Vec::new();
-        for p in &self.programs {
+        for p in programs {
             let pool = pool_of(&p.cfg);
             let listener = p.cfg.listener.as_ref();
             let fresh = listener.filter(|l| l.wants(kind) && !pools.iter().any(|(n, _)| n == pool));
@@ -218,11 +219,10 @@ impl Daemon {
         if pools.is_empty() {
             return;
         }
-        let serial = self.listeners.serial;
-        self.listeners.serial += 1;
+        let serial = self.serial;
+        self.serial += 1;
         for (name, size) in &pools {
             let pool = self
-                .listeners
                 .pools
                 .entry(name.clone())
                 .or_insert_with(|| Pool::new(*size));
@@ -232,21 +232,21 @@ impl Daemon {
             }
         }
         for (name, _) in pools {
-            self.dispatch(&name);
+            self.dispatch(programs, &name);
         }
     }
 
     /// Sends the pool's oldest events to its ready listeners, one each.
-    fn dispatch(&mut self, pool: &str) {
+    fn dispatch(&mut self, programs: &[Program], pool: &str) {
         loop {
-            let Some(buffer) = self.listeners.pools.get_mut(pool) else {
+            let Some(buffer) = self.pools.get_mut(pool) else {
                 return;
             };
             let Some(kind) = buffer.front().map(|e| e.kind) else {
                 return;
             };
-            let conns = &self.listeners.conns;
-            let member = self.programs.iter().position(|p| {
+            let conns = &self.conns;
+            let member = programs.iter().position(|p| {
                 p.cfg.listener.as_ref().is_some_and(|l| l.wants(kind))
                     && pool_of(&p.cfg) == pool
                     && matches!(p.state, State::Running { .. })
@@ -257,16 +257,16 @@ impl Daemon {
             let Some(i) = member else {
                 return;
             };
-            let Some(buffer) = self.listeners.pools.get_mut(pool) else {
+            let Some(buffer) = self.pools.get_mut(pool) else {
                 return;
             };
             let Some(event) = buffer.pop() else {
                 return;
             };
-            let name = self.programs[i].cfg.name.as_str();
+            let name = programs[i].cfg.name.as_str();
             tracing::debug!(program = %name, serial = event.serial,
                 event = %event.kind, "event sent to a listener");
-            let Some(conn) = self.listeners.conns.get_mut(name) else {
+            let Some(conn) = self.conns.get_mut(name) else {
                 return;
             };
             if conn.stdin.send(event.envelope(pool)).is_err() {
@@ -280,23 +280,26 @@ impl Daemon {
     }
 
     /// What a listener wrote.
-    pub(super) fn listener_output(&mut self, out: Output) {
-        let Some(idx) = self.index(out.program.as_str()) else {
+    pub(super) fn output(&mut self, programs: &[Program], out: Output) {
+        let Some(idx) = programs
+            .iter()
+            .position(|p| p.cfg.name.as_str() == out.program.as_str())
+        else {
             return;
         };
         let Some(data) = out.data else {
             return; // its exit, reaped, tells the rest
         };
-        let p = &self.programs[idx];
+        let p = &programs[idx];
         let name = p.cfg.name.as_str();
-        let conns = &mut self.listeners.conns;
+        let conns = &mut self.conns;
         let Some(conn) = conns.get_mut(name).filter(|c| c.run == out.run) else {
             return;
         };
         let outcomes = conn.protocol.feed(&data);
         let pool = pool_of(&p.cfg).to_owned();
         for outcome in outcomes {
-            let Some(conn) = self.listeners.conns.get_mut(out.program.as_str()) else {
+            let Some(conn) = self.conns.get_mut(out.program.as_str()) else {
                 return;
             };
             match outcome {
@@ -315,11 +318,11 @@ impl Daemon {
                 }
             }
         }
-        self.dispatch(&pool);
+        self.dispatch(programs, &pool);
     }
 
     fn requeue(&mut self, pool: &str, event: Option<Queued>) {
-        let buffer = self.listeners.pools.get_mut(pool);
+        let buffer = self.pools.get_mut(pool);
         let dropped = event
             .zip(buffer)
             .and_then(|(event, buffer)| buffer.requeue(event));
@@ -331,15 +334,14 @@ impl Daemon {
 
     /// A listener's environment beyond a program's: where the server is, for listeners that
     /// call back over supervisord's XML-RPC (superlance's memmon restarts programs by it).
-    pub(super) fn listener_env(&self, idx: usize) -> Vec<(String, String)> {
-        let p = &self.programs[idx];
+    pub(super) fn env(p: &Program, socket: &Path) -> Vec<(String, String)> {
         if p.cfg.listener.is_none() {
             return Vec::new();
         }
         vec![
             (
                 "SUPERVISOR_SERVER_URL".to_owned(),
-                format!("unix://{}", self.config.supervisor.socket.display()),
+                format!("unix://{}", socket.display()),
             ),
             (
                 "SUPERVISOR_GROUP_NAME".to_owned(),
@@ -350,23 +352,23 @@ impl Daemon {
 
     /// After program `idx` changed from `previous`: its listener channel (when it is one), and
     /// the PROCESS_STATE event(s) in supervisord's terms.
-    pub(super) fn listener_state_change(&mut self, idx: usize, previous: &State) {
-        let p = &self.programs[idx];
+    pub(super) fn state_change(&mut self, programs: &[Program], idx: usize, previous: &State) {
+        let p = &programs[idx];
         if p.cfg.listener.is_some() {
             if !p.state.is_live() {
-                if let Some(conn) = self.listeners.conns.remove(p.cfg.name.as_str()) {
+                if let Some(conn) = self.conns.remove(p.cfg.name.as_str()) {
                     let pool = pool_of(&p.cfg).to_owned();
                     self.requeue(&pool, conn.busy);
                 }
             } else if matches!(p.state, State::Running { .. }) {
                 let pool = pool_of(&p.cfg).to_owned();
-                self.dispatch(&pool);
+                self.dispatch(programs, &pool);
             }
         }
-        if !self.any_listener() {
+        if !Self::any_listener(programs) {
             return;
         }
-        let p = &self.programs[idx];
+        let p = &programs[idx];
         let (name, group) = (p.cfg.name.to_string(), pool_of(&p.cfg).to_owned());
         let mut from = previous.name().as_str();
         let pid = |s: &State| pid_of(s).map_or_else(|| "0".to_owned(), |p| p.to_string());
@@ -389,7 +391,7 @@ impl Daemon {
                 ],
             );
             from = "EXITED";
-            self.notify_listeners(EventType::ProcessStateExited, payload);
+            self.notify(programs, EventType::ProcessStateExited, payload);
         }
         // A start that failed for the last time: supervisord goes STARTING → BACKOFF → FATAL.
         let failed = match previous {
@@ -398,7 +400,7 @@ impl Daemon {
             }
             _ => None,
         };
-        let fatal = matches!(self.programs[idx].state, State::Fatal { .. });
+        let fatal = matches!(programs[idx].state, State::Fatal { .. });
         if let Some(failed_starts) = failed.filter(|_| fatal) {
             let payload = listener::process_state_payload(
                 &name,
@@ -407,9 +409,9 @@ impl Daemon {
                 &[("tries", (failed_starts + 1).to_string())],
             );
             from = "BACKOFF";
-            self.notify_listeners(EventType::ProcessStateBackoff, payload);
+            self.notify(programs, EventType::ProcessStateBackoff, payload);
         }
-        let p = &self.programs[idx];
+        let p = &programs[idx];
         let (kind, extra) = match &p.state {
             State::Stopped { .. } => (EventType::ProcessStateStopped, vec![("pid", pid(previous))]),
             State::Spawning { failed_starts, .. } | State::Starting { failed_starts, .. } => (
@@ -435,23 +437,18 @@ impl Daemon {
             State::Fatal { .. } => (EventType::ProcessStateFatal, vec![]),
         };
         let payload = listener::process_state_payload(&name, &group, from, &extra);
-        self.notify_listeners(kind, payload);
+        self.notify(programs, kind, payload);
     }
 
     /// During shutdown: whether listener `idx` still has events to handle (one in flight, or
     /// its pool's), so that it is stopped once they are done, for at most [`SHUTDOWN_DRAIN`]:
     /// a crash reported just before shutdown should still reach crashmail, and a listener that
     /// never answers must not hold the shutdown up.
-    pub(super) fn listener_draining(&self, idx: usize) -> bool {
-        if self
-            .shutdown
-            .as_ref()
-            .is_some_and(|s| s.listeners_until <= Instant::now())
-        {
+    pub(super) fn draining(&self, p: &Program, until: Option<Instant>) -> bool {
+        if until.is_some_and(|until| until <= Instant::now()) {
             return false;
         }
-        let p = &self.programs[idx];
-        let Some(conn) = self.listeners.conns.get(p.cfg.name.as_str()) else {
+        let Some(conn) = self.conns.get(p.cfg.name.as_str()) else {
             return false;
         };
         if conn.protocol.state() == Wire::Unknown {
@@ -459,48 +456,59 @@ impl Daemon {
         }
         conn.busy.is_some()
             || self
-                .listeners
                 .pools
                 .get(pool_of(&p.cfg))
                 .is_some_and(|pool| !pool.is_empty())
     }
 
     /// While a listener drains during shutdown: when its time is up.
-    pub(super) fn listener_drain_deadline(&self) -> Option<Instant> {
-        let s = self.shutdown.as_ref()?;
-        let waiting = (0..self.programs.len()).any(|i| self.listener_draining(i));
-        waiting.then_some(s.listeners_until)
+    pub(super) fn drain_deadline(
+        &self,
+        programs: &[Program],
+        until: Option<Instant>,
+    ) -> Option<Instant> {
+        let until = until?;
+        let waiting = programs.iter().any(|p| self.draining(p, Some(until)));
+        waiting.then_some(until)
     }
 
     /// SUPERVISOR_STATE_CHANGE_RUNNING or _STOPPING.
-    pub(super) fn supervisor_state(&mut self, kind: EventType) {
-        self.notify_listeners(kind, String::new());
+    pub(super) fn supervisor_state(&mut self, programs: &[Program], kind: EventType) {
+        self.notify(programs, kind, String::new());
     }
 
     /// PROCESS_GROUP_ADDED and _REMOVED for the groups that came and went since the last call.
-    pub(super) fn listener_groups(&mut self) {
+    pub(super) fn groups(&mut self, programs: &[Program]) {
         let mut now: Vec<String> = Vec::new();
-        for p in &self.programs {
+        for p in programs {
             let g = pool_of(&p.cfg);
             if !now.iter().any(|n| n == g) {
                 now.push(g.to_owned());
             }
         }
-        let before = std::mem::replace(&mut self.listeners.groups, now.clone());
+        let before = std::mem::replace(&mut self.groups, now.clone());
         for g in before.iter().filter(|g| !now.contains(g)) {
-            self.notify_listeners(EventType::ProcessGroupRemoved, format!("groupname:{g}\n"));
+            self.notify(
+                programs,
+                EventType::ProcessGroupRemoved,
+                format!("groupname:{g}\n"),
+            );
         }
         for g in now.iter().filter(|g| !before.contains(g)) {
-            self.notify_listeners(EventType::ProcessGroupAdded, format!("groupname:{g}\n"));
+            self.notify(
+                programs,
+                EventType::ProcessGroupAdded,
+                format!("groupname:{g}\n"),
+            );
         }
     }
 
     /// When the next tick a listener wants is due.
-    pub(super) fn listener_deadline(&self) -> Option<Instant> {
+    pub(super) fn deadline(&self, programs: &[Program]) -> Option<Instant> {
         let period = TICKS
             .iter()
             .filter(|t| {
-                self.programs
+                programs
                     .iter()
                     .any(|p| p.cfg.listener.as_ref().is_some_and(|l| l.wants(**t)))
             })
@@ -515,13 +523,13 @@ impl Daemon {
     }
 
     /// TICK_5, TICK_60 and TICK_3600 whose slice changed.
-    pub(super) fn listener_tick(&mut self) {
+    pub(super) fn tick(&mut self, programs: &[Program]) {
         let now = unix_secs();
         for (i, kind) in TICKS.into_iter().enumerate() {
             let slice = listener::time_slice(kind.tick_period().unwrap_or(1), now);
-            if slice != self.listeners.ticks[i] {
-                self.listeners.ticks[i] = slice;
-                self.notify_listeners(kind, format!("when:{slice}"));
+            if slice != self.ticks[i] {
+                self.ticks[i] = slice;
+                self.notify(programs, kind, format!("when:{slice}"));
             }
         }
     }

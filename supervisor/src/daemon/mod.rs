@@ -89,7 +89,8 @@ pub async fn run(
         _lock,
         _pidfile,
     } = start::start(config, nofile)?;
-    daemon.supervisor_state(crate::listener::EventType::SupervisorStateChangeRunning);
+    let running = crate::listener::EventType::SupervisorStateChangeRunning;
+    daemon.listeners.supervisor_state(&daemon.programs, running);
     tokio::pin!(shutdown);
     let mut asked = false;
     daemon.drive();
@@ -110,7 +111,7 @@ pub async fn run(
             _ = signals.usr1.recv() => tracing::info!("SIGUSR1 has no meaning here; ignored"),
             Some(request) = requests.recv() => daemon.handle(request),
             Some(report) = reports.recv() => daemon.health_report(report),
-            Some(output) = listener_output.recv() => daemon.listener_output(output),
+            Some(output) = listener_output.recv() => daemon.listeners.output(&daemon.programs, output),
             _ = sleep, if deadline.is_some() => daemon.tick(),
             _ = &mut shutdown, if !asked => {
                 asked = true;
@@ -290,7 +291,7 @@ impl Daemon {
             .enumerate()
             .filter_map(|(i, p)| p.state.pid().map(|pid| (pid, i)));
         self.children.index_programs(leaders);
-        self.listener_groups();
+        self.listeners.groups(&self.programs);
     }
 
     fn finished(&self) -> bool {
@@ -371,7 +372,9 @@ impl Daemon {
             let p = &self.programs[i];
             if (p.depth, p.cfg.priority) == level
                 && matches!(p.state, State::Starting { .. } | State::Running { .. })
-                && !self.listener_draining(i)
+                && !self
+                    .listeners
+                    .draining(p, self.shutdown.as_ref().map(|s| s.listeners_until))
             {
                 self.feed(i, LifeEvent::Stop);
             }
@@ -426,7 +429,7 @@ impl Daemon {
                 p.changed_at = SystemTime::now();
                 log_change(&p.cfg, &previous, &p.state, cx.now);
                 self.emit_state(idx, previous.name(), cx.now);
-                self.listener_state_change(idx, &previous);
+                self.listeners.state_change(&self.programs, idx, &previous);
                 let deploying = self.deploys.runs(self.programs[idx].cfg.name.as_str());
                 let p = alerts::seen(&self.programs[idx]);
                 self.alerts
@@ -447,7 +450,8 @@ impl Daemon {
             let extra_env = match effect {
                 Some(Effect::Spawn) => {
                     let mut env = self.health_env(idx);
-                    env.extend(self.listener_env(idx));
+                    let socket = &self.config.supervisor.socket;
+                    env.extend(listeners::Listeners::env(&self.programs[idx], socket));
                     env
                 }
                 _ => Vec::new(),
@@ -603,6 +607,7 @@ impl Daemon {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
+        let drain_until = self.shutdown.as_ref().map(|s| s.listeners_until);
         let programs = self
             .programs
             .iter()
@@ -618,8 +623,8 @@ impl Daemon {
             .chain(self.health_deadlines())
             .chain(self.polls.deadlines())
             .chain(self.alerts.deadlines())
-            .chain(self.listener_deadline())
-            .chain(self.listener_drain_deadline())
+            .chain(self.listeners.deadline(&self.programs))
+            .chain(self.listeners.drain_deadline(&self.programs, drain_until))
             .chain(self.ceilings.deadline(
                 !ceilings::limited(&self.programs).is_empty(),
                 Instant::now(),
@@ -645,7 +650,7 @@ impl Daemon {
             .tick(now, |p| stopping || deploys.runs(p), &mut self.jitter);
         self.perform(due);
         self.alert_tick(Some(now));
-        self.listener_tick();
+        self.listeners.tick(&self.programs);
         let sample = self.ceilings.tick(&ceilings::limited(&self.programs), now);
         self.perform(sample);
         let scheduled = schedule::scheduled(&self.programs);
@@ -693,7 +698,8 @@ impl Daemon {
         self.abort_deploys();
         let kill = self.polls.abort();
         self.perform(kill);
-        self.supervisor_state(crate::listener::EventType::SupervisorStateChangeStopping);
+        let stopping = crate::listener::EventType::SupervisorStateChangeStopping;
+        self.listeners.supervisor_state(&self.programs, stopping);
         let _ = self.events.send(std::sync::Arc::new(Event::ShuttingDown {
             at_ms: unix_ms(SystemTime::now()),
         }));
