@@ -7,9 +7,11 @@ use std::path::PathBuf;
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use supervisor_proto::{AlertKind, DeployKind, Severity};
+use supervisor_proto::{AlertKind, DeployKind, Event, Severity};
 
 use super::Daemon;
+use super::children::Child;
+use super::health::ProbeRun;
 use crate::health::Report;
 use crate::lifecycle::Event as LifeEvent;
 use crate::process;
@@ -34,6 +36,13 @@ pub(super) enum Action {
     Append(PathBuf, String),
     /// Work for a blocking thread, whose outcome comes back to the actor as a report.
     Blocking(Box<dyn FnOnce() -> Report + Send>),
+    /// A probe to run (HTTP and TCP as tasks, a command as a child of the actor's).
+    Probe(ProbeRun),
+    /// An event for the event stream (a program healthy again, or failing its checks).
+    Event(Event),
+    /// The named program declared this process its main one (`MAINPID=`): its exit is the
+    /// program's.
+    MainProcess(String, Pid),
     /// A child's process group killed (a poll past its timeout, or at shutdown); its exit is
     /// still reaped.
     KillGroup(Pid),
@@ -78,6 +87,14 @@ impl Daemon {
                     if let Err(e) = crate::jsonl::append_line(&path, &record) {
                         tracing::error!(path = %path.display(), error = %e, "cannot record it");
                     }
+                }
+                Action::Probe(run) => self.start_probe(run),
+                Action::Event(event) => {
+                    // No subscriber is fine.
+                    let _ = self.events.send(std::sync::Arc::new(event));
+                }
+                Action::MainProcess(program, pid) => {
+                    self.children.add(pid, Child::MainProcess(program));
                 }
                 Action::KillGroup(pid) => {
                     let _ = process::signal_group(pid, Signal::SIGKILL);

@@ -12,7 +12,9 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use supervisor_proto::Event;
 
+use super::action::Action;
 use super::children::{Child, CommandProbe};
+use super::program::Program;
 use super::{Daemon, alerts, ceilings};
 use crate::config::ProgramConfig;
 use crate::config::health::{Probe, Ready};
@@ -102,17 +104,15 @@ impl ProgramHealth {
     }
 }
 
-impl Daemon {
-    /// After a transition of program `idx`: arm, re-arm or drop its checks for its new state.
-    pub(super) fn sync_health(&mut self, idx: usize) {
-        let now = Instant::now();
-        let p = &self.programs[idx];
+impl Health {
+    /// After a transition of program `p`: arm, re-arm or drop its checks for its new state.
+    pub fn sync(&mut self, p: &Program, now: Instant) {
         let target = match p.state {
             State::Starting { pid, .. } => Some((pid, false)),
             State::Running { pid, .. } => Some((pid, true)),
             _ => None,
         };
-        let h = self.health.of(p.cfg.name.as_str());
+        let h = self.of(p.cfg.name.as_str());
         // What a process said of itself ends with it (kept while it stops).
         if !matches!(
             p.state,
@@ -182,9 +182,9 @@ impl Daemon {
         h.healthy = (h.liveness.is_some() || h.watchdog.is_some()).then_some(true);
     }
 
-    /// The health timers: probes due, watchdogs, command probes past their timeout.
-    pub(super) fn health_deadlines(&self) -> impl Iterator<Item = Instant> + '_ {
-        let programs = self.health.programs.values().flat_map(|h| {
+    /// The health timers of programs: probes due, watchdogs.
+    pub fn deadlines(&self) -> impl Iterator<Item = Instant> + '_ {
+        self.programs.values().flat_map(|h| {
             [
                 h.ready_poll.as_ref().and_then(Schedule::deadline),
                 h.liveness.as_ref().and_then(|l| l.schedule.deadline()),
@@ -192,57 +192,251 @@ impl Daemon {
             ]
             .into_iter()
             .flatten()
-        });
-        let commands = self
-            .children
-            .probes()
-            .filter(|c| !c.timed_out)
-            .map(|c| c.deadline);
-        programs.chain(commands)
+        })
     }
 
-    pub(super) fn health_tick(&mut self, now: Instant) {
-        for idx in 0..self.programs.len() {
-            let name = self.programs[idx].cfg.name.to_string();
-            let h = self.health.of(&name);
+    /// Watchdogs that expired (the program is unhealthy), and probes that are due (the core
+    /// runs them).
+    pub fn tick(&mut self, programs: &[Program], now: Instant) -> Vec<Action> {
+        let mut actions = Vec::new();
+        for p in programs {
+            let name = p.cfg.name.as_str();
+            let h = self.of(name);
             if let Some(reason) = h.watchdog.as_ref().and_then(|w| w.expired(now)) {
                 h.watchdog = None;
-                self.unhealthy(idx, reason);
+                actions.push(Action::Unhealthy(name.to_owned(), reason));
                 continue;
             }
-            let h = self.health.of(&name);
+            let run = h.run;
             if h.ready_poll.as_mut().is_some_and(|s| s.start_if_due(now)) {
-                if let Ready::Probe(spec) = &self.programs[idx].cfg.ready {
-                    let (probe, timeout) = (spec.probe.clone(), spec.timeout);
-                    self.start_probe(idx, ProbeKind::Ready, probe, timeout);
+                if let Ready::Probe(spec) = &p.cfg.ready {
+                    actions.push(Action::Probe(ProbeRun {
+                        program: name.to_owned(),
+                        run,
+                        kind: ProbeKind::Ready,
+                        probe: spec.probe.clone(),
+                        timeout: spec.timeout,
+                    }));
                 }
             }
-            let h = self.health.of(&name);
             if h.liveness
                 .as_mut()
                 .is_some_and(|l| l.schedule.start_if_due(now))
             {
-                if let Some(check) = &self.programs[idx].cfg.healthcheck {
-                    let (probe, timeout) = (check.probe.clone(), check.timeout);
-                    self.start_probe(idx, ProbeKind::Live, probe, timeout);
+                if let Some(check) = &p.cfg.healthcheck {
+                    actions.push(Action::Probe(ProbeRun {
+                        program: name.to_owned(),
+                        run,
+                        kind: ProbeKind::Live,
+                        probe: check.probe.clone(),
+                        timeout: check.timeout,
+                    }));
                 }
             }
         }
-        for (pid, c) in self.children.probes_mut() {
-            if !c.timed_out && now >= c.deadline {
-                c.timed_out = true;
-                let _ = process::signal_group(pid, Signal::SIGKILL);
+        actions
+    }
+
+    /// A probe of program `p`'s spawn `run` finished: ready, healthy again, failing, or
+    /// unhealthy. A result of an older spawn is dropped.
+    pub fn result(
+        &mut self,
+        p: &Program,
+        run: u64,
+        kind: ProbeKind,
+        result: Result<(), ProbeError>,
+        now: Instant,
+    ) -> Vec<Action> {
+        let program = p.cfg.name.as_str();
+        let h = self.of(program);
+        if h.run != run {
+            return Vec::new();
+        }
+        if result.is_err() {
+            h.failures += 1;
+        }
+        match kind {
+            ProbeKind::Ready => {
+                let Some(schedule) = h.ready_poll.as_mut() else {
+                    return Vec::new();
+                };
+                schedule.finished(now);
+                match result {
+                    Ok(()) => {
+                        tracing::info!(program = %program, "ready: its probe passed");
+                        vec![Action::Feed(program.to_owned(), LifeEvent::Ready)]
+                    }
+                    Err(e) => {
+                        tracing::debug!(program = %program, error = %e, "not ready yet");
+                        Vec::new()
+                    }
+                }
+            }
+            ProbeKind::Live => {
+                let what = match &p.cfg.healthcheck {
+                    Some(check) => check.probe.to_string(),
+                    None => return Vec::new(),
+                };
+                let Some(liveness) = h.liveness.as_mut() else {
+                    return Vec::new();
+                };
+                match liveness.finish(&result, &what, now) {
+                    Verdict::Healthy if h.healthy == Some(false) => {
+                        h.healthy = Some(true);
+                        tracing::info!(program = %program, "healthy again");
+                        vec![health_event(program, true, format!("{what} passed"))]
+                    }
+                    Verdict::Healthy => Vec::new(),
+                    Verdict::Failing { count } => {
+                        let error = result.err().map(|e| e.to_string()).unwrap_or_default();
+                        tracing::warn!(program = %program, failures = count, error = %error, "health check failed");
+                        if h.healthy != Some(false) {
+                            h.healthy = Some(false);
+                            vec![health_event(program, false, error)]
+                        } else {
+                            Vec::new()
+                        }
+                    }
+                    Verdict::Unhealthy(reason) => {
+                        vec![Action::Unhealthy(program.to_owned(), reason)]
+                    }
+                }
             }
         }
     }
 
-    fn start_probe(&mut self, idx: usize, kind: ProbeKind, probe: Probe, timeout: Duration) {
-        let p = &self.programs[idx];
-        let run = self.health.get(p.cfg.name.as_str()).map_or(0, |h| h.run);
-        let program = p.cfg.name.clone();
-        let reports = self.reports.clone();
-        let task = move |result: Result<(), ProbeError>| Report::Probe {
+    /// What program `p` said on its notify socket (from `sender`).
+    pub fn notified(
+        &mut self,
+        p: &Program,
+        sender: i32,
+        message: Message,
+        now: Instant,
+    ) -> Vec<Action> {
+        let name = p.cfg.name.as_str();
+        let h = self.of(name);
+        let feed = |event| vec![Action::Feed(name.to_owned(), event)];
+        match message {
+            Message::Ready => {
+                if matches!(p.state, State::Starting { .. }) {
+                    tracing::info!(program = %name, sender, "ready: READY=1");
+                }
+                if h.status_text.as_deref() == Some("reloading") {
+                    h.status_text = None;
+                }
+                return feed(LifeEvent::Ready);
+            }
+            Message::Reloading => h.status_text = Some("reloading".into()),
+            Message::Stopping => h.status_text = Some("stopping".into()),
+            Message::Status(text) => {
+                h.status_text = Some(text);
+                h.status_at = Some(now);
+            }
+            Message::Errno(e) => h.errno = Some(e),
+            Message::Watchdog => {
+                if let Some(w) = h.watchdog.as_mut() {
+                    w.ping(now);
+                }
+            }
+            Message::WatchdogTrigger => {
+                if matches!(p.state, State::Starting { .. } | State::Running { .. }) {
+                    let reason = "the program triggered its watchdog".to_owned();
+                    return vec![Action::Unhealthy(name.to_owned(), reason)];
+                }
+            }
+            Message::WatchdogUsec(timeout) => {
+                h.watchdog_override = Some(timeout);
+                if let Some(w) = h.watchdog.as_mut() {
+                    *w = Watchdog::new(timeout, now);
+                } else if matches!(p.state, State::Running { .. }) {
+                    h.watchdog = Some(Watchdog::new(timeout, now));
+                    h.healthy.get_or_insert(true);
+                }
+            }
+            Message::ExtendTimeout(more) => return feed(LifeEvent::ExtendTimeout(more)),
+            Message::MainPid(pid) => {
+                let pid = Pid::from_raw(pid);
+                let leader = p.state.pid();
+                let in_group = leader.is_some_and(|l| {
+                    pid == l || nix::unistd::getpgid(Some(pid)).is_ok_and(|g| g == l)
+                });
+                if in_group && Some(pid) != leader {
+                    tracing::info!(program = %name, main_pid = pid.as_raw(), "MAINPID: its main process");
+                    h.main_pid = Some(pid);
+                    if let Some(socket) = &h.notify {
+                        socket.group.send_replace(leader.map(|l| (l, Some(pid))));
+                    }
+                    return vec![Action::MainProcess(name.to_owned(), pid)];
+                } else if !in_group {
+                    tracing::warn!(program = %name, main_pid = pid.as_raw(), "MAINPID outside the program's process group; ignored");
+                }
+            }
+        }
+        Vec::new()
+    }
+
+    /// Whether program `p` waits for its log line from spawn `run`.
+    pub fn waits_for_log(&self, p: &Program, run: u64) -> bool {
+        let h = self.get(p.cfg.name.as_str());
+        h.is_some_and(|h| h.run == run) && matches!(p.state, State::Starting { .. })
+    }
+
+    /// The environment a spawn of `p` gets for its notify socket and watchdog.
+    pub fn env(&self, p: &Program) -> Vec<(String, String)> {
+        let mut env = Vec::new();
+        let notify = self
+            .get(p.cfg.name.as_str())
+            .and_then(|h| h.notify.as_ref());
+        if let Some(socket) = notify {
+            env.push((
+                "NOTIFY_SOCKET".to_owned(),
+                socket.path.to_string_lossy().into_owned(),
+            ));
+            if let Some(w) = p.cfg.watchdog {
+                env.push(("WATCHDOG_USEC".to_owned(), w.as_micros().to_string()));
+            }
+        }
+        env
+    }
+}
+
+/// A program's health changed, for the event stream.
+fn health_event(program: &str, healthy: bool, message: String) -> Action {
+    Action::Event(Event::Health {
+        program: program.to_owned(),
+        healthy,
+        message,
+        at_ms: unix_ms(SystemTime::now()),
+    })
+}
+
+/// A probe the core is to run: the program's spawn `run`, for readiness or liveness.
+pub(super) struct ProbeRun {
+    pub program: String,
+    pub run: u64,
+    pub kind: ProbeKind,
+    pub probe: Probe,
+    pub timeout: Duration,
+}
+
+impl Daemon {
+    /// Runs a probe the health asked for: HTTP and TCP as tasks, a command as a child of the
+    /// actor's; each reports back.
+    pub(super) fn start_probe(&mut self, probe: ProbeRun) {
+        let ProbeRun {
             program,
+            run,
+            kind,
+            probe,
+            timeout,
+        } = probe;
+        let Some(idx) = self.index(&program) else {
+            return;
+        };
+        let reports = self.reports.clone();
+        let name = self.programs[idx].cfg.name.clone();
+        let task = move |result: Result<(), ProbeError>| Report::Probe {
+            program: name,
             run,
             kind,
             result,
@@ -260,13 +454,13 @@ impl Daemon {
                     let _ = reports.send(task(result)).await;
                 });
             }
-            Probe::Command(argv) => match self.spawn_probe(&p.cfg, &argv) {
+            Probe::Command(argv) => match self.spawn_probe(&self.programs[idx].cfg, &argv) {
                 Ok(pid) => {
                     let now = Instant::now();
                     self.children.add(
                         pid,
                         Child::Probe(CommandProbe {
-                            program: p.cfg.name.to_string(),
+                            program,
                             run,
                             kind,
                             deadline: later(now, timeout),
@@ -276,9 +470,8 @@ impl Daemon {
                     );
                 }
                 Err(e) => {
-                    let name = p.cfg.name.to_string();
                     let failed = Err(ProbeError::Spawn(e.to_string()));
-                    self.probe_result(&name, run, kind, failed);
+                    self.probe_result(&program, run, kind, failed);
                 }
             },
         }
@@ -306,6 +499,16 @@ impl Daemon {
         )
     }
 
+    /// Command probes past their timeout are killed (their exits are still reaped).
+    pub(super) fn kill_late_probes(&mut self, now: Instant) {
+        for (pid, c) in self.children.probes_mut() {
+            if !c.timed_out && now >= c.deadline {
+                c.timed_out = true;
+                let _ = process::signal_group(pid, Signal::SIGKILL);
+            }
+        }
+    }
+
     /// A command probe was reaped.
     pub(super) fn probe_exited(&mut self, c: CommandProbe, reason: ExitReason) {
         let result = match reason {
@@ -316,6 +519,23 @@ impl Daemon {
         self.probe_result(&c.program, c.run, c.kind, result);
     }
 
+    fn probe_result(
+        &mut self,
+        program: &str,
+        run: u64,
+        kind: ProbeKind,
+        result: Result<(), ProbeError>,
+    ) {
+        let Some(idx) = self.index(program) else {
+            return;
+        };
+        let actions = self
+            .health
+            .result(&self.programs[idx], run, kind, result, Instant::now());
+        self.perform(actions);
+    }
+
+    /// What came back from the tasks: probes, notify sockets, log lines, samples.
     pub(super) fn health_report(&mut self, report: Report) {
         match report {
             Report::Usage { at, groups, usage } => {
@@ -329,18 +549,18 @@ impl Daemon {
                 sender,
                 messages,
             } => {
-                if let Some(idx) = self.index(program.as_str()) {
-                    for m in messages {
-                        self.notified(idx, sender, m);
-                    }
+                // One at a time: READY=1 changes the state the next one sees.
+                for m in messages {
+                    let Some(idx) = self.index(program.as_str()) else {
+                        return;
+                    };
+                    let p = &self.programs[idx];
+                    let actions = self.health.notified(p, sender, m, Instant::now());
+                    self.perform(actions);
                 }
             }
             Report::LogReady { program, run } => {
-                let waiting = |idx: &usize| {
-                    let p = &self.programs[*idx];
-                    let h = self.health.get(p.cfg.name.as_str());
-                    h.is_some_and(|h| h.run == run) && matches!(p.state, State::Starting { .. })
-                };
+                let waiting = |idx: &usize| self.health.waits_for_log(&self.programs[*idx], run);
                 if let Some(idx) = self.index(program.as_str()).filter(waiting) {
                     tracing::info!(program = %program, "ready: its log line appeared");
                     self.feed(idx, LifeEvent::Ready);
@@ -355,168 +575,17 @@ impl Daemon {
         }
     }
 
-    fn probe_result(
-        &mut self,
-        program: &str,
-        run: u64,
-        kind: ProbeKind,
-        result: Result<(), ProbeError>,
-    ) {
-        let Some(idx) = self.index(program) else {
-            return;
-        };
-        let now = Instant::now();
-        let p = &self.programs[idx];
-        let h = self.health.of(p.cfg.name.as_str());
-        if h.run != run {
-            return;
-        }
-        if result.is_err() {
-            h.failures += 1;
-        }
-        match kind {
-            ProbeKind::Ready => {
-                let Some(schedule) = h.ready_poll.as_mut() else {
-                    return;
-                };
-                schedule.finished(now);
-                match result {
-                    Ok(()) => {
-                        tracing::info!(program = %program, "ready: its probe passed");
-                        self.feed(idx, LifeEvent::Ready);
-                    }
-                    Err(e) => tracing::debug!(program = %program, error = %e, "not ready yet"),
-                }
-            }
-            ProbeKind::Live => {
-                let what = match &p.cfg.healthcheck {
-                    Some(check) => check.probe.to_string(),
-                    None => return,
-                };
-                let Some(liveness) = h.liveness.as_mut() else {
-                    return;
-                };
-                match liveness.finish(&result, &what, now) {
-                    Verdict::Healthy => {
-                        if h.healthy == Some(false) {
-                            h.healthy = Some(true);
-                            tracing::info!(program = %program, "healthy again");
-                            self.emit_health(idx, true, format!("{what} passed"));
-                        }
-                    }
-                    Verdict::Failing { count } => {
-                        let error = result.err().map(|e| e.to_string()).unwrap_or_default();
-                        tracing::warn!(program = %program, failures = count, error = %error, "health check failed");
-                        if h.healthy != Some(false) {
-                            h.healthy = Some(false);
-                            self.emit_health(idx, false, error);
-                        }
-                    }
-                    Verdict::Unhealthy(reason) => self.unhealthy(idx, reason),
-                }
-            }
-        }
-    }
-
+    /// Program `idx` failed its liveness (a check, its watchdog, a ceiling): marked, told,
+    /// alerted and restarted.
     pub(super) fn unhealthy(&mut self, idx: usize, reason: String) {
         let p = &self.programs[idx];
-        self.health.of(p.cfg.name.as_str()).healthy = Some(false);
-        tracing::warn!(program = %p.cfg.name, reason = %reason, "unhealthy; restarting it");
-        self.emit_health(idx, false, format!("unhealthy: {reason}"));
-        let p = alerts::seen(&self.programs[idx]);
-        self.alerts.unhealthy(&p, &reason);
+        let name = p.cfg.name.to_string();
+        self.health.of(&name).healthy = Some(false);
+        tracing::warn!(program = %name, reason = %reason, "unhealthy; restarting it");
+        self.perform([health_event(&name, false, format!("unhealthy: {reason}"))]);
+        let seen = alerts::seen(&self.programs[idx]);
+        self.alerts.unhealthy(&seen, &reason);
         self.feed(idx, LifeEvent::Unhealthy(reason));
-    }
-
-    fn notified(&mut self, idx: usize, sender: i32, message: Message) {
-        let now = Instant::now();
-        let p = &self.programs[idx];
-        let name = p.cfg.name.clone();
-        let h = self.health.of(name.as_str());
-        match message {
-            Message::Ready => {
-                if matches!(p.state, State::Starting { .. }) {
-                    tracing::info!(program = %name, sender, "ready: READY=1");
-                }
-                if h.status_text.as_deref() == Some("reloading") {
-                    h.status_text = None;
-                }
-                self.feed(idx, LifeEvent::Ready);
-            }
-            Message::Reloading => h.status_text = Some("reloading".into()),
-            Message::Stopping => h.status_text = Some("stopping".into()),
-            Message::Status(text) => {
-                h.status_text = Some(text);
-                h.status_at = Some(now);
-            }
-            Message::Errno(e) => h.errno = Some(e),
-            Message::Watchdog => {
-                if let Some(w) = h.watchdog.as_mut() {
-                    w.ping(now);
-                }
-            }
-            Message::WatchdogTrigger => {
-                if matches!(p.state, State::Starting { .. } | State::Running { .. }) {
-                    self.unhealthy(idx, "the program triggered its watchdog".into());
-                }
-            }
-            Message::WatchdogUsec(timeout) => {
-                h.watchdog_override = Some(timeout);
-                if let Some(w) = h.watchdog.as_mut() {
-                    *w = Watchdog::new(timeout, now);
-                } else if matches!(p.state, State::Running { .. }) {
-                    h.watchdog = Some(Watchdog::new(timeout, now));
-                    h.healthy.get_or_insert(true);
-                }
-            }
-            Message::ExtendTimeout(more) => self.feed(idx, LifeEvent::ExtendTimeout(more)),
-            Message::MainPid(pid) => {
-                let pid = Pid::from_raw(pid);
-                let leader = p.state.pid();
-                let in_group = leader.is_some_and(|l| {
-                    pid == l || nix::unistd::getpgid(Some(pid)).is_ok_and(|g| g == l)
-                });
-                if in_group && Some(pid) != leader {
-                    tracing::info!(program = %name, main_pid = pid.as_raw(), "MAINPID: its main process");
-                    h.main_pid = Some(pid);
-                    if let Some(socket) = &h.notify {
-                        socket.group.send_replace(leader.map(|l| (l, Some(pid))));
-                    }
-                    self.children.add(pid, Child::MainProcess(name.to_string()));
-                } else if !in_group {
-                    tracing::warn!(program = %name, main_pid = pid.as_raw(), "MAINPID outside the program's process group; ignored");
-                }
-            }
-        }
-    }
-
-    pub(super) fn emit_health(&self, idx: usize, healthy: bool, message: String) {
-        let _ = self.events.send(std::sync::Arc::new(Event::Health {
-            program: self.programs[idx].cfg.name.to_string(),
-            healthy,
-            message,
-            at_ms: unix_ms(SystemTime::now()),
-        }));
-    }
-
-    /// The environment a spawn of `cfg` gets for its notify socket and watchdog.
-    pub(super) fn health_env(&self, idx: usize) -> Vec<(String, String)> {
-        let p = &self.programs[idx];
-        let mut env = Vec::new();
-        let notify = self
-            .health
-            .get(p.cfg.name.as_str())
-            .and_then(|h| h.notify.as_ref());
-        if let Some(socket) = notify {
-            env.push((
-                "NOTIFY_SOCKET".to_owned(),
-                socket.path.to_string_lossy().into_owned(),
-            ));
-            if let Some(w) = p.cfg.watchdog {
-                env.push(("WATCHDOG_USEC".to_owned(), w.as_micros().to_string()));
-            }
-        }
-        env
     }
 
     /// Folders for a spawn (`state_dirs`), made for the program's user.

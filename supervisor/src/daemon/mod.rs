@@ -4,23 +4,27 @@
 //! performs their effects.
 //!
 //! # Layout
-//! - this file: the event loop, lifecycle effects, reaping, shutdown.
-//! - [`action`]: what a component asks the core to do, and the core doing it.
+//! The core (this file, [`action`], [`requests`], [`update`], [`deploy`]) acts: on programs'
+//! lifecycles, children, channels and files. The components own their state, by program name,
+//! and decide from it and a read-only view of the programs; they return [`action::Action`]s
+//! for the core to perform, and are unit-tested without a daemon.
+//! - this file: the event loop, lifecycle effects (`feed`), reaping, shutdown.
+//! - [`action`]: what a component may ask of the core, and the core doing it.
 //! - [`start`]: start-up, before the loop's first turn: socket, signals, servers, programs.
 //! - [`program`]: a program as the actor holds it, and the log files its streams share.
 //! - [`children`]: every process the actor waits for, by pid, and what it is.
 //! - [`requests`]: control requests, a module per verb or family of verbs.
 //! - [`update`]: `reread` and `update` (also SIGHUP): applying a changed configuration.
 //! - [`deploy`]: the deploy machine's effects: steps, the release switch, restarts, history.
-//! - [`health`]: readiness and liveness: notify sockets, probes, watchdogs.
-//! - [`alerts`]: what owners should hear about, raised as it happens.
-//! - [`poll`]: the deploy poll trigger (`git ls-remote` on a timer).
-//! - [`listeners`]: supervisord's event listeners: events, pools, their pipes.
-//! - [`ceilings`]: `limits`: memory and CPU sampled off the thread, breaches held, restarts.
-//! - [`schedule`]: scheduled programs: slots, overlap, missed runs, the runs' history.
 //!
-//! Why this file is past 600 lines: the event loop, the lifecycle's effects (`feed`), reaping
-//! and shutdown share the actor's state; the lifecycle's effects are the part to move out next.
+//! Components:
+//! - [`health`]: readiness and liveness: notify sockets, probes, watchdogs (the core runs the
+//!   probes it asks for).
+//! - [`alerts`]: what owners should hear about, raised as it happens.
+//! - [`poll`]: the deploy poll trigger (`git ls-remote` on a timer, run by the core).
+//! - [`listeners`]: supervisord's event listeners: events, pools, their pipes.
+//! - [`ceilings`]: `limits`: memory and CPU sampled off the thread, breaches held.
+//! - [`schedule`]: scheduled programs: slots, overlap, missed runs, the runs' history.
 
 mod action;
 mod alerts;
@@ -446,10 +450,10 @@ impl Daemon {
                     changed.push(idx);
                 }
             }
-            self.sync_health(idx);
+            self.health.sync(&self.programs[idx], Instant::now());
             let extra_env = match effect {
                 Some(Effect::Spawn) => {
-                    let mut env = self.health_env(idx);
+                    let mut env = self.health.env(&self.programs[idx]);
                     let socket = &self.config.supervisor.socket;
                     env.extend(listeners::Listeners::env(&self.programs[idx], socket));
                     env
@@ -620,7 +624,13 @@ impl Daemon {
         programs
             .chain(shutdown)
             .chain(self.deploy_deadlines())
-            .chain(self.health_deadlines())
+            .chain(self.health.deadlines())
+            .chain(
+                self.children
+                    .probes()
+                    .filter(|c| !c.timed_out)
+                    .map(|c| c.deadline),
+            )
             .chain(self.polls.deadlines())
             .chain(self.alerts.deadlines())
             .chain(self.listeners.deadline(&self.programs))
@@ -642,7 +652,9 @@ impl Daemon {
             }
         }
         self.deploy_tick(now);
-        self.health_tick(now);
+        let due = self.health.tick(&self.programs, now);
+        self.perform(due);
+        self.kill_late_probes(now);
         let stopping = self.shutdown.is_some();
         let deploys = &self.deploys;
         let due = self
