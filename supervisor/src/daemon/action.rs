@@ -4,6 +4,7 @@
 //! files and threads. A component is tested without a daemon, and what it may do is this list.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
@@ -11,8 +12,8 @@ use supervisor_proto::{AlertKind, DeployKind, Event, Severity};
 
 use super::Daemon;
 use super::children::Child;
-use super::health::ProbeRun;
-use crate::health::Report;
+use crate::config::health::Probe;
+use crate::health::{ProbeKind, Report};
 use crate::lifecycle::Event as LifeEvent;
 use crate::process;
 
@@ -121,4 +122,13 @@ impl Daemon {
             }
         }
     }
+}
+
+/// A probe the core is to run: the program's spawn `run`, for readiness or liveness.
+pub(super) struct ProbeRun {
+    pub program: String,
+    pub run: u64,
+    pub kind: ProbeKind,
+    pub probe: Probe,
+    pub timeout: Duration,
 }

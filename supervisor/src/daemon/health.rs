@@ -1,30 +1,25 @@
-//! Readiness and liveness in the actor: what the `health` module's parts mean for a program's
-//! lifecycle. Nothing here waits: probes run as tasks (HTTP, TCP) or as children reaped by the
-//! actor (commands), and report back; timers are deadlines in the actor's one sleep. A program
-//! without health keys has no timer and no task.
+//! Readiness and liveness in the actor, a component: what the `health` module's parts mean for
+//! a program's lifecycle, decided here and performed by the core (`reports.rs` runs the probes
+//! it asks for). Nothing here waits: probes run as tasks (HTTP, TCP) or as children reaped by
+//! the actor (commands), and report back; timers are deadlines in the actor's one sleep. A
+//! program without health keys has no timer and no task.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use supervisor_proto::Event;
 
-use super::action::Action;
-use super::children::{Child, CommandProbe};
-use super::program::Program;
-use super::{Daemon, alerts, ceilings};
+use super::action::{Action, ProbeRun};
 use crate::config::ProgramConfig;
-use crate::config::health::{Probe, Ready};
-use crate::dirs;
+use crate::config::health::Ready;
+use crate::health::ProbeKind;
 use crate::health::check::{Liveness, Schedule, Verdict, Watchdog};
 use crate::health::notify::{Message, NotifySocket};
-use crate::health::probe::{self, ProbeError};
-use crate::health::{ProbeKind, Report};
-use crate::lifecycle::{Event as LifeEvent, ExitReason, State, later};
-use crate::process::{self, Spec};
+use crate::health::probe::ProbeError;
+use crate::lifecycle::{Event as LifeEvent, State};
 use crate::status::unix_ms;
 
 /// A program's health as the actor tracks it.
@@ -56,6 +51,13 @@ pub(super) struct ProgramHealth {
     watchdog_override: Option<Duration>,
     pub healthy: Option<bool>,
     pub failures: u64,
+}
+
+/// A program as its health sees it: its configuration and its lifecycle state.
+#[derive(Clone, Copy)]
+pub(super) struct Checked<'a> {
+    pub cfg: &'a ProgramConfig,
+    pub state: &'a State,
 }
 
 /// Every program's health, by name: the health component's own state (the actor's `Program`
@@ -106,8 +108,8 @@ impl ProgramHealth {
 
 impl Health {
     /// After a transition of program `p`: arm, re-arm or drop its checks for its new state.
-    pub fn sync(&mut self, p: &Program, now: Instant) {
-        let target = match p.state {
+    pub fn sync(&mut self, p: Checked<'_>, now: Instant) {
+        let target = match *p.state {
             State::Starting { pid, .. } => Some((pid, false)),
             State::Running { pid, .. } => Some((pid, true)),
             _ => None,
@@ -134,7 +136,7 @@ impl Health {
             armed.store(0, Ordering::Release);
         }
         if let Some(socket) = &h.notify {
-            let group = match p.state {
+            let group = match *p.state {
                 State::Starting { pid, .. }
                 | State::Running { pid, .. }
                 | State::Stopping { pid, .. } => Some((pid, h.main_pid)),
@@ -197,7 +199,11 @@ impl Health {
 
     /// Watchdogs that expired (the program is unhealthy), and probes that are due (the core
     /// runs them).
-    pub fn tick(&mut self, programs: &[Program], now: Instant) -> Vec<Action> {
+    pub fn tick<'a>(
+        &mut self,
+        programs: impl IntoIterator<Item = Checked<'a>>,
+        now: Instant,
+    ) -> Vec<Action> {
         let mut actions = Vec::new();
         for p in programs {
             let name = p.cfg.name.as_str();
@@ -241,7 +247,7 @@ impl Health {
     /// unhealthy. A result of an older spawn is dropped.
     pub fn result(
         &mut self,
-        p: &Program,
+        p: Checked<'_>,
         run: u64,
         kind: ProbeKind,
         result: Result<(), ProbeError>,
@@ -308,7 +314,7 @@ impl Health {
     /// What program `p` said on its notify socket (from `sender`).
     pub fn notified(
         &mut self,
-        p: &Program,
+        p: Checked<'_>,
         sender: i32,
         message: Message,
         now: Instant,
@@ -376,13 +382,13 @@ impl Health {
     }
 
     /// Whether program `p` waits for its log line from spawn `run`.
-    pub fn waits_for_log(&self, p: &Program, run: u64) -> bool {
+    pub fn waits_for_log(&self, p: Checked<'_>, run: u64) -> bool {
         let h = self.get(p.cfg.name.as_str());
         h.is_some_and(|h| h.run == run) && matches!(p.state, State::Starting { .. })
     }
 
     /// The environment a spawn of `p` gets for its notify socket and watchdog.
-    pub fn env(&self, p: &Program) -> Vec<(String, String)> {
+    pub fn env(&self, p: Checked<'_>) -> Vec<(String, String)> {
         let mut env = Vec::new();
         let notify = self
             .get(p.cfg.name.as_str())
@@ -401,7 +407,7 @@ impl Health {
 }
 
 /// A program's health changed, for the event stream.
-fn health_event(program: &str, healthy: bool, message: String) -> Action {
+pub(super) fn health_event(program: &str, healthy: bool, message: String) -> Action {
     Action::Event(Event::Health {
         program: program.to_owned(),
         healthy,
@@ -410,189 +416,103 @@ fn health_event(program: &str, healthy: bool, message: String) -> Action {
     })
 }
 
-/// A probe the core is to run: the program's spawn `run`, for readiness or liveness.
-pub(super) struct ProbeRun {
-    pub program: String,
-    pub run: u64,
-    pub kind: ProbeKind,
-    pub probe: Probe,
-    pub timeout: Duration,
-}
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
 
-impl Daemon {
-    /// Runs a probe the health asked for: HTTP and TCP as tasks, a command as a child of the
-    /// actor's; each reports back.
-    pub(super) fn start_probe(&mut self, probe: ProbeRun) {
-        let ProbeRun {
-            program,
-            run,
-            kind,
-            probe,
-            timeout,
-        } = probe;
-        let Some(idx) = self.index(&program) else {
-            return;
-        };
-        let reports = self.reports.clone();
-        let name = self.programs[idx].cfg.name.clone();
-        let task = move |result: Result<(), ProbeError>| Report::Probe {
-            program: name,
-            run,
-            kind,
-            result,
-        };
-        match probe {
-            Probe::Http { addr, host, path } => {
-                tokio::spawn(async move {
-                    let result = probe::http(addr, &host, &path, timeout).await;
-                    let _ = reports.send(task(result)).await;
-                });
-            }
-            Probe::Tcp(addr) => {
-                tokio::spawn(async move {
-                    let result = probe::tcp(addr, timeout).await;
-                    let _ = reports.send(task(result)).await;
-                });
-            }
-            Probe::Command(argv) => match self.spawn_probe(&self.programs[idx].cfg, &argv) {
-                Ok(pid) => {
-                    let now = Instant::now();
-                    self.children.add(
-                        pid,
-                        Child::Probe(CommandProbe {
-                            program,
-                            run,
-                            kind,
-                            deadline: later(now, timeout),
-                            timeout,
-                            timed_out: false,
-                        }),
-                    );
-                }
-                Err(e) => {
-                    let failed = Err(ProbeError::Spawn(e.to_string()));
-                    self.probe_result(&program, run, kind, failed);
-                }
-            },
-        }
+    use super::*;
+
+    fn config(keys: &str) -> ProgramConfig {
+        let text = format!("[program.bot]\ncommand = [\"/bin/bot\"]\n{keys}");
+        let mut c =
+            crate::config::parse_with_env(Path::new("/x/supervisor.toml"), &text, &|_| None)
+                .unwrap_or_else(|e| panic!("{e}"));
+        c.programs.remove(0)
     }
 
-    /// A command probe runs as its program does: user, folder, environment; its output is
-    /// dropped.
-    fn spawn_probe(&self, cfg: &ProgramConfig, argv: &[String]) -> std::io::Result<Pid> {
-        let devnull = std::fs::OpenOptions::new().write(true).open("/dev/null")?;
-        let devnull = std::os::fd::OwnedFd::from(devnull);
-        process::spawn_spec(
-            &Spec {
-                argv,
-                directory: cfg.directory.as_deref(),
-                environment: &cfg.environment,
-                pass_env: &cfg.pass_env,
-                user: cfg.user.as_ref(),
-                stdin: None,
-                stdout: &devnull,
-                stderr: &devnull,
-                rlimits: &cfg.rlimits,
-                oom_score_adj: cfg.oom_score_adj,
-            },
-            self.nofile,
-        )
-    }
-
-    /// Command probes past their timeout are killed (their exits are still reaped).
-    pub(super) fn kill_late_probes(&mut self, now: Instant) {
-        for (pid, c) in self.children.probes_mut() {
-            if !c.timed_out && now >= c.deadline {
-                c.timed_out = true;
-                let _ = process::signal_group(pid, Signal::SIGKILL);
-            }
-        }
-    }
-
-    /// A command probe was reaped.
-    pub(super) fn probe_exited(&mut self, c: CommandProbe, reason: ExitReason) {
-        let result = match reason {
-            _ if c.timed_out => Err(ProbeError::CommandTimedOut(c.timeout)),
-            ExitReason::Exited(0) => Ok(()),
-            other => Err(ProbeError::Exited(other)),
-        };
-        self.probe_result(&c.program, c.run, c.kind, result);
-    }
-
-    fn probe_result(
-        &mut self,
-        program: &str,
-        run: u64,
-        kind: ProbeKind,
-        result: Result<(), ProbeError>,
-    ) {
-        let Some(idx) = self.index(program) else {
-            return;
-        };
-        let actions = self
-            .health
-            .result(&self.programs[idx], run, kind, result, Instant::now());
-        self.perform(actions);
-    }
-
-    /// What came back from the tasks: probes, notify sockets, log lines, samples.
-    pub(super) fn health_report(&mut self, report: Report) {
-        match report {
-            Report::Usage { at, groups, usage } => {
-                let limited = ceilings::limited(&self.programs);
-                let breaches = self.ceilings.sample(&limited, at, &groups, &usage);
-                self.perform(breaches);
-            }
-            Report::LogsCleared => self.reopen.send_modify(|generation| *generation += 1),
-            Report::Notify {
-                program,
-                sender,
-                messages,
-            } => {
-                // One at a time: READY=1 changes the state the next one sees.
-                for m in messages {
-                    let Some(idx) = self.index(program.as_str()) else {
-                        return;
-                    };
-                    let p = &self.programs[idx];
-                    let actions = self.health.notified(p, sender, m, Instant::now());
-                    self.perform(actions);
-                }
-            }
-            Report::LogReady { program, run } => {
-                let waiting = |idx: &usize| self.health.waits_for_log(&self.programs[*idx], run);
-                if let Some(idx) = self.index(program.as_str()).filter(waiting) {
-                    tracing::info!(program = %program, "ready: its log line appeared");
-                    self.feed(idx, LifeEvent::Ready);
-                }
-            }
-            Report::Probe {
-                program,
-                run,
-                kind,
-                result,
-            } => self.probe_result(program.as_str(), run, kind, result),
-        }
-    }
-
-    /// Program `idx` failed its liveness (a check, its watchdog, a ceiling): marked, told,
-    /// alerted and restarted.
-    pub(super) fn unhealthy(&mut self, idx: usize, reason: String) {
-        let p = &self.programs[idx];
-        let name = p.cfg.name.to_string();
-        self.health.of(&name).healthy = Some(false);
-        tracing::warn!(program = %name, reason = %reason, "unhealthy; restarting it");
-        self.perform([health_event(&name, false, format!("unhealthy: {reason}"))]);
-        let seen = alerts::seen(&self.programs[idx]);
-        self.alerts.unhealthy(&seen, &reason);
-        self.feed(idx, LifeEvent::Unhealthy(reason));
-    }
-
-    /// Folders for a spawn (`state_dirs`), made for the program's user.
-    pub(super) fn prepare_dirs(cfg: &ProgramConfig) -> std::io::Result<()> {
-        cfg.state_dirs
+    fn feeds(actions: &[Action]) -> Vec<&LifeEvent> {
+        actions
             .iter()
-            .try_for_each(|d| dirs::prepare(d, 0o750, cfg.user.as_ref(), dirs::Existing::Adopt))
-            .map_err(std::io::Error::other)
+            .filter_map(|a| match a {
+                Action::Feed(_, e) => Some(e),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The health alone, without a daemon: a probe rule is polled while STARTING, its pass is
+    /// the program's readiness (an older spawn's result is dropped); once RUNNING the watchdog
+    /// is armed, a ping holds it off, its expiry makes the program unhealthy; `STATUS=` is kept
+    /// for `status` until the process ends.
+    #[test]
+    fn probes_make_a_program_ready_and_a_silent_watchdog_unhealthy() {
+        let cfg =
+            config("ready = { tcp = \"127.0.0.1:9\", interval = \"1s\" }\nwatchdog = \"10s\"\n");
+        let mut health = Health::default();
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let pid = Pid::from_raw(4242);
+        let starting = State::Starting {
+            pid,
+            since: t0,
+            failed_starts: 0,
+            streak: 0,
+            extended: None,
+        };
+        let p = |state| Checked { cfg: &cfg, state };
+        health.sync(p(&starting), t0);
+        assert_eq!(
+            health.deadlines().min(),
+            Some(at(1)),
+            "the first probe after its interval"
+        );
+        let due = health.tick([p(&starting)], at(1));
+        let [Action::Probe(probe)] = due.as_slice() else {
+            panic!("expected one probe, got {} actions", due.len());
+        };
+        assert_eq!((probe.kind, probe.run), (ProbeKind::Ready, 1));
+        assert!(
+            health.tick([p(&starting)], at(2)).is_empty(),
+            "one at a time"
+        );
+        let stale = health.result(p(&starting), 0, ProbeKind::Ready, Ok(()), at(2));
+        assert!(stale.is_empty(), "an older spawn's result is dropped");
+        let ready = health.result(p(&starting), 1, ProbeKind::Ready, Ok(()), at(2));
+        assert_eq!(feeds(&ready), [&LifeEvent::Ready]);
+        // RUNNING: the watchdog holds from now.
+        let running = State::Running {
+            pid,
+            since: at(2),
+            streak: 0,
+        };
+        health.sync(p(&running), at(2));
+        assert_eq!(health.get("bot").and_then(|h| h.healthy), Some(true));
+        assert_eq!(health.deadlines().min(), Some(at(12)));
+        let said = health.notified(p(&running), 4242, Message::Status("serving".into()), at(5));
+        assert!(said.is_empty());
+        assert!(
+            health
+                .notified(p(&running), 4242, Message::Watchdog, at(8))
+                .is_empty()
+        );
+        assert!(
+            health.tick([p(&running)], at(12)).is_empty(),
+            "pinged at 8 s"
+        );
+        let expired = health.tick([p(&running)], at(18));
+        assert!(
+            matches!(expired.as_slice(), [Action::Unhealthy(name, reason)]
+                if name == "bot" && reason == "no WATCHDOG=1 within 10s"),
+            "{} actions",
+            expired.len()
+        );
+        assert_eq!(
+            health.get("bot").and_then(|h| h.describe()).as_deref(),
+            Some("serving")
+        );
+        // The process is gone: what it said goes with it, and nothing is armed.
+        health.sync(p(&State::Stopped { last: None }), at(19));
+        assert_eq!(health.get("bot").and_then(|h| h.describe()), None);
+        assert_eq!(health.deadlines().next(), None);
     }
 }

@@ -4,11 +4,14 @@
 //! performs their effects.
 //!
 //! # Layout
-//! The core (this file, [`action`], [`requests`], [`update`], [`deploy`]) acts: on programs'
-//! lifecycles, children, channels and files. The components own their state, by program name,
-//! and decide from it and a read-only view of the programs; they return [`action::Action`]s
-//! for the core to perform, and are unit-tested without a daemon.
-//! - this file: the event loop, lifecycle effects (`feed`), reaping, shutdown.
+//! The core (this file, [`action`], [`reap`], [`reports`], [`shutdown`], [`requests`],
+//! [`update`], [`deploy`]) acts: on programs' lifecycles, children, channels and files. The components own
+//! their state, by program name, and decide from it and a read-only view of the programs; they
+//! return [`action::Action`]s for the core to perform, and are unit-tested without a daemon.
+//! - this file: the event loop, the lifecycle's effects (`feed`), the timers.
+//! - [`reap`]: every exit, told to what the pid was.
+//! - [`reports`]: what the actor's tasks report back, and the probes the core runs.
+//! - [`shutdown`]: stopping in dependency order, the timeout, the drain, the exit code.
 //! - [`action`]: what a component may ask of the core, and the core doing it.
 //! - [`start`]: start-up, before the loop's first turn: socket, signals, servers, programs.
 //! - [`program`]: a program as the actor holds it, and the log files its streams share.
@@ -35,24 +38,26 @@ mod health;
 mod listeners;
 mod poll;
 mod program;
+mod reap;
+mod reports;
 mod requests;
 mod schedule;
+mod shutdown;
 mod start;
 mod update;
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use anyhow::Context as _;
 use nix::sys::signal::Signal;
-use nix::unistd::Pid;
 use supervisor_proto::{Event, ProgramState};
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
-use self::children::Child;
 use self::program::{LogFiles, Program, ProgramSetup, Retire, WaitKind, Waiter, depth};
+use self::shutdown::Shutdown;
 use self::start::Started;
 use crate::backoff::Jitter;
 use crate::config::{Config, OnFatal, ProgramConfig};
@@ -64,9 +69,6 @@ use crate::lifecycle::{Context, Effect, Event as LifeEvent, ExitReason, State, t
 use crate::logs::capture::EchoSender;
 use crate::process::{self, Outputs};
 use crate::status::{describe, unix_ms};
-
-/// How long, after the last program stopped, output still in the pipes may take to drain.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Exit code after a program with `on_fatal = "shutdown"` went FATAL.
 pub const EXIT_FATAL: i32 = 1;
@@ -134,13 +136,6 @@ pub async fn run(
     drop(requests);
     let _ = std::fs::remove_file(&socket);
     Ok(daemon.finish(echo_done).await)
-}
-
-struct Shutdown {
-    deadline: Instant,
-    forced: bool,
-    /// Until when event listeners may finish the events they have (then they stop too).
-    listeners_until: Instant,
 }
 
 struct Daemon {
@@ -355,36 +350,6 @@ impl Daemon {
         }
     }
 
-    fn drive_shutdown(&mut self) {
-        // Waiting to restart is pointless now.
-        for i in 0..self.programs.len() {
-            if matches!(self.programs[i].state, State::Backoff { .. }) {
-                self.feed(i, LifeEvent::Stop);
-            }
-        }
-        // Dependents before their dependencies; one level at a time, in parallel within it.
-        let level = self
-            .programs
-            .iter()
-            .filter(|p| p.state.is_live())
-            .map(|p| (p.depth, p.cfg.priority))
-            .max();
-        let Some(level) = level else {
-            return;
-        };
-        for i in 0..self.programs.len() {
-            let p = &self.programs[i];
-            if (p.depth, p.cfg.priority) == level
-                && matches!(p.state, State::Starting { .. } | State::Running { .. })
-                && !self
-                    .listeners
-                    .draining(p, self.shutdown.as_ref().map(|s| s.listeners_until))
-            {
-                self.feed(i, LifeEvent::Stop);
-            }
-        }
-    }
-
     /// Applies `event` to program `idx`, then every event its effects produce.
     fn feed(&mut self, idx: usize, event: LifeEvent) {
         let mut changed = Vec::new();
@@ -450,10 +415,11 @@ impl Daemon {
                     changed.push(idx);
                 }
             }
-            self.health.sync(&self.programs[idx], Instant::now());
+            self.health
+                .sync(self.programs[idx].checked(), Instant::now());
             let extra_env = match effect {
                 Some(Effect::Spawn) => {
-                    let mut env = self.health.env(&self.programs[idx]);
+                    let mut env = self.health.env(self.programs[idx].checked());
                     let socket = &self.config.supervisor.socket;
                     env.extend(listeners::Listeners::env(&self.programs[idx], socket));
                     env
@@ -538,78 +504,6 @@ impl Daemon {
         }));
     }
 
-    fn reap(&mut self) {
-        while let Some(reaped) = process::reap_one() {
-            let (pid, reason) = (reaped.pid, reaped.reason);
-            match self.children.take(pid) {
-                Some(Child::Probe(probe)) => self.probe_exited(probe, reason),
-                Some(Child::Poll(program)) => {
-                    let deploydir = &self.config.supervisor.deploydir;
-                    let deploy =
-                        self.polls
-                            .exited(&program, pid, reason, deploydir, &mut self.jitter);
-                    self.perform(deploy);
-                }
-                Some(Child::Step(program)) => {
-                    self.deploy_step_exited(&program, pid, reason, reaped.written_bytes)
-                }
-                Some(Child::MainProcess(program)) => {
-                    self.main_process_exited(&program, pid, reason)
-                }
-                Some(Child::Program(idx))
-                    if self
-                        .health
-                        .get(self.programs[idx].cfg.name.as_str())
-                        .and_then(|h| h.main_pid)
-                        .is_some_and(|m| self.children.is_main_process(m)) =>
-                {
-                    tracing::info!(program = %self.programs[idx].cfg.name, pid = pid.as_raw(), reason = %reason,
-                        "the group leader exited; its declared main process carries on");
-                }
-                Some(Child::Program(idx)) => {
-                    tracing::info!(program = %self.programs[idx].cfg.name, pid = pid.as_raw(), reason = %reason, "exited");
-                    self.programs[idx].last_exit = Some(reason.clone());
-                    self.feed(idx, LifeEvent::Exited { pid, reason });
-                }
-                None => {
-                    self.orphans += 1;
-                    tracing::debug!(pid = pid.as_raw(), reason = %reason, total = self.orphans, "reaped an orphan");
-                }
-            }
-        }
-        // A stopping program whose leader is gone is done when its group is empty; the last
-        // member's exit was just reaped if it was an orphan of ours.
-        for i in 0..self.programs.len() {
-            let gone = matches!(self.programs[i].state,
-                State::Stopping { pid, last: Some(_), .. } if !process::group_alive(pid));
-            if gone {
-                self.feed(i, LifeEvent::GroupGone);
-            }
-        }
-    }
-
-    /// A program's declared main process ended: that is the program's exit.
-    fn main_process_exited(&mut self, program: &str, pid: Pid, reason: ExitReason) {
-        let main = self.index(program).and_then(|idx| {
-            let p = &self.programs[idx];
-            let main = self.health.get(program).and_then(|h| h.main_pid);
-            let leader = p.state.pid().filter(|_| main == Some(pid));
-            leader.map(|leader| (idx, leader))
-        });
-        if let Some((idx, leader)) = main {
-            tracing::info!(program = %program, pid = pid.as_raw(), reason = %reason, "main process exited");
-            self.health.of(program).main_pid = None;
-            self.programs[idx].last_exit = Some(reason.clone());
-            self.feed(
-                idx,
-                LifeEvent::Exited {
-                    pid: leader,
-                    reason,
-                },
-            );
-        }
-    }
-
     fn next_deadline(&self) -> Option<Instant> {
         let drain_until = self.shutdown.as_ref().map(|s| s.listeners_until);
         let programs = self
@@ -652,7 +546,9 @@ impl Daemon {
             }
         }
         self.deploy_tick(now);
-        let due = self.health.tick(&self.programs, now);
+        let due = self
+            .health
+            .tick(self.programs.iter().map(Program::checked), now);
         self.perform(due);
         self.kill_late_probes(now);
         let stopping = self.shutdown.is_some();
@@ -679,92 +575,9 @@ impl Daemon {
         }
     }
 
-    fn shutdown_signal(&mut self, sig: Signal) {
-        match &self.shutdown {
-            None => self.begin_shutdown(format!("received {sig}"), 0),
-            Some(s) if !s.forced => {
-                tracing::warn!(signal = %sig, "second shutdown signal; killing every program now");
-                self.force_kill();
-            }
-            Some(_) => {}
-        }
-    }
-
-    fn begin_shutdown(&mut self, reason: String, exit_code: i32) {
-        if self.shutdown.is_some() {
-            return;
-        }
-        tracing::info!(%reason, "shutting down");
-        self.exit_code = exit_code;
-        self.shutdown = Some(Shutdown {
-            listeners_until: crate::lifecycle::later(Instant::now(), listeners::SHUTDOWN_DRAIN),
-            deadline: crate::lifecycle::later(
-                Instant::now(),
-                self.config.supervisor.shutdown_timeout,
-            ),
-            forced: false,
-        });
-        for p in &mut self.programs {
-            p.pending_start = false;
-        }
-        self.abort_deploys();
-        let kill = self.polls.abort();
-        self.perform(kill);
-        let stopping = crate::listener::EventType::SupervisorStateChangeStopping;
-        self.listeners.supervisor_state(&self.programs, stopping);
-        let _ = self.events.send(std::sync::Arc::new(Event::ShuttingDown {
-            at_ms: unix_ms(SystemTime::now()),
-        }));
-    }
-
-    fn force_kill(&mut self) {
-        if let Some(s) = self.shutdown.as_mut() {
-            s.forced = true;
-        }
-        for i in 0..self.programs.len() {
-            if matches!(
-                self.programs[i].state,
-                State::Starting { .. } | State::Running { .. }
-            ) {
-                self.feed(i, LifeEvent::Stop);
-            }
-            if let State::Stopping { pid, .. } = self.programs[i].state {
-                let _ = process::signal_group(pid, Signal::SIGKILL);
-            }
-        }
-    }
-
     fn reopen_logs(&mut self) {
         tracing::info!("SIGUSR2: reopening log files");
         self.reopen.send_modify(|generation| *generation += 1);
-    }
-
-    /// After the last program stopped: let the pipes drain, then return the exit code.
-    async fn finish(self, echo_done: oneshot::Receiver<()>) -> i32 {
-        let Daemon {
-            captures,
-            programs,
-            exit_code,
-            echo,
-            events,
-            alerts,
-            ..
-        } = self;
-        tracing::info!(exit_code, "all programs stopped");
-        // Event streams end; our copies of the pipes' write ends go, so each reader ends once
-        // the last process holding its pipe is gone.
-        drop((programs, echo, events, alerts));
-        let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
-        for capture in captures {
-            if tokio::time::timeout_at(deadline, capture).await.is_err() {
-                tracing::warn!(
-                    "output still open after shutdown (a process outside its program's group?); not waiting"
-                );
-                break;
-            }
-        }
-        let _ = tokio::time::timeout_at(deadline + DRAIN_TIMEOUT, echo_done).await;
-        exit_code
     }
 }
 

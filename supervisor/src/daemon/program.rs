@@ -236,6 +236,16 @@ impl Program {
     }
 }
 
+impl Program {
+    /// The program as its health sees it.
+    pub(super) fn checked(&self) -> health::Checked<'_> {
+        health::Checked {
+            cfg: &self.cfg,
+            state: &self.state,
+        }
+    }
+}
+
 /// Length of the longest `depends_on` chain below program `i`.
 pub(super) fn depth(programs: &[Program], i: usize, guard: u32) -> u32 {
     if guard as usize > programs.len() {
