@@ -17,7 +17,8 @@
 //! - [`program`]: a program as the actor holds it, and the log files its streams share.
 //! - [`children`]: every process the actor waits for, by pid, and what it is.
 //! - [`requests`]: control requests, a module per verb or family of verbs.
-//! - [`update`]: `reread` and `update` (also SIGHUP): applying a changed configuration.
+//! - [`update`]: `reread` and `update` (also SIGHUP): applying a changed configuration; a
+//!   program set up and the set reindexed (at start too).
 //! - [`deploy`]: the deploy machine's effects: steps, the release switch, restarts, history.
 //!
 //! Components:
@@ -56,7 +57,7 @@ use supervisor_proto::{Event, ProgramState};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
-use self::program::{LogFiles, Program, ProgramSetup, Retire, WaitKind, Waiter, depth};
+use self::program::{LogFiles, Program, Retire, WaitKind, Waiter};
 use self::shutdown::Shutdown;
 use self::start::Started;
 use crate::backoff::Jitter;
@@ -64,7 +65,6 @@ use crate::config::{Config, OnFatal, ProgramConfig};
 use crate::control::Acl;
 use crate::health::Report;
 use crate::health::budget;
-use crate::health::notify;
 use crate::lifecycle::{Context, Effect, Event as LifeEvent, ExitReason, State, transition};
 use crate::logs::capture::EchoSender;
 use crate::process::{self, Outputs};
@@ -233,64 +233,6 @@ impl Daemon {
         daemon.recover_interrupted_deploys();
         daemon.schedule_sync();
         Ok(daemon)
-    }
-
-    fn add_program(&mut self, cfg: ProgramConfig) -> anyhow::Result<()> {
-        let notify_dir = notify::folder(&self.config.supervisor.socket);
-        let mut setup = ProgramSetup {
-            notify_dir: &notify_dir,
-            statedir: &self.config.supervisor.statedir,
-            reports: &self.reports,
-            writer: &self.starts_writer,
-            log_files: &mut self.log_files,
-            echo_format: self.config.supervisor.echo_format,
-        };
-        let (program, health, captures) = Program::new(cfg, &self.echo, &self.reopen, &mut setup)?;
-        self.health.insert(program.cfg.name.as_str(), health);
-        let interval = program.cfg.deploy.as_ref().and_then(|d| d.poll);
-        let jitter = interval.map_or(0.0, |_| self.jitter.sample());
-        self.polls.set(program.cfg.name.as_str(), interval, jitter);
-        self.deploys.forget(program.cfg.name.as_str());
-        self.programs.push(program);
-        self.captures.extend(captures);
-        Ok(())
-    }
-
-    /// Plans the scheduled programs anew (at start, after `update`).
-    fn schedule_sync(&mut self) {
-        let scheduled = schedule::scheduled(&self.programs);
-        let statedir = &self.config.supervisor.statedir;
-        let written = self.plans.sync(&scheduled, statedir, &mut self.jitter);
-        self.perform(written);
-    }
-
-    /// After programs were added, removed or reordered: start order, depths, the pid index.
-    fn reindex(&mut self) {
-        self.programs.sort_by(|a, b| {
-            a.cfg
-                .priority
-                .cmp(&b.cfg.priority)
-                .then(a.cfg.name.cmp(&b.cfg.name))
-        });
-        let depths: Vec<u32> = (0..self.programs.len())
-            .map(|i| depth(&self.programs, i, 0))
-            .collect();
-        for (p, d) in self.programs.iter_mut().zip(depths) {
-            p.depth = d;
-        }
-        let names = self.programs.iter().map(|p| p.cfg.name.as_str()).collect();
-        self.polls.keep_only(&names);
-        self.alerts.keep_only(&names);
-        self.listeners.keep_only(&names);
-        self.deploys.keep_only(&names);
-        self.health.keep_only(&names);
-        let leaders = self
-            .programs
-            .iter()
-            .enumerate()
-            .filter_map(|(i, p)| p.state.pid().map(|pid| (pid, i)));
-        self.children.index_programs(leaders);
-        self.listeners.groups(&self.programs);
     }
 
     fn finished(&self) -> bool {

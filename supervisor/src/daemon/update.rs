@@ -1,15 +1,18 @@
 //! `reread` and `update` (and SIGHUP): compare the configuration file with what runs, and apply
 //! the difference. Unchanged programs are not touched; changed ones are stopped and started
 //! with their new configuration; removed ones are stopped and dropped; added ones start if
-//! `autostart`. `add` and `remove` do it for one program or group, as supervisorctl's do.
+//! `autostart`. `add` and `remove` do it for one program or group, as supervisorctl's do. Also
+//! how a program is set up and the set reindexed (at start too).
 
 use std::time::SystemTime;
 
 use supervisor_proto::{ErrorBody, ErrorKind, Event, Reply};
 
-use super::{Daemon, Retire};
-use crate::config::{self, Config};
+use super::program::{Program, ProgramSetup, depth};
+use super::{Daemon, Retire, schedule};
+use crate::config::{self, Config, ProgramConfig};
 use crate::control::Acl;
+use crate::health::notify;
 use crate::lifecycle::{Event as LifeEvent, State};
 use crate::status::unix_ms;
 
@@ -17,6 +20,64 @@ use crate::status::unix_ms;
 type Changes = (Vec<String>, Vec<String>, Vec<String>);
 
 impl Daemon {
+    pub(super) fn add_program(&mut self, cfg: ProgramConfig) -> anyhow::Result<()> {
+        let notify_dir = notify::folder(&self.config.supervisor.socket);
+        let mut setup = ProgramSetup {
+            notify_dir: &notify_dir,
+            statedir: &self.config.supervisor.statedir,
+            reports: &self.reports,
+            writer: &self.starts_writer,
+            log_files: &mut self.log_files,
+            echo_format: self.config.supervisor.echo_format,
+        };
+        let (program, health, captures) = Program::new(cfg, &self.echo, &self.reopen, &mut setup)?;
+        self.health.insert(program.cfg.name.as_str(), health);
+        let interval = program.cfg.deploy.as_ref().and_then(|d| d.poll);
+        let jitter = interval.map_or(0.0, |_| self.jitter.sample());
+        self.polls.set(program.cfg.name.as_str(), interval, jitter);
+        self.deploys.forget(program.cfg.name.as_str());
+        self.programs.push(program);
+        self.captures.extend(captures);
+        Ok(())
+    }
+
+    /// After programs were added, removed or reordered: start order, depths, the pid index.
+    pub(super) fn reindex(&mut self) {
+        self.programs.sort_by(|a, b| {
+            a.cfg
+                .priority
+                .cmp(&b.cfg.priority)
+                .then(a.cfg.name.cmp(&b.cfg.name))
+        });
+        let depths: Vec<u32> = (0..self.programs.len())
+            .map(|i| depth(&self.programs, i, 0))
+            .collect();
+        for (p, d) in self.programs.iter_mut().zip(depths) {
+            p.depth = d;
+        }
+        let names = self.programs.iter().map(|p| p.cfg.name.as_str()).collect();
+        self.polls.keep_only(&names);
+        self.alerts.keep_only(&names);
+        self.listeners.keep_only(&names);
+        self.deploys.keep_only(&names);
+        self.health.keep_only(&names);
+        let leaders = self
+            .programs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.state.pid().map(|pid| (pid, i)));
+        self.children.index_programs(leaders);
+        self.listeners.groups(&self.programs);
+    }
+
+    /// Plans the scheduled programs anew (at start, after `update`).
+    pub(super) fn schedule_sync(&mut self) {
+        let scheduled = schedule::scheduled(&self.programs);
+        let statedir = &self.config.supervisor.statedir;
+        let written = self.plans.sync(&scheduled, statedir, &mut self.jitter);
+        self.perform(written);
+    }
+
     fn load_new(&self) -> Result<Config, ErrorBody> {
         config::load(&self.config.path).map_err(|e| ErrorBody {
             kind: ErrorKind::BadConfig,
