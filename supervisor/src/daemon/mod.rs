@@ -5,9 +5,10 @@
 //!
 //! # Layout
 //! The core (this file, [`action`], [`reap`], [`reports`], [`shutdown`], [`requests`],
-//! [`update`], [`deploy`]) acts: on programs' lifecycles, children, channels and files. The components own
-//! their state, by program name, and decide from it and a read-only view of the programs; they
-//! return [`action::Action`]s for the core to perform, and are unit-tested without a daemon.
+//! [`update`], [`deploy`]) acts: on programs' lifecycles, children, channels and files. The
+//! components own their state, by program name, and decide from it and a read-only view of the
+//! programs; they return [`action::Action`]s for the core to perform, and are unit-tested
+//! without a daemon.
 //! - this file: the event loop, the lifecycle's effects (`feed`), the timers.
 //! - [`reap`]: every exit, told to what the pid was.
 //! - [`reports`]: what the actor's tasks report back, and the probes the core runs.

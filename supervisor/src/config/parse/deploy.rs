@@ -71,12 +71,7 @@ impl Walker<'_> {
         let mut download_only: Vec<(String, std::ops::Range<usize>)> = Vec::new();
         // An unusable artifact_url is one error, not also "missing repo" and the like.
         let mut url_given = false;
-        for (k, value) in t.iter() {
-            let kname = k.get_ref().as_ref();
-            let kpath = format!("{path}.{kname}");
-            if !self.declared(k, &kpath, DEPLOY_KEYS) {
-                continue;
-            }
+        for (k, kname, kpath, value) in self.entries(t, path, DEPLOY_KEYS) {
             match kname {
                 "repo" => {
                     if let Some(r) = self.string(value, &kpath, env) {

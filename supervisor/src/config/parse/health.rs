@@ -85,12 +85,7 @@ impl Walker<'_> {
                 let mut interval = defaults::READY_INTERVAL;
                 let mut timeout = defaults::READY_PROBE_TIMEOUT;
                 let before = self.errors.len();
-                for (k, value) in t.iter() {
-                    let name = k.get_ref().as_ref();
-                    let kpath = format!("{path}.{name}");
-                    if !self.declared(k, &kpath, READY_PROBE_KEYS) {
-                        continue;
-                    }
+                for (k, name, kpath, value) in self.entries(t, path, READY_PROBE_KEYS) {
                     match name {
                         "http" | "tcp" | "command" => {}
                         "interval" => set(&mut interval, self.positive(value, &kpath)),
@@ -160,12 +155,7 @@ impl Walker<'_> {
             start_period: Duration::ZERO,
         };
         let before = self.errors.len();
-        for (k, value) in t.iter() {
-            let name = k.get_ref().as_ref();
-            let kpath = format!("{path}.{name}");
-            if !self.declared(k, &kpath, HEALTHCHECK_KEYS) {
-                continue;
-            }
+        for (k, name, kpath, value) in self.entries(t, path, HEALTHCHECK_KEYS) {
             match name {
                 "http" | "tcp" | "command" => {}
                 "interval" => set(&mut check.interval, self.positive(value, &kpath)),
@@ -188,12 +178,7 @@ impl Walker<'_> {
         let mut burst = None;
         let mut interval = defaults::START_LIMIT_INTERVAL;
         let before = self.errors.len();
-        for (k, value) in t.iter() {
-            let name = k.get_ref().as_ref();
-            let kpath = format!("{path}.{name}");
-            if !self.declared(k, &kpath, START_LIMIT_KEYS) {
-                continue;
-            }
+        for (k, name, kpath, value) in self.entries(t, path, START_LIMIT_KEYS) {
             match name {
                 "burst" => burst = self.integer(value, &kpath, 1, 10_000).map(|n| n as u32),
                 "interval" => set(&mut interval, self.positive(value, &kpath)),

@@ -54,12 +54,7 @@ impl Walker<'_> {
         let t = self.table(v, path)?;
         let before = self.errors.len();
         let (mut rss, mut rss_for, mut cpu, mut cpu_for) = (None, None, None, None);
-        for (k, value) in t.iter() {
-            let name = k.get_ref().as_ref();
-            let kpath = format!("{path}.{name}");
-            if !self.declared(k, &kpath, LIMITS_KEYS) {
-                continue;
-            }
+        for (k, name, kpath, value) in self.entries(t, path, LIMITS_KEYS) {
             match name {
                 "rss" => rss = self.bytes(value, &kpath),
                 "rss_for" => rss_for = self.duration(value, &kpath),

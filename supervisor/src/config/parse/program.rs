@@ -136,12 +136,7 @@ impl Walker<'_> {
         };
         let mut environment = Vec::new();
         let mut have_command = false;
-        for (k, v) in t.iter() {
-            let kname = k.get_ref().as_ref();
-            let path = key(kname);
-            if !self.declared(k, &path, PROGRAM_KEYS) {
-                continue;
-            }
+        for (k, kname, path, v) in self.entries(t, &prefix, PROGRAM_KEYS) {
             match kname {
                 "command" => {
                     if let Some(c) = self.command(v, &path, env) {
@@ -502,12 +497,7 @@ impl Walker<'_> {
         let t = self.table(v, path)?;
         let mut b = Backoff::default();
         let errors_before = self.errors.len();
-        for (k, value) in t.iter() {
-            let name = k.get_ref().as_ref();
-            let kpath = format!("{path}.{name}");
-            if !self.declared(k, &kpath, BACKOFF_KEYS) {
-                continue;
-            }
+        for (k, name, kpath, value) in self.entries(t, path, BACKOFF_KEYS) {
             match name {
                 "initial" => set(&mut b.initial, self.duration(value, &kpath)),
                 "max" => set(&mut b.max, self.duration(value, &kpath)),

@@ -48,12 +48,7 @@ impl Walker<'_> {
         let Some(table) = table else {
             return s;
         };
-        for (key, value) in table.iter() {
-            let name = key.get_ref().as_ref();
-            let path = format!("supervisor.{name}");
-            if !self.declared(key, &path, SUPERVISOR_KEYS) {
-                continue;
-            }
+        for (key, name, path, value) in self.entries(table, "supervisor", SUPERVISOR_KEYS) {
             match name {
                 "logdir" => {
                     if let Some(v) = self.string(value, &path, env) {
@@ -216,12 +211,7 @@ impl Walker<'_> {
     fn control_http(&mut self, v: &Value<'_>, env: &Env<'_>) -> Option<HttpControl> {
         let t = self.table(v, "control.http")?;
         let (mut listen, mut username, mut password, mut uid) = (None, None, None, None);
-        for (k, value) in t.iter() {
-            let name = k.get_ref().as_ref();
-            let path = format!("control.http.{name}");
-            if !self.declared(k, &path, HTTP_KEYS) {
-                continue;
-            }
+        for (k, name, path, value) in self.entries(t, "control.http", HTTP_KEYS) {
             match name {
                 "listen" => {
                     if let Some(text) = self.string(value, &path, env) {

@@ -2,6 +2,7 @@
 //! values (strings, numbers, durations, sizes, signals, commands, environments) that every
 //! section shares: the bottom layer of the reader.
 
+use std::borrow::Cow;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,6 +16,9 @@ use crate::config::units::{parse_bytes, parse_duration, parse_signal};
 use crate::config::{ConfigError, ConfigErrors};
 
 pub(super) type Value<'i> = Spanned<DeValue<'i>>;
+
+/// A table's entry: its key (with its place in the file), name, path and value.
+pub(super) type Entry<'t, 'i> = (&'t Spanned<Cow<'i, str>>, &'t str, String, &'t Value<'i>);
 pub(super) type Env<'e> = dyn Fn(&str) -> Option<String> + 'e;
 
 /// The longest duration any key accepts (a week: longer than any sensible timeout, and far
@@ -100,20 +104,27 @@ impl<'a> Walker<'a> {
         self.error(key.span(), path, format!("unknown key{hint}"));
     }
 
-    /// Whether a table's key is one its list declares; if not, it is reported as unknown.
-    /// Each table's key list is its one declaration: what is accepted, suggested for a typo
-    /// and documented (docs/CONFIG.md, held to it by a test), whatever a reader handles.
-    pub(super) fn declared(
+    /// The entries of table `t` whose keys its list `known` declares, each with its key, name,
+    /// path (`prefix.name`) and value; the others are reported as unknown keys here. Each
+    /// table's key list is its one declaration: what is accepted, suggested for a typo and
+    /// documented (docs/CONFIG.md, held to it by a test), whatever a reader handles.
+    pub(super) fn entries<'t, 'i>(
         &mut self,
-        key: &Spanned<std::borrow::Cow<'_, str>>,
-        path: &str,
+        t: &'t DeTable<'i>,
+        prefix: &str,
         known: &[&str],
-    ) -> bool {
-        let known_key = known.contains(&key.get_ref().as_ref());
-        if !known_key {
-            self.unknown_key(key, path, known);
+    ) -> Vec<Entry<'t, 'i>> {
+        let mut entries = Vec::new();
+        for (key, value) in t.iter() {
+            let name: &str = key.get_ref().as_ref();
+            let path = format!("{prefix}.{name}");
+            if known.contains(&name) {
+                entries.push((key, name, path, value));
+            } else {
+                self.unknown_key(key, &path, known);
+            }
         }
-        known_key
+        entries
     }
 
     pub(super) fn type_error(&mut self, v: &Value<'_>, path: &str, expected: &str) {
