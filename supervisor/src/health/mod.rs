@@ -7,9 +7,9 @@
 //! - [`check`]: probe schedules, Docker's HEALTHCHECK counting and the watchdog, as values.
 //! - [`budget`]: recent spawn times, kept on the data volume.
 //!
-//! The daemon (`daemon/health.rs`) ties them to the lifecycle: READY, a matching log line or a
-//! passing readiness probe is [`crate::lifecycle::Event::Ready`]; an unhealthy verdict or an
-//! expired watchdog is [`crate::lifecycle::Event::Unhealthy`].
+//! The daemon (`daemon/health.rs`, `daemon/reports.rs`) ties them to the lifecycle: READY, a
+//! matching log line or a passing readiness probe is [`crate::lifecycle::Event::Ready`]; an
+//! unhealthy verdict or an expired watchdog is [`crate::lifecycle::Event::Unhealthy`].
 
 pub mod budget;
 pub mod check;

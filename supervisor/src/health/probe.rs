@@ -1,5 +1,5 @@
 //! HTTP and TCP probes, run as tasks that report to the actor. (Command probes are child
-//! processes: the actor spawns and reaps them like every other child, see `daemon/health.rs`.)
+//! processes: the actor spawns and reaps them like every other child, see `daemon/reports.rs`.)
 //!
 //! The HTTP probe writes one `GET` and reads only the status line: that is all a check needs,
 //! and it keeps an HTTP client library out of PID 1 (docs/DECISIONS.md).
