@@ -20,8 +20,8 @@ use crate::process;
 pub(super) enum Action {
     /// A lifecycle event for the named program (a scheduled start, a stop for the next run).
     Feed(String, LifeEvent),
-    /// The named program failed its liveness (a ceiling held too long): reported, alerted and
-    /// restarted with the reason.
+    /// The named program failed its liveness (its checks, its watchdog, a ceiling held too
+    /// long): reported, alerted and restarted with the reason.
     Unhealthy(String, String),
     /// An alert about a program (or another subject).
     Alert {
