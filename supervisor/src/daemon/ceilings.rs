@@ -113,7 +113,7 @@ pub(super) struct Limited<'a> {
 }
 
 /// The programs with limits that are running now.
-pub(super) fn limited(programs: &[Program]) -> Vec<Limited<'_>> {
+pub(super) fn limited(programs: &[Program]) -> impl Iterator<Item = Limited<'_>> {
     programs
         .iter()
         .filter(|p| p.cfg.limits.is_set())
@@ -125,7 +125,6 @@ pub(super) fn limited(programs: &[Program]) -> Vec<Limited<'_>> {
             }),
             _ => None,
         })
-        .collect()
 }
 
 impl Watch {

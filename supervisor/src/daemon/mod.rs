@@ -346,11 +346,10 @@ impl Daemon {
                 let p = alerts::seen(&self.programs[idx]);
                 self.alerts
                     .on_change(&p, previous.name(), deploying, Instant::now());
-                let scheduled = schedule::scheduled(std::slice::from_ref(&self.programs[idx]));
-                if let Some(s) = scheduled.first() {
+                if let Some(s) = schedule::scheduled_one(&self.programs[idx]) {
                     let statedir = &self.config.supervisor.statedir;
                     let shutting_down = self.shutdown.is_some();
-                    let runs = self.plans.changed(s, &previous, statedir, shutting_down);
+                    let runs = self.plans.changed(&s, &previous, statedir, shutting_down);
                     self.perform(runs);
                 }
                 self.settle_waiters(idx);
@@ -473,7 +472,7 @@ impl Daemon {
             .chain(self.listeners.deadline(&self.programs))
             .chain(self.listeners.drain_deadline(&self.programs, drain_until))
             .chain(self.ceilings.deadline(
-                !ceilings::limited(&self.programs).is_empty(),
+                ceilings::limited(&self.programs).next().is_some(),
                 Instant::now(),
             ))
             .chain(self.plans.deadlines())
@@ -502,7 +501,8 @@ impl Daemon {
         self.perform(due);
         self.alert_tick(Some(now));
         self.listeners.tick(&self.programs);
-        let sample = self.ceilings.tick(&ceilings::limited(&self.programs), now);
+        let limited: Vec<_> = ceilings::limited(&self.programs).collect();
+        let sample = self.ceilings.tick(&limited, now);
         self.perform(sample);
         let scheduled = schedule::scheduled(&self.programs);
         let statedir = &self.config.supervisor.statedir;

@@ -143,7 +143,7 @@ impl Daemon {
     pub(super) fn health_report(&mut self, report: Report) {
         match report {
             Report::Usage { at, groups, usage } => {
-                let limited = ceilings::limited(&self.programs);
+                let limited: Vec<_> = ceilings::limited(&self.programs).collect();
                 let breaches = self.ceilings.sample(&limited, at, &groups, &usage);
                 self.perform(breaches);
             }

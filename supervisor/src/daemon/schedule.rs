@@ -77,19 +77,19 @@ pub(super) struct Scheduled<'a> {
     pub critical: bool,
 }
 
+/// Program `p`, if it is scheduled.
+pub(super) fn scheduled_one(p: &Program) -> Option<Scheduled<'_>> {
+    Some(Scheduled {
+        name: p.cfg.name.as_str(),
+        schedule: p.cfg.schedule.as_ref()?,
+        state: &p.state,
+        critical: p.cfg.critical,
+    })
+}
+
 /// The scheduled programs.
 pub(super) fn scheduled(programs: &[Program]) -> Vec<Scheduled<'_>> {
-    programs
-        .iter()
-        .filter_map(|p| {
-            Some(Scheduled {
-                name: p.cfg.name.as_str(),
-                schedule: p.cfg.schedule.as_ref()?,
-                state: &p.state,
-                critical: p.cfg.critical,
-            })
-        })
-        .collect()
+    programs.iter().filter_map(scheduled_one).collect()
 }
 
 impl Plans {

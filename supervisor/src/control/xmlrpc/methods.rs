@@ -3,9 +3,9 @@
 //! `group:name`, or `group:*` for a whole group (a program outside any group is a group of
 //! its own name, as in supervisord).
 //!
-//! Why this file is past 600 lines: one `match` maps every method to its request, beside the
-//! group and result conventions they share; when #39 gives each control verb a module of its
-//! own, each method's arm goes with its verb.
+//! Why this file is past 600 lines: one `match` maps every method to its control request, beside
+//! the group and result conventions they share; the requests themselves are answered by the
+//! daemon's verb modules (`daemon/requests/`), so an arm here is translation only.
 
 use std::sync::Arc;
 
