@@ -60,10 +60,16 @@ pub struct GatewayLog {
     pub closes: Vec<Option<u16>>,
     /// Presence updates (op 3 `d`), in order.
     pub presences: Vec<Value>,
+    /// RESUME payloads (`d`) of sessions this fake knows, in order (each answered RESUMED).
+    pub resumes: Vec<Value>,
 }
 
 /// A gateway connection: its writer and its sequence number.
 type Connection = (mpsc::UnboundedSender<WsMessage>, Arc<AtomicU64>);
+
+/// A session READY started: the shard it identified with (`(id, count)`), and its sequence
+/// number.
+type Session = (Option<(u64, u64)>, Arc<AtomicU64>);
 
 /// The shard that owns `guild` among `count` (Discord's rule).
 pub fn shard_of(guild: u64, count: u64) -> u64 {
@@ -94,6 +100,9 @@ struct Shared {
     logins_left: AtomicU64,
     /// Messages deleted (by someone in the channel): editing them is a 404.
     deleted: Mutex<Vec<String>>,
+    /// Sessions READY started, by id: the shard they identified with and their sequence
+    /// number, which a RESUME continues.
+    sessions: Mutex<HashMap<String, Session>>,
 }
 
 impl Shared {
@@ -220,6 +229,18 @@ impl FakeDiscord {
     /// Someone deletes message `id`: from now on, editing it is Discord's 404.
     pub fn delete_message(&self, id: &str) {
         self.shared.deleted.lock().unwrap().push(id.to_owned());
+    }
+
+    /// Invalidates the session of the current connection, as Discord does (op 9, not
+    /// resumable): the client must identify again.
+    pub fn invalidate_session(&self) {
+        let current = self.shared.current.lock().unwrap().clone();
+        let (tx, _) = current.expect("a connection to invalidate");
+        self.shared.sessions.lock().unwrap().clear();
+        tx.send(WsMessage::Text(
+            json!({"op": 9, "s": null, "t": null, "d": false}).to_string(),
+        ))
+        .unwrap();
     }
 
     /// From now on, heartbeats get no acknowledgement.
@@ -542,6 +563,8 @@ async fn gateway_connection(tcp: tokio::net::TcpStream, _peer: SocketAddr, share
     let (mut sink, mut stream) = ws.split();
     let (tx, mut rx) = mpsc::unbounded_channel::<WsMessage>();
     let seq = Arc::new(AtomicU64::new(0));
+    // The numbers of the session this connection is in (another's after a RESUME).
+    let mut session_seq = seq.clone();
     *shared.current.lock().unwrap() = Some((tx.clone(), seq.clone()));
     let writer = tokio::spawn(async move {
         while let Some(message) = rx.recv().await {
@@ -562,7 +585,16 @@ async fn gateway_connection(tcp: tokio::net::TcpStream, _peer: SocketAddr, share
         let text = match frame {
             Ok(WsMessage::Text(t)) => t,
             Ok(WsMessage::Close(c)) => {
-                closed = Some(c.map(|c| u16::from(c.code)));
+                let code = c.map(|c| u16::from(c.code));
+                // As Discord: closing with 1000 or 1001 ends the session (no RESUME of it).
+                if matches!(code, Some(1000 | 1001)) {
+                    shared
+                        .sessions
+                        .lock()
+                        .unwrap()
+                        .retain(|_, (_, s)| !Arc::ptr_eq(s, &session_seq));
+                }
+                closed = Some(code);
                 break;
             }
             Ok(_) => continue,
@@ -606,10 +638,20 @@ async fn gateway_connection(tcp: tokio::net::TcpStream, _peer: SocketAddr, share
                         guilds.clear();
                     }
                 }
+                let session = format!("session-{}", shared.next_id());
+                let shard = match (v["d"]["shard"][0].as_u64(), v["d"]["shard"][1].as_u64()) {
+                    (Some(id), Some(count)) => Some((id, count)),
+                    _ => None,
+                };
+                shared
+                    .sessions
+                    .lock()
+                    .unwrap()
+                    .insert(session.clone(), (shard, seq.clone()));
                 let ready = json!({
                     "v": 10, "user": user(BOT_ID, "testbot", true),
                     "guilds": guilds,
-                    "session_id": format!("session-{s}"),
+                    "session_id": session,
                     "resume_gateway_url": format!("ws://{}:{}", shared.public_host, shared.ws_port),
                     "shard": v["d"]["shard"].clone(),
                     "application": {"id": APP_ID.to_string(), "flags": 0},
@@ -629,8 +671,36 @@ async fn gateway_connection(tcp: tokio::net::TcpStream, _peer: SocketAddr, share
                     send(json!({"op": 11, "s": null, "t": null, "d": null}));
                 }
             }
-            // RESUME: this fake keeps no sessions; make the bot identify again.
-            Some(6) => send(json!({"op": 9, "s": null, "t": null, "d": false})),
+            // RESUME: a session this fake started continues on this connection (with no
+            // events to replay: the fake sends none while nobody is connected); any other is
+            // invalid, and the client must identify again.
+            Some(6) => {
+                let known = shared
+                    .sessions
+                    .lock()
+                    .unwrap()
+                    .get(v["d"]["session_id"].as_str().unwrap_or_default())
+                    .cloned();
+                match known {
+                    Some((shard, resumed)) => {
+                        shared.gateway.lock().unwrap().resumes.push(v["d"].clone());
+                        // The session's numbers go on where they were.
+                        session_seq = resumed;
+                        let seq = session_seq.clone();
+                        *shared.current.lock().unwrap() = Some((tx.clone(), seq.clone()));
+                        if let Some((id, count)) = shard {
+                            shared
+                                .shards
+                                .lock()
+                                .unwrap()
+                                .insert(id, (count, (tx.clone(), seq.clone())));
+                        }
+                        let s = seq.fetch_add(1, Ordering::SeqCst) + 1;
+                        send(json!({"op": 0, "t": "RESUMED", "s": s, "d": {}}));
+                    }
+                    None => send(json!({"op": 9, "s": null, "t": null, "d": false})),
+                }
+            }
             _ => {}
         }
     }

@@ -23,6 +23,11 @@ pub fn supervisor_bin() -> PathBuf {
     testkit::sibling(env!("CARGO_BIN_EXE_bot"), "supervisor")
 }
 
+/// gatewayd's binary, beside the bot's (`cargo test --workspace` builds it).
+pub fn gatewayd_bin() -> PathBuf {
+    testkit::sibling(env!("CARGO_BIN_EXE_bot"), "gatewayd")
+}
+
 /// How the bot is run.
 pub struct BotEnv<'a> {
     /// `DISCORD_TOKEN` (the fake accepts `test-token`); without one the bot must refuse to start.
@@ -47,6 +52,9 @@ pub struct BotEnv<'a> {
     pub logins_left: Option<u64>,
     /// `BOT_STATUS_EVERY_MS`: how often the status message may be edited.
     pub status_every_ms: u64,
+    /// Run gatewayd before the bot, holding the session with the fake, and connect the bot to
+    /// it (REST names a dead gateway, so the bot cannot go around it).
+    pub gatewayd: bool,
 }
 
 impl Default for BotEnv<'_> {
@@ -63,6 +71,7 @@ impl Default for BotEnv<'_> {
             alert_dms: false,
             logins_left: None,
             status_every_ms: 5000,
+            gatewayd: false,
         }
     }
 }
@@ -96,7 +105,11 @@ impl Stack {
         if bot.unreachable_gateway {
             discord.answer_gateway_with("ws://127.0.0.1:9");
         }
-        let gateway = if bot.gateway_override {
+        let gatewayd_port = free_port();
+        let gateway = if bot.gatewayd {
+            discord.answer_gateway_with("ws://127.0.0.1:9");
+            format!(r#"DISCORD_GATEWAY_URL = "ws://127.0.0.1:{gatewayd_port}", "#)
+        } else if bot.gateway_override {
             discord.answer_gateway_with("ws://127.0.0.1:9");
             format!(
                 r#"DISCORD_GATEWAY_URL = "ws://127.0.0.1:{}", "#,
@@ -113,8 +126,34 @@ impl Stack {
         } else {
             String::new()
         };
+        let gatewayd = if bot.gatewayd {
+            format!(
+                r#"
+[program.gatewayd]
+command = ["{bin}"]
+ready = "notify"
+ready_timeout = "20s"
+watchdog = "2s"
+stopwaitsecs = 10
+fatal_exitcodes = [78]
+backoff = {{ initial = "200ms", max = "1s" }}
+environment = {{ DISCORD_TOKEN = "test-token", DISCORD_GATEWAY_URL = "ws://127.0.0.1:{ws}", DISCORD_INTENTS = "37377", GATEWAY_LISTEN = "127.0.0.1:{gatewayd_port}", GATEWAY_STATE = "{root}/data/gatewayd/session.json", GATEWAY_METRICS_LISTEN = "127.0.0.1:{metrics}", RUST_LOG = "info" }}
+"#,
+                bin = gatewayd_bin().display(),
+                ws = discord.ws_port,
+                root = root.display(),
+                metrics = free_port(),
+            )
+        } else {
+            String::new()
+        };
+        let depends = if bot.gatewayd {
+            r#"depends_on = ["gatewayd"]"#
+        } else {
+            ""
+        };
         let config = format!(
-            r#"
+            r#"{gatewayd}
 [program.app]
 command = ["/bin/sh", "{root}/app/run.sh"]
 startsecs = "200ms"
@@ -125,11 +164,13 @@ healthy_after = "300ms"
 
 [program.bot]
 command = ["{bot}"]
+{depends}
 ready = "notify"
 ready_timeout = "{ready_timeout}"
 startretries = 1
-# The fake acknowledges heartbeats every 400 ms.
-watchdog = "2s"
+# The fake acknowledges heartbeats every 400 ms. Through gatewayd: serenity takes 5 s to
+# start its shard again when gatewayd restarts.
+watchdog = "{watchdog}"
 stopwaitsecs = 10
 fatal_exitcodes = [78]
 backoff = {{ initial = "200ms", max = "1s" }}
@@ -145,6 +186,7 @@ environment = {{ {token}{gateway}{shard}DISCORD_API_BASE = "{api}", DISCORD_RATE
             alert_dms = bot.alert_dms,
             dms = if bot.alert_dms { "on" } else { "off" },
             every = bot.status_every_ms,
+            watchdog = if bot.gatewayd { "10s" } else { "2s" },
         );
         std::fs::write(root.join("work/run.sh"), "").unwrap();
         git(&root.join("work"), &["add", "run.sh"]);
