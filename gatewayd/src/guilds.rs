@@ -219,7 +219,7 @@ impl Guilds {
         let Some(id) = at(item, place.id).map(str::to_owned) else {
             return;
         };
-        if let Some(array) = self.array(guild, place.array) {
+        if let Some(Value::Array(array)) = self.guild(guild).and_then(|g| g.get_mut(place.array)) {
             array.retain(|e| at(e, place.id) != Some(id.as_str()));
         }
     }

@@ -408,7 +408,10 @@ impl Hub {
         conn.state = State::Live(session.clone());
         conn.written
             .fetch_max(self.kept.delivered, Ordering::Relaxed);
-        let offset = replayed as i64 - self.kept.delivered as i64;
+        // The first event it gets is numbered right after the replay (events the full ring
+        // dropped leave no gap).
+        let from = (self.kept.delivered + 1).max(self.kept.events.front().map_or(0, |e| e.seq));
+        let offset = replayed as i64 + 1 - from as i64;
         self.remember(BotSession {
             id: session.clone(),
             offset,
@@ -420,7 +423,6 @@ impl Hub {
             guilds = self.kept.guilds.len(),
             "a bot identified: READY replayed from the held session"
         );
-        let from = self.kept.delivered + 1;
         self.replay(&session, from);
     }
 
