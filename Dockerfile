@@ -1,4 +1,5 @@
-# The bot stack in one container: `supervisor` is PID 1 and runs the bot, hookd and statusd.
+# The bot stack in one container: `supervisor` is PID 1 and runs the bot, hookd and statusd (and
+# gatewayd, which holds the bot's Discord session, when GATEWAYD=true: docs/GATEWAY.md).
 #
 #   docker build -t bot-stack .                                       # small: no Rust toolchain
 #   docker build -t bot-stack --build-arg BASE=rust:1-bookworm .      # git-push deploys rebuild the bot
@@ -36,26 +37,28 @@ COPY supervisor/proto/Cargo.toml supervisor/proto/
 COPY supervised/Cargo.toml supervised/
 COPY hookd/Cargo.toml hookd/
 COPY statusd/Cargo.toml statusd/
+COPY gatewayd/Cargo.toml gatewayd/
 COPY bot/Cargo.toml bot/
 COPY testkit/Cargo.toml testkit/
 COPY scripts/cross scripts/cross
 COPY deploy/container/compile /usr/local/bin/compile
 # Empty crates with the real manifests: this layer compiles only the dependencies, and is reused
 # until Cargo.toml or Cargo.lock change.
-RUN for c in supervisor supervisor/proto supervised hookd statusd bot testkit; do \
+RUN for c in supervisor supervisor/proto supervised hookd statusd gatewayd bot testkit; do \
       mkdir -p $c/src && echo '' > $c/src/lib.rs && echo 'fn main() {}' > $c/src/main.rs; \
     done \
     && compile \
-    && rm -rf /out supervisor/src supervisor/proto/src supervised/src hookd/src statusd/src bot/src testkit/src
+    && rm -rf /out supervisor/src supervisor/proto/src supervised/src hookd/src statusd/src gatewayd/src bot/src testkit/src
 COPY supervisor supervisor
 COPY supervised supervised
 COPY testkit testkit
 COPY hookd hookd
 COPY statusd statusd
+COPY gatewayd gatewayd
 COPY bot bot
 # The commit the bot reports in /version (the build context has no .git).
 ARG BOT_BUILD_COMMIT=unknown
-RUN find supervisor supervised hookd statusd bot testkit -name '*.rs' -exec touch {} + \
+RUN find supervisor supervised hookd statusd gatewayd bot testkit -name '*.rs' -exec touch {} + \
     && BOT_BUILD_COMMIT="$BOT_BUILD_COMMIT" compile
 
 # ---- runtime ----
@@ -67,6 +70,7 @@ RUN apt-get update \
     && useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin --groups control hookd \
     && useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin --groups control statusd \
     && useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin --groups control bot \
+    && useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin gatewayd \
     && useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin builder \
     && mkdir -p /app/data
 COPY --from=build /out/ /usr/local/bin/
@@ -95,14 +99,14 @@ FROM runtime AS small-files
 RUN mkdir -p /small/etc/ssl/certs /small/app/data \
     && cp /etc/passwd /etc/group /small/etc/ \
     && cp /etc/ssl/certs/ca-certificates.crt /small/etc/ssl/certs/ \
-    && for lib in $(ldd /usr/local/bin/hookd /usr/local/bin/statusd /usr/local/bin/bot \
+    && for lib in $(ldd /usr/local/bin/hookd /usr/local/bin/statusd /usr/local/bin/gatewayd /usr/local/bin/bot \
          | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// && $2 ~ /^\(0x/ {print $1}' | sort -u); do \
          cp --parents -L "$lib" /small/; \
        done
 
 FROM scratch AS small
 COPY --from=small-files /small/ /
-COPY --from=build /out/supervisor /out/hookd /out/statusd /usr/local/bin/
+COPY --from=build /out/supervisor /out/hookd /out/statusd /out/gatewayd /usr/local/bin/
 COPY deploy/container/prebuilt.toml /app/supervisor.toml
 WORKDIR /app
 ENV SUPERVISOR_CONFIG=/app/supervisor.toml PATH=/usr/local/bin

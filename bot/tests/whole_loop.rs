@@ -118,6 +118,7 @@ fn root_a_push_through_nginx_redeploys_the_bot_and_it_announces_the_result() {
         .env("HOOKD_USER", "nobody")
         .env("STATUSD_USER", "nobody")
         .env("BOT_USER", "nobody")
+        .env("GATEWAYD_USER", "nobody")
         .env("BUILD_USER", "daemon")
         .env("CONTROL_GROUP", "nogroup")
         .env("BOT_REPO_URL", root.join("forge.git"))

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use supervised::Secret;
 
-/// Discord's gateway, where the held session connects unless `DISCORD_GATEWAY_URL` says
+/// Discord's gateway, where the held session connects unless `GATEWAY_UPSTREAM_URL` says
 /// otherwise.
 pub const DISCORD_GATEWAY: &str = "wss://gateway.discord.gg";
 
@@ -18,7 +18,8 @@ pub struct Settings {
     /// `DISCORD_TOKEN`, or the contents of the file `DISCORD_TOKEN_FILE` names: the session's
     /// login, and what a bot connecting here must present.
     pub token: Secret,
-    /// `DISCORD_GATEWAY_URL`: the upstream gateway (`ws://` or `wss://`), default Discord's.
+    /// `GATEWAY_UPSTREAM_URL`: the gateway the held session connects to (`ws://` or `wss://`),
+    /// default Discord's. (Not `DISCORD_GATEWAY_URL`, which is the bot's and names gatewayd.)
     pub upstream: String,
     /// `DISCORD_INTENTS`: the held session's intents, a number as Discord writes them.
     pub intents: u64,
@@ -59,13 +60,13 @@ impl Settings {
                 Secret::new("")
             }
         };
-        let upstream = env("DISCORD_GATEWAY_URL").map_or_else(
+        let upstream = env("GATEWAY_UPSTREAM_URL").map_or_else(
             || DISCORD_GATEWAY.to_owned(),
             |u| u.trim().trim_end_matches('/').to_owned(),
         );
         if !(upstream.starts_with("ws://") || upstream.starts_with("wss://")) {
             problems.push(format!(
-                "DISCORD_GATEWAY_URL={upstream:?} must start with ws:// or wss://"
+                "GATEWAY_UPSTREAM_URL={upstream:?} must start with ws:// or wss://"
             ));
         }
         let intents = match env("DISCORD_INTENTS") {
@@ -146,7 +147,7 @@ mod tests {
     #[test]
     fn every_problem_is_named_at_once() {
         let e = read(&[
-            ("DISCORD_GATEWAY_URL", "http://x"),
+            ("GATEWAY_UPSTREAM_URL", "http://x"),
             ("DISCORD_INTENTS", "all"),
             ("GATEWAY_LISTEN", "localhost"),
             ("GATEWAY_BUFFER", "0"),
@@ -154,7 +155,7 @@ mod tests {
         .unwrap_err();
         for part in [
             "no Discord token",
-            "DISCORD_GATEWAY_URL=\"http://x\" must start with ws:// or wss://",
+            "GATEWAY_UPSTREAM_URL=\"http://x\" must start with ws:// or wss://",
             "DISCORD_INTENTS=\"all\" is not a number",
             "GATEWAY_LISTEN=\"localhost\" is not an address",
             "GATEWAY_BUFFER=\"0\" must be a number of events from 1 to 1000000",

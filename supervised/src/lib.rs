@@ -1,4 +1,4 @@
-//! `supervised`: what the programs our supervisor runs (hookd, statusd, the bot) share, so
+//! `supervised`: what the programs our supervisor runs (hookd, statusd, gatewayd, the bot) share, so
 //! that each behaves the same way under it.
 //!
 //! # Layout

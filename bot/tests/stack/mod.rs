@@ -137,7 +137,7 @@ watchdog = "2s"
 stopwaitsecs = 10
 fatal_exitcodes = [78]
 backoff = {{ initial = "200ms", max = "1s" }}
-environment = {{ DISCORD_TOKEN = "test-token", DISCORD_GATEWAY_URL = "ws://127.0.0.1:{ws}", DISCORD_INTENTS = "37377", GATEWAY_LISTEN = "127.0.0.1:{gatewayd_port}", GATEWAY_STATE = "{root}/data/gatewayd/session.json", GATEWAY_METRICS_LISTEN = "127.0.0.1:{metrics}", RUST_LOG = "info" }}
+environment = {{ DISCORD_TOKEN = "test-token", GATEWAY_UPSTREAM_URL = "ws://127.0.0.1:{ws}", DISCORD_INTENTS = "37377", GATEWAY_LISTEN = "127.0.0.1:{gatewayd_port}", GATEWAY_STATE = "{root}/data/gatewayd/session.json", GATEWAY_METRICS_LISTEN = "127.0.0.1:{metrics}", RUST_LOG = "info" }}
 "#,
                 bin = gatewayd_bin().display(),
                 ws = discord.ws_port,
