@@ -1,6 +1,7 @@
 //! The fake Discord of the bot's tests (`bot/tests/stack/fake_discord.rs`) as a program, for
 //! tests that run the bot where a test process cannot reach (the Swarm test's stack: replicas
-//! in containers). Driven over HTTP: `/_fake/calls`, `/_fake/gateway`, `/_fake/slash`.
+//! in containers). Driven over HTTP: `/_fake/calls`, `/_fake/gateway`, `/_fake/slash`, `/_fake/say`
+//! (also by scripts/bench/gateway.py).
 //!
 //!   fake_discord [LISTEN_IP [HTTP_PORT [WS_PORT [PUBLIC_HOST]]]]
 //!   default:      127.0.0.1  8080        8081      127.0.0.1

@@ -47,6 +47,16 @@ pub struct RestCall {
     pub method: String,
     pub path: String,
     pub body: Value,
+    /// When it arrived.
+    pub at: Instant,
+}
+
+/// Microseconds from the first call of this in the process to `at` (the clock `/_fake/...`
+/// reports times on).
+fn micros(at: Instant) -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(Instant::now);
+    at.saturating_duration_since(start).as_micros() as u64
 }
 
 /// What the gateway saw.
@@ -332,19 +342,25 @@ impl FakeDiscord {
 
     /// A message in the test channel (prefix commands).
     pub fn say(&self, user_id: u64, content: &str) {
-        let mut d = message(
-            &self.shared,
-            &CHANNEL_ID.to_string(),
-            user(user_id, &format!("user{user_id}"), false),
-            content,
-        );
-        d["guild_id"] = json!(GUILD_ID.to_string());
-        let mut m = member(user_id, "");
-        m.as_object_mut().unwrap().remove("user");
-        d["member"] = m;
-        checked::<serenity::Message>(&self.shared, "MESSAGE_CREATE", d.clone());
+        let d = channel_message(&self.shared, user_id, content);
         self.dispatch("MESSAGE_CREATE", d);
     }
+}
+
+/// A MESSAGE_CREATE's `d`: `content` from `user_id` in the test channel.
+fn channel_message(shared: &Shared, user_id: u64, content: &str) -> Value {
+    let mut d = message(
+        shared,
+        &CHANNEL_ID.to_string(),
+        user(user_id, &format!("user{user_id}"), false),
+        content,
+    );
+    d["guild_id"] = json!(GUILD_ID.to_string());
+    let mut m = member(user_id, "");
+    m.as_object_mut().unwrap().remove("user");
+    d["member"] = m;
+    checked::<serenity::Message>(shared, "MESSAGE_CREATE", d.clone());
+    d
 }
 
 /// Sends a dispatch (`op` 0) about the test guild to the shard that owns it (the latest
@@ -395,9 +411,12 @@ fn slash(
 }
 
 /// `/_fake/...`: what a test outside this process reads and drives (the Swarm test).
-///   GET  /_fake/calls     the REST calls, as `[{method, path, body}]`
+///   GET  /_fake/calls     the REST calls, as `[{method, path, body, at_us}]`
 ///   GET  /_fake/gateway   `{connections, identifies, heartbeats}`
 ///   POST /_fake/slash     `{user, name, options, resolved}`: a slash command; answers its id
+///   POST /_fake/say       `{user, content}`: a message in the test channel; answers
+///                         `{sent_us}`, when it was handed to the gateway connection (the
+///                         clock of `at_us`)
 fn control_routes() -> axum::Router<Arc<Shared>> {
     use axum::routing::{get, post};
     axum::Router::new()
@@ -409,7 +428,7 @@ fn control_routes() -> axum::Router<Arc<Shared>> {
                     .lock()
                     .unwrap()
                     .iter()
-                    .map(|c| json!({"method": c.method, "path": c.path, "body": c.body}))
+                    .map(|c| json!({"method": c.method, "path": c.path, "body": c.body, "at_us": micros(c.at)}))
                     .collect();
                 json_response(StatusCode::OK, &Value::from(calls))
             }),
@@ -420,6 +439,21 @@ fn control_routes() -> axum::Router<Arc<Shared>> {
                 let g = shared.gateway.lock().unwrap();
                 let v = json!({"connections": g.connections, "identifies": g.identifies, "heartbeats": g.heartbeats});
                 json_response(StatusCode::OK, &v)
+            }),
+        )
+        .route(
+            "/_fake/say",
+            post(|State(shared): State<Arc<Shared>>, body: Bytes| async move {
+                let Ok(v) = serde_json::from_slice::<Value>(&body) else {
+                    return json_response(StatusCode::BAD_REQUEST, &json!({"error": "not JSON"}));
+                };
+                let user = v["user"].as_u64().unwrap_or(OWNER_ID);
+                let content = v["content"].as_str().unwrap_or_default();
+                let d = channel_message(&shared, user, content);
+                match dispatch(&shared, "MESSAGE_CREATE", d) {
+                    Ok(()) => json_response(StatusCode::OK, &json!({"sent_us": micros(Instant::now())})),
+                    Err(e) => json_response(StatusCode::CONFLICT, &json!({"error": e})),
+                }
             }),
         )
         .route(
@@ -464,6 +498,7 @@ async fn rest(
         method: method.to_string(),
         path: path.clone(),
         body: body.clone(),
+        at: Instant::now(),
     });
     let parts: Vec<&str> = path.trim_start_matches("/api/v10/").split('/').collect();
     let ok = |v: Value| json_response(StatusCode::OK, &v);
