@@ -120,9 +120,10 @@ impl Guilds {
                 self.guilds.insert(id.to_owned(), value);
             }
             "GUILD_UPDATE" => {
-                if let (Some(id), Some(fields)) = (d["id"].as_str(), d.as_object())
-                    && let Some(Some(Value::Object(guild))) = self.guilds.get_mut(id)
-                {
+                let (Some(id), Some(fields)) = (d["id"].as_str(), d.as_object()) else {
+                    return;
+                };
+                if let Some(Some(Value::Object(guild))) = self.guilds.get_mut(id) {
                     for (k, v) in fields {
                         guild.insert(k.clone(), v.clone());
                     }
@@ -231,9 +232,8 @@ impl Guilds {
     }
 
     fn count_members(&mut self, guild: Option<&str>, by: i64) {
-        if let Some(g) = self.guild(guild)
-            && let Some(n) = g.get("member_count").and_then(Value::as_i64)
-        {
+        let Some(g) = self.guild(guild) else { return };
+        if let Some(n) = g.get("member_count").and_then(Value::as_i64) {
             g.insert("member_count".into(), json!((n + by).max(0)));
         }
     }

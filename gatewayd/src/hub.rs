@@ -428,9 +428,8 @@ impl Hub {
 
     fn remember(&mut self, session: BotSession) {
         let sessions = &mut self.kept.sessions;
-        if sessions.len() >= SESSIONS
-            && let Some(i) = sessions.iter().position(|s| s.conn.is_none())
-        {
+        let unused = sessions.iter().position(|s| s.conn.is_none());
+        if let (true, Some(i)) = (sessions.len() >= SESSIONS, unused) {
             sessions.remove(i);
         }
         self.kept.active = Some(session.id.clone());
@@ -505,10 +504,9 @@ impl Hub {
             );
             return self.invalid_session(id);
         }
-        if let Some(old) = before.filter(|&old| old != id)
-            && let Some(c) = self.conns.get_mut(&old)
-        {
-            // The session moved to this connection: the old one gets nothing more.
+        // The session moved to this connection: the old one gets nothing more.
+        let old = before.filter(|&old| old != id);
+        if let Some(c) = old.and_then(|old| self.conns.get_mut(&old)) {
             c.state = State::New;
         }
         if let Some(s) = self.kept.sessions.iter_mut().find(|s| s.id == wanted) {
@@ -690,18 +688,21 @@ impl Hub {
     }
 
     fn event(&mut self, t: &str, d: &RawValue) {
-        if guilds::follows(t)
-            && let Ok(value) = serde_json::from_str::<Value>(d.get())
-        {
-            self.kept.guilds.apply(t, &value);
+        if guilds::follows(t) {
+            if let Ok(value) = serde_json::from_str::<Value>(d.get()) {
+                self.kept.guilds.apply(t, &value);
+            }
         }
         let seq = self.kept.next_seq;
         self.kept.next_seq += 1;
         self.stats.received.fetch_add(1, Ordering::Relaxed);
-        if self.kept.events.len() >= self.config.capacity
-            && let Some(old) = self.kept.events.pop_front()
-            && old.seq > self.kept.delivered
-        {
+        let full = self.kept.events.len() >= self.config.capacity;
+        let evicted = if full {
+            self.kept.events.pop_front()
+        } else {
+            None
+        };
+        if evicted.is_some_and(|old| old.seq > self.kept.delivered) {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             if !std::mem::replace(&mut self.warned_drop, true) {
                 tracing::warn!(

@@ -134,9 +134,8 @@ pub async fn run(settings: Settings, listener: TcpListener, metrics: Option<TcpL
     if let Some((tx, task)) = saver {
         drop(tx);
         let _ = tokio::time::timeout(SAVE_WAIT, task).await;
-        if code.is_none()
-            && let Some(path) = settings.state.clone()
-        {
+        let path = settings.state.clone().filter(|_| code.is_none());
+        if let Some(path) = path {
             let kept = hub.kept();
             let saved = tokio::task::spawn_blocking(move || state::save(&path, &kept));
             match tokio::time::timeout(SAVE_WAIT, saved).await {

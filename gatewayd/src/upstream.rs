@@ -87,9 +87,8 @@ async fn hold(mut shard: Shard, tx: mpsc::Sender<Up>, mut stopped: oneshot::Rece
         tokio::select! {
             item = shard.next() => match item {
                 Some(item) => {
-                    if let Some(up) = report(item)
-                        && tx.send(up).await.is_err()
-                    {
+                    let Some(up) = report(item) else { continue };
+                    if tx.send(up).await.is_err() {
                         return;
                     }
                 }
