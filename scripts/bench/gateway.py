@@ -25,7 +25,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from supervisor_vs_supervisord import stop, wait_for  # noqa: E402
+from supervisor_vs_supervisord import rss_kib, stop, wait_for  # noqa: E402
 
 
 def free_port():
@@ -44,14 +44,6 @@ def call(port, method, path, body=None):
 
 def calls(port):
     return call(port, "GET", "/_fake/calls")
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def round_trip(http, messages):

@@ -1,6 +1,7 @@
 //! The hub alone: frames in as Discord and bots send them, frames out as bots receive them.
 
 use super::*;
+use std::time::Duration;
 
 /// A bot's connection as the hub sees it: what it was sent, with the writer's mark kept as a
 /// real writer keeps it (each frame taken counts as written).
