@@ -142,11 +142,20 @@ fn root_a_push_through_nginx_redeploys_the_bot_and_it_announces_the_result() {
             .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
+    // gatewayd is off unless GATEWAYD=true: STOPPED, and the bot does not wait for it.
     wait_until("the three programs to run", || {
         serde_json::from_str::<Value>(&ctl(&["status", "--json"])).is_ok_and(|s| {
-            s["programs"]
-                .as_array()
-                .is_some_and(|p| p.len() == 3 && p.iter().all(|p| p["state"] == "RUNNING"))
+            s["programs"].as_array().is_some_and(|p| {
+                p.len() == 4
+                    && p.iter().all(|p| {
+                        p["state"]
+                            == if p["name"] == "gatewayd" {
+                                "STOPPED"
+                            } else {
+                                "RUNNING"
+                            }
+                    })
+            })
         })
     });
     let status: Value = serde_json::from_str(&ctl(&["status", "--json"])).unwrap();
