@@ -2,7 +2,8 @@
 //! under a real supervisor against the fake Discord on 127.0.0.1. It is deployed from a local
 //! git remote by the example's own step (a virtualenv per requirements.txt), is RUNNING only
 //! once discord.py's READY came, answers `!ping`, takes a push, gives back the old release
-//! with its old dependencies when a commit crashes, and closes the gateway on SIGTERM.
+//! with its old dependencies when a commit crashes, and closes the gateway on SIGTERM; then
+//! runs through gatewayd, restarting without a new login.
 //!
 //! pip installs from `target/python-bot-wheels`, which scripts/test fills from PyPI (the
 //! example's pins and one older discord.py, for the crashing commit).
@@ -175,5 +176,50 @@ fn the_python_example_deploys_answers_rolls_back_with_its_dependencies_and_close
     });
     let close = discord.gateway(|g| g.closes.last().copied().flatten());
     assert_eq!(close, Some(1000), "a close frame, code 1000");
+
+    // The same bot through gatewayd (docs/GATEWAY.md): only its gateway URL changes, and its
+    // restarts cost no login.
+    let port = free_port();
+    let through = config.replace(
+        &format!(
+            "DISCORD_GATEWAY_URL = \"ws://127.0.0.1:{}\"",
+            discord.ws_port
+        ),
+        &format!("DISCORD_GATEWAY_URL = \"ws://127.0.0.1:{port}\""),
+    ) + &format!(
+        r#"
+[program.gatewayd]
+command = ["{bin}"]
+ready = "notify"
+# discord.py asks for its default intents and message content.
+environment = {{ GATEWAY_UPSTREAM_URL = "ws://127.0.0.1:{ws}", GATEWAY_LISTEN = "127.0.0.1:{port}", DISCORD_INTENTS = "3276799" }}
+pass_env = ["DISCORD_TOKEN"]
+"#,
+        bin = gatewayd_bin().display(),
+        ws = discord.ws_port,
+    );
+    assert!(through.contains(&format!("127.0.0.1:{port}\" }}")));
+    std::fs::write(sup.path("supervisor.toml"), through).unwrap();
+    let (code, out, err) = ctl(&sup, &["update"]);
+    assert_eq!(code, 0, "{out}{err}");
+    sup.wait_state("gatewayd", "RUNNING");
+    let logins = discord.gateway(|g| g.identifies.len());
+    for round in 0..2 {
+        let (code, out, err) = ctl(&sup, &["restart", "bot"]);
+        assert_eq!(code, 0, "{out}{err}");
+        wait_until("discord.py to be served READY by gatewayd", || {
+            bot(&sup)["state"] == "RUNNING"
+        });
+        assert_eq!(
+            ping(&discord),
+            "pong v2 (discord.py 2.6.4)",
+            "round {round}"
+        );
+    }
+    assert_eq!(
+        discord.gateway(|g| g.identifies.len()),
+        logins,
+        "discord.py's two starts through gatewayd: no login"
+    );
     discord.assert_payloads_parsed();
 }

@@ -31,6 +31,8 @@ const LOOP_WINDOW: Duration = Duration::from_secs(600);
 pub(super) struct Alerts {
     recent: VecDeque<Alert>,
     writer: mpsc::Sender<Alert>,
+    /// Resolves once the writer thread has written every alert it was given.
+    written: tokio::sync::oneshot::Receiver<()>,
     events: broadcast::Sender<Arc<Event>>,
     seq: u64,
     /// By program name.
@@ -42,6 +44,7 @@ impl Alerts {
         let mut recent: Vec<Alert> = crate::jsonl::newest(&path, KEEP);
         recent.reverse();
         let (writer, rx) = mpsc::channel::<Alert>();
+        let (done, written) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
             .name("alerts".into())
             .stack_size(128 * 1024)
@@ -51,14 +54,22 @@ impl Alerts {
                         tracing::error!(path = %path.display(), error = %e, "cannot keep an alert");
                     }
                 }
+                let _ = done.send(());
             })?;
         Ok(Self {
             recent: recent.into(),
             writer,
+            written,
             events,
             seq: 0,
             watches: HashMap::new(),
         })
+    }
+
+    /// Takes no more alerts; what it returns resolves once those taken are on disk (so that
+    /// the supervisor does not exit with an alert still in the writer's queue).
+    pub fn close(self) -> tokio::sync::oneshot::Receiver<()> {
+        self.written
     }
 
     /// What is remembered of `program`, to change it (made on its first state change).
@@ -171,6 +182,11 @@ impl Alerts {
             .values()
             .flat_map(|w| [w.recover_at, w.fatal_at])
             .flatten()
+    }
+
+    /// Whether a FATAL alert still waits for its program's last words.
+    pub fn fatal_pending(&self) -> bool {
+        self.watches.values().any(|w| w.fatal_at.is_some())
     }
 
     /// Whether the FATAL alert of `program` is due (`now`; `None`: at once, at exit); it is

@@ -236,8 +236,12 @@ impl Daemon {
         Ok(daemon)
     }
 
+    /// Shutting down, nothing left running, and no FATAL alert still waiting (at most
+    /// `FATAL_SETTLE`) for the last line its program wrote.
     fn finished(&self) -> bool {
-        self.shutdown.is_some() && !self.programs.iter().any(|p| p.state.is_live())
+        self.shutdown.is_some()
+            && !self.programs.iter().any(|p| p.state.is_live())
+            && !self.alerts.fatal_pending()
     }
 
     fn index(&self, name: &str) -> Option<usize> {

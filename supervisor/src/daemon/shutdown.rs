@@ -123,7 +123,8 @@ impl Daemon {
         tracing::info!(exit_code, "all programs stopped");
         // Event streams end; our copies of the pipes' write ends go, so each reader ends once
         // the last process holding its pipe is gone.
-        drop((programs, echo, events, alerts));
+        let alerts_written = alerts.close();
+        drop((programs, echo, events));
         let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
         for capture in captures {
             if tokio::time::timeout_at(deadline, capture).await.is_err() {
@@ -134,6 +135,8 @@ impl Daemon {
             }
         }
         let _ = tokio::time::timeout_at(deadline + DRAIN_TIMEOUT, echo_done).await;
+        // The last alerts (a FATAL that ended the supervisor) are kept before it exits.
+        let _ = tokio::time::timeout_at(deadline + DRAIN_TIMEOUT, alerts_written).await;
         exit_code
     }
 }
