@@ -44,6 +44,7 @@ fn main() -> ExitCode {
             },
         };
         tracing::info!(listen = %settings.listen, upstream = %settings.upstream, "gatewayd listening");
-        ExitCode::from(gatewayd::run(settings, listener, metrics).await)
+        let shutdown = supervised::shutdown::signal();
+        ExitCode::from(gatewayd::run(settings, listener, metrics, shutdown).await)
     })
 }

@@ -31,9 +31,15 @@ fn exit_code(code: u16) -> u8 {
     }
 }
 
-/// Serves bots on `listener` (and `/metrics` on `metrics`) until SIGTERM or SIGINT, or until
-/// Discord ends the session for good; returns the exit code.
-pub async fn run(settings: Settings, listener: TcpListener, metrics: Option<TcpListener>) -> u8 {
+/// Serves bots on `listener` (and `/metrics` on `metrics`) until `shutdown` resolves (the
+/// binary's: SIGTERM or SIGINT), or until Discord ends the session for good; returns the exit
+/// code.
+pub async fn run(
+    settings: Settings,
+    listener: TcpListener,
+    metrics: Option<TcpListener>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> u8 {
     let stats = Arc::new(Stats::default());
     let kept = settings.state.as_deref().and_then(state::load);
     let url = listener
@@ -57,7 +63,6 @@ pub async fn run(settings: Settings, listener: TcpListener, metrics: Option<TcpL
     let notifier = Arc::new(supervised::notify::Notifier::from_env());
     let mut tick = tokio::time::interval(TICK);
     let mut save_tick = tokio::time::interval(SAVE_EVERY);
-    let shutdown = supervised::shutdown::signal();
     tokio::pin!(shutdown);
     let code = loop {
         let effects = tokio::select! {
