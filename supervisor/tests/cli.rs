@@ -79,7 +79,7 @@ fn the_shipped_configuration_is_valid() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let (code, stdout, stderr) = run(&["check", "-c", "supervisor.toml"], &root);
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(stdout, "supervisor.toml: ok (3 programs)\n");
+    assert_eq!(stdout, "supervisor.toml: ok (4 programs)\n");
 }
 
 #[test]
