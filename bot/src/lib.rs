@@ -133,7 +133,13 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
                 reset_after_ms = limit.reset_after,
                 "Discord login budget"
             );
-            if limit.remaining < settings.login_reserve {
+            // Through a gateway on this machine (gatewayd) a start spends no login: the
+            // budget is shown, and the reserve is the proxy's to keep.
+            let local = settings
+                .gateway_url
+                .as_deref()
+                .is_some_and(logic::local_gateway);
+            if limit.remaining < settings.login_reserve && !local {
                 return give_up(&format!(
                     "{budget}: not logging in below the reserve of {} (DISCORD_LOGIN_RESERVE)",
                     settings.login_reserve

@@ -361,6 +361,27 @@ pub fn presence_text(programs: &[ProgramInfo], deploying: Option<&str>) -> Optio
     (!down.is_empty()).then(|| format!("degraded: {}", down.join(", ")))
 }
 
+/// Whether `url` is a gateway on this machine (`ws://127.0.0.1:7878`, `ws://localhost:...`,
+/// `ws://[::1]:...`): a proxy that holds the session, such as gatewayd, where the bot's start
+/// spends none of Discord's logins.
+pub fn local_gateway(url: &str) -> bool {
+    let Some(rest) = url
+        .strip_prefix("ws://")
+        .or_else(|| url.strip_prefix("wss://"))
+    else {
+        return false;
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Discord's login budget as the owner reads it: `Discord logins: 997 of 1000 left, resets in
 /// 5 h 12 min`.
 pub fn login_budget(remaining: u64, total: u64, reset_after_ms: u64) -> String {
@@ -419,6 +440,27 @@ pub const NOT_AN_OWNER: &str =
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn a_gateway_on_this_machine_is_told_from_discord_s() {
+        for local in [
+            "ws://127.0.0.1:7878",
+            "ws://localhost:7878/?v=10",
+            "ws://[::1]:7878",
+            "ws://127.0.0.2:1",
+        ] {
+            assert!(local_gateway(local), "{local}");
+        }
+        for remote in [
+            "wss://gateway.discord.gg",
+            "ws://10.0.0.1:7878",
+            "ws://localhost.example.org:7878",
+            "http://127.0.0.1:7878",
+            "ws://[2001:db8::1]:7878",
+        ] {
+            assert!(!local_gateway(remote), "{remote}");
+        }
+    }
 
     fn record(result: &str) -> DeployRecord {
         DeployRecord {
