@@ -3,7 +3,7 @@
 #
 #   docker build -t bot-stack .                                       # small: no Rust toolchain
 #   docker build -t bot-stack --build-arg BASE=rust:1-bookworm .      # git-push deploys rebuild the bot
-#   docker build -t bot-stack:small --target small .                  # prebuilt releases only (17 MB)
+#   docker build -t bot-stack:small --target small .                  # prebuilt releases only (19 MB)
 #
 # For a Pi, built on an x86 machine (the build stage cross-compiles; rustc is not emulated):
 #   docker buildx build --platform linux/arm64 -t bot-stack .          # BuildKit
