@@ -320,6 +320,16 @@ async fn read(
     parse(leaf.as_ref())
 }
 
+/// A serial number as `openssl x509 -serial` prints it: upper-case hex of the number, without
+/// the zero byte DER puts before one whose first bit is set (half of all random serials).
+fn openssl_serial(raw: &[u8]) -> String {
+    let first = raw
+        .iter()
+        .position(|&b| b != 0)
+        .unwrap_or(raw.len().saturating_sub(1));
+    raw[first..].iter().map(|b| format!("{b:02X}")).collect()
+}
+
 /// The fields of a DER certificate.
 pub fn parse(der: &[u8]) -> Result<Certificate, String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der)
@@ -328,7 +338,7 @@ pub fn parse(der: &[u8]) -> Result<Certificate, String> {
     Ok(Certificate {
         subject: cert.subject().to_string(),
         issuer: cert.issuer().to_string(),
-        serial: cert.raw_serial_as_string().replace(':', "").to_uppercase(),
+        serial: openssl_serial(cert.raw_serial()),
         not_before: validity.not_before.timestamp(),
         not_after: validity.not_after.timestamp(),
     })
@@ -404,6 +414,14 @@ impl ServerCertVerifier for ReadOnly {
 mod tests {
     #![allow(clippy::unwrap_used)] // in a test, an unwrap is an assertion
     use super::*;
+
+    #[test]
+    fn serials_read_as_openssl_prints_them() {
+        assert_eq!(openssl_serial(&[0x00, 0xEC, 0x96, 0x0A]), "EC960A");
+        assert_eq!(openssl_serial(&[0x5E, 0x01]), "5E01");
+        assert_eq!(openssl_serial(&[0x00]), "00");
+        assert_eq!(openssl_serial(&[0x01]), "01");
+    }
 
     fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
         move |k| {
